@@ -1,0 +1,1 @@
+"""Agents that train causal language models against lm-envs environments."""

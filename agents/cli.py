@@ -1,0 +1,43 @@
+"""The ``lm-envs`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lm-envs", description="Token-level RL environments for language models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="roll the embedded tiny model and a gold policy through an env")
+    demo.add_argument("--env", default="LMEnv/Math-v0", help="registered env id (default: %(default)s)")
+    demo.add_argument("--num-envs", type=int, default=64)
+    demo.add_argument("--seed", type=int, default=0)
+    sub.add_parser("envs", help="list the registered lm-envs ids")
+    args = parser.parse_args(argv)
+
+    if args.command == "envs":
+        import gymnasium as gym
+
+        import lm_envs
+
+        for env_id in lm_envs.registered_ids():
+            kw = gym.spec(env_id).kwargs
+            print(f"{env_id:28s} max_new_tokens={kw.get('max_new_tokens', 256)}")
+        return 0
+    if args.command == "demo":
+        import gymnasium as gym
+
+        from agents import demo as demo_module
+
+        try:
+            demo_module.main(args.env, args.num_envs, args.seed)
+        except gym.error.Error as e:
+            print(f"lm-envs demo: {e}", file=sys.stderr)
+            return 2
+        return 0
+    return 2  # pragma: no cover
+
+
+if __name__ == "__main__":
+    sys.exit(main())

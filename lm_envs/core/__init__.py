@@ -1,0 +1,1 @@
+"""Core contracts: problems, tasks, rewards, the token/vector/text environments, tokenizers."""

@@ -1,0 +1,249 @@
+"""The batched episode state machine behind :class:`TokenEnv` and :class:`TokenVectorEnv`.
+
+State lives in numpy arrays over the batch (token buffer, mask, lengths); the per-token hot path
+is a handful of vectorised array operations. Python work happens only for the few envs whose token
+may close a reasoning step (a lookup table says which token ids contain the separator's last
+byte) and for envs that end; their reward calls are batched across the whole vector step.
+Decoding is incremental: each generated token's bytes are read once when its step closes and once
+when the episode ends, so the cost of a step does not grow with the length of the episode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lm_envs.core.problem import Problem
+from lm_envs.core.reward import Outcome, Reward, as_outcome
+from lm_envs.core.steps import advance_steps
+from lm_envs.core.task import Task
+from lm_envs.core.tokenizer import TextCodec
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Settings shared by the token, vector and text environments (validated on creation)."""
+
+    max_prompt_tokens: int = 256
+    max_new_tokens: int = 256
+    step_separator: str = "\n"
+    truncation_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_prompt_tokens", "max_new_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        if not isinstance(self.step_separator, str) or not self.step_separator:
+            raise ValueError(f"step_separator must be a non-empty str (default '\\n'), got {self.step_separator!r}.")
+        penalty = float(self.truncation_penalty)
+        if penalty != penalty or abs(penalty) == float("inf"):
+            raise ValueError(f"truncation_penalty must be finite, got {self.truncation_penalty!r}.")
+
+
+def tracks_steps(task: Task, reward: Reward) -> bool:
+    """Whether an env must split its completions into steps (process rewards or a stop rule)."""
+    return bool(reward.process) or task.has_stop_rule
+
+
+class EpisodeBatch:
+    """``n`` token-level episodes stepped together; see the module docstring.
+
+    Args:
+        n: Number of episodes (batch size).
+        task: Source of problems and of the stop rule.
+        reward: Outcome and process rewards.
+        codec: The tokenizer.
+        action_size: Width of the action space (the model's logits width).
+        config: Token budgets, separator and truncation penalty.
+    """
+
+    def __init__(
+        self, n: int, task: Task, reward: Reward, codec: TextCodec, action_size: int, config: EnvConfig
+    ) -> None:
+        self.n, self.task, self.reward, self.codec, self.config = n, task, reward, codec, config
+        self.action_size = action_size
+        self.width = config.max_prompt_tokens + config.max_new_tokens
+        self.tokens = np.full((n, self.width), codec.pad_token_id, dtype=np.int64)
+        self.mask = np.zeros((n, self.width), dtype=np.int8)
+        self.length = np.zeros(n, dtype=np.int64)
+        self.prompt_length = np.zeros(n, dtype=np.int64)
+        self.generated = np.zeros(n, dtype=np.int64)
+        self.running = np.zeros(n, dtype=bool)
+
+        self.separator = config.step_separator.encode("utf-8")
+        self.track_steps = tracks_steps(task, reward)
+        self.stops = task.stops if task.has_stop_rule else None
+        self.is_eos = np.zeros(action_size, dtype=bool)
+        self.is_eos[codec.eos_token_id] = True
+        last = self.separator[-1:]
+        self.may_close = codec.lookup_table(action_size, lambda b: last in b)
+
+        # Per-episode Python state, touched only at step boundaries and episode ends.
+        self.problems: list[Problem | None] = [None] * n
+        self.prefixes: list[str] = [""] * n
+        self.histories: list[list[str]] = [[] for _ in range(n)]
+        self.carries: list[bytes] = [b""] * n
+        self.step_rewards: list[list[float]] = [[] for _ in range(n)]
+        self.region_start = np.zeros(n, dtype=np.int64)  # buffer index of the first undecoded token
+        self.region_offset = np.zeros(n, dtype=np.int64)  # generated-byte offset where `carry` starts
+        self.text_end = np.full(n, -1, dtype=np.int64)  # generated-byte cut after a stop, -1 if none
+
+    # ------------------------------------------------------------------ start
+
+    def start(self, i: int, problem: Problem, prefix: str = "") -> None:
+        """Begin episode ``i`` on ``problem``, with ``prefix`` (a start state) after the prompt."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"reset option 'prefix' must be a str, got {type(prefix).__name__}.")
+        codec, cfg = self.codec, self.config
+        ids = codec.encode(problem.prompt, add_special_tokens=True)
+        if prefix:
+            ids += codec.encode(prefix)
+        if not ids:
+            raise ValueError(f"problem {problem.id!r} has an empty prompt; the model needs at least one token.")
+        if len(ids) > cfg.max_prompt_tokens:
+            raise ValueError(
+                f"prompt of problem {problem.id!r} is {len(ids)} tokens (start-state prefix included), more than "
+                f"max_prompt_tokens={cfg.max_prompt_tokens}; raise max_prompt_tokens (gym.make(..., "
+                f"max_prompt_tokens={len(ids)}))."
+            )
+        if max(ids) >= self.action_size:
+            raise ValueError(
+                f"the tokenizer produced id {max(ids)}, outside the action space of size {self.action_size}; "
+                "pass vocab_size= equal to the model's logits width."
+            )
+        p = len(ids)
+        self.tokens[i].fill(codec.pad_token_id)
+        self.mask[i].fill(0)
+        self.tokens[i, :p] = ids
+        self.mask[i, :p] = 1
+        self.length[i] = self.prompt_length[i] = p
+        self.generated[i] = 0
+        self.running[i] = True
+        self.problems[i], self.prefixes[i] = problem, prefix
+        self.step_rewards[i] = []
+        self.region_start[i] = p
+        self.text_end[i] = -1
+        history: list[str] = []
+        carry = b""
+        if prefix and self.track_steps:
+            progress = advance_steps(history, b"", prefix.encode("utf-8"), self.separator, False, self.stops)
+            if progress.stop_end is not None:
+                raise ValueError(
+                    f"the start-state prefix of problem {problem.id!r} already contains a step that ends the "
+                    "episode (the task's stop rule fired); give fewer gold steps."
+                )
+            carry = progress.carry
+        self.histories[i], self.carries[i] = history, carry
+        self.region_offset[i] = -len(carry)
+
+    # ------------------------------------------------------------------ step
+
+    def step(self, rows: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Append ``actions[j]`` to episode ``rows[j]`` for every running row.
+
+        Returns:
+            ``(rewards, terminated, truncated, final_infos)`` aligned with ``rows``, where
+            ``final_infos`` maps a position ``j`` whose episode ended to its end-of-episode info.
+        """
+        cfg = self.config
+        pos = self.length[rows]
+        self.tokens[rows, pos] = actions
+        self.mask[rows, pos] = 1
+        self.length[rows] = pos + 1
+        gen = self.generated[rows] + 1
+        self.generated[rows] = gen
+        eos = self.is_eos[actions]
+        terminated = eos.copy()
+        truncated = (gen >= cfg.max_new_tokens) & ~eos
+        ended = terminated | truncated
+        rewards = np.zeros(len(rows), dtype=np.float64)
+
+        if self.track_steps:
+            to_score: list[tuple[int, int, tuple[str, ...], str]] = []
+            for j in np.flatnonzero(self.may_close[actions] | ended):
+                i = int(rows[j])
+                start, stop = int(self.region_start[i]), int(pos[j]) + 1
+                new = self.codec.decode_bytes(self.tokens[i, start:stop].tolist())
+                carry = self.carries[i]
+                # EOS closes the open step; truncation does not (an unfinished step is not a step).
+                progress = advance_steps(self.histories[i], carry, new, self.separator, bool(eos[j]), self.stops)
+                self.region_start[i] = stop
+                to_score.extend((j, i, h, s) for h, s in progress.closed)
+                if progress.stop_end is not None:
+                    self.text_end[i] = self.region_offset[i] + progress.stop_end
+                    terminated[j], truncated[j], ended[j] = True, False, True
+                else:
+                    self.region_offset[i] += len(carry) + len(new) - len(progress.carry)
+                self.carries[i] = progress.carry
+            if to_score and self.reward.process:
+                scores = self.reward.step_batch(
+                    [self.problems[i] for _, i, _, _ in to_score],
+                    [h for _, _, h, _ in to_score],
+                    [s for _, _, _, s in to_score],
+                )
+                for (j, i, _, _), score in zip(to_score, scores, strict=True):
+                    score = float(score)
+                    if score != score or abs(score) == float("inf"):
+                        raise ValueError(f"process reward {self.reward!r} returned non-finite {score}.")
+                    rewards[j] += score
+                    self.step_rewards[i].append(score)
+
+        infos: dict[int, dict[str, Any]] = {}
+        done = np.flatnonzero(ended)
+        if len(done):
+            idx = [int(rows[j]) for j in done]
+            completions = [self.completion(i) for i in idx]
+            outcomes = self.reward.outcome_batch(
+                [self.problems[i] for i in idx], [self.prefixes[i] + c for i, c in zip(idx, completions, strict=True)]
+            )
+            for j, i, text, out in zip(done, idx, completions, outcomes, strict=True):
+                out = out if isinstance(out, Outcome) else as_outcome(out, self.reward)
+                rewards[j] += out.reward
+                if truncated[j]:
+                    rewards[j] += cfg.truncation_penalty
+                self.running[i] = False
+                infos[int(j)] = self.final_info(i, text, out)
+        return rewards, terminated, truncated, infos
+
+    # ------------------------------------------------------------------ text
+
+    def completion(self, i: int) -> str:
+        """The generated text of episode ``i`` so far (cut after the stopping step, if any)."""
+        data = self.codec.decode_bytes(self.tokens[i, self.prompt_length[i] : self.length[i]].tolist())
+        if self.text_end[i] >= 0:
+            data = data[: self.text_end[i]]
+        return data.decode("utf-8", errors="replace")
+
+    def final_info(self, i: int, completion: str, outcome: Outcome) -> dict[str, Any]:
+        """End-of-episode info: the completion, the reward record and the step rewards."""
+        info: dict[str, Any] = {
+            "completion": completion,
+            "outcome_reward": float(outcome.reward),
+            "outcome": dict(outcome.record),
+            "num_tokens": int(self.generated[i]),
+        }
+        if self.reward.process:
+            info["step_rewards"] = list(self.step_rewards[i])
+        if "correct" in outcome.record:
+            info["is_success"] = bool(outcome.record["correct"])
+        return info
+
+    def reset_info(self, i: int, split: str, index: int) -> dict[str, Any]:
+        """Reset info of episode ``i``: prompt, start-state prefix and which problem it is."""
+        problem = self.problems[i]
+        assert problem is not None
+        return {
+            "prompt": problem.prompt,
+            "prefix": self.prefixes[i],
+            "problem_id": problem.id,
+            "split": split,
+            "index": int(index),
+            "prompt_tokens": int(self.prompt_length[i]),
+        }
+
+    def observation(self, rows: int | slice | np.ndarray = slice(None)) -> dict[str, np.ndarray]:
+        """Copies of the token buffer and mask for ``rows``."""
+        return {"input_ids": self.tokens[rows].copy(), "attention_mask": self.mask[rows].copy()}

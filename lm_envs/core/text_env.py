@@ -1,0 +1,167 @@
+"""``TextEnv``: the same task and reward as ``TokenEnv``, one action = one whole completion string."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from lm_envs.core.components import RewardSpec, TaskSpec, resolve_reward, resolve_task
+from lm_envs.core.episodes import EnvConfig, tracks_steps
+from lm_envs.core.problem import Problem
+from lm_envs.core.reward import as_outcome
+from lm_envs.core.steps import advance_steps
+from lm_envs.core.token_env import choose_problem
+from lm_envs.core.tokenizer import TextCodec, load_codec
+
+
+class AnyText(spaces.Space[str]):
+    """A space of Python strings up to ``max_length`` characters (any Unicode).
+
+    ``gymnasium.spaces.Text`` restricts characters to a charset, which prompts and completions do
+    not respect; sampling here draws printable ASCII plus newlines.
+    """
+
+    _CHARS = np.array(list("abcdefghijklmnopqrstuvwxyz0123456789 +-*/=.,#\n"))
+
+    def __init__(self, max_length: int, seed: int | None = None) -> None:
+        self.max_length = max_length
+        super().__init__((), str, seed)
+
+    def contains(self, x: Any) -> bool:
+        return isinstance(x, str) and len(x) <= self.max_length
+
+    def sample(self, mask: Any = None, probability: Any = None) -> str:
+        n = int(self.np_random.integers(0, min(self.max_length, 64) + 1))
+        return "".join(self.np_random.choice(self._CHARS, size=n))
+
+    @property
+    def is_np_flattenable(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"AnyText({self.max_length})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AnyText) and other.max_length == self.max_length
+
+
+class TextEnv(gym.Env):
+    """One-step episodes: observe the prompt (plus start-state prefix), act with a whole completion.
+
+    Takes the same arguments as :class:`~lm_envs.TokenEnv` and pays, for the same text, the same
+    total reward: the text is split into steps and cut by the task's stop rule exactly as the
+    token env does it (one shared function), the token budget is applied by counting the
+    completion's tokens under the env's tokenizer (a completion that needs ``max_new_tokens`` or
+    more tokens without ending is truncated to its first ``max_new_tokens`` tokens and pays the
+    truncation penalty), and the reward is the sum of the step rewards and the outcome.
+
+    Use it to evaluate models that act at text level (an external API, ``model.generate``).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        task: TaskSpec,
+        reward: RewardSpec,
+        *,
+        task_kwargs: Mapping[str, Any] | None = None,
+        reward_kwargs: Mapping[str, Any] | None = None,
+        tokenizer: str | TextCodec | None = None,
+        vocab_size: int | None = None,
+        max_prompt_tokens: int = 256,
+        max_new_tokens: int = 256,
+        step_separator: str = "\n",
+        truncation_penalty: float = 0.0,
+        split: str = "train",
+        max_chars: int = 1 << 16,
+        render_mode: str | None = None,
+    ) -> None:
+        self.config = EnvConfig(max_prompt_tokens, max_new_tokens, step_separator, truncation_penalty)
+        self.task = resolve_task(task, task_kwargs)
+        self.task.check_split(split)
+        self.reward = resolve_reward(reward, reward_kwargs)
+        self.codec = load_codec(tokenizer)
+        self.split = split
+        self.separator = step_separator.encode("utf-8")
+        self.track_steps = tracks_steps(self.task, self.reward)
+        self.stops = self.task.stops if self.task.has_stop_rule else None
+        self.observation_space = AnyText(max_chars)
+        self.action_space = AnyText(max_chars)
+        self.render_mode = render_mode
+        self._problem: Problem | None = None
+        self._prefix = ""
+        self._done = True
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        problem, split, index, prefix = choose_problem(self.task, options, self.split, self.np_random)
+        self._problem, self._prefix, self._done = problem, prefix, False
+        info = {"prompt": problem.prompt, "prefix": prefix, "problem_id": problem.id, "split": split, "index": index}
+        return problem.prompt + prefix, info
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if self._problem is None or self._done:
+            raise RuntimeError("call reset() before step(): each episode takes exactly one completion.")
+        if not isinstance(action, str):
+            raise ValueError(f"a TextEnv action is the completion text (a str), got {type(action).__name__}.")
+        reward, terminated, truncated, info = self.score(self._problem, action, self._prefix)
+        self._done = True
+        return self._problem.prompt + self._prefix + info["completion"], reward, terminated, truncated, info
+
+    def score(self, problem: Problem, completion: str, prefix: str = "") -> tuple[float, bool, bool, dict[str, Any]]:
+        """Score ``completion`` for ``problem`` as the token env would; see the class docstring.
+
+        Returns:
+            ``(total_reward, terminated, truncated, info)`` with the token env's end-of-episode info.
+        """
+        cfg = self.config
+        # Token budget, as the token env applies it: the completion's tokens followed by EOS; if
+        # they do not fit in max_new_tokens, the episode is cut after max_new_tokens tokens.
+        ids = self.codec.encode(completion)
+        cut = len(ids) >= cfg.max_new_tokens
+        data = self.codec.decode_bytes(ids[: cfg.max_new_tokens]) if cut else completion.encode("utf-8")
+        num_tokens = cfg.max_new_tokens if cut else len(ids) + 1
+        closed: list[tuple[tuple[str, ...], str]] = []
+        truncated = cut
+        if self.track_steps:
+            history: list[str] = []
+            carry = b""
+            if prefix:
+                carry = advance_steps(history, b"", prefix.encode("utf-8"), self.separator, False, self.stops).carry
+            # One scan over the whole text equals the token env's scans at each separator token plus
+            # its final scan, because steps close at the same bytes whatever the tokenization. The
+            # EOS after the text closes the open step; a cut by the budget leaves it unpaid.
+            progress = advance_steps(history, carry, data, self.separator, not cut, self.stops)
+            closed = progress.closed
+            end = progress.stop_end
+            if end is not None and not (end == len(carry) + len(data) and not data.endswith(self.separator)):
+                # The stop fired on a step closed by a separator token (not by the final EOS).
+                data = data[: end - len(carry)]
+                lengths = np.cumsum([len(self.codec.token_bytes[t]) for t in ids], dtype=np.int64)
+                num_tokens = int(np.searchsorted(lengths, len(data))) + 1
+            truncated = cut and end is None
+        text = data.decode("utf-8", errors="replace")
+
+        total = 0.0
+        step_rewards: list[float] = []
+        if closed and self.reward.process:
+            step_rewards = [float(s) for s in self.reward.step_batch([problem] * len(closed), *zip(*closed))]
+            total += sum(step_rewards)
+        outcome = as_outcome(self.reward.outcome_batch([problem], [prefix + text])[0], self.reward)
+        total += outcome.reward + (cfg.truncation_penalty if truncated else 0.0)
+        info: dict[str, Any] = {
+            "completion": text,
+            "outcome_reward": float(outcome.reward),
+            "outcome": dict(outcome.record),
+            "num_tokens": min(num_tokens, cfg.max_new_tokens),
+        }
+        if self.reward.process:
+            info["step_rewards"] = step_rewards
+        if "correct" in outcome.record:
+            info["is_success"] = bool(outcome.record["correct"])
+        return total, not truncated, truncated, info

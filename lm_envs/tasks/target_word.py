@@ -1,0 +1,87 @@
+"""A trivially learnable task: repeat a target word. Agents use it to prove that they learn.
+
+It plays the role of stable-baselines3's identity envs: the optimal policy is obvious, the reward
+is dense (partial credit for every correct leading character), so a correct learner's return
+rises to near the optimum of 1.0 within a short run, and a broken one's does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from lm_envs.core.problem import Problem
+from lm_envs.core.reward import Outcome, Reward
+from lm_envs.core.task import Task
+
+DEFAULT_WORDS: tuple[str, ...] = ("apple", "river", "green", "seven", "house", "music", "light", "stone")
+
+
+class TargetWordTask(Task):
+    """Prompts ``"Repeat the word: {word}\\nAnswer:"``; the answer is the word.
+
+    Both splits hold the same words (the task measures learning, not generalisation). The episode
+    stops at the first line break.
+
+    Args:
+        words: The target words (non-empty, each without whitespace).
+
+    Example:
+        >>> TargetWordTask(["cat"]).problem("train", 0).prompt
+        'Repeat the word: cat\\nAnswer:'
+    """
+
+    name = "target_word"
+
+    def __init__(self, words: Sequence[str] = DEFAULT_WORDS) -> None:
+        words = tuple(words)
+        if not words:
+            raise ValueError("TargetWordTask needs at least one word, e.g. words=['apple'].")
+        for w in words:
+            if not isinstance(w, str) or not w or any(c.isspace() for c in w):
+                raise ValueError(f"target words must be non-empty strings without whitespace, got {w!r}.")
+        self.words = words
+
+    def size(self, split: str) -> int:
+        self.check_split(split)
+        return len(self.words)
+
+    def problem(self, split: str, index: int) -> Problem:
+        self.check_index(split, index)
+        word = self.words[index]
+        return Problem(
+            id=f"{split}/{index}",
+            prompt=f"Repeat the word: {word}\nAnswer:",
+            answer=word,
+            steps=(f" {word}",),
+        )
+
+    def stops(self, step: str) -> bool:
+        return True
+
+    def corpus(self) -> Iterator[str]:
+        for i in range(len(self.words)):
+            p = self.problem("train", i)
+            yield p.prompt + p.solution() + "\n"
+
+
+class PrefixMatchReward(Reward):
+    """Dense string match: shared leading characters / length of the longer string.
+
+    The completion is stripped of surrounding whitespace first. The reward is 1.0 exactly when the
+    completion equals the answer; every correct leading character earns partial credit.
+
+    Example:
+        >>> r = PrefixMatchReward()
+        >>> r.outcome(Problem("a", "q", "apple"), " apple").reward, r.outcome(Problem("a", "q", "apple"), "ap").reward
+        (1.0, 0.4)
+    """
+
+    def outcome(self, problem: Problem, completion: str) -> Outcome:
+        text, target = completion.strip(), problem.answer
+        shared = 0
+        for a, b in zip(text, target):
+            if a != b:
+                break
+            shared += 1
+        score = shared / max(len(text), len(target), 1)
+        return Outcome(score, {"correct": text == target, "prediction": text})
