@@ -11,6 +11,7 @@ torch nor transformers.
 """
 
 from lm_envs import builtin_envs as _builtin_envs  # noqa: F401  (registers LMEnv/* ids)
+from lm_envs.core.curriculum import ReverseCurriculum
 from lm_envs.core.problem import Problem
 from lm_envs.core.registration import make_text, register, registered_ids
 from lm_envs.core.reward import FunctionReward, Outcome, Reward
@@ -27,6 +28,7 @@ __all__ = [
     "ListTask",
     "Outcome",
     "Problem",
+    "ReverseCurriculum",
     "Reward",
     "Task",
     "TextCodec",

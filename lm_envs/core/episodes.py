@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lm_envs.core.curriculum import ReverseCurriculum
 from lm_envs.core.problem import Problem
 from lm_envs.core.reward import Outcome, Reward, as_outcome
 from lm_envs.core.steps import advance_steps
@@ -58,12 +59,21 @@ class EpisodeBatch:
         codec: The tokenizer.
         action_size: Width of the action space (the model's logits width).
         config: Token budgets, separator and truncation penalty.
+        curriculum: Reverse-curriculum schedule told about every finished episode, or ``None``.
     """
 
     def __init__(
-        self, n: int, task: Task, reward: Reward, codec: TextCodec, action_size: int, config: EnvConfig
+        self,
+        n: int,
+        task: Task,
+        reward: Reward,
+        codec: TextCodec,
+        action_size: int,
+        config: EnvConfig,
+        curriculum: ReverseCurriculum | None = None,
     ) -> None:
         self.n, self.task, self.reward, self.codec, self.config = n, task, reward, codec, config
+        self.curriculum = curriculum
         self.action_size = action_size
         self.width = config.max_prompt_tokens + config.max_new_tokens
         self.tokens = np.full((n, self.width), codec.pad_token_id, dtype=np.int64)
@@ -90,11 +100,15 @@ class EpisodeBatch:
         self.region_start = np.zeros(n, dtype=np.int64)  # buffer index of the first undecoded token
         self.region_offset = np.zeros(n, dtype=np.int64)  # generated-byte offset where `carry` starts
         self.text_end = np.full(n, -1, dtype=np.int64)  # generated-byte cut after a stop, -1 if none
+        self.stages = np.zeros(n, dtype=np.int64)  # curriculum stage of each episode, 0 if none
 
     # ------------------------------------------------------------------ start
 
-    def start(self, i: int, problem: Problem, prefix: str = "") -> None:
-        """Begin episode ``i`` on ``problem``, with ``prefix`` (a start state) after the prompt."""
+    def start(self, i: int, problem: Problem, prefix: str = "", stage: int = 0) -> None:
+        """Begin episode ``i`` on ``problem``, with ``prefix`` (a start state) after the prompt.
+
+        ``stage`` is the curriculum stage that chose the prefix (``0``: none).
+        """
         if not isinstance(prefix, str):
             raise TypeError(f"reset option 'prefix' must be a str, got {type(prefix).__name__}.")
         codec, cfg = self.codec, self.config
@@ -126,6 +140,7 @@ class EpisodeBatch:
         self.step_rewards[i] = []
         self.region_start[i] = p
         self.text_end[i] = -1
+        self.stages[i] = stage
         history: list[str] = []
         carry = b""
         if prefix and self.track_steps:
@@ -205,6 +220,8 @@ class EpisodeBatch:
                 if truncated[j]:
                     rewards[j] += cfg.truncation_penalty
                 self.running[i] = False
+                if self.curriculum is not None and self.stages[i] > 0:
+                    self.curriculum.record(int(self.stages[i]), bool(out.record.get("correct", out.reward > 0)))
                 infos[int(j)] = self.final_info(i, text, out)
         return rewards, terminated, truncated, infos
 
@@ -229,6 +246,8 @@ class EpisodeBatch:
             info["step_rewards"] = list(self.step_rewards[i])
         if "correct" in outcome.record:
             info["is_success"] = bool(outcome.record["correct"])
+        if self.curriculum is not None:
+            info["curriculum"] = self.curriculum.info()
         return info
 
     def reset_info(self, i: int, split: str, index: int) -> dict[str, Any]:
@@ -242,6 +261,7 @@ class EpisodeBatch:
             "split": split,
             "index": int(index),
             "prompt_tokens": int(self.prompt_length[i]),
+            **({"stage": int(self.stages[i])} if self.curriculum is not None else {}),
         }
 
     def observation(self, rows: int | slice | np.ndarray = slice(None)) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from lm_envs.core.components import RewardSpec, TaskSpec, resolve_reward, resolve_task
+from lm_envs.core.curriculum import ReverseCurriculum, make_curriculum
 from lm_envs.core.episodes import EnvConfig, tracks_steps
 from lm_envs.core.problem import Problem
 from lm_envs.core.reward import as_outcome
@@ -78,6 +79,7 @@ class TextEnv(gym.Env):
         step_separator: str = "\n",
         truncation_penalty: float = 0.0,
         split: str = "train",
+        curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
         max_chars: int = 1 << 16,
         render_mode: str | None = None,
     ) -> None:
@@ -87,6 +89,8 @@ class TextEnv(gym.Env):
         self.reward = resolve_reward(reward, reward_kwargs)
         self.codec = load_codec(tokenizer)
         self.split = split
+        self.curriculum = make_curriculum(curriculum, step_separator)
+        self._stage = 0
         self.separator = step_separator.encode("utf-8")
         self.track_steps = tracks_steps(self.task, self.reward)
         self.stops = self.task.stops if self.task.has_stop_rule else None
@@ -99,9 +103,13 @@ class TextEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
-        problem, split, index, prefix = choose_problem(self.task, options, self.split, self.np_random)
+        problem, split, index, prefix, self._stage = choose_problem(
+            self.task, options, self.split, self.np_random, self.curriculum
+        )
         self._problem, self._prefix, self._done = problem, prefix, False
         info = {"prompt": problem.prompt, "prefix": prefix, "problem_id": problem.id, "split": split, "index": index}
+        if self.curriculum is not None:
+            info["stage"] = self._stage
         return problem.prompt + prefix, info
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
@@ -111,6 +119,10 @@ class TextEnv(gym.Env):
             raise ValueError(f"a TextEnv action is the completion text (a str), got {type(action).__name__}.")
         reward, terminated, truncated, info = self.score(self._problem, action, self._prefix)
         self._done = True
+        if self.curriculum is not None:
+            if self._stage > 0:
+                self.curriculum.record(self._stage, bool(info["outcome"].get("correct", info["outcome_reward"] > 0)))
+            info["curriculum"] = self.curriculum.info()
         return self._problem.prompt + self._prefix + info["completion"], reward, terminated, truncated, info
 
     def score(self, problem: Problem, completion: str, prefix: str = "") -> tuple[float, bool, bool, dict[str, Any]]:

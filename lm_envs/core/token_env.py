@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from lm_envs.core.components import RewardSpec, TaskSpec, resolve_action_size, resolve_reward, resolve_task
+from lm_envs.core.curriculum import ReverseCurriculum, make_curriculum
 from lm_envs.core.episodes import EnvConfig, EpisodeBatch
 from lm_envs.core.problem import Problem
 from lm_envs.core.task import Task
@@ -28,13 +29,15 @@ def build_episodes(
     vocab_size: int | None,
     config: EnvConfig,
     split: str,
+    curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
 ) -> EpisodeBatch:
     """Resolve the components of an environment and build its :class:`EpisodeBatch`."""
     task_obj = resolve_task(task, task_kwargs)
     task_obj.check_split(split)
     reward_obj = resolve_reward(reward, reward_kwargs)
     codec = load_codec(tokenizer)
-    return EpisodeBatch(n, task_obj, reward_obj, codec, resolve_action_size(codec, vocab_size), config)
+    schedule = make_curriculum(curriculum, config.step_separator)
+    return EpisodeBatch(n, task_obj, reward_obj, codec, resolve_action_size(codec, vocab_size), config, schedule)
 
 
 def observation_space(batch: EpisodeBatch) -> spaces.Dict:
@@ -49,12 +52,19 @@ def observation_space(batch: EpisodeBatch) -> spaces.Dict:
 
 
 def choose_problem(
-    task: Task, options: Mapping[str, Any] | None, default_split: str, rng: np.random.Generator
-) -> tuple[Problem, str, int, str]:
+    task: Task,
+    options: Mapping[str, Any] | None,
+    default_split: str,
+    rng: np.random.Generator,
+    curriculum: ReverseCurriculum | None = None,
+) -> tuple[Problem, str, int, str, int]:
     """Apply reset ``options`` (``split``, ``index``, ``problem``, ``prefix``) or sample a problem.
 
+    Without a ``prefix`` option, a curriculum (if any) chooses the start state.
+
     Returns:
-        ``(problem, split, index, prefix)``; ``index`` is ``-1`` for a problem passed directly.
+        ``(problem, split, index, prefix, stage)``; ``index`` is ``-1`` for a problem passed
+        directly; ``stage`` is the curriculum stage, ``0`` when no curriculum chose the prefix.
     """
     options = dict(options or {})
     unknown = set(options) - set(RESET_OPTIONS)
@@ -67,7 +77,18 @@ def choose_problem(
         problem = options["problem"]
         if not isinstance(problem, Problem):
             raise ValueError(f"reset option 'problem' must be a lm_envs.Problem, got {type(problem).__name__}.")
-        return problem, str(options.get("split", default_split)), -1, prefix
+        split, index = str(options.get("split", default_split)), -1
+    else:
+        problem, split, index = _indexed_problem(task, options, default_split, rng)
+    stage = 0
+    if curriculum is not None and "prefix" not in options:
+        prefix, stage = curriculum.start(problem, rng)
+    return problem, split, index, prefix, stage
+
+
+def _indexed_problem(
+    task: Task, options: Mapping[str, Any], default_split: str, rng: np.random.Generator
+) -> tuple[Problem, str, int]:
     split = options.get("split", default_split)
     if not isinstance(split, str):
         raise ValueError(f"reset option 'split' must be a str, got {split!r}.")
@@ -79,7 +100,7 @@ def choose_problem(
         task.check_index(split, index)
     else:
         index = int(rng.integers(task.size(split)))
-    return task.problem(split, index), split, index, prefix
+    return task.problem(split, index), split, index
 
 
 def check_action(action: Any, action_size: int) -> int:
@@ -117,16 +138,19 @@ class TokenEnv(gym.Env):
         step_separator: Text that closes a reasoning step.
         truncation_penalty: Added to the reward of the final token of a truncated episode.
         split: Default split that ``reset`` samples from.
+        curriculum: Reverse-curriculum start states: ``None``, ``"mixed"``, ``"staged"``, a dict of
+            :class:`~lm_envs.ReverseCurriculum` arguments or an instance.
         render_mode: ``None`` or ``"ansi"`` (``render()`` returns prompt and completion text).
 
     Reset options:
         ``split`` (str), ``index`` (int, a problem of that split), ``problem`` (a :class:`Problem`),
         ``prefix`` (str placed after the prompt: a start state, e.g. the first gold steps).
 
-    ``info`` at reset holds ``prompt``, ``prefix``, ``problem_id``, ``split``, ``index`` and
-    ``prompt_tokens``; at the end of an episode ``completion`` (generated text), ``outcome`` (the
-    reward's record), ``outcome_reward``, ``num_tokens``, ``step_rewards`` (with process rewards) and
-    ``is_success`` (when the record says ``correct``).
+    ``info`` at reset holds ``prompt``, ``prefix``, ``problem_id``, ``split``, ``index``,
+    ``prompt_tokens`` and, with a curriculum, ``stage``. At the end of an episode it holds
+    ``completion`` (generated text), ``outcome`` (the reward's record), ``outcome_reward``,
+    ``num_tokens``, ``step_rewards`` (with process rewards), ``is_success`` (when the record says
+    ``correct``) and, with a curriculum, ``curriculum`` (current stage, per-stage success rates).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -145,6 +169,7 @@ class TokenEnv(gym.Env):
         step_separator: str = "\n",
         truncation_penalty: float = 0.0,
         split: str = "train",
+        curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -153,7 +178,7 @@ class TokenEnv(gym.Env):
             )
         config = EnvConfig(max_prompt_tokens, max_new_tokens, step_separator, truncation_penalty)
         self.episodes = build_episodes(
-            1, task, reward, task_kwargs, reward_kwargs, tokenizer, vocab_size, config, split
+            1, task, reward, task_kwargs, reward_kwargs, tokenizer, vocab_size, config, split, curriculum
         )
         self.task, self.reward, self.codec = self.episodes.task, self.episodes.reward, self.episodes.codec
         self.split = split
@@ -168,8 +193,10 @@ class TokenEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
-        problem, split, index, prefix = choose_problem(self.task, options, self.split, self.np_random)
-        self.episodes.start(0, problem, prefix)
+        problem, split, index, prefix, stage = choose_problem(
+            self.task, options, self.split, self.np_random, self.episodes.curriculum
+        )
+        self.episodes.start(0, problem, prefix, stage)
         self._started = True
         self._info = self.episodes.reset_info(0, split, index)
         return self.episodes.observation(0), dict(self._info)

@@ -12,6 +12,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from lm_envs.core.components import RewardSpec, TaskSpec
+from lm_envs.core.curriculum import ReverseCurriculum
 from lm_envs.core.episodes import EnvConfig
 from lm_envs.core.token_env import RESET_OPTIONS, build_episodes, choose_problem, observation_space
 from lm_envs.core.tokenizer import TextCodec
@@ -56,6 +57,7 @@ class TokenVectorEnv(VectorEnv):
         step_separator: str = "\n",
         truncation_penalty: float = 0.0,
         split: str = "train",
+        curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
     ) -> None:
@@ -69,7 +71,7 @@ class TokenVectorEnv(VectorEnv):
             ) from None
         config = EnvConfig(max_prompt_tokens, max_new_tokens, step_separator, truncation_penalty)
         self.episodes = build_episodes(
-            num_envs, task, reward, task_kwargs, reward_kwargs, tokenizer, vocab_size, config, split
+            num_envs, task, reward, task_kwargs, reward_kwargs, tokenizer, vocab_size, config, split, curriculum
         )
         self.task, self.reward, self.codec = self.episodes.task, self.episodes.reward, self.episodes.codec
         self.num_envs = num_envs
@@ -151,8 +153,10 @@ class TokenVectorEnv(VectorEnv):
         return out
 
     def _start(self, i: int, options: Mapping[str, Any]) -> dict[str, Any]:
-        problem, split, index, prefix = choose_problem(self.task, options, self.split, self._rngs[i])
-        self.episodes.start(i, problem, prefix)
+        problem, split, index, prefix, stage = choose_problem(
+            self.task, options, self.split, self._rngs[i], self.episodes.curriculum
+        )
+        self.episodes.start(i, problem, prefix, stage)
         return self.episodes.reset_info(i, split, index)
 
     # ------------------------------------------------------------------ step
