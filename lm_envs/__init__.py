@@ -13,6 +13,7 @@ torch nor transformers.
 from lm_envs import builtin_envs as _builtin_envs  # noqa: F401  (registers LMEnv/* ids)
 from lm_envs.core.curriculum import ReverseCurriculum
 from lm_envs.core.problem import Problem
+from lm_envs.core.protocol import EvalProtocol, get_protocol
 from lm_envs.core.registration import make_text, register, registered_ids
 from lm_envs.core.reward import FunctionReward, Outcome, Reward
 from lm_envs.core.task import ListTask, Task
@@ -24,6 +25,7 @@ from lm_envs.core.vector_env import TokenVectorEnv
 __version__ = "0.1.0"
 
 __all__ = [
+    "EvalProtocol",
     "FunctionReward",
     "ListTask",
     "Outcome",
@@ -35,6 +37,7 @@ __all__ = [
     "TextEnv",
     "TokenEnv",
     "TokenVectorEnv",
+    "get_protocol",
     "load_codec",
     "make_text",
     "register",

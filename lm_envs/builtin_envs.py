@@ -4,6 +4,7 @@ Each id's "Version History" lives in the docstring of its task class; bump ``-vN
 data, prompt, tokenizer, token budget or reward of an id changes, because scores are tied to it.
 """
 
+from lm_envs.core.protocol import EvalProtocol
 from lm_envs.core.registration import register
 
 # LMEnv/TargetWord-v0 — see lm_envs.tasks.target_word.TargetWordTask (Version History there).
@@ -14,4 +15,5 @@ register(
     max_prompt_tokens=32,
     max_new_tokens=8,
     reward_threshold=0.95,
+    protocol=EvalProtocol(split="test", metric="mean_return"),
 )

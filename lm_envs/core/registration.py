@@ -7,6 +7,7 @@ from typing import Any
 import gymnasium as gym
 
 from lm_envs.core.components import RewardSpec, TaskSpec
+from lm_envs.core.protocol import EvalProtocol, set_protocol
 
 TOKEN_ENTRY_POINT = "lm_envs.core.token_env:TokenEnv"
 VECTOR_ENTRY_POINT = "lm_envs.core.vector_env:TokenVectorEnv"
@@ -19,6 +20,7 @@ def register(
     *,
     nondeterministic: bool = False,
     reward_threshold: float | None = None,
+    protocol: EvalProtocol | dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
     """Register a token-level environment: ``gym.make(id)`` and ``gym.make_vec(id, num_envs)`` then work.
@@ -35,6 +37,8 @@ def register(
             import string naming a reward, its class or a factory.
         nondeterministic: Set for rewards that are not a function of the text (e.g. a sampled judge).
         reward_threshold: Return at which the env counts as solved (informational).
+        protocol: How the env is evaluated for the leaderboard (default: ``EvalProtocol()``,
+            accuracy on the whole ``test`` split over at least 3 seeds).
         **kwargs: Default keyword arguments of the env (``max_new_tokens``, ``task_kwargs``, ...);
             ``gym.make(id, **overrides)`` overrides them.
 
@@ -55,6 +59,7 @@ def register(
         reward_threshold=reward_threshold,
         kwargs={"task": task, "reward": reward, **kwargs},
     )
+    set_protocol(id, protocol if protocol is not None else EvalProtocol())
 
 
 def make_text(id: str, **kwargs: Any) -> Any:
