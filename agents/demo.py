@@ -15,7 +15,7 @@ import torch
 
 import lm_envs  # noqa: F401  (registers the LMEnv/* ids)
 from agents.models import build_default_model
-from agents.rollout import sample_episodes
+from agents.rollout import collect
 
 
 def gold_returns(venv: lm_envs.TokenVectorEnv, seed: int) -> tuple[np.ndarray, list[str]]:
@@ -43,15 +43,15 @@ def main(env_id: str = "LMEnv/Math-v0", num_envs: int = 64, seed: int = 0) -> di
     model = build_default_model(venv.codec, seed=seed)
     n_params = sum(p.numel() for p in model.parameters())
     start = time.perf_counter()
-    episodes = sample_episodes(model, venv, seed=seed, generator=torch.Generator().manual_seed(seed))
+    rollout = collect(model, venv, seed=seed, generator=torch.Generator().manual_seed(seed))
     elapsed = time.perf_counter() - start
-    tokens = int(episodes.mask.sum())
+    tokens = rollout.num_tokens
     print(
-        f"untrained tiny model ({n_params / 1e6:.1f}M params): mean return {episodes.returns.mean():.3f}, "
+        f"untrained tiny model ({n_params / 1e6:.1f}M params): mean return {rollout.returns.mean():.3f}, "
         f"{tokens} tokens in {elapsed:.2f}s ({tokens / elapsed:.0f} tokens/s)"
     )
-    print(f"  sample completion: {episodes.completions[0][:80]!r}")
+    print(f"  sample completion: {rollout.infos[0].get('completion', '')[:80]!r}")
     gold, completions = gold_returns(venv, seed)
     print(f"gold-solution policy: mean return {gold.mean():.3f}")
     print(f"  sample completion: {completions[0][:80]!r}")
-    return {"model": float(episodes.returns.mean()), "gold": float(gold.mean())}
+    return {"model": float(rollout.returns.mean()), "gold": float(gold.mean())}

@@ -1,30 +1,64 @@
-"""Rolling a causal LM through a ``TokenVectorEnv`` with a KV cache.
+"""Rolling a causal LM through a ``TokenVectorEnv`` with a KV cache, and scoring the result.
 
 The prompts are prefilled once (left-padded so that every row's next token sits in the last
-column); then each vector step is one cached forward of one token per env. The env receives the
-exact sampled token ids and the same ids are what the model conditions on next: token in, token out.
+column); then each vector step is one cached forward of one token per *running* env: rows whose
+episode ended are dropped from the cache, so finished envs stop costing compute. The env receives
+the exact sampled token ids and the training losses score exactly those ids (token in, token out):
+nothing is decoded and re-tokenized between the env and the loss.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
+from agents.models import positions
 from lm_envs import TokenVectorEnv
 
 
 @dataclass
-class Episodes:
-    """One episode per env: generated tokens, their sampling log-probs, per-token rewards, masks."""
+class Rollout:
+    """One episode per env, as tensors (``N`` episodes, prompt width ``P``, budget ``T``).
 
-    tokens: np.ndarray  # (n, T) int64, generated token ids (pad after the end)
-    logprobs: np.ndarray  # (n, T) float32, log pi(token) under the sampling distribution
-    rewards: np.ndarray  # (n, T) float64, env reward on each token (process and outcome)
-    mask: np.ndarray  # (n, T) bool, True on tokens the env received in the episode
-    completions: list[str]
-    returns: np.ndarray  # (n,) float64, sum of rewards
+    Attributes:
+        prompt_ids: ``(N, P)`` left-padded prompt (plus start-state prefix) token ids.
+        prompt_mask: ``(N, P)`` 1 on real prompt tokens.
+        tokens: ``(N, T)`` generated token ids (pad after the episode's end).
+        mask: ``(N, T)`` True on tokens the env received.
+        logprobs: ``(N, T)`` log-probs of ``tokens`` under the sampling policy (temperature applied).
+        rewards: ``(N, T)`` env reward on each token (process rewards where steps closed, outcome last).
+        infos: End-of-episode info of each env (``completion``, ``outcome``, ...).
+        reset_infos: Reset info of each env (``prompt``, ``problem_id``, ``stage``, ...).
+        group_size: Episodes per problem (consecutive rows share a problem and start state).
+    """
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    logprobs: torch.Tensor
+    rewards: torch.Tensor
+    infos: list[dict[str, Any]]
+    reset_infos: list[dict[str, Any]]
+    group_size: int = 1
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def returns(self) -> torch.Tensor:
+        """Episode returns (sum of env rewards), shape ``(N,)``."""
+        return self.rewards.sum(1)
+
+    @property
+    def num_tokens(self) -> int:
+        """Generated tokens in the rollout."""
+        return int(self.mask.sum())
+
+    def success(self) -> torch.Tensor:
+        """1.0 where the env reported ``is_success``, else 0.0."""
+        return torch.tensor([float(bool(i.get("is_success", False))) for i in self.infos])
 
 
 def left_pad_prompts(obs: dict[str, np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,56 +74,147 @@ def left_pad_prompts(obs: dict[str, np.ndarray], pad_id: int) -> tuple[torch.Ten
     return torch.from_numpy(out), torch.from_numpy(att)
 
 
+def sample_next(
+    logits: torch.Tensor, temperature: float, top_k: int, top_p: float, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample one token per row; returns ``(tokens, logprobs)``.
+
+    ``temperature == 0`` is greedy. The returned log-prob is under the temperature-scaled full
+    distribution (what the training losses recompute); ``top_k``/``top_p`` only restrict what is
+    sampled, so keep them off (0 / 1.0) for on-policy training, as R3 and TRL's PPO do.
+    """
+    logits = logits.float()
+    if temperature == 0:
+        token = logits.argmax(-1, keepdim=True)
+        return token, torch.log_softmax(logits, -1).gather(1, token)[:, 0]
+    logp = torch.log_softmax(logits / temperature, -1)
+    probs = logp.exp()
+    if top_k > 0 or top_p < 1.0:
+        probs = probs.clone()
+        if top_k > 0:
+            kth = probs.topk(min(top_k, probs.shape[-1]), -1).values[:, -1:]
+            probs[probs < kth] = 0.0
+        if top_p < 1.0:
+            sorted_p, order = probs.sort(-1, descending=True)
+            drop = sorted_p.cumsum(-1) - sorted_p > top_p
+            probs.scatter_(1, order, sorted_p.masked_fill(drop, 0.0))
+    token = torch.multinomial(probs, 1, generator=generator)
+    return token, logp.gather(1, token)[:, 0]
+
+
 @torch.no_grad()
-def sample_episodes(
+def collect(
     model: torch.nn.Module,
     venv: TokenVectorEnv,
+    *,
     seed: int | None = None,
+    options: dict[str, Any] | None = None,
     temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
     generator: torch.Generator | None = None,
-) -> Episodes:
-    """Collect exactly one episode per env (the env must use ``autoreset_mode='Disabled'``).
+    prune_fraction: float = 0.125,
+) -> Rollout:
+    """Collect exactly one episode per env with a KV cache (the env needs ``autoreset_mode="Disabled"``).
 
     Args:
         model: A causal LM whose logits width equals the env's action space.
         venv: The vector env.
-        seed: Reset seed (problems drawn per env).
-        temperature: Softmax temperature (> 0).
+        seed: Reset seed (problems drawn per env), or ``None``.
+        options: Reset options (``index``, ``split``, ``group_size``, ...).
+        temperature: Softmax temperature; 0 is greedy.
+        top_k: Sample among the k most likely tokens (0: off).
+        top_p: Nucleus sampling mass (1.0: off).
         generator: Torch RNG for sampling.
+        prune_fraction: Drop finished rows from the KV cache once they are this fraction of it.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}.")
-    n, budget = venv.num_envs, venv.episodes.config.max_new_tokens
-    obs, _ = venv.reset(seed=seed)
-    ids, attn = left_pad_prompts(obs, venv.codec.pad_token_id)
-    position = (attn.cumsum(1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=attn, position_ids=position, use_cache=True)
-    past, logits = out.past_key_values, out.logits[:, -1]
-    next_pos = position[:, -1:] + 1
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}.")
+    if venv.autoreset_mode.value != "Disabled":
+        raise ValueError("collect() needs a vector env made with autoreset_mode='Disabled' (one episode per env).")
+    device = next(model.parameters()).device
+    n, budget, pad = venv.num_envs, venv.episodes.config.max_new_tokens, venv.codec.pad_token_id
+    obs, reset_info = venv.reset(seed=seed, options=options)
+    prompt_ids, prompt_mask = left_pad_prompts(obs, pad)
+    ids, attn = prompt_ids.to(device), prompt_mask.to(device)
+    pos = positions(attn)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
+    past, logits, next_pos = out.past_key_values, out.logits[:, -1], pos[:, -1:] + 1
 
-    tokens = np.full((n, budget), venv.codec.pad_token_id, dtype=np.int64)
-    logprobs = np.zeros((n, budget), dtype=np.float32)
-    rewards = np.zeros((n, budget), dtype=np.float64)
-    mask = np.zeros((n, budget), dtype=bool)
-    done = np.zeros(n, dtype=bool)
-    completions = [""] * n
+    tokens = torch.full((n, budget), pad, dtype=torch.long)
+    logprobs = torch.zeros(n, budget)
+    rewards = torch.zeros(n, budget, dtype=torch.float64)
+    mask = torch.zeros(n, budget, dtype=torch.bool)
+    infos: list[dict[str, Any]] = [{} for _ in range(n)]
+    rows = torch.arange(n)  # env index of each row of the model batch
+    actions = np.full(n, pad, dtype=np.int64)
     for t in range(budget):
-        logp = torch.log_softmax(logits.float() / temperature, dim=-1)
-        action = torch.multinomial(logp.exp(), 1, generator=generator)
-        a = action[:, 0].numpy()
-        live = ~done
-        tokens[live, t] = a[live]
-        logprobs[live, t] = logp.gather(1, action)[:, 0].numpy()[live]
-        mask[live, t] = True
-        _, r, term, trunc, info = venv.step(a)
-        rewards[live, t] = r[live]
-        for i in np.flatnonzero(info.get("_completion", np.zeros(n, dtype=bool))):
-            completions[i] = info["completion"][i]
-        done = term | trunc
-        if done.all():
+        token, logp = sample_next(logits, temperature, top_k, top_p, generator)
+        token_cpu = token[:, 0].cpu()
+        tokens[rows, t] = token_cpu
+        logprobs[rows, t] = logp.cpu()
+        mask[rows, t] = True
+        actions[rows.numpy()] = token_cpu.numpy()
+        _, r, term, trunc, info = venv.step(actions)
+        rewards[rows, t] = torch.from_numpy(r[rows.numpy()])
+        for i in np.flatnonzero(info.get("_completion", ())):
+            infos[i] = _final_info(info, int(i))
+        running = torch.from_numpy(~(term | trunc)[rows.numpy()])
+        if not running.any():
             break
-        attn = torch.cat([attn, torch.ones(n, 1, dtype=attn.dtype)], dim=1)
-        out = model(input_ids=action, attention_mask=attn, position_ids=next_pos, past_key_values=past, use_cache=True)
-        past, logits = out.past_key_values, out.logits[:, -1]
-        next_pos = next_pos + 1
-    return Episodes(tokens, logprobs, rewards, mask, completions, rewards.sum(1))
+        if (~running).float().mean() >= prune_fraction:
+            keep = running.nonzero()[:, 0].to(device)
+            past.batch_select_indices(keep)
+            rows, attn, next_pos, token = rows[running], attn[keep], next_pos[keep], token[keep]
+        attn = torch.cat([attn, attn.new_ones(len(rows), 1)], dim=1)
+        out = model(input_ids=token, attention_mask=attn, position_ids=next_pos, past_key_values=past, use_cache=True)
+        past, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos + 1
+    used = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 0
+    reset_infos = [{k: _item(v, i) for k, v in reset_info.items() if not k.startswith("_")} for i in range(n)]
+    group = int((options or {}).get("group_size", 1))
+    return Rollout(
+        prompt_ids,
+        prompt_mask,
+        tokens[:, :used],
+        mask[:, :used],
+        logprobs[:, :used],
+        rewards[:, :used],
+        infos,
+        reset_infos,
+        group,
+    )
+
+
+def _item(value: Any, i: int) -> Any:
+    if isinstance(value, dict):
+        return {k: _item(v, i) for k, v in value.items() if not k.startswith("_")}
+    item = value[i]
+    return item.item() if isinstance(item, np.generic) else item
+
+
+def _final_info(info: dict[str, Any], i: int) -> dict[str, Any]:
+    return {
+        k: _item(v, i) for k, v in info.items() if not k.startswith("_") and info.get(f"_{k}", [False] * (i + 1))[i]
+    }
+
+
+def sequence_inputs(rollout: Rollout, rows: torch.Tensor | slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt plus generated tokens, with the attention mask, for a full forward over ``rows``."""
+    ids = torch.cat([rollout.prompt_ids[rows], rollout.tokens[rows]], dim=1)
+    att = torch.cat([rollout.prompt_mask[rows], rollout.mask[rows].long()], dim=1)
+    return ids, att
+
+
+def response_logprobs(logits: torch.Tensor, tokens: torch.Tensor, prompt_width: int, temperature: float = 1.0):
+    """Log-probs of ``tokens`` and the entropy, from full-sequence ``logits`` (prompt width ``P``).
+
+    Position ``P - 1 + t`` predicts generated token ``t``.
+    """
+    T = tokens.shape[1]
+    logits = logits[:, prompt_width - 1 : prompt_width - 1 + T].float()
+    if temperature not in (0, 1):
+        logits = logits / temperature
+    logp_all = torch.log_softmax(logits, -1)
+    logp = logp_all.gather(2, tokens[..., None])[..., 0]
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy

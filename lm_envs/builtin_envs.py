@@ -1,13 +1,52 @@
 """The built-in environment ids, all under the ``LMEnv/`` namespace.
 
-Each id's "Version History" lives in the docstring of its task class; bump ``-vN`` whenever the
-data, prompt, tokenizer, token budget or reward of an id changes, because scores are tied to it.
+Bump ``-vN`` whenever the data, prompt, tokenizer, token budget or reward of an id changes,
+because scores are tied to it. Each id's "Version History" is kept here.
+
+``LMEnv/Math-v0``
+    Generated multi-step arithmetic word problems (``word_problems("easy")``: 1-2 steps, numbers
+    up to 100, ``+ - *``; 500 fixed test problems disjoint from train), gold solutions one claim per
+    line then ``#### answer``. Outcome reward: 1 if the graded final answer is equivalent, else 0
+    (``reward_kwargs`` change it: e.g. ``{"wrong": 0.2}`` for R3's partial credit). The episode
+    stops on the ``####`` line. Budget: 160 prompt tokens, 96 new tokens.
+
+    Version History:
+        * v0: initial release.
+
+``LMEnv/MathProcess-v0``
+    ``LMEnv/Math-v0``'s problems with rule-based process rewards on top of the outcome: every
+    step closed by a newline is checked with exact rational arithmetic and pays +0.1 if its claim
+    holds, -0.5 if it is false, 0 if it has no checkable claim.
+
+    Version History:
+        * v0: initial release.
+
+``LMEnv/TargetWord-v0``
+    Repeat a target word (:class:`~lm_envs.tasks.target_word.TargetWordTask`); reward
+    :class:`~lm_envs.tasks.target_word.PrefixMatchReward`. A trivially learnable env for checking
+    that agents learn. Budget: 32 prompt tokens, 8 new tokens.
+
+    Version History:
+        * v0: initial release.
 """
 
 from lm_envs.core.protocol import EvalProtocol
 from lm_envs.core.registration import register
 
-# LMEnv/TargetWord-v0 — see lm_envs.tasks.target_word.TargetWordTask (Version History there).
+_MATH = {
+    "task": "lm_envs.tasks.math:word_problems",
+    "task_kwargs": {"preset": "easy"},
+    "reward": "lm_envs.tasks.math.rewards:MathReward",
+    "max_prompt_tokens": 160,
+    "max_new_tokens": 96,
+}
+
+register("LMEnv/Math-v0", **_MATH, protocol=EvalProtocol(split="test", metric="accuracy"))
+register(
+    "LMEnv/MathProcess-v0",
+    **{**_MATH, "reward_kwargs": {"process": "rule"}},
+    protocol=EvalProtocol(split="test", metric="accuracy"),
+)
 register(
     "LMEnv/TargetWord-v0",
     task="lm_envs.tasks.target_word:TargetWordTask",

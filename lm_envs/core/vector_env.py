@@ -39,7 +39,9 @@ class TokenVectorEnv(VectorEnv):
       ``SyncVectorEnv`` asserts instead of ignoring; ignoring lets a batched model step everyone.)
 
     Reset options apply to every env reset, or per env as a sequence of length ``num_envs``:
-    ``split``, ``index``, ``problem``, ``prefix``; plus ``reset_mask`` (bool array).
+    ``split``, ``index``, ``problem``, ``prefix``; plus ``reset_mask`` (bool array) and
+    ``group_size`` (``K``: envs ``jK .. jK+K-1`` share env ``jK``'s problem and start state, for
+    group baselines such as RLOO and GRPO).
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class TokenVectorEnv(VectorEnv):
         self._terminated = np.zeros(num_envs, dtype=bool)
         self._truncated = np.zeros(num_envs, dtype=bool)
         self._started = False
+        self._starts: list[tuple[str, int]] = [(split, -1)] * num_envs  # (split, index) of each episode
 
     # ------------------------------------------------------------------ reset
 
@@ -108,9 +111,20 @@ class TokenVectorEnv(VectorEnv):
                 self._rngs[i] = seeding.np_random(s)[0]
         if seed is not None and not isinstance(seed, Sequence):
             self._np_random, self._np_random_seed = seeding.np_random(seed)
+        group = options.pop("group_size", 1)
+        if not isinstance(group, (int, np.integer)) or group < 1 or self.num_envs % group:
+            raise ValueError(
+                f"reset option 'group_size' must be a positive int dividing num_envs={self.num_envs}, got {group!r}."
+            )
         infos: dict[str, Any] = {}
         for i in np.flatnonzero(mask):
-            infos = self._add_info(infos, self._start(int(i), self._env_options(options, int(i))), int(i))
+            i = int(i)
+            leader = i - i % group
+            if leader != i and mask[leader]:  # same problem and start state as the group's first env
+                info = self._copy_start(leader, i)
+            else:
+                info = self._start(i, self._env_options(options, i))
+            infos = self._add_info(infos, info, i)
         self._needs_reset[mask] = False
         self._terminated[mask] = False
         self._truncated[mask] = False
@@ -131,7 +145,8 @@ class TokenVectorEnv(VectorEnv):
         unknown = set(options) - set(RESET_OPTIONS)
         if unknown:
             raise ValueError(
-                f"unknown reset option(s) {sorted(unknown)}; valid options are {[*RESET_OPTIONS, 'reset_mask']}."
+                f"unknown reset option(s) {sorted(unknown)}; valid options are "
+                f"{[*RESET_OPTIONS, 'reset_mask', 'group_size']}."
             )
         out = {}
         for key, value in options.items():
@@ -152,11 +167,20 @@ class TokenVectorEnv(VectorEnv):
             out[key] = value
         return out
 
+    def _copy_start(self, leader: int, i: int) -> dict[str, Any]:
+        episodes = self.episodes
+        problem = episodes.problems[leader]
+        assert problem is not None
+        episodes.start(i, problem, episodes.prefixes[leader], int(episodes.stages[leader]))
+        self._starts[i] = self._starts[leader]
+        return episodes.reset_info(i, *self._starts[i])
+
     def _start(self, i: int, options: Mapping[str, Any]) -> dict[str, Any]:
         problem, split, index, prefix, stage = choose_problem(
             self.task, options, self.split, self._rngs[i], self.episodes.curriculum
         )
         self.episodes.start(i, problem, prefix, stage)
+        self._starts[i] = (split, index)
         return self.episodes.reset_info(i, split, index)
 
     # ------------------------------------------------------------------ step
@@ -213,6 +237,20 @@ class TokenVectorEnv(VectorEnv):
             self._truncated.copy(),
             infos,
         )
+
+    def _add_info(self, vector_infos: dict[str, Any], env_info: dict[str, Any], env_num: int) -> dict[str, Any]:
+        """Gymnasium's info batching, made safe for values whose type differs between envs.
+
+        A reward's record may hold ``None`` for one env and an int for another (``first_error``);
+        Gymnasium's version types the array after the first env and then fails, so an array is
+        widened to ``object`` dtype when a value of another type arrives.
+        """
+        for key, value in env_info.items():
+            if key != "final_obs" and not isinstance(value, dict) and key in vector_infos:
+                array = vector_infos[key]
+                if array.dtype != object and (value is None or np.asarray(value).dtype != array.dtype):
+                    vector_infos[key] = array.astype(object)
+        return super()._add_info(vector_infos, env_info, env_num)
 
     def completions(self) -> list[str]:
         """The generated text of every env's current (or just finished) episode."""

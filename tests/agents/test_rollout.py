@@ -4,29 +4,69 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 import lm_envs  # noqa: F401
 from agents.models import build_default_model, logits_width
-from agents.rollout import left_pad_prompts, sample_episodes
+from agents.rollout import collect, left_pad_prompts, response_logprobs, sample_next, sequence_inputs
+
+
+def make(env_id="LMEnv/Math-v0", n=6, **kw):
+    return gym.make_vec(env_id, num_envs=n, autoreset_mode="Disabled", **kw)
 
 
 def test_sampling_logprobs_match_a_full_forward_on_the_tokens_the_env_received():
-    venv = gym.make_vec("LMEnv/TargetWord-v0", num_envs=5, autoreset_mode="Disabled")
+    venv = make(max_new_tokens=24)
     model = build_default_model(venv.codec, seed=1)
     assert logits_width(model) == venv.single_action_space.n
-    episodes = sample_episodes(model, venv, seed=3, generator=torch.Generator().manual_seed(0))
-    obs = venv.episodes.observation()  # the env's buffers: prompt + exactly the tokens it received
+    rollout = collect(model, venv, seed=3, generator=torch.Generator().manual_seed(0), prune_fraction=0.01)
+    # The env's buffers hold exactly the tokens the rollout says were generated.
+    obs = venv.episodes.observation()
     for i in range(venv.num_envs):
-        n = int(episodes.mask[i].sum())
-        p = int(venv.episodes.prompt_length[i])
-        ids = torch.from_numpy(obs["input_ids"][i, : p + n])[None]
-        np.testing.assert_array_equal(ids[0, p:].numpy(), episodes.tokens[i, :n])
-        with torch.no_grad():
-            logp = torch.log_softmax(model(ids).logits[0, p - 1 : p + n - 1].float(), -1)
-        full = logp.gather(1, ids[0, p:, None])[:, 0].numpy()
-        np.testing.assert_allclose(episodes.logprobs[i, :n], full, atol=1e-4)
-    assert np.allclose(episodes.returns, episodes.rewards.sum(1))
+        n, p = int(rollout.mask[i].sum()), int(venv.episodes.prompt_length[i])
+        np.testing.assert_array_equal(obs["input_ids"][i, p : p + n], rollout.tokens[i, :n].numpy())
+    ids, att = sequence_inputs(rollout)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=att, position_ids=(att.cumsum(1) - 1).clamp(min=0)).logits
+    logp, entropy = response_logprobs(logits, rollout.tokens, rollout.prompt_ids.shape[1])
+    m = rollout.mask
+    torch.testing.assert_close(logp[m], rollout.logprobs[m], atol=2e-4, rtol=0)
+    assert (entropy[m] > 0).all()
+    assert torch.allclose(rollout.returns, rollout.rewards.sum(1))
+
+
+def test_finished_envs_are_pruned_and_results_are_unchanged():
+    venv = make(max_new_tokens=16)
+    model = build_default_model(venv.codec, seed=2)
+    a = collect(model, venv, seed=0, generator=torch.Generator().manual_seed(5), prune_fraction=0.01)
+    b = collect(model, venv, seed=0, generator=torch.Generator().manual_seed(5), prune_fraction=2.0)
+    assert a.mask.equal(b.mask)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=2e-4, rtol=0)
+
+
+def test_greedy_and_groups():
+    venv = make("LMEnv/TargetWord-v0", n=6)
+    model = build_default_model(venv.codec, seed=0)
+    r = collect(model, venv, seed=1, options={"group_size": 3}, temperature=0)
+    assert r.group_size == 3
+    assert [x["problem_id"] for x in r.reset_infos[:3]] == [r.reset_infos[0]["problem_id"]] * 3
+    assert r.tokens[0].equal(r.tokens[1])  # same prompt, greedy: same completion
+
+
+def test_top_k_top_p_restrict_sampling():
+    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0]]).repeat(2000, 1)
+    g = torch.Generator().manual_seed(0)
+    tok, _ = sample_next(logits, 1.0, top_k=2, top_p=1.0, generator=g)
+    assert set(tok[:, 0].tolist()) == {2, 3}
+    tok, _ = sample_next(logits, 1.0, top_k=0, top_p=0.5, generator=g)
+    assert set(tok[:, 0].tolist()) == {3}
+
+
+def test_collect_needs_disabled_autoreset():
+    venv = gym.make_vec("LMEnv/TargetWord-v0", num_envs=2)
+    with pytest.raises(ValueError, match="Disabled"):
+        collect(build_default_model(venv.codec), venv)
 
 
 def test_left_padding_keeps_each_prompt_at_the_end():
@@ -41,6 +81,6 @@ def test_left_padding_keeps_each_prompt_at_the_end():
 def test_demo_runs_and_gold_beats_the_untrained_model(capsys):
     from agents import demo
 
-    result = demo.main("LMEnv/TargetWord-v0", num_envs=8, seed=0)
+    result = demo.main("LMEnv/Math-v0", num_envs=8, seed=0)
     assert result["gold"] == 1.0 and result["model"] < 0.5
     assert "mean return" in capsys.readouterr().out

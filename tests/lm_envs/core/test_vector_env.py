@@ -126,3 +126,25 @@ def test_bad_reset_options_raise(step_task, step_reward):
         TokenVectorEnv(2, step_task, step_reward, autoreset_mode="sometimes")
     with pytest.raises(RuntimeError, match="reset"):
         TokenVectorEnv(2, step_task, step_reward).step(np.zeros(2, dtype=np.int64))
+
+
+def test_group_size_gives_groups_the_same_problem_and_start_state(step_task, step_reward):
+    venv = TokenVectorEnv(6, step_task, step_reward, curriculum="mixed")
+    _, info = venv.reset(seed=3, options={"group_size": 3})
+    ids, prefixes = list(info["problem_id"]), list(info["prefix"])
+    assert ids[0:3] == [ids[0]] * 3 and ids[3:6] == [ids[3]] * 3
+    assert prefixes[0:3] == [prefixes[0]] * 3 and prefixes[3:6] == [prefixes[3]] * 3
+    with pytest.raises(ValueError, match="group_size"):
+        venv.reset(options={"group_size": 4})
+
+
+def test_info_values_of_different_types_across_envs_are_batched(step_task):
+    def reward(problem, completion):
+        return 0.0, {"first_error": None if "x" in completion else 0, "score": 1 if "x" in completion else 0.5}
+
+    venv = TokenVectorEnv(3, step_task, reward, max_new_tokens=1)
+    venv.reset(seed=0)
+    x, y = venv.codec.encode("x")[0], venv.codec.encode("y")[0]
+    *_, info = venv.step(np.array([y, x, y]))
+    assert list(info["outcome"]["first_error"]) == [0, None, 0]
+    assert list(info["outcome"]["score"]) == [0.5, 1, 0.5]

@@ -1,0 +1,240 @@
+"""Tests of the procedural arithmetic word-problem generator."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+import lm_envs.tasks.math.generator as generator
+from lm_envs.core.problem import Problem
+from lm_envs.tasks.math.generator import (
+    MAX_STEPS,
+    PRESETS,
+    TEMPLATES,
+    ArithmeticWordProblems,
+    render_prompt,
+)
+from lm_envs.tasks.math.steps import check_step, evaluate
+
+REPO_ROOT = Path(generator.__file__).resolve().parents[3]
+
+CONFIGS = {
+    "easy": {"preset": "easy"},
+    "medium": {"preset": "medium"},
+    "hard": {"preset": "hard"},
+    "default": {},
+    "fractions": {"fractions": True, "max_steps": 4},
+    "decimals": {"decimals": True, "max_steps": 4},
+    "long": {"min_steps": 5, "max_steps": MAX_STEPS, "max_value": 1000},
+    "plus_only": {"operations": "+", "max_value": 20},
+    "divide_only": {"operations": ["/"], "max_steps": 2, "max_value": 50},
+}
+
+
+def make(config: dict, **overrides: object) -> ArithmeticWordProblems:
+    config = {**config, **overrides}
+    preset = config.pop("preset", None)
+    if preset is not None:
+        return ArithmeticWordProblems.from_preset(preset, **config)
+    return ArithmeticWordProblems(**config)
+
+
+def _fingerprint(p: Problem) -> tuple:
+    return (p.id, p.prompt, p.answer, p.steps, json.dumps(dict(p.metadata), sort_keys=True))
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_gold_steps_verify_and_answer_matches(name: str) -> None:
+    task = make(CONFIGS[name])
+    for split, count in (("train", 300), ("test", 60)):
+        for i in range(count):
+            p = task.problem(split, i)
+            assert p.id == f"{split}/{i}"
+            assert p.prompt == render_prompt(p.prompt[: -len("\nSolution:\n")])
+            assert p.prompt.endswith("\nSolution:\n")
+            *work, final = p.steps
+            assert final == f"#### {p.answer}"
+            assert task.stops(final) and not any(task.stops(s) for s in work)
+            assert task.min_steps <= len(work) == p.metadata["n_steps"] <= task.max_steps
+            for step in work:
+                result = check_step(step)
+                assert result.verdict == "correct", (p.prompt, step, result)
+            last_value = evaluate(work[-1].rsplit("=", 1)[1])
+            assert last_value == evaluate(p.answer), (p.steps, p.answer)
+            value = Fraction(evaluate(p.answer))
+            assert 0 <= value <= task.max_value
+            if not (task.fractions or task.decimals):
+                assert value.denominator == 1, p
+            assert set(p.metadata["operations"]) <= set(task.operations)
+            assert p.metadata["template"] in task.templates
+
+
+def test_canonical_answers() -> None:
+    answers = {make({"fractions": True}).problem("train", i).answer for i in range(400)}
+    assert any("/" in a for a in answers)
+    assert all("." not in a for a in answers)
+    decimal_answers = {make({"decimals": True}).problem("train", i).answer for i in range(400)}
+    assert any("." in a for a in decimal_answers)
+    assert all(not a.endswith("0") or "." not in a for a in decimal_answers)  # no trailing zeros
+
+
+def test_deterministic_within_process() -> None:
+    a, b = ArithmeticWordProblems(seed=3), ArithmeticWordProblems(seed=3)
+    for split in ("train", "test"):
+        for i in (0, 1, 17, 499):
+            assert _fingerprint(a.problem(split, i)) == _fingerprint(a.problem(split, i))
+            assert _fingerprint(a.problem(split, i)) == _fingerprint(b.problem(split, i))
+    # random access: the same problem whatever was asked before
+    assert a.problem("train", 10**8) == ArithmeticWordProblems(seed=3).problem("train", 10**8)
+
+
+def test_seeds_change_train_but_not_test() -> None:
+    a, b = ArithmeticWordProblems(seed=0), ArithmeticWordProblems(seed=1)
+    train_a = [a.problem("train", i).prompt for i in range(20)]
+    train_b = [b.problem("train", i).prompt for i in range(20)]
+    assert train_a != train_b
+    assert [a.problem("test", i) for i in range(20)] == [b.problem("test", i) for i in range(20)]
+    c = ArithmeticWordProblems(seed=0, test_seed=1)
+    assert [a.problem("test", i).prompt for i in range(20)] != [c.problem("test", i).prompt for i in range(20)]
+
+
+def test_deterministic_across_processes() -> None:
+    indices = [0, 1, 2, 50, 999, 123456]
+    code = (
+        "import json, sys\n"
+        "from lm_envs.tasks.math.generator import ArithmeticWordProblems\n"
+        "t = ArithmeticWordProblems.from_preset('medium', seed=7)\n"
+        f"out = [[p.prompt, p.answer, list(p.steps)] for p in (t.problem(s, i) for s in ('train', 'test') "
+        f"for i in {indices!r} if i < t.size(s))]\n"
+        "json.dump(out, sys.stdout)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONHASHSEED": "12345"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO_ROOT, check=True
+    )
+    task = ArithmeticWordProblems.from_preset("medium", seed=7)
+    here = [
+        [p.prompt, p.answer, list(p.steps)]
+        for p in (task.problem(s, i) for s in ("train", "test") for i in indices if i < task.size(s))
+    ]
+    assert json.loads(result.stdout) == here
+
+
+@pytest.mark.parametrize("name", ["easy", "default", "plus_only"])
+def test_train_and_test_never_overlap(name: str) -> None:
+    task = make(CONFIGS[name], test_size=500)
+    test = [task.problem("test", i) for i in range(task.size("test"))]
+    train = [task.problem("train", i) for i in range(4000)]
+    # another training seed draws from the same partition of the key space
+    train += [make(CONFIGS[name], seed=99).problem("train", i) for i in range(1000)]
+    test_keys = {p.metadata["key"] for p in test}
+    train_keys = {p.metadata["key"] for p in train}
+    assert not test_keys & train_keys
+    assert not {p.prompt for p in test} & {p.prompt for p in train}
+    assert all(generator._in_test(k) for k in test_keys)
+    assert not any(generator._in_test(k) for k in train_keys)
+    assert len(test_keys) > 100  # the held-out set is not a handful of repeats
+
+
+def test_keys_ignore_names_and_wording() -> None:
+    task = ArithmeticWordProblems()
+    key = task.problem("train", 0).metadata["key"]
+    template, _, numbers = key.partition(":")
+    assert "/" in template and template.split("/")[0] in TEMPLATES
+    assert not any(c.isalpha() for c in numbers.replace("x", ""))  # numbers and operators only
+
+
+def test_variety() -> None:
+    task = ArithmeticWordProblems(max_steps=4)
+    problems = [task.problem("train", i) for i in range(600)]
+    assert {p.metadata["template"] for p in problems} == set(TEMPLATES)
+    assert len({p.metadata["variant"] for p in problems}) >= 25
+    assert len({p.prompt for p in problems}) >= 0.97 * len(problems)  # short variants may repeat
+    assert {p.metadata["n_steps"] for p in problems} == {1, 2, 3, 4}
+
+
+def test_easy_preset_is_small() -> None:
+    task = ArithmeticWordProblems.from_preset("easy")
+    assert PRESETS["easy"]["max_value"] < 100
+    for i in range(300):
+        p = task.problem("train", i)
+        assert 1 <= p.metadata["n_steps"] <= 2
+        numbers = [evaluate(tok) for step in p.steps[:-1] for tok in step.replace("=", " ").split() if tok[0].isdigit()]
+        assert all(0 <= n < 100 for n in numbers), p.steps
+        assert set(p.metadata["operations"]) <= {"+", "-", "*"}
+
+
+def test_template_subset() -> None:
+    task = ArithmeticWordProblems(templates=["shopping"], min_steps=1, max_steps=6)
+    assert {task.problem("train", i).metadata["template"] for i in range(50)} == {"shopping"}
+    assert ArithmeticWordProblems(templates="ages, equation").templates == ("ages", "equation")
+
+
+def test_sizes_splits_and_indices() -> None:
+    task = ArithmeticWordProblems(test_size=7)
+    assert task.size("test") == 7 and task.size("train") == 10**9
+    with pytest.raises(ValueError, match="out of range"):
+        task.problem("test", 7)
+    with pytest.raises(ValueError, match="no split"):
+        task.problem("validation", 0)
+    with pytest.raises(ValueError):
+        task.problem("train", -1)
+
+
+def test_corpus_covers_templates() -> None:
+    task = ArithmeticWordProblems.from_preset("easy")
+    texts = list(task.corpus())
+    assert len(texts) == 4000
+    joined = "\n".join(texts)
+    assert "####" in joined and "Solution:" in joined
+
+
+def test_pickle_round_trip() -> None:
+    task = ArithmeticWordProblems.from_preset("medium", seed=5)
+    clone = pickle.loads(pickle.dumps(task))
+    assert clone.problem("train", 3) == task.problem("train", 3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"min_steps": 0}, "min_steps"),
+        ({"min_steps": 3, "max_steps": 2}, "min_steps"),
+        ({"max_steps": MAX_STEPS + 1}, "max_steps"),
+        ({"max_value": 5}, "max_value"),
+        ({"max_value": 10**7}, "max_value"),
+        ({"min_value": 50, "max_value": 100}, "min_value"),
+        ({"min_value": -1}, "min_value"),
+        ({"operations": []}, "operations"),
+        ({"operations": ["+", "^"]}, "operations"),
+        ({"templates": ["poetry"]}, "templates"),
+        ({"templates": []}, "templates"),
+        ({"test_size": 0}, "test_size"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"max_steps": True}, "max_steps"),
+        ({"fractions": "yes"}, "fractions"),
+        ({"templates": ["percent"], "operations": ["+", "-"]}, "no enabled template"),
+        ({"templates": ["equation"], "min_steps": 4, "max_steps": 4}, "no enabled template"),
+    ],
+)
+def test_knobs_are_validated(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ArithmeticWordProblems(**kwargs)
+
+
+def test_unknown_preset() -> None:
+    with pytest.raises(ValueError, match="preset"):
+        ArithmeticWordProblems.from_preset("impossible")
+
+
+def test_infeasible_range_fails_early() -> None:
+    with pytest.raises(ValueError, match="could not generate"):
+        ArithmeticWordProblems(operations="/", templates=["inventory"], min_steps=8, max_steps=8, max_value=10)
