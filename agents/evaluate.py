@@ -1,0 +1,112 @@
+"""Evaluation on an env's fixed test split: mean return, accuracy, pass@k and best-of-N.
+
+Episodes are the first ``num_episodes`` problems of the protocol's split, in index order, so every
+model is scored on the same problems. ``k`` samples per problem (``group_size``) give pass@k (the
+unbiased estimator of Chen et al. 2021) and best-of-N by the env's own reward.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.rollout import collect
+from leaderboard.hashing import episodes_hash
+
+
+@dataclass
+class EvalConfig:
+    """Settings of an evaluation."""
+
+    num_episodes: int | None = 200  # problems from the split (None: the protocol's count / whole split)
+    split: str = "test"
+    samples: int = 1  # samples per problem (pass@k, best-of-N); 1 with temperature 0 is greedy accuracy
+    temperature: float = 0.0
+    batch_size: int = 128  # envs per rollout
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from ``n`` samples of which ``c`` are correct (Chen et al. 2021).
+
+    Example:
+        >>> round(pass_at_k(4, 1, 2), 3)
+        0.5
+    """
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod((n - c - i) / (n - i) for i in range(k))
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    env_id: str,
+    cfg: EvalConfig,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Score ``model`` on ``env_id``; returns metrics and per-episode records.
+
+    Returns:
+        ``{"accuracy", "mean_return", "pass@k"..., "best_of_n", "num_episodes", "records", "episodes_hash"}``.
+    """
+    kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "curriculum"}  # evaluation: whole problems
+    probe = gym.make(env_id, **kwargs).unwrapped
+    n_problems = probe.task.size(cfg.split) if cfg.num_episodes is None else cfg.num_episodes
+    n_problems = min(n_problems, probe.task.size(cfg.split))
+    k = max(1, cfg.samples)
+    per_batch = max(1, cfg.batch_size // k)
+    venv = None
+    generator = torch.Generator().manual_seed(seed)
+    records: list[dict[str, Any]] = []
+    for start in range(0, n_problems, per_batch):
+        idx = list(range(start, min(start + per_batch, n_problems)))
+        n_envs = len(idx) * k
+        if venv is None or venv.num_envs != n_envs:
+            venv = gym.make_vec(env_id, num_envs=n_envs, autoreset_mode="Disabled", split=cfg.split, **kwargs)
+        rollout = collect(
+            model,
+            venv,
+            options={"index": [i for i in idx for _ in range(k)], "split": cfg.split, "prefix": ""},
+            temperature=cfg.temperature,
+            generator=generator,
+        )
+        returns = rollout.returns.tolist()
+        for j, info in enumerate(rollout.infos):
+            records.append(
+                {
+                    "index": idx[j // k],
+                    "sample": j % k,
+                    "problem_id": rollout.reset_infos[j]["problem_id"],
+                    "return": float(returns[j]),
+                    "success": bool(info.get("is_success", False)),
+                    "completion": info.get("completion", ""),
+                    "num_tokens": int(info.get("num_tokens", 0)),
+                }
+            )
+    by_problem: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        by_problem.setdefault(r["index"], []).append(r)
+    first = [rs[0] for rs in by_problem.values()]
+    metrics: dict[str, Any] = {
+        "num_episodes": len(records),
+        "num_problems": len(by_problem),
+        "accuracy": float(np.mean([r["success"] for r in first])),
+        "mean_return": float(np.mean([r["return"] for r in records])),
+        "mean_tokens": float(np.mean([r["num_tokens"] for r in records])),
+    }
+    if k > 1:
+        for kk in sorted({1, k} | {2**j for j in range(1, int(math.log2(k)) + 1)}):
+            metrics[f"pass@{kk}"] = float(
+                np.mean([pass_at_k(len(rs), sum(r["success"] for r in rs), kk) for rs in by_problem.values()])
+            )
+        best = [max(rs, key=lambda r: r["return"])["success"] for rs in by_problem.values()]
+        metrics["best_of_n"] = float(np.mean(best))
+    metrics["records"] = records
+    metrics["episodes_hash"] = episodes_hash(records)
+    return metrics

@@ -1,0 +1,178 @@
+"""REINFORCE for language models with a choice of baseline, in one file: moving average, RLOO, GRPO.
+
+Reads top to bottom:
+
+1. A rollout of ``K = group_size`` episodes per problem (consecutive envs share the problem and the
+   start state). The score of episode ``i`` is its return ``s_i`` (sum of env rewards: outcome plus
+   any process rewards).
+2. Optional KL in the reward (``kl_in="reward"``, k1, sequence level as TRL's RLOO):
+   ``s_i <- s_i - beta * sum_t (log pi_old(a_t) - log pi_ref(a_t))``.
+3. Advantage of every token of episode ``i`` (one number per episode, broadcast to its tokens):
+
+   * ``moving_average``: ``A_i = s_i - b``, ``b <- d * b + (1 - d) * mean(s)`` (Williams 1992);
+   * ``rloo``: ``A_i = s_i - mean_{j != i} s_j`` over the group (Kool et al. 2019; Ahmadian et al. 2024);
+   * ``grpo``: ``A_i = (s_i - mean_j s_j) / (std_j s_j + eps)`` over the group (Shao et al. 2024).
+
+4. Loss per token: ``-min(rho A, clip(rho, 1 - eps, 1 + eps) A)`` with ``rho = pi / pi_old`` (GRPO's
+   clipped ratio; with one iteration per rollout ``rho = 1`` and this is plain REINFORCE), plus
+   ``beta * k3`` per token when ``kl_in="loss"`` (GRPO), averaged over all tokens of the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from agents.models import positions
+from agents.ppo import masked_mean
+from agents.rollout import Rollout, response_logprobs, sequence_inputs
+
+BASELINES = ("moving_average", "rloo", "grpo", "none")
+
+
+@dataclass
+class ReinforceConfig:
+    """REINFORCE hyper-parameters (symbols as in the papers)."""
+
+    name: str = "reinforce"
+    baseline: str = "grpo"  # moving_average | rloo | grpo | none
+    lr: float = 2e-5  # Adam learning rate
+    num_envs: int = 64  # episodes per rollout
+    group_size: int = 8  # K samples per problem (rloo/grpo need K >= 2)
+    iterations: int = 1  # updates per rollout (mu); > 1 makes the ratio clip matter
+    num_minibatches: int = 1  # minibatches per update
+    clip_eps: float = 0.2  # ratio clip epsilon
+    kl_coef: float = 0.0  # beta
+    kl_in: str = "loss"  # "loss" (k3 per token, GRPO) or "reward" (k1 per episode, RLOO)
+    ema_decay: float = 0.9  # moving-average baseline decay
+    grpo_eps: float = 1e-4  # std epsilon of GRPO's normalisation
+    max_grad_norm: float = 1.0
+    temperature: float = 1.0
+
+
+def group_advantages(scores: torch.Tensor, group_size: int, baseline: str, eps: float = 1e-4) -> torch.Tensor:
+    """Per-episode advantages with a group baseline (``rloo``, ``grpo``) or none.
+
+    Example:
+        >>> group_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0]), 4, "rloo").tolist()
+        [1.0, -0.3333333432674408, -0.3333333432674408, -0.3333333432674408]
+    """
+    if baseline == "none":
+        return scores.clone()
+    if baseline not in ("rloo", "grpo"):
+        raise ValueError(f"group baseline must be 'rloo', 'grpo' or 'none', got {baseline!r}.")
+    if group_size < 2:
+        raise ValueError(f"baseline {baseline!r} needs group_size >= 2 samples per problem, got {group_size}.")
+    if scores.numel() % group_size:
+        raise ValueError(f"{scores.numel()} episodes do not split into groups of {group_size}.")
+    g = scores.view(-1, group_size)
+    mean = g.mean(1, keepdim=True)
+    if baseline == "rloo":
+        return (g - (g.sum(1, keepdim=True) - g) / (group_size - 1)).view(-1)
+    return ((g - mean) / (g.std(1, keepdim=True) + eps)).view(-1)
+
+
+class MovingAverageBaseline:
+    """``b <- d * b + (1 - d) * mean(s)``, started at the first batch's mean."""
+
+    def __init__(self, decay: float) -> None:
+        self.decay, self.value = decay, None
+
+    def advantages(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.value is None:
+            self.value = float(scores.mean())
+        adv = scores - self.value
+        self.value = self.decay * self.value + (1 - self.decay) * float(scores.mean())
+        return adv
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.value = state["value"]
+
+
+def reinforce_update(
+    model: torch.nn.Module,
+    ref: torch.nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    cfg: ReinforceConfig,
+    moving_average: MovingAverageBaseline | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """One REINFORCE update (``cfg.iterations`` passes) on a rollout; returns metrics."""
+    if cfg.baseline not in BASELINES:
+        raise ValueError(f"unknown baseline {cfg.baseline!r}; choose one of {BASELINES}.")
+    mask = rollout.mask.float()
+    P, T = rollout.prompt_ids.shape[1], rollout.tokens.shape[1]
+    old_logp = rollout.logprobs
+    use_kl = cfg.kl_coef > 0 and ref is not None
+    ref_logp = None
+    if use_kl:
+        with torch.no_grad():
+            ids, att = sequence_inputs(rollout)
+            logits = ref(input_ids=ids, attention_mask=att, position_ids=positions(att)).logits
+            ref_logp = response_logprobs(logits, rollout.tokens, P, cfg.temperature)[0]
+
+    # --- scores and advantages (one per episode) ---
+    scores = rollout.returns.float()
+    kl_seq = ((old_logp - ref_logp) * mask).sum(1) if ref_logp is not None else torch.zeros_like(scores)
+    if use_kl and cfg.kl_in == "reward":
+        scores = scores - cfg.kl_coef * kl_seq
+    if cfg.baseline == "moving_average":
+        assert moving_average is not None, "pass a MovingAverageBaseline for baseline='moving_average'"
+        adv = moving_average.advantages(scores)
+    else:
+        adv = group_advantages(scores, rollout.group_size, cfg.baseline, cfg.grpo_eps)
+    adv_tok = adv[:, None] * mask
+
+    n = rollout.tokens.shape[0]
+    mb_size = max(1, n // cfg.num_minibatches)
+    total_tokens = mask.sum().clamp(min=1)
+    stats: dict[str, list[float]] = {k: [] for k in ("pg", "kl_loss", "entropy", "clipfrac")}
+    first_ratio_error = None
+    model.train()
+    for _ in range(cfg.iterations):
+        order = torch.randperm(n, generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        for start in range(0, n, mb_size):
+            rows = order[start : start + mb_size]
+            ids, att = sequence_inputs(rollout, rows)
+            logits = model(input_ids=ids, attention_mask=att, position_ids=positions(att)).logits
+            logp, entropy = response_logprobs(logits, rollout.tokens[rows], P, cfg.temperature)
+            m, a = mask[rows], adv_tok[rows]
+            ratio = (logp - old_logp[rows]).clamp(-20, 20).exp()
+            if first_ratio_error is None:
+                first_ratio_error = float(((ratio - 1).abs() * m).max())
+            per_token = -torch.min(ratio * a, ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps) * a)
+            kl_term = torch.zeros_like(per_token)
+            if use_kl and cfg.kl_in == "loss":  # k3 = exp(u) - 1 - u, u = log pi_ref - log pi (>= 0)
+                u = (ref_logp[rows] - logp).clamp(-20, 20)
+                kl_term = u.exp() - 1 - u
+            # token-level aggregation over the whole batch (no length bias between episodes)
+            loss = ((per_token + cfg.kl_coef * kl_term) * m).sum() / total_tokens
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"REINFORCE loss became {loss.item()}; lower agent.lr.")
+            loss.backward()
+            with torch.no_grad():
+                stats["pg"].append(float((per_token * m).sum() / total_tokens))
+                stats["kl_loss"].append(float((kl_term * m).sum() / m.sum().clamp(min=1)))
+                stats["entropy"].append(float(masked_mean(entropy, m)))
+                stats["clipfrac"].append(float(masked_mean(((ratio - 1).abs() > cfg.clip_eps).float(), m)))
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+    model.eval()
+    out = {f"reinforce/{k}": sum(v) / len(v) for k, v in stats.items()}
+    out.update(
+        {
+            "reinforce/kl_ref": float(kl_seq.mean()),
+            "reinforce/adv_abs_mean": float(adv.abs().mean()),
+            "reinforce/first_ratio_max_error": first_ratio_error or 0.0,
+            "reinforce/zero_adv_fraction": float((adv.abs() < 1e-8).float().mean()),
+            "reinforce/T": float(T),
+        }
+    )
+    return out

@@ -1,0 +1,126 @@
+"""Supervised fine-tuning (SFT) on a task's gold demonstrations: the warm start before RL.
+
+A tiny model trained from scratch needs it: RL only sharpens what the policy already samples.
+Each example is tokenized exactly as the token env sees an episode: the prompt encoded on its own
+(``add_special_tokens=True``), then the gold solution's tokens and EOS, so the warm-started model
+produces the same token sequences the env will receive. The loss is the mean negative
+log-likelihood of the solution tokens (prompt tokens are context only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.models import positions
+from lm_envs import Problem, Task, TextCodec
+
+
+@dataclass
+class SFTConfig:
+    """Settings of the SFT warm start."""
+
+    steps: int = 600  # optimizer steps (0 skips SFT)
+    batch_size: int = 32  # demonstrations per step
+    lr: float = 1e-3  # AdamW peak learning rate (tiny models from scratch like it high)
+    weight_decay: float = 0.01
+    warmup_steps: int = 50  # linear warm-up, then cosine decay to 10% of lr
+    max_grad_norm: float = 1.0
+    split: str = "train"  # where demonstrations come from
+
+
+def encode_demo(codec: TextCodec, problem: Problem, separator: str = "\n") -> tuple[list[int], list[int]]:
+    """Prompt ids and target ids (solution + EOS) of one demonstration, tokenized as the env does."""
+    if not problem.steps:
+        raise ValueError(
+            f"problem {problem.id!r} has no gold steps; SFT needs demonstrations (Problem.steps). Set sft.steps=0 "
+            "to skip the warm start."
+        )
+    prompt = codec.encode(problem.prompt, add_special_tokens=True)
+    target = codec.encode(problem.solution(separator)) + [codec.eos_token_id]
+    return prompt, target
+
+
+def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch with labels ``-100`` on prompt and padding positions."""
+    width = max(len(p) + len(t) for p, t in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    att = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    for i, (p, t) in enumerate(examples):
+        seq = p + t
+        ids[i, : len(seq)] = torch.tensor(seq)
+        att[i, : len(seq)] = 1
+        labels[i, len(p) : len(seq)] = torch.tensor(t)
+    return {"input_ids": ids, "attention_mask": att, "labels": labels}
+
+
+def demo_batches(
+    task: Task, codec: TextCodec, cfg: SFTConfig, rng: np.random.Generator
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches of demonstrations drawn uniformly from the split."""
+    n = task.size(cfg.split)
+    while True:
+        idx = rng.integers(n, size=cfg.batch_size)
+        yield collate([encode_demo(codec, task.problem(cfg.split, int(i))) for i in idx], codec.pad_token_id)
+
+
+def nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean negative log-likelihood of the labelled tokens."""
+    att = batch["attention_mask"]
+    logits = model(input_ids=batch["input_ids"], attention_mask=att, position_ids=positions(att)).logits
+    logits, labels = logits[:, :-1].float(), batch["labels"][:, 1:]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+def lr_lambda(cfg: SFTConfig) -> Callable[[int], float]:
+    """Linear warm-up then cosine decay to 10% of the peak."""
+
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+        return 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress))
+
+    return f
+
+
+def train_sft(
+    model: torch.nn.Module,
+    task: Task,
+    codec: TextCodec,
+    cfg: SFTConfig,
+    seed: int = 0,
+    log: Callable[[int, dict[str, Any]], None] | None = None,
+    start_step: int = 0,
+    optimizer_state: dict[str, Any] | None = None,
+) -> torch.optim.Optimizer:
+    """Run ``cfg.steps`` SFT steps on ``model`` (in place); ``log(step, metrics)`` every 10 steps.
+
+    Returns the optimizer, so a checkpoint can hold its state.
+    """
+    device = next(model.parameters()).device
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg), last_epoch=start_step - 1)
+    batches = demo_batches(task, codec, cfg, np.random.default_rng([seed, 7]))
+    for step in range(start_step, cfg.steps):
+        batch = {k: v.to(device) for k, v in next(batches).items()}
+        loss = nll(model, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"SFT loss became {loss.item()} at step {step}; lower sft.lr.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        if log is not None and (step % 10 == 0 or step == cfg.steps - 1):
+            log(step, {"sft/loss": loss.item(), "sft/grad_norm": float(grad_norm), "sft/lr": schedule.get_last_lr()[0]})
+    model.eval()
+    return optimizer

@@ -1,0 +1,281 @@
+"""``lm-envs leaderboard``: submit, validate, list, show, export and serve the leaderboard.
+
+Every command takes ``--db URL`` (default ``$LM_ENVS_LEADERBOARD_URL``, else a SQLite file in the
+lm-envs cache) and ``--import MODULE`` (import a module that registers more envs first; repeatable).
+
+Examples::
+
+    lm-envs leaderboard submit runs/ppo/eval/submission.json              # into the local store
+    lm-envs leaderboard submit result.json --server http://host:8000 --token $TOKEN
+    lm-envs leaderboard list --env LMEnv/Math-v0
+    lm-envs leaderboard show 3
+    lm-envs leaderboard export md -o LEADERBOARD.md
+    lm-envs leaderboard export html -o site/
+    lm-envs leaderboard admin issue-token alice                          # prints the token once
+    lm-envs leaderboard serve --host 127.0.0.1 --port 8000
+
+Exit status: 0 on success, 1 when a submission is refused, 2 for usage or connection errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from leaderboard.envs import UnknownEnvError
+from leaderboard.schema import MAX_SUBMISSION_BYTES, schema_json
+from leaderboard.store import URL_ENV, LeaderboardStore, resolve_store_url
+from leaderboard.validate import SubmissionError, validate_submission
+
+PROG = "lm-envs leaderboard"
+TOKEN_ENV = "LM_ENVS_LEADERBOARD_TOKEN"
+
+
+def _read(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read(MAX_SUBMISSION_BYTES + 1)
+    return Path(path).read_bytes()
+
+
+def _print_refusal(problems: list[str], status: int | None = None) -> None:
+    where = f" (HTTP {status})" if status else ""
+    print(f"{PROG}: submission refused{where}:", file=sys.stderr)
+    for p in problems:
+        print(f"  - {p}", file=sys.stderr)
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    body = _read(args.file)
+    if args.server:
+        return _submit_remote(body, args.server, args.token or os.environ.get(TOKEN_ENV), args.timeout)
+    with LeaderboardStore(args.db) as store:
+        entry = store.submit(body)
+    print(f"stored entry {entry.id}: {entry.env_id} {entry.agent_name} {entry.aggregate}={entry.score:.4g}")
+    return 0
+
+
+def _submit_remote(body: bytes, server: str, token: str | None, timeout: float) -> int:
+    if not token:
+        print(f"{PROG}: submitting to a server needs an API token: --token or ${TOKEN_ENV}.", file=sys.stderr)
+        return 2
+    request = urllib.request.Request(
+        server.rstrip("/") + "/api/v1/submissions",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - user-given server URL
+            reply = json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        try:
+            detail = json.loads(e.read())
+        except ValueError:
+            detail = {}
+        _print_refusal(detail.get("problems") or [str(detail.get("detail") or e.reason)], e.code)
+        return 1
+    except (urllib.error.URLError, OSError) as e:
+        print(f"{PROG}: cannot reach {server}: {e}", file=sys.stderr)
+        return 2
+    print(f"stored entry {reply['id']}: {server.rstrip('/')}{reply['url']}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    valid = validate_submission(_read(args.file))
+    print(f"valid: {valid.env_id} {valid.agent_name} score={valid.score:.4g} [{valid.ci_low:.4g}, {valid.ci_high:.4g}]")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    with LeaderboardStore(args.db) as store:
+        entries = store.entries(args.env)
+    if args.json:
+        print(json.dumps([e.summary() for e in entries], indent=2, ensure_ascii=False))
+        return 0
+    if not entries:
+        print("no entries" + (f" for {args.env}" if args.env else "") + f" in {store.url}")
+        return 0
+    current = None
+    rank = 0
+    for e in entries:
+        if e.env_id != current:
+            current, rank = e.env_id, 0
+            direction = "higher" if e.higher_is_better else "lower"
+            print(f"\n{e.env_id}  ({e.metric}, {direction} is better; ranked by {e.aggregate})")
+            print(f"  {'rank':>4} {'id':>6}  {'score':>9}  {'95% CI':<21} {'seeds':>5}  agent / model")
+        rank += 1
+        ci = f"[{e.ci_low:.4g}, {e.ci_high:.4g}]"
+        print(f"  {rank:>4} {e.id:>6}  {e.score:>9.4g}  {ci:<21} {e.n_seeds:>5}  {e.agent_name} / {e.model_name}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    with LeaderboardStore(args.db) as store:
+        entry = store.get(args.id)
+    print(json.dumps({**entry.summary(), "document": entry.document}, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from leaderboard import export
+
+    with LeaderboardStore(args.db) as store:
+        if args.format == "html":
+            if not args.output or args.output == "-":
+                print(f"{PROG}: export html writes a directory: pass -o DIR.", file=sys.stderr)
+                return 2
+            files = export.export_html(store, args.output, args.env)
+            print(f"wrote {len(files)} files to {args.output} (open {files[0]})")
+            return 0
+        text = export.export_markdown(store, args.env) if args.format == "md" else export.export_csv(store, args.env)
+    if not args.output or args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, encoding="utf-8", newline="")
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from leaderboard.server import create_app
+
+    app = create_app(args.db, max_body_bytes=args.max_body_bytes)
+    print(f"serving {app.state.store.url} on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10)
+    return 0
+
+
+def _cmd_schema(_args: argparse.Namespace) -> int:
+    print(schema_json())
+    return 0
+
+
+def _cmd_issue_token(args: argparse.Namespace) -> int:
+    with LeaderboardStore(args.db) as store:
+        token = store.issue_token(args.name, replace=args.replace)
+    print(f"API token for {args.name!r} (shown once; only its hash is stored):", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def _cmd_revoke_token(args: argparse.Namespace) -> int:
+    with LeaderboardStore(args.db) as store:
+        n = store.revoke_token(args.name)
+    if n == 0:
+        print(f"{PROG}: {args.name!r} has no active token.", file=sys.stderr)
+        return 1
+    print(f"revoked {n} token(s) of {args.name!r}")
+    return 0
+
+
+def _cmd_list_tokens(args: argparse.Namespace) -> int:
+    with LeaderboardStore(args.db) as store:
+        tokens = store.tokens()
+    for t in tokens:
+        state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
+        print(f"{t.name}\tlmlb_{t.key_id}_…\tissued {t.created_at:%Y-%m-%d}\t{state}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``lm-envs leaderboard``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help=f"SQLAlchemy URL or SQLite file (default: ${URL_ENV}, else the SQLite file in the lm-envs cache)",
+    )
+    common.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (to register more envs); repeatable",
+    )
+    parser = argparse.ArgumentParser(prog=PROG, description="Submit, browse and serve lm-envs leaderboard results.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("submit", parents=[common], help="validate and store a submission (locally or on a server)")
+    p.add_argument("file", help="submission JSON file ('-' for stdin)")
+    p.add_argument("--server", metavar="URL", help="submit to this leaderboard server instead of the local store")
+    p.add_argument("--token", help=f"API token for --server (default: ${TOKEN_ENV})")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server (default: 30)")
+    p.set_defaults(func=_cmd_submit)
+
+    p = sub.add_parser("validate", parents=[common], help="check a submission without storing it")
+    p.add_argument("file", help="submission JSON file ('-' for stdin)")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("list", parents=[common], help="list the ranked entries")
+    p.add_argument("--env", metavar="ID", help="only this env id")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("show", parents=[common], help="print an entry with its full submission record (JSON)")
+    p.add_argument("id", type=int, help="entry id (see list)")
+    p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("export", parents=[common], help="export to Markdown, CSV or a static HTML site")
+    p.add_argument("format", choices=("md", "csv", "html"))
+    p.add_argument("-o", "--output", metavar="PATH", help="output file (md, csv; default stdout) or directory (html)")
+    p.add_argument("--env", metavar="ID", help="only this env id")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("serve", parents=[common], help="serve the web pages and the JSON API (uvicorn)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    p.add_argument(
+        "--max-body-bytes", type=int, default=MAX_SUBMISSION_BYTES, help="request size limit (default: %(default)s)"
+    )
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("schema", parents=[common], help="print the submission JSON Schema")
+    p.set_defaults(func=_cmd_schema)
+
+    admin = sub.add_parser("admin", help="manage API tokens").add_subparsers(dest="admin", required=True)
+    p = admin.add_parser("issue-token", parents=[common], help="issue an API token for NAME (printed once)")
+    p.add_argument("name")
+    p.add_argument("--replace", action="store_true", help="revoke NAME's active token first")
+    p.set_defaults(func=_cmd_issue_token)
+    p = admin.add_parser("revoke-token", parents=[common], help="revoke NAME's active tokens")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_revoke_token)
+    p = admin.add_parser("list-tokens", parents=[common], help="list issued tokens (names and key ids, no secrets)")
+    p.set_defaults(func=_cmd_list_tokens)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``lm-envs leaderboard`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        for module in args.imports:
+            importlib.import_module(module)
+        if args.db is not None:
+            args.db = resolve_store_url(args.db)
+        return int(args.func(args))
+    except SubmissionError as e:
+        _print_refusal(e.problems)
+        return 1
+    except (KeyError, ValueError, OSError, ImportError, UnknownEnvError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"{PROG}: {message}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as e:
+        print(f"{PROG}: database error ({args.db or 'default store'}): {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,524 @@
+"""The leaderboard store: submissions and API tokens in a SQL database (SQLAlchemy 2).
+
+One URL setting chooses the database: ``--db`` on the command line, else ``$LM_ENVS_LEADERBOARD_URL``,
+else a SQLite file under the lm-envs cache directory (``$LM_ENVS_CACHE/leaderboard.sqlite``, default
+``~/.cache/lm_envs/leaderboard.sqlite``). Any SQLAlchemy URL works, e.g.
+``postgresql+psycopg://user:password@localhost/leaderboard``; a plain file path means a SQLite file.
+
+SQLite runs in WAL mode with a busy timeout, and write transactions start with ``BEGIN IMMEDIATE``,
+so concurrent writers (server threads, a CLI next to a running server) queue instead of failing.
+Duplicates are refused by a unique fingerprint column, which also holds under concurrent writers
+on PostgreSQL.
+
+Example:
+    >>> store = LeaderboardStore("sqlite://")  # in memory
+    >>> store.entries()
+    []
+    >>> token = store.issue_token("alice")
+    >>> store.authenticate(token), store.authenticate(token + "x")
+    ('alice', None)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, deferred, mapped_column, undefer
+from sqlalchemy.pool import StaticPool
+
+from leaderboard.schema import MAX_SUBMISSION_BYTES
+from leaderboard.tokens import new_token, parse_token, verify_secret
+from leaderboard.validate import DuplicateSubmissionError, ValidSubmission, validate_submission
+
+#: Environment variable holding the store URL.
+URL_ENV = "LM_ENVS_LEADERBOARD_URL"
+
+
+def default_store_url() -> str:
+    """``$LM_ENVS_LEADERBOARD_URL`` if set, else a SQLite file under the lm-envs cache directory."""
+    if os.environ.get(URL_ENV):
+        return os.environ[URL_ENV]
+    from lm_envs.core.tokenizer import cache_dir
+
+    return f"sqlite:///{(cache_dir() / 'leaderboard.sqlite').resolve()}"
+
+
+def resolve_store_url(url: str | os.PathLike[str] | None = None) -> str:
+    """Turn a ``--db`` value into a SQLAlchemy URL.
+
+    Args:
+        url: ``None`` for :func:`default_store_url`; a SQLAlchemy URL; or a file path (a SQLite file).
+            ``postgresql://`` URLs use psycopg 3 when psycopg2 is not installed.
+
+    Returns:
+        The URL string.
+
+    Example:
+        >>> resolve_store_url("/tmp/lb.sqlite")
+        'sqlite:////tmp/lb.sqlite'
+    """
+    if url is None:
+        url = default_store_url()
+    url = os.fspath(url)
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser().resolve()}"
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            parsed = parsed.set(drivername="postgresql+psycopg")
+            return parsed.render_as_string(hide_password=False)
+    return url
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _SubmissionRow(_Base):
+    __tablename__ = "lb_submissions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    env_id: Mapped[str] = mapped_column(String(200), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    agent_name: Mapped[str] = mapped_column(String(200))
+    model_name: Mapped[str] = mapped_column(String(200))
+    metric: Mapped[str] = mapped_column(String(200))
+    higher_is_better: Mapped[bool] = mapped_column(Boolean)
+    aggregate: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column(Float)
+    ci_low: Mapped[float] = mapped_column(Float)
+    ci_high: Mapped[float] = mapped_column(Float)
+    mean: Mapped[float] = mapped_column(Float)
+    iqm: Mapped[float] = mapped_column(Float)
+    n_seeds: Mapped[int] = mapped_column(Integer)
+    seed_scores: Mapped[str] = mapped_column(Text)
+    evaluated_at: Mapped[str] = mapped_column(String(64))
+    submitted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True))
+    document: Mapped[str] = deferred(mapped_column(Text))
+
+
+class _TokenRow(_Base):
+    __tablename__ = "lb_api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[_dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+def _utc(value: _dt.datetime | None) -> _dt.datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=_dt.timezone.utc) if value.tzinfo is None else value.astimezone(_dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One leaderboard entry.
+
+    Attributes:
+        id: The entry's id (stable; the entry page is ``/entry/<id>``).
+        env_id: The env id with version.
+        agent_name: The agent's name as submitted (untrusted text: escape it when displaying).
+        model_name: The model's name as submitted (untrusted text).
+        metric: The protocol's metric.
+        higher_is_better: The metric's direction.
+        aggregate: The ranking aggregate (``"iqm"`` or ``"mean"``).
+        score: The ranking value (the aggregate of the per-seed scores).
+        ci_low: Lower end of the score's 95% stratified-bootstrap interval.
+        ci_high: Upper end of that interval.
+        mean: Mean of the per-seed scores.
+        iqm: Interquartile mean of the per-seed scores.
+        seed_scores: The per-seed scores, in submitted order.
+        evaluated_at: The submission's ``date``.
+        submitted_by: Name of the API token it came through (``None`` for local submissions).
+        created_at: When the store accepted it (UTC).
+        document: The full submission (``None`` in listings; :meth:`LeaderboardStore.get` loads it).
+    """
+
+    id: int
+    env_id: str
+    agent_name: str
+    model_name: str
+    metric: str
+    higher_is_better: bool
+    aggregate: str
+    score: float
+    ci_low: float
+    ci_high: float
+    mean: float
+    iqm: float
+    seed_scores: list[float]
+    evaluated_at: str
+    submitted_by: str | None
+    created_at: _dt.datetime
+    document: dict[str, Any] | None = None
+
+    @property
+    def n_seeds(self) -> int:
+        """Number of seeds."""
+        return len(self.seed_scores)
+
+    def summary(self) -> dict[str, Any]:
+        """The entry without its document, as JSON data (what listings and exports show)."""
+        return {
+            "id": self.id,
+            "env_id": self.env_id,
+            "agent": self.agent_name,
+            "model": self.model_name,
+            "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
+            "aggregate": self.aggregate,
+            "score": self.score,
+            "ci": [self.ci_low, self.ci_high],
+            "mean": self.mean,
+            "iqm": self.iqm,
+            "n_seeds": self.n_seeds,
+            "seed_scores": list(self.seed_scores),
+            "evaluated_at": self.evaluated_at,
+            "submitted_by": self.submitted_by,
+            "created_at": self.created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        }
+
+    @classmethod
+    def _from_row(cls, row: _SubmissionRow, with_document: bool = False) -> Entry:
+        return cls(
+            id=row.id,
+            env_id=row.env_id,
+            agent_name=row.agent_name,
+            model_name=row.model_name,
+            metric=row.metric,
+            higher_is_better=row.higher_is_better,
+            aggregate=row.aggregate,
+            score=row.score,
+            ci_low=row.ci_low,
+            ci_high=row.ci_high,
+            mean=row.mean,
+            iqm=row.iqm,
+            seed_scores=json.loads(row.seed_scores),
+            evaluated_at=row.evaluated_at,
+            submitted_by=row.submitted_by,
+            created_at=_utc(row.created_at),  # type: ignore[arg-type]
+            document=json.loads(row.document) if with_document else None,
+        )
+
+
+def rank(entries: list[Entry]) -> list[Entry]:
+    """Entries of one env, best first (by score in the metric's direction, then interval, then age)."""
+
+    def key(e: Entry) -> tuple[float, float, int]:
+        sign = -1.0 if e.higher_is_better else 1.0
+        return (sign * e.score, sign * (e.ci_low if e.higher_is_better else e.ci_high), e.id)
+
+    return sorted(entries, key=key)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """An issued API token, without its secret.
+
+    Attributes:
+        name: Who it was issued to.
+        key_id: Its public key id (the token starts ``lmlb_<key_id>_``).
+        created_at: When it was issued (UTC).
+        revoked_at: When it was revoked, or ``None`` while active.
+    """
+
+    name: str
+    key_id: str
+    created_at: _dt.datetime
+    revoked_at: _dt.datetime | None
+
+
+def _make_engine(url: str) -> Engine:
+    parsed: URL = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=60)
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": 60, "check_same_thread": False})
+    else:  # one shared in-memory database for every thread
+        engine = create_engine(parsed, connect_args={"check_same_thread": False}, poolclass=StaticPool)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy (not the sqlite3 module) emit BEGIN, so writers can use BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("lb_write") else "BEGIN")
+
+    return engine
+
+
+class LeaderboardStore:
+    """Submissions and API tokens in a SQL database.
+
+    Thread-safe: one store serves every request thread of the server.
+
+    Args:
+        url: A SQLAlchemy URL, a SQLite file path, or ``None`` for :func:`default_store_url`.
+
+    Attributes:
+        url: The resolved URL (password hidden when printed).
+    """
+
+    def __init__(self, url: str | os.PathLike[str] | None = None) -> None:
+        resolved = resolve_store_url(url)
+        self.engine = _make_engine(resolved)
+        self.url = make_url(resolved).render_as_string(hide_password=True)
+        self._write_engine = self.engine.execution_options(lb_write=True)
+        _Base.metadata.create_all(self._write_engine)
+        self._verified: dict[str, str] = {}
+        self._verified_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"LeaderboardStore({self.url!r})"
+
+    def __enter__(self) -> LeaderboardStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ submissions
+
+    def submit(
+        self,
+        submission: bytes | str | Mapping[str, Any],
+        *,
+        submitted_by: str | None = None,
+        max_bytes: int = MAX_SUBMISSION_BYTES,
+    ) -> Entry:
+        """Validate a submission and add it.
+
+        Args:
+            submission: JSON bytes or text, or a dict (e.g. from :func:`leaderboard.build_submission`).
+            submitted_by: Name of the API token it came through, if any.
+            max_bytes: Size limit.
+
+        Returns:
+            The new entry.
+
+        Raises:
+            leaderboard.SubmissionError: If it is invalid (a
+                :class:`~leaderboard.DuplicateSubmissionError` if it is already on the board).
+        """
+        return self.add(validate_submission(submission, max_bytes=max_bytes), submitted_by=submitted_by)
+
+    def add(self, valid: ValidSubmission, *, submitted_by: str | None = None) -> Entry:
+        """Add a validated submission.
+
+        Raises:
+            leaderboard.DuplicateSubmissionError: If an entry with the same fingerprint exists.
+        """
+        doc = valid.document
+        aggregate = valid.aggregate
+        row = _SubmissionRow(
+            env_id=valid.env_id,
+            fingerprint=valid.fingerprint,
+            agent_name=valid.agent_name,
+            model_name=valid.model_name,
+            metric=aggregate["metric"],
+            higher_is_better=aggregate["higher_is_better"],
+            aggregate=aggregate["primary"],
+            score=valid.score,
+            ci_low=valid.ci_low,
+            ci_high=valid.ci_high,
+            mean=float(aggregate["mean"]),
+            iqm=float(aggregate["iqm"]),
+            n_seeds=len(doc["seeds"]),
+            seed_scores=json.dumps([float(s["score"]) for s in doc["seeds"]]),
+            evaluated_at=doc["date"],
+            submitted_by=submitted_by,
+            created_at=_dt.datetime.now(_dt.timezone.utc),
+            document=valid.text,
+        )
+        try:
+            with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+                existing = session.scalar(
+                    select(_SubmissionRow.id).where(_SubmissionRow.fingerprint == valid.fingerprint)
+                )
+                if existing is not None:
+                    raise self._duplicate(existing)
+                session.add(row)
+                session.flush()
+                entry = Entry._from_row(row, with_document=False)
+        except IntegrityError:  # a concurrent writer stored the same fingerprint first
+            with Session(self.engine) as session:
+                existing = session.scalar(
+                    select(_SubmissionRow.id).where(_SubmissionRow.fingerprint == valid.fingerprint)
+                )
+            raise self._duplicate(existing) from None
+        return dataclasses.replace(entry, document=doc)
+
+    @staticmethod
+    def _duplicate(existing: int | None) -> DuplicateSubmissionError:
+        return DuplicateSubmissionError(
+            f"duplicate: entry {existing} already holds this evaluation (same env, same seeds' episode hashes and "
+            "same agent config hash); a new result needs new episodes or a different config.",
+            existing_id=existing,
+        )
+
+    def get(self, entry_id: int) -> Entry:
+        """The entry ``entry_id`` with its full document.
+
+        Raises:
+            KeyError: If there is no such entry.
+        """
+        with Session(self.engine) as session:
+            row = session.get(_SubmissionRow, int(entry_id), options=[undefer(_SubmissionRow.document)])
+            if row is None:
+                raise KeyError(f"no leaderboard entry with id {entry_id}; `lm-envs leaderboard list` shows the ids.")
+            return Entry._from_row(row, with_document=True)
+
+    def entries(self, env_id: str | None = None) -> list[Entry]:
+        """Entries without documents, ranked within each env (envs in id order).
+
+        Args:
+            env_id: Only this env's entries.
+        """
+        stmt = select(_SubmissionRow)
+        if env_id is not None:
+            stmt = stmt.where(_SubmissionRow.env_id == env_id)
+        with Session(self.engine) as session:
+            rows = [Entry._from_row(r) for r in session.scalars(stmt)]
+        by_env: dict[str, list[Entry]] = {}
+        for entry in rows:
+            by_env.setdefault(entry.env_id, []).append(entry)
+        return [e for env in sorted(by_env) for e in rank(by_env[env])]
+
+    def env_ids(self) -> list[str]:
+        """Env ids that have at least one entry, sorted."""
+        with Session(self.engine) as session:
+            return sorted(session.scalars(select(_SubmissionRow.env_id).distinct()))
+
+    def count(self, env_id: str | None = None) -> int:
+        """Number of entries (of one env, if given)."""
+        stmt = select(func.count(_SubmissionRow.id))
+        if env_id is not None:
+            stmt = stmt.where(_SubmissionRow.env_id == env_id)
+        with Session(self.engine) as session:
+            return int(session.scalar(stmt) or 0)
+
+    def iter_documents(self, env_id: str | None = None) -> Iterator[Entry]:
+        """Every entry with its document, in id order (for backups and re-validation)."""
+        stmt = select(_SubmissionRow).options(undefer(_SubmissionRow.document)).order_by(_SubmissionRow.id)
+        if env_id is not None:
+            stmt = stmt.where(_SubmissionRow.env_id == env_id)
+        with Session(self.engine) as session:
+            for row in session.scalars(stmt):
+                yield Entry._from_row(row, with_document=True)
+
+    # ------------------------------------------------------------------ API tokens
+
+    def issue_token(self, name: str, *, replace: bool = False) -> str:
+        """Issue an API token for ``name``; the token is returned once and stored only as a hash.
+
+        Args:
+            name: Who the token is for (shown as "submitted by" on entries).
+            replace: Revoke ``name``'s active tokens first, instead of refusing.
+
+        Returns:
+            The token.
+
+        Raises:
+            ValueError: If ``name`` is empty or already has an active token and ``replace`` is false.
+        """
+        if not name or not name.strip() or len(name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise ValueError(f"token name must be 1-200 printable characters, got {name!r}.")
+        token = new_token()
+        now = _dt.datetime.now(_dt.timezone.utc)
+        with Session(self._write_engine) as session, session.begin():
+            active = session.scalars(
+                select(_TokenRow).where(_TokenRow.name == name, _TokenRow.revoked_at.is_(None))
+            ).all()
+            if active and not replace:
+                raise ValueError(
+                    f"{name!r} already has an active token; revoke it first (admin revoke-token) or pass --replace."
+                )
+            for old in active:
+                old.revoked_at = now
+            session.add(_TokenRow(key_id=token.key_id, name=name, secret_hash=token.stored_hash, created_at=now))
+        return token.token
+
+    def revoke_token(self, name: str) -> int:
+        """Revoke every active token of ``name``; returns how many were revoked."""
+        now = _dt.datetime.now(_dt.timezone.utc)
+        with Session(self._write_engine) as session, session.begin():
+            result = session.execute(
+                update(_TokenRow).where(_TokenRow.name == name, _TokenRow.revoked_at.is_(None)).values(revoked_at=now)
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every issued token (active and revoked), without secrets, oldest first."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(_TokenRow).order_by(_TokenRow.id)).all()
+            return [TokenInfo(r.name, r.key_id, _utc(r.created_at), _utc(r.revoked_at)) for r in rows]  # type: ignore[arg-type]
+
+    def authenticate(self, token: str | None) -> str | None:
+        """The name of the active token ``token``, or ``None`` if it is missing, wrong or revoked."""
+        if not token:
+            return None
+        try:
+            key_id, secret = parse_token(token)
+        except ValueError:
+            return None
+        with Session(self.engine) as session:
+            row = session.scalar(select(_TokenRow).where(_TokenRow.key_id == key_id, _TokenRow.revoked_at.is_(None)))
+            if row is None:
+                return None
+            name, stored = row.name, row.secret_hash
+        # scrypt is deliberately slow; remember tokens already verified against this exact stored hash.
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self._verified_lock:
+            if self._verified.get(digest) == stored:
+                return name
+        if not verify_secret(secret, stored):
+            return None
+        with self._verified_lock:
+            if len(self._verified) > 4096:
+                self._verified.clear()
+            self._verified[digest] = stored
+        return name
