@@ -14,12 +14,17 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--num-envs", type=int, default=64)
     demo.add_argument("--seed", type=int, default=0)
     sub.add_parser("envs", help="list the registered lm-envs ids")
+    sub.add_parser("train", help="train with Hydra configs (lm-envs train --help)", add_help=False)
     sub.add_parser(
         "leaderboard",
         help="submit, list, show, export and serve leaderboard results (lm-envs leaderboard -h)",
         add_help=False,
     )
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        from agents.train import cli as train_cli
+
+        return train_cli(argv[1:])
     if argv[:1] == ["leaderboard"]:
         from leaderboard.cli import main as leaderboard_main
 

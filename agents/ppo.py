@@ -171,7 +171,7 @@ def ppo_update(
             ratio = log_ratio.exp()
             pg = masked_mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps)), m)
             if first_ratio_error is None:  # sampling and training compute the same log-probs
-                first_ratio_error = float(((ratio - 1).abs() * m).max())
+                first_ratio_error = float(((ratio.detach() - 1).abs() * m).max())
 
             # --- clipped value loss ---
             v_old = old_values[rows]
@@ -184,7 +184,9 @@ def ppo_update(
                 raise FloatingPointError(f"PPO loss became {loss.item()}; lower agent.lr or raise agent.kl_coef.")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            if not torch.isfinite(grad_norm):
+                raise FloatingPointError("PPO gradient became non-finite; lower agent.lr.")
             optimizer.step()
 
             with torch.no_grad():

@@ -146,7 +146,7 @@ def reinforce_update(
             m, a = mask[rows], adv_tok[rows]
             ratio = (logp - old_logp[rows]).clamp(-20, 20).exp()
             if first_ratio_error is None:
-                first_ratio_error = float(((ratio - 1).abs() * m).max())
+                first_ratio_error = float(((ratio.detach() - 1).abs() * m).max())
             per_token = -torch.min(ratio * a, ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps) * a)
             kl_term = torch.zeros_like(per_token)
             if use_kl and cfg.kl_in == "loss":  # k3 = exp(u) - 1 - u, u = log pi_ref - log pi (>= 0)
@@ -162,7 +162,9 @@ def reinforce_update(
                 stats["kl_loss"].append(float((kl_term * m).sum() / m.sum().clamp(min=1)))
                 stats["entropy"].append(float(masked_mean(entropy, m)))
                 stats["clipfrac"].append(float(masked_mean(((ratio - 1).abs() > cfg.clip_eps).float(), m)))
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        if not torch.isfinite(grad_norm):
+            raise FloatingPointError("REINFORCE gradient became non-finite; lower agent.lr.")
         optimizer.step()
     model.eval()
     out = {f"reinforce/{k}": sum(v) / len(v) for k, v in stats.items()}

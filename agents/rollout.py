@@ -84,6 +84,11 @@ def sample_next(
     sampled, so keep them off (0 / 1.0) for on-policy training, as R3 and TRL's PPO do.
     """
     logits = logits.float()
+    if not torch.isfinite(logits).all():
+        raise FloatingPointError(
+            "the model produced non-finite logits: training diverged (lower agent.lr, or raise agent.kl_coef); "
+            "the last good checkpoint is kept."
+        )
     if temperature == 0:
         token = logits.argmax(-1, keepdim=True)
         return token, torch.log_softmax(logits, -1).gather(1, token)[:, 0]

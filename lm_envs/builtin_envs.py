@@ -21,10 +21,19 @@ because scores are tied to it. Each id's "Version History" is kept here.
     Version History:
         * v0: initial release.
 
+``LMEnv/Digits-v0``
+    Write digits (:class:`~lm_envs.tasks.digits.DigitsTask`): each of the 8 generated tokens that
+    is a digit earns 1/8. A trivially learnable env (the optimum is obvious and every token gets its
+    own credit) for checking that agents learn, as SB3's identity envs do.
+
+    Version History:
+        * v0: initial release.
+
 ``LMEnv/TargetWord-v0``
     Repeat a target word (:class:`~lm_envs.tasks.target_word.TargetWordTask`); reward
-    :class:`~lm_envs.tasks.target_word.PrefixMatchReward`. A trivially learnable env for checking
-    that agents learn. Budget: 32 prompt tokens, 8 new tokens.
+    :class:`~lm_envs.tasks.target_word.PrefixMatchReward` (0.8 x correct leading characters / length
+    + 0.2 x exact match). Learnable from scratch with a little SFT; a first test of copying from the
+    prompt. Budget: 32 prompt tokens, 8 new tokens.
 
     Version History:
         * v0: initial release.
@@ -46,6 +55,15 @@ register(
     "LMEnv/MathProcess-v0",
     **{**_MATH, "reward_kwargs": {"process": "rule"}},
     protocol=EvalProtocol(split="test", metric="accuracy"),
+)
+register(
+    "LMEnv/Digits-v0",
+    task="lm_envs.tasks.digits:DigitsTask",
+    reward="lm_envs.tasks.digits:DigitCountReward",
+    max_prompt_tokens=16,
+    max_new_tokens=8,
+    reward_threshold=0.95,
+    protocol=EvalProtocol(split="test", metric="mean_return", min_seeds=3),
 )
 register(
     "LMEnv/TargetWord-v0",

@@ -65,15 +65,17 @@ class TargetWordTask(Task):
 
 
 class PrefixMatchReward(Reward):
-    """Dense string match: shared leading characters / length of the longer string.
+    """Dense string match: 0.8 x (correct leading characters / target length) + 0.2 x exact match.
 
-    The completion is stripped of surrounding whitespace first. The reward is 1.0 exactly when the
-    completion equals the answer; every correct leading character earns partial credit.
+    The completion is stripped of surrounding whitespace first. Every correct leading character
+    earns partial credit whatever follows it, so a policy that has never produced the whole word
+    still gets a learning signal; the full 1.0 needs the exact word and nothing after it.
 
     Example:
         >>> r = PrefixMatchReward()
-        >>> r.outcome(Problem("a", "q", "apple"), " apple").reward, r.outcome(Problem("a", "q", "apple"), "ap").reward
-        (1.0, 0.4)
+        >>> p = Problem("a", "q", "apple")
+        >>> r.outcome(p, " apple").reward, round(r.outcome(p, "ap").reward, 3), round(r.outcome(p, "apples!").reward, 3)
+        (1.0, 0.32, 0.8)
     """
 
     def outcome(self, problem: Problem, completion: str) -> Outcome:
@@ -83,5 +85,6 @@ class PrefixMatchReward(Reward):
             if a != b:
                 break
             shared += 1
-        score = shared / max(len(text), len(target), 1)
-        return Outcome(score, {"correct": text == target, "prediction": text})
+        exact = text == target
+        score = 0.8 * shared / max(len(target), 1) + 0.2 * exact
+        return Outcome(score, {"correct": exact, "prediction": text})

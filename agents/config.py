@@ -1,0 +1,74 @@
+"""Typed schemas for the Hydra configs in ``conf/`` (validated: an unknown or mistyped key fails early).
+
+``conf/config.yaml`` composes one option from each group (``env/``, ``agent/``, ``model/``,
+``experiment/``); every group option lists its schema here in its defaults, so Hydra checks keys and
+types before any work starts (Hydra's "schema validation of YAML" pattern).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from agents.evaluate import EvalConfig
+from agents.ppo import PPOConfig
+from agents.reinforce import ReinforceConfig
+from agents.sft import SFTConfig
+
+
+@dataclass
+class EnvSection:
+    """Which registered env to train on and its ``gym.make`` keyword overrides."""
+
+    id: str = "LMEnv/Math-v0"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelSection:
+    """The causal LM: ``name_or_path: null`` is the embedded tiny default."""
+
+    name_or_path: str | None = None
+    dtype: str = "float32"  # float32 on CPU; bfloat16 on CUDA
+    device: str = "cpu"
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+
+@dataclass
+class TrainSection:
+    """The RL loop."""
+
+    iterations: int = 100  # rollouts + updates
+    eval_every: int = 25  # held-out evaluation every N iterations (0: only before and after)
+    eval_episodes: int = 100  # test problems in the periodic evaluations
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 2
+    progress: bool = True  # progress bar with live metrics
+
+
+@dataclass
+class RunConfig:
+    """One training run: SFT warm start, then RL, then evaluation."""
+
+    seed: int = 0
+    output_dir: str = MISSING
+    resume: bool = True  # continue from output_dir/checkpoints/latest if it exists
+    env: EnvSection = field(default_factory=EnvSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    agent: Any = MISSING  # a PPOConfig or ReinforceConfig (group agent/)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    cs.store(group="agent", name="ppo_schema", node=PPOConfig)
+    cs.store(group="agent", name="reinforce_schema", node=ReinforceConfig)
+    cs.store(group="env", name="env_schema", node=EnvSection)
+    cs.store(group="model", name="model_schema", node=ModelSection)

@@ -1,0 +1,263 @@
+"""One training run, start to finish: SFT warm start, RL, evaluation, artifacts.
+
+``run(cfg)`` is what ``lm-envs train`` (the Hydra entry point in :mod:`agents.train`) calls; tests
+call it directly with a composed config. A run directory holds::
+
+    config.yaml         the resolved config
+    metrics.jsonl       one line per logged step (SFT steps, RL iterations, evaluations)
+    tensorboard/        the same metrics as TensorBoard events
+    tokenizer/          the tokenizer, saved beside the checkpoints
+    checkpoints/        atomic checkpoints (weights, optimizer, RNG, curriculum, controller state)
+    curves.png          reward, KL, accuracy, SFT loss and per-stage success curves
+    eval.json           held-out evaluation of this run's seed, in the leaderboard's format pieces
+
+Resuming (``resume=true``, the default) continues from ``checkpoints/latest`` with the same
+rollouts the uninterrupted run would have drawn: every rollout and minibatch order is seeded from
+``(seed, iteration)``, so an interrupted run ends with the same parameters as one that was not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_file, save_file
+
+import lm_envs  # noqa: F401  (registers the LMEnv/* ids)
+from agents.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, untie
+from agents.config import RunConfig
+from agents.evaluate import EvalConfig, evaluate
+from agents.logger import MetricsLogger, plot_curves
+from agents.models import Policy, frozen_copy, load_model
+from agents.ppo import KLController, PPOConfig, ppo_update
+from agents.reinforce import MovingAverageBaseline, ReinforceConfig, reinforce_update
+from agents.rollout import collect
+from agents.sft import train_sft
+from lm_envs.core.tokenizer import save_codec
+
+
+def to_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
+    """A validated :class:`RunConfig` from a Hydra config (or pass one through)."""
+    if isinstance(cfg, RunConfig):
+        return cfg
+    obj = OmegaConf.to_object(cfg)
+    if not isinstance(obj, RunConfig):
+        raise TypeError("the config must follow agents.config.RunConfig (compose it from conf/config.yaml).")
+    if not isinstance(obj.agent, (PPOConfig, ReinforceConfig)):
+        raise TypeError("agent must be an agent/ option (ppo, grpo, rloo, reinforce).")
+    return obj
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """sha256 of the resolved config without the run directory (same settings, same hash)."""
+    d = asdict(cfg)
+    d.pop("output_dir", None)
+    d.pop("resume", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
+    """Train and evaluate; returns the final metrics (also written to ``eval.json``)."""
+    cfg = to_run_config(cfg)
+    agent = cfg.agent
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    if cfg.model.threads:
+        torch.set_num_threads(cfg.model.threads)
+    seed_everything(cfg.seed)
+    started = time.time()
+
+    # --- env and model -------------------------------------------------------------------------
+    env_kwargs = dict(cfg.env.kwargs)
+    if cfg.model.name_or_path is not None:
+        env_kwargs.setdefault("tokenizer", cfg.model.name_or_path)
+    if agent.num_envs % agent.group_size:
+        raise ValueError(f"agent.num_envs={agent.num_envs} must be a multiple of agent.group_size={agent.group_size}.")
+    venv = gym.make_vec(cfg.env.id, num_envs=agent.num_envs, autoreset_mode="Disabled", **env_kwargs)
+    codec = venv.codec
+    model = load_model(cfg.model.name_or_path, codec, seed=cfg.seed, dtype=cfg.model.dtype).to(cfg.model.device)
+    env_kwargs.setdefault("vocab_size", int(model.get_output_embeddings().weight.shape[0]))
+    if env_kwargs["vocab_size"] != venv.single_action_space.n:
+        venv = gym.make_vec(cfg.env.id, num_envs=agent.num_envs, autoreset_mode="Disabled", **env_kwargs)
+    save_codec(codec, out / "tokenizer")
+    logger = MetricsLogger(out)
+    ckpt_dir = out / "checkpoints"
+    is_ppo = isinstance(agent, PPOConfig)
+    policy = Policy(model, critic=agent.critic if is_ppo else "none").to(cfg.model.device)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=agent.lr, eps=1e-5)
+    kl_ctl = KLController(agent.kl_coef, agent.kl_target, agent.kl_horizon) if is_ppo else None
+    moving_average = MovingAverageBaseline(agent.ema_decay) if not is_ppo else None
+    curriculum = venv.episodes.curriculum
+
+    # --- resume ------------------------------------------------------------------------------------
+    state: dict[str, Any] = {"phase": "sft", "iteration": 0}
+    latest = latest_checkpoint(ckpt_dir) if cfg.resume else None
+    if latest is not None:
+        saved = load_checkpoint(latest, policy, optimizer if latest.name != "step-000000" else None)
+        if saved.get("config_hash") not in (None, config_hash(cfg)):
+            logger.log(saved["iteration"], {"resume/config_changed": 1.0})
+        state = {"phase": saved["phase"], "iteration": saved["iteration"]}
+        if kl_ctl is not None and "kl_ctl" in saved:
+            kl_ctl.load_state_dict(saved["kl_ctl"])
+        if moving_average is not None and "baseline" in saved:
+            moving_average.load_state_dict(saved["baseline"])
+        if curriculum is not None and "curriculum" in saved:
+            curriculum.load_state_dict(saved["curriculum"])
+
+    # --- SFT warm start: a tiny model from scratch must produce solutions before RL means anything ---
+    if state["phase"] == "sft":
+        if cfg.sft.steps > 0:
+            train_sft(model, venv.task, codec, cfg.sft, seed=cfg.seed, log=logger.log)
+        state = {"phase": "rl", "iteration": 0}
+        save_checkpoint(
+            ckpt_dir, 0, policy, None, {**state, "config_hash": config_hash(cfg)}, cfg.train.keep_checkpoints
+        )
+
+    # --- the KL reference: the policy as RL starts (after SFT), stored once beside the checkpoints ---
+    ref_path = ckpt_dir / "reference.safetensors"
+    ref = frozen_copy(model)
+    if ref_path.exists() and state["iteration"] > 0:
+        ref.load_state_dict(load_file(ref_path))
+    else:
+        save_file(untie({k: v.detach().contiguous().cpu() for k, v in ref.state_dict().items()}), ref_path)
+
+    eval_env_kwargs = {k: v for k, v in env_kwargs.items() if k != "curriculum"}
+    start_iteration = state["iteration"]
+    if start_iteration == 0:
+        before = evaluate(model, cfg.env.id, _periodic_eval(cfg), seed=cfg.seed, env_kwargs=eval_env_kwargs)
+        logger.log(0, {"eval/accuracy": before["accuracy"], "eval/mean_return": before["mean_return"]})
+
+    progress = _progress(cfg, start_iteration)
+    for it in range(start_iteration, cfg.train.iterations):
+        t0 = time.time()
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + it)
+        rollout = collect(
+            model,
+            venv,
+            seed=(cfg.seed * 1_000_003 + it * agent.num_envs) % 2**31,
+            options={"group_size": agent.group_size} if agent.group_size > 1 else None,
+            temperature=agent.temperature,
+            generator=gen,
+        )
+        t_rollout = time.time() - t0
+        if is_ppo:
+            metrics = ppo_update(policy, ref, optimizer, rollout, agent, kl_ctl, generator=gen)
+        else:
+            metrics = reinforce_update(model, ref, optimizer, rollout, agent, moving_average, generator=gen)
+        t_total = time.time() - t0
+        metrics.update(_rollout_metrics(rollout, t_rollout, t_total))
+        if curriculum is not None:
+            metrics["curriculum/stage"] = curriculum.stage
+            metrics.update({f"curriculum/success_stage{k}": v for k, v in curriculum.success_rates().items()})
+        step = it + 1
+        if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.iterations:
+            periodic = evaluate(model, cfg.env.id, _periodic_eval(cfg), seed=cfg.seed, env_kwargs=eval_env_kwargs)
+            metrics["eval/accuracy"] = periodic["accuracy"]
+            metrics["eval/mean_return"] = periodic["mean_return"]
+        logger.log(step, metrics)
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(
+                ret=f"{metrics['rollout/return_mean']:.3f}",
+                acc=f"{metrics['rollout/success']:.2f}",
+                tok_s=f"{metrics['rollout/tokens_per_s']:.0f}",
+            )
+        if step % cfg.train.checkpoint_every == 0 or step == cfg.train.iterations:
+            extra: dict[str, Any] = {"phase": "rl", "iteration": step, "config_hash": config_hash(cfg)}
+            if kl_ctl is not None:
+                extra["kl_ctl"] = kl_ctl.state_dict()
+            if moving_average is not None:
+                extra["baseline"] = moving_average.state_dict()
+            if curriculum is not None:
+                extra["curriculum"] = curriculum.state_dict()
+            save_checkpoint(ckpt_dir, step, policy, optimizer, extra, cfg.train.keep_checkpoints)
+    if progress is not None:
+        progress.close()
+
+    # --- final evaluation and artifacts ------------------------------------------------------------
+    final = evaluate(model, cfg.env.id, cfg.eval, seed=cfg.seed, env_kwargs=eval_env_kwargs)
+    logger.log(cfg.train.iterations, {"eval/accuracy": final["accuracy"], "eval/mean_return": final["mean_return"]})
+    logger.close()
+    plot_curves(out / "metrics.jsonl", out / "curves.png")
+    first_eval = _first(out / "metrics.jsonl", "eval/accuracy")
+    result = {
+        "env_id": cfg.env.id,
+        "seed": cfg.seed,
+        "agent": agent.name,
+        "agent_config": _plain(agent),
+        "config_hash": config_hash(cfg),
+        "model": cfg.model.name_or_path or "lm-envs/tiny-gpt2",
+        "tokenizer": codec.name,
+        "metrics": {k: v for k, v in final.items() if k != "records"},
+        "accuracy_before_rl": first_eval,
+        "records": final["records"],
+        "wall_time_s": round(time.time() - started, 2),
+        "hardware": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
+    }
+    tmp = out / "eval.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(out / "eval.json")
+    return result
+
+
+def _periodic_eval(cfg: RunConfig) -> EvalConfig:
+    return EvalConfig(
+        num_episodes=cfg.train.eval_episodes,
+        split=cfg.eval.split,
+        samples=1,
+        temperature=0.0,
+        batch_size=cfg.eval.batch_size,
+    )
+
+
+def _rollout_metrics(rollout: Any, t_rollout: float, t_total: float) -> dict[str, float]:
+    returns = rollout.returns
+    lengths = rollout.mask.sum(1).float()
+    return {
+        "rollout/return_mean": float(returns.mean()),
+        "rollout/return_std": float(returns.std()) if len(returns) > 1 else 0.0,
+        "rollout/success": float(rollout.success().mean()),
+        "rollout/length_mean": float(lengths.mean()),
+        "rollout/tokens_per_s": rollout.num_tokens / max(t_rollout, 1e-9),
+        "time/rollout_s": t_rollout,
+        "time/iteration_s": t_total,
+    }
+
+
+def _first(path: Path, key: str) -> float | None:
+    from agents.logger import read_metrics
+
+    for r in read_metrics(path):
+        if r.get(key) is not None:
+            return r[key]
+    return None
+
+
+def _plain(obj: Any) -> Any:
+    return asdict(obj) if is_dataclass(obj) else obj
+
+
+def _progress(cfg: RunConfig, start: int) -> Any:
+    if not cfg.train.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.train.iterations, initial=start, desc=f"{cfg.agent.name} {cfg.env.id}", unit="it")
