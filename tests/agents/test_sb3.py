@@ -16,7 +16,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan, VecEnv, V
 from stable_baselines3.common.vec_env.util import obs_space_info
 
 import lm_envs
-from lm_envs.core import protocol
 from agents.sb3 import (
     SB3VecEnv,
     TokenFeaturesExtractor,
@@ -27,6 +26,7 @@ from agents.sb3 import (
     train_sb3_ppo,
     unbatch_infos,
 )
+from lm_envs.core import protocol
 
 torch.set_num_threads(1)
 
