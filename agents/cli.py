@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     sub.add_parser("envs", help="list the registered lm-envs ids")
     sub.add_parser("train", help="train with Hydra configs (lm-envs train --help)", add_help=False)
+    results = sub.add_parser("results", help="combine finished runs (one per seed) into a leaderboard submission")
+    results.add_argument("runs", nargs="+", help="run directories holding eval.json")
+    results.add_argument("-o", "--output", default="submission.json")
     sub.add_parser(
         "leaderboard",
         help="submit, list, show, export and serve leaderboard results (lm-envs leaderboard -h)",
@@ -39,6 +42,21 @@ def main(argv: list[str] | None = None) -> int:
         for env_id in lm_envs.registered_ids():
             kw = gym.spec(env_id).kwargs
             print(f"{env_id:28s} max_new_tokens={kw.get('max_new_tokens', 256)}")
+        return 0
+    if args.command == "results":
+        from agents.results import submission_from_runs
+        from leaderboard import write_submission
+
+        try:
+            doc = submission_from_runs(args.runs)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"lm-envs results: {e}", file=sys.stderr)
+            return 2
+        write_submission(doc, args.output)
+        agg = doc["aggregate"]
+        print(
+            f"wrote {args.output}: {doc['env']['id']} {agg['metric']} IQM {agg['iqm']:.4f} over {agg['n_seeds']} seeds"
+        )
         return 0
     if args.command == "demo":
         import gymnasium as gym

@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+import lm_envs
 from agents.rollout import collect
 from leaderboard.hashing import episodes_hash
 
@@ -23,7 +24,7 @@ from leaderboard.hashing import episodes_hash
 class EvalConfig:
     """Settings of an evaluation."""
 
-    num_episodes: int | None = 200  # problems from the split (None: the protocol's count / whole split)
+    num_episodes: int | None = None  # problems from the split (None: the env's protocol count, else whole split)
     split: str = "test"
     samples: int = 1  # samples per problem (pass@k, best-of-N); 1 with temperature 0 is greedy accuracy
     temperature: float = 0.0
@@ -57,7 +58,14 @@ def evaluate(
     """
     kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "curriculum"}  # evaluation: whole problems
     probe = gym.make(env_id, **kwargs).unwrapped
-    n_problems = probe.task.size(cfg.split) if cfg.num_episodes is None else cfg.num_episodes
+    n_problems = cfg.num_episodes
+    if n_problems is None:
+        try:
+            n_problems = lm_envs.get_protocol(env_id).num_episodes
+        except KeyError:
+            n_problems = None
+    if n_problems is None:
+        n_problems = probe.task.size(cfg.split)
     n_problems = min(n_problems, probe.task.size(cfg.split))
     k = max(1, cfg.samples)
     per_batch = max(1, cfg.batch_size // k)

@@ -58,10 +58,10 @@ def to_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
 
 
 def config_hash(cfg: RunConfig) -> str:
-    """sha256 of the resolved config without the run directory (same settings, same hash)."""
+    """sha256 of the resolved config without run directory and seed: runs of one setting share it."""
     d = asdict(cfg)
-    d.pop("output_dir", None)
-    d.pop("resume", None)
+    for key in ("output_dir", "resume", "seed"):
+        d.pop(key, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -141,9 +141,12 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
 
     eval_env_kwargs = {k: v for k, v in env_kwargs.items() if k != "curriculum"}
     start_iteration = state["iteration"]
-    if start_iteration == 0:
-        before = evaluate(model, cfg.env.id, _periodic_eval(cfg), seed=cfg.seed, env_kwargs=eval_env_kwargs)
+    before_path = out / "eval_before_rl.json"
+    if start_iteration == 0 or not before_path.exists():  # the RL starting point, on the final eval's problems
+        before = evaluate(model, cfg.env.id, cfg.eval, seed=cfg.seed, env_kwargs=eval_env_kwargs)
         logger.log(0, {"eval/accuracy": before["accuracy"], "eval/mean_return": before["mean_return"]})
+        _write_json(before_path, {k: v for k, v in before.items() if k != "records"})
+    before = json.loads(before_path.read_text())
 
     progress = _progress(cfg, start_iteration)
     for it in range(start_iteration, cfg.train.iterations):
@@ -197,7 +200,6 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     logger.log(cfg.train.iterations, {"eval/accuracy": final["accuracy"], "eval/mean_return": final["mean_return"]})
     logger.close()
     plot_curves(out / "metrics.jsonl", out / "curves.png")
-    first_eval = _first(out / "metrics.jsonl", "eval/accuracy")
     result = {
         "env_id": cfg.env.id,
         "seed": cfg.seed,
@@ -207,15 +209,21 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
         "model": cfg.model.name_or_path or "lm-envs/tiny-gpt2",
         "tokenizer": codec.name,
         "metrics": {k: v for k, v in final.items() if k != "records"},
-        "accuracy_before_rl": first_eval,
+        "before_rl": before,
+        "accuracy_before_rl": before["accuracy"],
         "records": final["records"],
         "wall_time_s": round(time.time() - started, 2),
         "hardware": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
     }
-    tmp = out / "eval.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(out / "eval.json")
+    _write_json(out / "eval.json", result)
     return result
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temp file, then rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
 
 
 def _periodic_eval(cfg: RunConfig) -> EvalConfig:
@@ -240,15 +248,6 @@ def _rollout_metrics(rollout: Any, t_rollout: float, t_total: float) -> dict[str
         "time/rollout_s": t_rollout,
         "time/iteration_s": t_total,
     }
-
-
-def _first(path: Path, key: str) -> float | None:
-    from agents.logger import read_metrics
-
-    for r in read_metrics(path):
-        if r.get(key) is not None:
-            return r[key]
-    return None
 
 
 def _plain(obj: Any) -> Any:

@@ -16,7 +16,10 @@ because scores are tied to it. Each id's "Version History" is kept here.
 ``LMEnv/MathProcess-v0``
     ``LMEnv/Math-v0``'s problems with rule-based process rewards on top of the outcome: every
     step closed by a newline is checked with exact rational arithmetic and pays +0.1 if its claim
-    holds, -0.5 if it is false, 0 if it has no checkable claim.
+    holds, -0.5 if it is false, 0 if it has no checkable claim. Beware when optimising it: a
+    negative reward for a wrong step also pays a policy for writing fewer steps (jumping straight to
+    the ``####`` line); measured with GRPO on the tiny model, episode length fell from 20 to 4
+    tokens. Pair it with an outcome weight that dominates, or use ``step_wrong=0``.
 
     Version History:
         * v0: initial release.

@@ -127,3 +127,19 @@ def test_every_algorithm_learns_the_trivially_learnable_env(tmp_path, agent, ext
     assert returns[0] < 0.2  # a random policy rarely writes digits
     assert max(returns[-3:]) > 0.8, returns  # near the optimum of 1.0
     assert result["metrics"]["mean_return"] > 0.8
+
+
+def test_runs_of_three_seeds_combine_into_a_valid_leaderboard_submission(tmp_path):
+    from agents.cli import main as cli_main
+    from leaderboard.validate import validate_submission
+
+    dirs = [tmp_path / f"seed{s}" for s in range(3)]
+    for s, d in enumerate(dirs):
+        run(smoke(d, "agent=reinforce", f"seed={s}", "train.iterations=1"))
+    out = tmp_path / "submission.json"
+    assert cli_main(["results", *map(str, dirs), "-o", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert [b["seed"] for b in doc["seeds"]] == [0, 1, 2] and doc["env"]["id"] == "LMEnv/Digits-v0"
+    validate_submission(out.read_bytes())  # the leaderboard accepts it as is
+    run(smoke(tmp_path / "other", "agent=reinforce", "agent.lr=0.5", "train.iterations=1"))
+    assert cli_main(["results", str(dirs[0]), str(tmp_path / "other"), "-o", str(out)]) == 2
