@@ -9,7 +9,7 @@ nothing is decoded and re-tokenized between the env and the loss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,6 @@ class Rollout:
     infos: list[dict[str, Any]]
     reset_infos: list[dict[str, Any]]
     group_size: int = 1
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def returns(self) -> torch.Tensor:

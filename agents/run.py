@@ -142,11 +142,12 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     eval_env_kwargs = {k: v for k, v in env_kwargs.items() if k != "curriculum"}
     start_iteration = state["iteration"]
     before_path = out / "eval_before_rl.json"
-    if start_iteration == 0 or not before_path.exists():  # the RL starting point, on the final eval's problems
+    if start_iteration == 0:  # the RL starting point, on the final evaluation's problems
         before = evaluate(model, cfg.env.id, cfg.eval, seed=cfg.seed, env_kwargs=eval_env_kwargs)
         logger.log(0, {"eval/accuracy": before["accuracy"], "eval/mean_return": before["mean_return"]})
         _write_json(before_path, {k: v for k, v in before.items() if k != "records"})
-    before = json.loads(before_path.read_text())
+    # A run resumed mid-RL reads the starting point it saved; it never re-labels later weights as "before".
+    before = json.loads(before_path.read_text()) if before_path.exists() else {"accuracy": None}
 
     progress = _progress(cfg, start_iteration)
     for it in range(start_iteration, cfg.train.iterations):

@@ -25,8 +25,9 @@ def main(cfg: DictConfig) -> float:
     result = run(cfg)
     metrics = result["metrics"]
     before = result["accuracy_before_rl"]
+    start = "unknown" if before is None else f"{before:.3f}"
     print(
-        f"\nheld-out accuracy: {before:.3f} after SFT -> {metrics['accuracy']:.3f} after RL "
+        f"\nheld-out accuracy: {start} after SFT -> {metrics['accuracy']:.3f} after RL "
         f"({metrics['num_problems']} test problems); run directory: {cfg.output_dir}"
     )
     return float(metrics["accuracy"])

@@ -35,12 +35,11 @@ def import_attr(spec: str) -> Any:
 
 def _build(spec: Any, kwargs: Mapping[str, Any] | None, what: str, base: type) -> Any:
     obj = import_attr(spec) if isinstance(spec, str) else spec
-    if isinstance(obj, type) and issubclass(obj, base) or (isinstance(spec, str) and callable(obj)):
-        if not isinstance(obj, base):
-            try:
-                obj = obj(**dict(kwargs or {}))
-            except TypeError as e:
-                raise TypeError(f"could not build the {what} from {spec!r} with {what}_kwargs={kwargs!r}: {e}") from e
+    if (isinstance(obj, type) and issubclass(obj, base)) or (isinstance(spec, str) and callable(obj)):
+        try:  # a class or factory: build it with the kwargs
+            obj = obj(**dict(kwargs or {}))
+        except TypeError as e:
+            raise TypeError(f"could not build the {what} from {spec!r} with {what}_kwargs={kwargs!r}: {e}") from e
     elif kwargs:
         raise ValueError(f"{what}_kwargs={dict(kwargs)!r} given, but the {what} is already an object ({obj!r}).")
     return obj

@@ -15,7 +15,6 @@ whole episode), the EOS id and a pad id. :class:`TextCodec` holds exactly that, 
 
 from __future__ import annotations
 
-import codecs
 import functools
 import hashlib
 import json
@@ -226,11 +225,6 @@ class TextCodec:
 
     def __repr__(self) -> str:
         return f"TextCodec({self.name!r}, vocab_size={self.vocab_size}, eos={self.eos_token_id})"
-
-
-def incremental_utf8_decoder() -> codecs.IncrementalDecoder:
-    """A UTF-8 decoder that can be fed token bytes one at a time (for streaming display)."""
-    return codecs.getincrementaldecoder("utf-8")(errors="replace")
 
 
 def codec_from_tokenizers_file(path: str | os.PathLike[str], name: str | None = None) -> TextCodec:
