@@ -15,6 +15,7 @@ from omegaconf import MISSING
 
 from agents.evaluate import EvalConfig
 from agents.ppo import PPOConfig
+from agents.pretrain import PretrainConfig
 from agents.reinforce import ReinforceConfig
 from agents.sft import SFTConfig
 
@@ -51,7 +52,7 @@ class TrainSection:
 
 @dataclass
 class RunConfig:
-    """One training run: SFT warm start, then RL, then evaluation."""
+    """One training run: optional pre-training, SFT warm start, then RL, then evaluation."""
 
     seed: int = 0
     output_dir: str = MISSING
@@ -59,6 +60,7 @@ class RunConfig:
     env: EnvSection = field(default_factory=EnvSection)
     model: ModelSection = field(default_factory=ModelSection)
     agent: Any = MISSING  # a PPOConfig or ReinforceConfig (group agent/)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -54,7 +54,8 @@ def evaluate(
     """Score ``model`` on ``env_id``; returns metrics and per-episode records.
 
     Returns:
-        ``{"accuracy", "mean_return", "pass@k"..., "best_of_n", "num_episodes", "records", "episodes_hash"}``.
+        ``{"accuracy", "mean_return", "pass@k"..., "best_of_n", "num_episodes", "records", "episodes_hash"}``
+        plus the env reward's own :meth:`~lm_envs.Reward.metrics` over the first sample of each problem.
     """
     kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "curriculum"}  # evaluation: whole problems
     probe = gym.make(env_id, **kwargs).unwrapped
@@ -95,6 +96,7 @@ def evaluate(
                     "success": bool(info.get("is_success", False)),
                     "completion": info.get("completion", ""),
                     "num_tokens": int(info.get("num_tokens", 0)),
+                    "outcome": info.get("outcome", {}),
                 }
             )
     by_problem: dict[int, list[dict[str, Any]]] = {}
@@ -108,6 +110,10 @@ def evaluate(
         "mean_return": float(np.mean([r["return"] for r in records])),
         "mean_tokens": float(np.mean([r["num_tokens"] for r in records])),
     }
+    for name, value in probe.episodes.reward.metrics([r["outcome"] for r in first]).items():
+        if name in metrics:
+            raise ValueError(f"reward metric {name!r} clashes with an evaluation metric; rename it in the reward.")
+        metrics[name] = value
     if k > 1:
         for kk in sorted({1, k} | {2**j for j in range(1, int(math.log2(k)) + 1)}):
             metrics[f"pass@{kk}"] = float(

@@ -1,4 +1,4 @@
-"""One training run, start to finish: SFT warm start, RL, evaluation, artifacts.
+"""One training run, start to finish: pre-training (optional), SFT warm start, RL, evaluation, artifacts.
 
 ``run(cfg)`` is what ``lm-envs train`` (the Hydra entry point in :mod:`agents.train`) calls; tests
 call it directly with a composed config. A run directory holds::
@@ -39,6 +39,7 @@ from agents.evaluate import EvalConfig, evaluate
 from agents.logger import MetricsLogger, plot_curves
 from agents.models import Policy, frozen_copy, load_model
 from agents.ppo import KLController, PPOConfig, ppo_update
+from agents.pretrain import train_pretrain
 from agents.reinforce import MovingAverageBaseline, ReinforceConfig, reinforce_update
 from agents.rollout import collect
 from agents.sft import train_sft
@@ -124,6 +125,8 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
 
     # --- SFT warm start: a tiny model from scratch must produce solutions before RL means anything ---
     if state["phase"] == "sft":
+        if cfg.pretrain.steps > 0:  # knowledge first (the task's documents), then the task's format
+            train_pretrain(model, venv.task, codec, cfg.pretrain, seed=cfg.seed, log=logger.log)
         if cfg.sft.steps > 0:
             train_sft(model, venv.task, codec, cfg.sft, seed=cfg.seed, log=logger.log)
         state = {"phase": "rl", "iteration": 0}
@@ -168,6 +171,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
             metrics = reinforce_update(model, ref, optimizer, rollout, agent, moving_average, generator=gen)
         t_total = time.time() - t0
         metrics.update(_rollout_metrics(rollout, t_rollout, t_total))
+        metrics.update(_outcome_metrics(rollout, venv.episodes.reward))
         if curriculum is not None:
             metrics["curriculum/stage"] = curriculum.stage
             metrics.update({f"curriculum/success_stage{k}": v for k, v in curriculum.success_rates().items()})
@@ -249,6 +253,23 @@ def _rollout_metrics(rollout: Any, t_rollout: float, t_total: float) -> dict[str
         "time/rollout_s": t_rollout,
         "time/iteration_s": t_total,
     }
+
+
+def _outcome_metrics(rollout: Any, reward: Any) -> dict[str, float]:
+    """Means of the numeric fields of the episodes' outcome records, and the reward's own metrics.
+
+    A reward's record is how a task reports more than its return (e.g. a gold rubric score beside a
+    learned reward model's, or abstentions): every number or bool in it becomes ``rollout/outcome/<key>``.
+    """
+    records = [info.get("outcome", {}) for info in rollout.infos]
+    values: dict[str, list[float]] = {}
+    for record in records:
+        for key, value in record.items():
+            if isinstance(value, (bool, int, float)) and value == value:
+                values.setdefault(key, []).append(float(value))
+    out = {f"rollout/outcome/{k}": float(np.mean(v)) for k, v in values.items()}
+    out.update({f"rollout/{k}": float(v) for k, v in reward.metrics(records).items()})
+    return out
 
 
 def _plain(obj: Any) -> Any:

@@ -77,7 +77,7 @@ def nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
 
-def lr_lambda(cfg: SFTConfig) -> Callable[[int], float]:
+def lr_lambda(cfg: Any) -> Callable[[int], float]:
     """Linear warm-up then cosine decay to 10% of the peak."""
 
     def f(step: int) -> float:
@@ -96,31 +96,50 @@ def train_sft(
     cfg: SFTConfig,
     seed: int = 0,
     log: Callable[[int, dict[str, Any]], None] | None = None,
-    start_step: int = 0,
-    optimizer_state: dict[str, Any] | None = None,
 ) -> torch.optim.Optimizer:
     """Run ``cfg.steps`` SFT steps on ``model`` (in place); ``log(step, metrics)`` every 10 steps.
 
     Returns the optimizer, so a checkpoint can hold its state.
     """
+    batches = demo_batches(task, codec, cfg, np.random.default_rng([seed, 7]))
+    return fit(model, batches, cfg, "sft", log)
+
+
+def fit(
+    model: torch.nn.Module,
+    batches: Iterator[dict[str, torch.Tensor]],
+    cfg: Any,
+    tag: str,
+    log: Callable[[int, dict[str, Any]], None] | None = None,
+) -> torch.optim.Optimizer:
+    """Minimise :func:`nll` over ``cfg.steps`` batches with AdamW, warm-up + cosine and clipping.
+
+    The loop shared by SFT and pre-training (:mod:`agents.pretrain`): ``cfg`` needs ``steps``,
+    ``lr``, ``weight_decay``, ``warmup_steps`` and ``max_grad_norm``; metrics are logged as
+    ``{tag}/loss`` etc. every 10 steps.
+    """
     device = next(model.parameters()).device
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg), last_epoch=start_step - 1)
-    batches = demo_batches(task, codec, cfg, np.random.default_rng([seed, 7]))
-    for step in range(start_step, cfg.steps):
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    for step in range(cfg.steps):
         batch = {k: v.to(device) for k, v in next(batches).items()}
         loss = nll(model, batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"SFT loss became {loss.item()} at step {step}; lower sft.lr.")
+            raise FloatingPointError(f"{tag} loss became {loss.item()} at step {step}; lower {tag}.lr.")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
         schedule.step()
         if log is not None and (step % 10 == 0 or step == cfg.steps - 1):
-            log(step, {"sft/loss": loss.item(), "sft/grad_norm": float(grad_norm), "sft/lr": schedule.get_last_lr()[0]})
+            log(
+                step,
+                {
+                    f"{tag}/loss": loss.item(),
+                    f"{tag}/grad_norm": float(grad_norm),
+                    f"{tag}/lr": schedule.get_last_lr()[0],
+                },
+            )
     model.eval()
     return optimizer

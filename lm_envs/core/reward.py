@@ -62,6 +62,18 @@ class Reward:
         """Score many closed steps; override for a single batched forward."""
         return [self.step(p, h, s) for p, h, s in zip(problems, histories, steps, strict=True)]
 
+    def metrics(self, records: Sequence[dict[str, Any]]) -> dict[str, float]:
+        """Aggregate task metrics over the outcome records of a set of episodes (one per problem).
+
+        Evaluation merges them into its result and training runs log them on every rollout, so a
+        task can report what its mean return hides (e.g. abstention and hallucination rates).
+        The default reports nothing; names must not clash with ``accuracy`` or ``mean_return``.
+
+        Args:
+            records: :attr:`Outcome.record` of each episode, in episode order.
+        """
+        return {}
+
 
 class FunctionReward(Reward):
     """An outcome reward from a plain function ``fn(problem, completion)``.

@@ -59,6 +59,14 @@ class Task:
             elif p.answer:
                 yield p.answer
 
+    def documents(self) -> Iterator[str]:
+        """Plain text for language-model pre-training before any task training (default: none).
+
+        A task whose knowledge a model must hold before it is asked (e.g. a fact corpus) yields it
+        here; a run's ``pretrain`` stage trains the model as a causal LM on these documents.
+        """
+        return iter(())
+
     def check_split(self, split: str) -> None:
         """Raise a clear error if ``split`` is not one of this task's splits."""
         if split not in self.splits:

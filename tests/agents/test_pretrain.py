@@ -1,0 +1,112 @@
+"""Pre-training on a task's documents, and task metrics flowing from a reward into evaluations and runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import lm_envs
+from agents.evaluate import EvalConfig, evaluate
+from agents.models import build_default_model
+from agents.pretrain import PretrainConfig, token_stream, train_pretrain, window_batches
+from agents.run import _outcome_metrics
+from lm_envs import ListTask, Outcome, Problem, Reward
+from lm_envs.core.tokenizer import load_codec
+
+FACT = "The vault code is 4 7 1 9."
+
+
+class FactTask(ListTask):
+    """A task whose answer is only learnable from its documents."""
+
+    def documents(self):
+        yield FACT
+        yield "The sky is blue."
+
+
+class CountingReward(Reward):
+    """Records the answer's length so metrics have something to aggregate."""
+
+    def outcome(self, problem, completion):
+        text = completion.strip()
+        return Outcome(float(text == problem.answer), {"correct": text == problem.answer, "length": len(text)})
+
+    def metrics(self, records):
+        return {"long_rate": float(np.mean([r["length"] > 3 for r in records]))}
+
+
+def fact_task() -> FactTask:
+    return FactTask({"train": [Problem("t/0", "The vault code is", "4 7 1 9")], "test": [Problem("e/0", "x", "y")]})
+
+
+def test_token_stream_packs_documents_with_eos_and_windows_cover_it():
+    codec = load_codec(None)
+    stream = token_stream(fact_task(), codec)
+    assert (stream == codec.eos_token_id).sum() == 2
+    assert codec.decode(stream[: list(stream).index(codec.eos_token_id)].tolist()) == FACT
+    batch = next(window_batches(stream, PretrainConfig(batch_size=4, block_size=8), np.random.default_rng(0)))
+    assert batch["input_ids"].shape == (4, 8) and torch.equal(batch["labels"], batch["input_ids"])
+
+
+def test_pretraining_makes_a_model_from_scratch_recall_its_documents():
+    codec = load_codec(None)
+    torch.manual_seed(0)
+    model = build_default_model(codec, seed=0)
+    prompt = codec.encode("The vault code is", add_special_tokens=True)
+    target = codec.encode(" 4 7 1 9")
+
+    def target_logprob() -> float:
+        ids = torch.tensor([prompt + target])
+        with torch.no_grad():
+            logp = model(input_ids=ids).logits[0, :-1].log_softmax(-1)
+        return float(sum(logp[len(prompt) - 1 + i, t] for i, t in enumerate(target)))
+
+    before = target_logprob()
+    train_pretrain(
+        model, fact_task(), codec, PretrainConfig(steps=150, batch_size=8, block_size=16, lr=3e-3, warmup_steps=5)
+    )
+    after = target_logprob()
+    assert before < -10 and after > -1.0, (before, after)
+
+
+def test_pretraining_a_task_without_documents_names_the_fix():
+    task = ListTask({"train": [Problem("a", "q", "a")]})
+    with pytest.raises(ValueError, match="pretrain.steps=0"):
+        train_pretrain(build_default_model(load_codec(None)), task, load_codec(None), PretrainConfig(steps=1))
+
+
+def test_reward_metrics_reach_evaluation_and_rollout_logs():
+    lm_envs.register(
+        "Test/Counting-v0",
+        task=ListTask.from_pairs(train=[("Say ok:", "ok")], test=[("Say ok:", "ok"), ("Say no:", "no")]),
+        reward=CountingReward(),
+        max_new_tokens=6,
+    )
+    codec = load_codec(None)
+    model = build_default_model(codec, seed=0)
+    result = evaluate(model, "Test/Counting-v0", EvalConfig(num_episodes=2, batch_size=2), seed=0)
+    lengths = [r["outcome"]["length"] for r in result["records"]]
+    assert result["long_rate"] == np.mean([n > 3 for n in lengths])
+
+    class FakeRollout:
+        infos = [{"outcome": {"correct": True, "length": 2}}, {"outcome": {"correct": False, "length": 6, "x": "s"}}]
+
+    logged = _outcome_metrics(FakeRollout(), CountingReward())
+    assert logged == {"rollout/outcome/correct": 0.5, "rollout/outcome/length": 4.0, "rollout/long_rate": 0.5}
+
+
+def test_a_reward_metric_that_clashes_with_an_evaluation_metric_is_an_error():
+    class Clashing(CountingReward):
+        def metrics(self, records):
+            return {"accuracy": 1.0}
+
+    lm_envs.register(
+        "Test/Clash-v0",
+        task=ListTask.from_pairs(train=[("q", "a")], test=[("q", "a")]),
+        reward=Clashing(),
+        max_new_tokens=2,
+    )
+    model = build_default_model(load_codec(None), seed=0)
+    with pytest.raises(ValueError, match="clashes"):
+        evaluate(model, "Test/Clash-v0", EvalConfig(num_episodes=1), seed=0)
