@@ -17,6 +17,7 @@ from agents.evaluate import EvalConfig
 from agents.ppo import PPOConfig
 from agents.pretrain import PretrainConfig
 from agents.reinforce import ReinforceConfig
+from agents.rejection import RFTConfig
 from agents.sft import SFTConfig
 
 
@@ -59,7 +60,7 @@ class RunConfig:
     resume: bool = True  # continue from output_dir/checkpoints/latest if it exists
     env: EnvSection = field(default_factory=EnvSection)
     model: ModelSection = field(default_factory=ModelSection)
-    agent: Any = MISSING  # a PPOConfig or ReinforceConfig (group agent/)
+    agent: Any = MISSING  # a PPOConfig, ReinforceConfig or RFTConfig (group agent/)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     train: TrainSection = field(default_factory=TrainSection)
@@ -72,5 +73,6 @@ def register_configs() -> None:
     cs.store(name="run_schema", node=RunConfig)
     cs.store(group="agent", name="ppo_schema", node=PPOConfig)
     cs.store(group="agent", name="reinforce_schema", node=ReinforceConfig)
+    cs.store(group="agent", name="rft_schema", node=RFTConfig)
     cs.store(group="env", name="env_schema", node=EnvSection)
     cs.store(group="model", name="model_schema", node=ModelSection)

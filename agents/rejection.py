@@ -28,7 +28,7 @@ the kept ones are fine-tuning data.
 
 **Rejection-sampling fine-tuning** (:func:`train_rft`), each round:
 
-1. *Grow*: sample ``K = samples_per_prompt`` completions for each of ``prompts_per_round`` train
+1. *Grow*: sample ``K = group_size`` completions for each of ``prompts_per_round`` train
    problems from the current policy through the env.
 2. *Filter*: keep the correct ones (RFT, Yuan et al. 2023; ReST-EM's binary filter, Singh et al.
    2023) or the single best per prompt by env return (RAFT, Dong et al. 2023), optionally only those
@@ -469,8 +469,7 @@ class RFTConfig:
     """Rejection-sampling fine-tuning hyper-parameters (one round = Grow, Filter, Improve)."""
 
     name: str = "rft"
-    rounds: int = 4  # Grow/Improve iterations
-    samples_per_prompt: int = 8  # K completions per prompt
+    group_size: int = 8  # K completions per prompt
     prompts_per_round: int = 64  # train problems sampled per round (with replacement if the split is smaller)
     temperature: float = 1.0  # sampling temperature (K > 1 needs diversity)
     keep: str = "correct"  # "correct" (RFT, ReST-EM: env is_success) | "best" (RAFT: top-1 return per prompt)
@@ -483,23 +482,20 @@ class RFTConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     split: str = "train"
-    rollout_batch_size: int = 256  # envs per rollout
+    num_envs: int = 256  # envs per rollout
 
 
 def check_rft_config(cfg: RFTConfig) -> None:
     """Raise ``ValueError`` with a fix for settings that cannot work."""
-    positive = ("rounds", "samples_per_prompt", "prompts_per_round", "batch_size", "rollout_batch_size")
-    for name in positive:
+    for name in ("group_size", "prompts_per_round", "batch_size", "num_envs"):
         value = getattr(cfg, name)
-        if not isinstance(value, int) or value < (0 if name == "rounds" else 1):
-            raise ValueError(
-                f"rft.{name} must be a {'non-negative' if name == 'rounds' else 'positive'} int, got {value!r}."
-            )
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"rft.{name} must be a positive int, got {value!r}.")
     if cfg.keep not in KEEP_MODES:
         raise ValueError(f"unknown rft.keep {cfg.keep!r}; choose 'correct' (RFT/ReST-EM) or 'best' (RAFT).")
     if cfg.temperature < 0:
         raise ValueError(f"rft.temperature must be >= 0, got {cfg.temperature}.")
-    if cfg.temperature == 0 and cfg.samples_per_prompt > 1:
+    if cfg.temperature == 0 and cfg.group_size > 1:
         raise ValueError("rft.temperature=0 draws K identical greedy samples per prompt; use temperature > 0 or K=1.")
     if cfg.sft_steps < 0 or cfg.lr <= 0:
         raise ValueError(f"rft.sft_steps must be >= 0 and rft.lr > 0, got {cfg.sft_steps} and {cfg.lr}.")
@@ -591,78 +587,113 @@ def train_rft(
     model: torch.nn.Module,
     env_id: str,
     cfg: RFTConfig,
+    rounds: int,
     seed: int = 0,
     log: Callable[[int, dict[str, Any]], None] | None = None,
     env_kwargs: dict[str, Any] | None = None,
 ) -> torch.nn.Module:
-    """Run ``cfg.rounds`` rounds of rejection-sampling fine-tuning on ``model`` (in place); ``log(round, metrics)``.
+    """Run ``rounds`` rounds of rejection-sampling fine-tuning on ``model`` (in place); ``log(round, metrics)``.
+
+    ``lm-envs train agent=rft`` runs the same rounds (one per ``train.iterations``) with checkpoints,
+    evaluation and resume.
 
     Returns:
         The model (the same object, trained).
     """
     check_rft_config(cfg)
-    kwargs = dict(env_kwargs or {})
-    K = cfg.samples_per_prompt
-    probe = gym.make(env_id, **kwargs).unwrapped
-    size, pad_id = probe.task.size(cfg.split), int(probe.codec.pad_token_id)
-    per_batch = max(1, cfg.rollout_batch_size // K)  # prompts per rollout
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    rng = np.random.default_rng([seed, 23])
+    if not isinstance(rounds, int) or rounds < 0:
+        raise ValueError(f"rounds must be a non-negative int, got {rounds!r}.")
     base = copy.deepcopy(model.state_dict()) if cfg.from_base else None
     venvs: dict[int, Any] = {}
-    model.eval()
-    for rnd in range(cfg.rounds):
-        # --- 1. Grow: K samples per prompt from the current policy, through the env ---
-        t0 = time.perf_counter()
-        idx = rng.choice(size, size=cfg.prompts_per_round, replace=cfg.prompts_per_round > size).tolist()
-        rollouts = []
-        for start in range(0, len(idx), per_batch):
-            chunk = idx[start : start + per_batch]
-            n_envs = len(chunk) * K
-            if n_envs not in venvs:
-                venvs[n_envs] = gym.make_vec(
-                    env_id, num_envs=n_envs, autoreset_mode="Disabled", split=cfg.split, **kwargs
-                )
-            options = {"index": [i for i in chunk for _ in range(K)], "split": cfg.split, "group_size": K}
-            rollouts.append(
-                collect(model, venvs[n_envs], options=options, temperature=cfg.temperature, generator=generator)
-            )
-        t1 = time.perf_counter()
-
-        # --- 2. Filter: correct (RFT / ReST-EM) or top-1 per prompt (RAFT), then dedupe ---
-        examples, stats = build_examples(rollouts, cfg.keep, cfg.min_reward, cfg.dedupe)
-        returns = torch.cat([r.returns for r in rollouts])
-        metrics: dict[str, Any] = {
-            "rft/sample_return": float(returns.mean()),
-            "rft/sample_success": float(torch.cat([r.success() for r in rollouts]).mean()),
-            "rft/kept": int(stats["kept"]),
-            "rft/kept_fraction": stats["kept"] / stats["samples"],
-            "rft/prompts_kept_fraction": stats["groups_kept"] / stats["groups"],
-            "rft/duplicates": int(stats["duplicates"]),
-            "rft/sample_seconds": t1 - t0,
-        }
-        if not examples:  # nothing passed the filter (e.g. no correct sample yet): nothing to learn from
-            metrics["rft/sft_steps"] = 0
-            if log is not None:
-                log(rnd, metrics)
-            continue
-        metrics["rft/kept_return"] = stats["kept_return_sum"] / stats["kept"]
-        metrics["rft/kept_tokens"] = sum(len(t) for _, t in examples)
-
-        # --- 3. Improve: SFT on the kept samples' exact tokens (from the base weights for ReST-EM) ---
-        if base is not None:
-            model.load_state_dict(base)
-        losses = finetune(model, examples, cfg, pad_id, rng)
-        metrics.update(
-            {
-                "rft/sft_steps": len(losses),
-                "rft/loss": float(np.mean(losses)) if losses else 0.0,
-                "rft/loss_first": losses[0] if losses else 0.0,
-                "rft/loss_last": losses[-1] if losses else 0.0,
-                "rft/train_seconds": time.perf_counter() - t1,
-            }
-        )
+    for rnd in range(rounds):
+        metrics = rft_round(model, env_id, cfg, rnd, seed=seed, env_kwargs=env_kwargs, venvs=venvs, base=base)
         if log is not None:
             log(rnd, metrics)
     return model
+
+
+def rft_round(
+    model: torch.nn.Module,
+    env_id: str,
+    cfg: RFTConfig,
+    round_index: int,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    venvs: dict[int, Any] | None = None,
+    base: dict[str, torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """One Grow / Filter / Improve round on ``model`` (in place); returns its metrics.
+
+    Every random choice is seeded from ``(seed, round_index)``, so a resumed run draws the rounds an
+    uninterrupted one would have.
+
+    Args:
+        model: The policy, trained in place.
+        env_id: A registered token env (its ``is_success`` or return decides what is kept).
+        cfg: The round's settings.
+        round_index: Which round this is (seeds the prompts, samples and minibatch order).
+        seed: The run's seed.
+        env_kwargs: ``gym.make`` overrides of the env.
+        venvs: A cache of vector envs by size, reused across rounds (pass the same dict each round).
+        base: Initial weights to fine-tune from in every round (ReST-EM, ``cfg.from_base``).
+    """
+    check_rft_config(cfg)
+    kwargs = dict(env_kwargs or {})
+    venvs = {} if venvs is None else venvs
+    K = cfg.group_size
+    probe = gym.make(env_id, **kwargs).unwrapped
+    size, pad_id = probe.task.size(cfg.split), int(probe.codec.pad_token_id)
+    per_batch = max(1, cfg.num_envs // K)  # prompts per rollout
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + round_index)
+    rng = np.random.default_rng([seed, 23, round_index])
+    model.eval()
+
+    # --- 1. Grow: K samples per prompt from the current policy, through the env ---
+    t0 = time.perf_counter()
+    idx = rng.choice(size, size=cfg.prompts_per_round, replace=cfg.prompts_per_round > size).tolist()
+    rollouts = []
+    for start in range(0, len(idx), per_batch):
+        chunk = idx[start : start + per_batch]
+        n_envs = len(chunk) * K
+        if n_envs not in venvs:
+            venvs[n_envs] = gym.make_vec(env_id, num_envs=n_envs, autoreset_mode="Disabled", split=cfg.split, **kwargs)
+        options = {"index": [i for i in chunk for _ in range(K)], "split": cfg.split, "group_size": K}
+        rollouts.append(
+            collect(model, venvs[n_envs], options=options, temperature=cfg.temperature, generator=generator)
+        )
+    t1 = time.perf_counter()
+
+    # --- 2. Filter: correct (RFT / ReST-EM) or top-1 per prompt (RAFT), then dedupe ---
+    examples, stats = build_examples(rollouts, cfg.keep, cfg.min_reward, cfg.dedupe)
+    returns = torch.cat([r.returns for r in rollouts])
+    metrics: dict[str, Any] = {
+        "rft/sample_return": float(returns.mean()),
+        "rft/sample_success": float(torch.cat([r.success() for r in rollouts]).mean()),
+        "rft/kept": int(stats["kept"]),
+        "rft/kept_fraction": stats["kept"] / stats["samples"],
+        "rft/prompts_kept_fraction": stats["groups_kept"] / stats["groups"],
+        "rft/duplicates": int(stats["duplicates"]),
+        "rft/sample_seconds": t1 - t0,
+        "rft/generated_tokens": sum(r.num_tokens for r in rollouts),
+    }
+    if not examples:  # nothing passed the filter (e.g. no correct sample yet): nothing to learn from
+        metrics["rft/sft_steps"] = 0
+        return metrics
+    metrics["rft/kept_return"] = stats["kept_return_sum"] / stats["kept"]
+    metrics["rft/kept_tokens"] = sum(len(t) for _, t in examples)
+
+    # --- 3. Improve: SFT on the kept samples' exact tokens (from the base weights for ReST-EM) ---
+    if base is not None:
+        model.load_state_dict(base)
+    losses = finetune(model, examples, cfg, pad_id, rng)
+    metrics.update(
+        {
+            "rft/sft_steps": len(losses),
+            "rft/loss": float(np.mean(losses)) if losses else 0.0,
+            "rft/loss_first": losses[0] if losses else 0.0,
+            "rft/loss_last": losses[-1] if losses else 0.0,
+            "rft/train_seconds": time.perf_counter() - t1,
+        }
+    )
+    return metrics

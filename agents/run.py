@@ -41,6 +41,7 @@ from agents.models import Policy, frozen_copy, load_model
 from agents.ppo import KLController, PPOConfig, ppo_update
 from agents.pretrain import train_pretrain
 from agents.reinforce import MovingAverageBaseline, ReinforceConfig, reinforce_update
+from agents.rejection import RFTConfig, rft_round
 from agents.rollout import collect
 from agents.sft import train_sft
 from lm_envs.core.tokenizer import save_codec
@@ -53,8 +54,8 @@ def to_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
     obj = OmegaConf.to_object(cfg)
     if not isinstance(obj, RunConfig):
         raise TypeError("the config must follow agents.config.RunConfig (compose it from conf/config.yaml).")
-    if not isinstance(obj.agent, (PPOConfig, ReinforceConfig)):
-        raise TypeError("agent must be an agent/ option (ppo, grpo, rloo, reinforce).")
+    if not isinstance(obj.agent, (PPOConfig, ReinforceConfig, RFTConfig)):
+        raise TypeError("agent must be an agent/ option (ppo, grpo, rloo, reinforce, rft).")
     return obj
 
 
@@ -90,22 +91,24 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     env_kwargs = dict(cfg.env.kwargs)
     if cfg.model.name_or_path is not None:
         env_kwargs.setdefault("tokenizer", cfg.model.name_or_path)
-    if agent.num_envs % agent.group_size:
+    is_ppo, is_rft = isinstance(agent, PPOConfig), isinstance(agent, RFTConfig)
+    # RFT samples through its own envs (K per prompt, in chunks); this one serves its codec and task.
+    num_envs = agent.group_size if is_rft else agent.num_envs
+    if not is_rft and agent.num_envs % agent.group_size:
         raise ValueError(f"agent.num_envs={agent.num_envs} must be a multiple of agent.group_size={agent.group_size}.")
-    venv = gym.make_vec(cfg.env.id, num_envs=agent.num_envs, autoreset_mode="Disabled", **env_kwargs)
+    venv = gym.make_vec(cfg.env.id, num_envs=num_envs, autoreset_mode="Disabled", **env_kwargs)
     codec = venv.codec
     model = load_model(cfg.model.name_or_path, codec, seed=cfg.seed, dtype=cfg.model.dtype).to(cfg.model.device)
     env_kwargs.setdefault("vocab_size", int(model.get_output_embeddings().weight.shape[0]))
     if env_kwargs["vocab_size"] != venv.single_action_space.n:
-        venv = gym.make_vec(cfg.env.id, num_envs=agent.num_envs, autoreset_mode="Disabled", **env_kwargs)
+        venv = gym.make_vec(cfg.env.id, num_envs=num_envs, autoreset_mode="Disabled", **env_kwargs)
     save_codec(codec, out / "tokenizer")
     logger = MetricsLogger(out)
     ckpt_dir = out / "checkpoints"
-    is_ppo = isinstance(agent, PPOConfig)
     policy = Policy(model, critic=agent.critic if is_ppo else "none").to(cfg.model.device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=agent.lr, eps=1e-5)
     kl_ctl = KLController(agent.kl_coef, agent.kl_target, agent.kl_horizon) if is_ppo else None
-    moving_average = MovingAverageBaseline(agent.ema_decay) if not is_ppo else None
+    moving_average = MovingAverageBaseline(agent.ema_decay) if isinstance(agent, ReinforceConfig) else None
     curriculum = venv.episodes.curriculum
 
     # --- resume ------------------------------------------------------------------------------------
@@ -153,25 +156,30 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     before = json.loads(before_path.read_text()) if before_path.exists() else {"accuracy": None}
 
     progress = _progress(cfg, start_iteration)
+    rft_venvs: dict[int, Any] = {}
     for it in range(start_iteration, cfg.train.iterations):
         t0 = time.time()
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + it)
-        rollout = collect(
-            model,
-            venv,
-            seed=(cfg.seed * 1_000_003 + it * agent.num_envs) % 2**31,
-            options={"group_size": agent.group_size} if agent.group_size > 1 else None,
-            temperature=agent.temperature,
-            generator=gen,
-        )
-        t_rollout = time.time() - t0
-        if is_ppo:
-            metrics = ppo_update(policy, ref, optimizer, rollout, agent, kl_ctl, generator=gen)
+        if is_rft:  # one Grow / Filter / Improve round per iteration
+            base = ref.state_dict() if agent.from_base else None
+            metrics = rft_round(model, cfg.env.id, agent, it, cfg.seed, env_kwargs, venvs=rft_venvs, base=base)
+            metrics.update(_rft_as_rollout_metrics(metrics, time.time() - t0))
         else:
-            metrics = reinforce_update(model, ref, optimizer, rollout, agent, moving_average, generator=gen)
-        t_total = time.time() - t0
-        metrics.update(_rollout_metrics(rollout, t_rollout, t_total))
-        metrics.update(_outcome_metrics(rollout, venv.episodes.reward))
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + it)
+            rollout = collect(
+                model,
+                venv,
+                seed=(cfg.seed * 1_000_003 + it * agent.num_envs) % 2**31,
+                options={"group_size": agent.group_size} if agent.group_size > 1 else None,
+                temperature=agent.temperature,
+                generator=gen,
+            )
+            t_rollout = time.time() - t0
+            if is_ppo:
+                metrics = ppo_update(policy, ref, optimizer, rollout, agent, kl_ctl, generator=gen)
+            else:
+                metrics = reinforce_update(model, ref, optimizer, rollout, agent, moving_average, generator=gen)
+            metrics.update(_rollout_metrics(rollout, t_rollout, time.time() - t0))
+            metrics.update(_outcome_metrics(rollout, venv.episodes.reward))
         if curriculum is not None:
             metrics["curriculum/stage"] = curriculum.stage
             metrics.update({f"curriculum/success_stage{k}": v for k, v in curriculum.success_rates().items()})
@@ -251,6 +259,17 @@ def _rollout_metrics(rollout: Any, t_rollout: float, t_total: float) -> dict[str
         "rollout/length_mean": float(lengths.mean()),
         "rollout/tokens_per_s": rollout.num_tokens / max(t_rollout, 1e-9),
         "time/rollout_s": t_rollout,
+        "time/iteration_s": t_total,
+    }
+
+
+def _rft_as_rollout_metrics(m: dict[str, Any], t_total: float) -> dict[str, float]:
+    """An RFT round's sampling figures under the names every run logs, so curves and progress compare."""
+    return {
+        "rollout/return_mean": m["rft/sample_return"],
+        "rollout/success": m["rft/sample_success"],
+        "rollout/tokens_per_s": m["rft/generated_tokens"] / max(m["rft/sample_seconds"], 1e-9),
+        "time/rollout_s": m["rft/sample_seconds"],
         "time/iteration_s": t_total,
     }
 

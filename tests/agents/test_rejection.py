@@ -118,15 +118,16 @@ def test_bad_inputs_are_refused_clearly():
         best_of_n(model, ENV, BestOfNConfig(n=2, temperature=0.0))
     for bad, match in [
         ({"keep": "top"}, "rft.keep"),
-        ({"samples_per_prompt": 0}, "samples_per_prompt"),
+        ({"group_size": 0}, "group_size"),
         ({"prompts_per_round": 0}, "prompts_per_round"),
         ({"temperature": -1.0}, "temperature"),
         ({"temperature": 0.0}, "identical greedy"),
-        ({"rounds": -1}, "non-negative"),
         ({"lr": 0.0}, "lr"),
     ]:
         with pytest.raises(ValueError, match=match):
-            train_rft(model, ENV, RFTConfig(**bad))
+            train_rft(model, ENV, RFTConfig(**bad), rounds=1)
+    with pytest.raises(ValueError, match="non-negative"):
+        train_rft(model, ENV, RFTConfig(), rounds=-1)
 
 
 def test_best_of_n_curve_is_a_table_and_the_oracle_never_decreases():
@@ -261,8 +262,8 @@ def test_rounds_that_keep_nothing_are_logged_and_change_nothing():
     model = build_default_model(codec(), seed=0, **TINY)
     before = [p.detach().clone() for p in model.parameters()]
     logs = []
-    cfg = RFTConfig(rounds=2, samples_per_prompt=2, prompts_per_round=4, keep="correct", sft_steps=3)
-    train_rft(model, ENV, cfg, seed=0, log=lambda r, m: logs.append((r, m)))  # untrained: never exactly right
+    cfg = RFTConfig(group_size=2, prompts_per_round=4, keep="correct", sft_steps=3)
+    train_rft(model, ENV, cfg, rounds=2, seed=0, log=lambda r, m: logs.append((r, m)))  # untrained: never exactly right
     assert [r for r, _ in logs] == [0, 1]
     assert all(m["rft/kept"] == 0 and m["rft/sft_steps"] == 0 for _, m in logs)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
@@ -280,10 +281,8 @@ def test_rest_em_fine_tunes_every_round_from_the_base_weights(monkeypatch):
         model = build_default_model(codec(), seed=0, **TINY)
         base[:] = [p.detach().clone() for p in model.parameters()]
         starts.clear()
-        cfg = RFTConfig(
-            rounds=2, samples_per_prompt=2, prompts_per_round=2, keep="best", sft_steps=2, lr=1e-2, from_base=from_base
-        )
-        train_rft(model, ENV, cfg, seed=0)
+        cfg = RFTConfig(group_size=2, prompts_per_round=2, keep="best", sft_steps=2, lr=1e-2, from_base=from_base)
+        train_rft(model, ENV, cfg, rounds=2, seed=0)
         assert starts == expected  # RFT/RAFT keep training the latest model; ReST-EM restarts from the base
         assert not all(torch.equal(a, b) for a, b in zip(base, model.parameters()))
 
@@ -296,8 +295,7 @@ def test_raft_learns_target_word_from_an_untrained_model():
     # per word find one almost every round; 8 prompts = every word once keeps the kept set balanced (with
     # few words over-represented the model collapses onto them); min_reward drops zero-credit "bests".
     cfg = RFTConfig(
-        rounds=8,
-        samples_per_prompt=128,
+        group_size=128,
         prompts_per_round=8,
         keep="best",
         min_reward=0.1,
@@ -305,7 +303,7 @@ def test_raft_learns_target_word_from_an_untrained_model():
         batch_size=8,
         lr=2e-3,
     )
-    train_rft(model, ENV, cfg, seed=0, log=lambda r, m: logs.append(m))
+    train_rft(model, ENV, cfg, rounds=8, seed=0, log=lambda r, m: logs.append(m))
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert len(logs) == 8 and all(0 <= m["rft/kept_fraction"] <= 1 for m in logs)
     assert logs[0]["rft/sample_return"] < 0.05  # untrained: random tokens

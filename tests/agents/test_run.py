@@ -54,14 +54,18 @@ def smoke(tmp_path, *overrides):
 
 @pytest.mark.parametrize("agent", OPTIONS["agent"])
 def test_smoke_run_writes_every_artifact_and_changes_parameters(tmp_path, agent):
-    result = run(
-        smoke(
-            tmp_path,
-            f"agent={agent}",
+    sizes = {
+        "grpo": ["agent.num_envs=8", "agent.group_size=4"],
+        "rloo": ["agent.num_envs=8", "agent.group_size=4"],
+        "rft": [
             "agent.num_envs=8",
-            "agent.group_size=4" if agent in ("grpo", "rloo") else "agent.group_size=1",
-        )
-    )
+            "agent.prompts_per_round=2",
+            "agent.group_size=4",
+            "agent.sft_steps=2",
+            "agent.keep=best",
+        ],
+    }
+    result = run(smoke(tmp_path, f"agent={agent}", *sizes.get(agent, ["agent.num_envs=8", "agent.group_size=1"])))
     for name in ("config.yaml", "metrics.jsonl", "curves.png", "eval.json", "tokenizer/tokenizer.json"):
         assert (tmp_path / name).exists(), name
     assert list((tmp_path / "tensorboard").iterdir())
@@ -115,6 +119,8 @@ def test_real_nan_in_the_loss_is_detected(tmp_path):
         ("rloo", ["agent.num_envs=32", "agent.group_size=4"]),
         ("reinforce", ["agent.num_envs=32"]),
         ("ppo", ["agent.num_envs=32", "agent.kl_coef=0.0", "agent.lr=1e-3"]),
+        # RAFT: the best of 8 samples per prompt, fine-tuned on; a round per iteration
+        ("rft", ["agent.keep=best", "agent.prompts_per_round=8", "agent.group_size=8", "agent.sft_steps=8"]),
     ],
 )
 def test_every_algorithm_learns_the_trivially_learnable_env(tmp_path, agent, extra):
