@@ -31,6 +31,7 @@ class SFTConfig:
     warmup_steps: int = 50  # linear warm-up, then cosine decay to 10% of lr
     max_grad_norm: float = 1.0
     split: str = "train"  # where demonstrations come from
+    num_examples: int | None = None  # use only the split's first N problems (a fixed demonstration set); None: all
 
 
 def encode_demo(codec: TextCodec, problem: Problem, separator: str = "\n") -> tuple[list[int], list[int]]:
@@ -62,8 +63,12 @@ def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[st
 def demo_batches(
     task: Task, codec: TextCodec, cfg: SFTConfig, rng: np.random.Generator
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless batches of demonstrations drawn uniformly from the split."""
+    """Endless batches of demonstrations drawn uniformly from the split (or its first ``num_examples``)."""
     n = task.size(cfg.split)
+    if cfg.num_examples is not None:
+        if cfg.num_examples < 1:
+            raise ValueError(f"sft.num_examples must be >= 1 or null (the whole split), got {cfg.num_examples}.")
+        n = min(n, cfg.num_examples)
     while True:
         idx = rng.integers(n, size=cfg.batch_size)
         yield collate([encode_demo(codec, task.problem(cfg.split, int(i))) for i in idx], codec.pad_token_id)

@@ -8,7 +8,8 @@ because scores are tied to it. Each id's "Version History" is kept here.
     up to 100, ``+ - *``; 500 fixed test problems disjoint from train), gold solutions one claim per
     line then ``#### answer``. Outcome reward: 1 if the graded final answer is equivalent, else 0
     (``reward_kwargs`` change it: e.g. ``{"wrong": 0.2}`` for R3's partial credit). The episode
-    stops on the ``####`` line. Budget: 160 prompt tokens, 96 new tokens.
+    stops on the ``####`` line. Budget: 160 prompt tokens, 96 new tokens. Its test split repeats some
+    problems (467 distinct of 500; found after release, kept for comparability: ``distinct_test=False``).
 
     Version History:
         * v0: initial release.
@@ -47,7 +48,7 @@ from lm_envs.core.registration import register
 
 _MATH = {
     "task": "lm_envs.tasks.math:word_problems",
-    "task_kwargs": {"preset": "easy"},
+    "task_kwargs": {"preset": "easy", "distinct_test": False},
     "reward": "lm_envs.tasks.math.rewards:MathReward",
     "max_prompt_tokens": 160,
     "max_new_tokens": 96,

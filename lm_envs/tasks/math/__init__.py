@@ -18,5 +18,5 @@ __all__ = ["ArithmeticWordProblems", "MathReward", "load_math_task", "word_probl
 
 
 def word_problems(preset: str = "easy", **overrides: Any) -> ArithmeticWordProblems:
-    """The generated word problems of a difficulty preset (``"easy"``, ``"medium"``, ``"hard"``)."""
+    """The generated word problems of a difficulty preset (``"basic"``, ``"easy"``, ``"medium"``, ``"hard"``)."""
     return ArithmeticWordProblems.from_preset(preset, **overrides)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
@@ -64,6 +64,7 @@ TEST_MODULUS = 16
 """One key in ``TEST_MODULUS`` (by hash) is reserved for the test split."""
 
 PRESETS: dict[str, dict[str, Any]] = {
+    "basic": {"min_steps": 1, "max_steps": 2, "max_value": 20, "operations": ("+", "-", "*"), "test_size": 300},
     "easy": {"min_steps": 1, "max_steps": 2, "max_value": 99, "operations": ("+", "-", "*")},
     "medium": {"min_steps": 2, "max_steps": 4, "max_value": 1000, "operations": OPERATIONS},
     "hard": {
@@ -75,8 +76,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "decimals": True,
     },
 }
-"""Named difficulty settings for :meth:`ArithmeticWordProblems.from_preset`. ``easy`` (1-2
-steps, numbers below 100, ``+ - *``) is sized for the embedded tiny default model."""
+"""Named difficulty settings for :meth:`ArithmeticWordProblems.from_preset`. ``easy`` (1-2 steps,
+numbers below 100, ``+ - *``) is ``LMEnv/Math-v0``'s. ``basic`` (numbers up to 20) is for quick
+experiments; its key space is small (about 3,500 train and 400 test keys, hence 300 test problems),
+so a model trained for long on it can memorise the train problems instead of learning arithmetic."""
 
 _MAX_ATTEMPTS = 2000
 
@@ -1137,6 +1140,10 @@ def _in_test(key: str) -> bool:
     return int.from_bytes(digest, "big") % TEST_MODULUS == 0
 
 
+#: Distinct test splits drawn so far, by task settings (drawing one takes up to seconds; envs are made often).
+_DISTINCT_TEST_CACHE: dict[tuple[str, int, str], list[Problem]] = {}
+
+
 def _rng(seed: int, split: str, index: int) -> random.Random:
     text = f"lm_envs.math.arithmetic/{seed}/{split}/{index}".encode()
     return random.Random(int.from_bytes(hashlib.blake2b(text, digest_size=16).digest(), "big"))
@@ -1178,6 +1185,10 @@ class ArithmeticWordProblems(Task):
         test_seed: Seed of the ``test`` split (kept apart from ``seed`` so that runs with
             different training seeds evaluate on the same test set).
         train_size: Nominal size of ``train``.
+        distinct_test: Make the ``test`` problems pairwise distinct (no two share a key: template,
+            variant and numbers). Each is drawn from its own stream as without it, skipping keys
+            already used by earlier test problems, so the split is drawn in order once and cached.
+            ``False`` reproduces ``LMEnv/Math-v0``'s test split, which repeats some problems.
         name: Task name used in logs.
 
     Raises:
@@ -1210,6 +1221,7 @@ class ArithmeticWordProblems(Task):
         test_size: int = 500,
         test_seed: int = 0,
         train_size: int = 10**9,
+        distinct_test: bool = True,
         name: str = "arithmetic",
     ) -> None:
         for knob, value in (
@@ -1253,7 +1265,7 @@ class ArithmeticWordProblems(Task):
             raise ValueError(f"test_size must be in [1, 1000000], got {test_size}.")
         if train_size < 1:
             raise ValueError(f"train_size must be >= 1, got {train_size}.")
-        for knob, flag in (("fractions", fractions), ("decimals", decimals)):
+        for knob, flag in (("fractions", fractions), ("decimals", decimals), ("distinct_test", distinct_test)):
             if not isinstance(flag, bool):
                 raise ValueError(f"{knob} must be a bool, got {flag!r}.")
 
@@ -1265,6 +1277,7 @@ class ArithmeticWordProblems(Task):
         self.fractions, self.decimals = fractions, decimals
         self.templates = tuple(t for t in TEMPLATES if t in chosen)
         self.test_size, self.train_size = test_size, train_size
+        self.distinct_test = distinct_test
         self._cfg = _Config(frozenset(self.operations), min_value, max_value, fractions, decimals)
 
         # (n_steps) -> {template: [variants]} for the enabled templates and operations.
@@ -1322,13 +1335,59 @@ class ArithmeticWordProblems(Task):
     def problem(self, split: str, index: int) -> Problem:
         self.check_index(split, index)
         test = split == "test"
+        if test and self.distinct_test:
+            return self._distinct_test_split(index + 1)[index]
+        return self._draw_problem(split, index, set())
+
+    def documents(self) -> Iterator[str]:
+        """Arithmetic drills for pre-training: every integer fact of the task's range, as gold steps write them.
+
+        One line per fact ``a op b = c`` with ``a``, ``b`` and ``c`` in ``[0, max_value]`` (``/`` only
+        when exact), for the enabled operations, in a seeded shuffled order, 32 lines per document.
+        A model pre-trained on them knows the arithmetic before SFT teaches it the word problems, as
+        a pre-trained LM would; without them a tiny model from scratch must pick up every fact from
+        the few that each word problem holds. Above 200, each ``a`` is paired with 200 sampled ``b``.
+
+        Example:
+            >>> docs = list(ArithmeticWordProblems(max_value=10, operations="+").documents())
+            >>> lines = [line for d in docs for line in d.splitlines()]
+            >>> len(lines), "3 + 4 = 7" in lines
+            (66, True)
+        """
+        rng = random.Random(f"lm_envs.math.documents/{self.max_value}/{''.join(self.operations)}")
+        top = self.max_value
+        facts: list[str] = []
+        for a in range(top + 1):
+            bs = range(top + 1) if top <= 200 else rng.sample(range(top + 1), 200)
+            for b in bs:
+                for op, c in (("+", a + b), ("-", a - b), ("*", a * b), ("/", a // b if b and a % b == 0 else -1)):
+                    if op in self.operations and 0 <= c <= top:
+                        facts.append(f"{a} {op} {b} = {c}")
+        rng.shuffle(facts)
+        for start in range(0, len(facts), 32):
+            yield "\n".join(facts[start : start + 32])
+
+    def _distinct_test_split(self, n: int) -> list[Problem]:
+        """The first ``n`` distinct test problems, drawn in index order and shared by equal tasks."""
+        key = (repr(self), self.test_size, self.name)
+        drawn = _DISTINCT_TEST_CACHE.setdefault(key, [])
+        seen = {q.metadata["key"] for q in drawn}
+        while len(drawn) < n:
+            problem = self._draw_problem("test", len(drawn), seen)
+            seen.add(problem.metadata["key"])
+            drawn.append(problem)
+        return drawn
+
+    def _draw_problem(self, split: str, index: int, exclude: set[str]) -> Problem:
+        """Draw problem ``index`` of ``split`` from its own seeded stream, skipping keys in ``exclude``."""
+        test = split == "test"
         rng = _rng(self.test_seed if test else self.seed, split, index)
         for _ in range(_MAX_ATTEMPTS):
             drawn = self._draw(rng)
             if drawn is None:
                 continue
             variant, draw, question, answer, key = drawn
-            if _in_test(key) != test:
+            if _in_test(key) != test or key in exclude:
                 continue
             answer_text = draw.fmt(answer)
             return Problem(
@@ -1345,9 +1404,10 @@ class ArithmeticWordProblems(Task):
                     "difficulty": self.config(),
                 },
             )
-        raise RuntimeError(  # pragma: no cover - the constructor's probe makes this very unlikely
-            f"could not draw a {split} problem for index {index} in {_MAX_ATTEMPTS} attempts with {self!r}; "
-            f"widen max_value or allow more operations."
+        raise RuntimeError(
+            f"could not draw a {'new ' if exclude else ''}{split} problem for index {index} in {_MAX_ATTEMPTS} "
+            f"attempts with {self!r}; widen max_value, allow more operations, lower test_size or set "
+            f"distinct_test=False."
         )
 
     def _draw(self, rng: random.Random, n: int | None = None) -> tuple[_Variant, _Draw, str, Fraction, str] | None:

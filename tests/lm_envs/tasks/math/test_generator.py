@@ -33,8 +33,8 @@ CONFIGS = {
     "fractions": {"fractions": True, "max_steps": 4},
     "decimals": {"decimals": True, "max_steps": 4},
     "long": {"min_steps": 5, "max_steps": MAX_STEPS, "max_value": 1000},
-    "plus_only": {"operations": "+", "max_value": 20},
-    "divide_only": {"operations": ["/"], "max_steps": 2, "max_value": 50},
+    "plus_only": {"operations": "+", "max_value": 20, "distinct_test": False},
+    "divide_only": {"operations": ["/"], "max_steps": 2, "max_value": 50, "distinct_test": False},
 }
 
 
@@ -238,3 +238,43 @@ def test_unknown_preset() -> None:
 def test_infeasible_range_fails_early() -> None:
     with pytest.raises(ValueError, match="could not generate"):
         ArithmeticWordProblems(operations="/", templates=["inventory"], min_steps=8, max_steps=8, max_value=10)
+
+
+def test_distinct_test_split_has_no_repeats_and_keeps_each_index_stream() -> None:
+    distinct = ArithmeticWordProblems.from_preset("easy")
+    repeats = ArithmeticWordProblems.from_preset("easy", distinct_test=False)  # LMEnv/Math-v0's test split
+    keys = [distinct.problem("test", i).metadata["key"] for i in range(500)]
+    old = [repeats.problem("test", i).metadata["key"] for i in range(500)]
+    assert len(set(keys)) == 500 and len(set(old)) < 500
+    # each index draws from its own stream as before; only a repeat of an earlier key is redrawn
+    first_repeat = next(i for i, k in enumerate(old) if k in old[:i])
+    assert keys[:first_repeat] == old[:first_repeat] and keys[first_repeat] != old[first_repeat]
+    assert distinct.problem("test", 7) == ArithmeticWordProblems.from_preset("easy").problem("test", 7)
+
+
+def test_a_key_space_too_small_for_a_distinct_test_split_names_the_fix() -> None:
+    task = ArithmeticWordProblems(operations=["/"], max_steps=2, max_value=50)
+    with pytest.raises(RuntimeError, match="distinct_test=False"):
+        task.problem("test", 499)
+
+
+def test_basic_preset_has_300_distinct_test_problems_in_range() -> None:
+    task = ArithmeticWordProblems.from_preset("basic")
+    test = [task.problem("test", i) for i in range(task.size("test"))]
+    assert len(test) == 300 and len({p.metadata["key"] for p in test}) == 300
+    numbers = [evaluate(tok) for p in test for step in p.steps[:-1] for tok in step.split() if tok[0].isdigit()]
+    assert all(0 <= n <= 20 for n in numbers)
+
+
+def test_documents_are_every_true_fact_of_the_range_in_a_fixed_order() -> None:
+    task = ArithmeticWordProblems(max_value=12, operations="+-*/")
+    lines = [line for doc in task.documents() for line in doc.splitlines()]
+    assert lines == [
+        line for doc in ArithmeticWordProblems(max_value=12, operations="+-*/").documents() for line in doc.splitlines()
+    ]
+    assert len(lines) == len(set(lines))
+    for line in lines:
+        claim = check_step(line)
+        assert claim.verdict == "correct", (line, claim)
+    ops = {line.split()[1] for line in lines}
+    assert ops == {"+", "-", "*", "/"} and "12 / 4 = 3" in lines and "7 / 2 = 3" not in lines
