@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     sub.add_parser("envs", help="list the registered lm-envs ids")
     sub.add_parser("train", help="train with Hydra configs (lm-envs train --help)", add_help=False)
+    sub.add_parser(
+        "train-rm", help="train a reward model: preference, ORM or PRM (lm-envs train-rm --help)", add_help=False
+    )
     results = sub.add_parser("results", help="combine finished runs (one per seed) into a leaderboard submission")
     results.add_argument("runs", nargs="+", help="run directories holding eval.json")
     results.add_argument("-o", "--output", default="submission.json")
@@ -28,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         from agents.train import cli as train_cli
 
         return train_cli(argv[1:])
+    if argv[:1] == ["train-rm"]:
+        from agents.train_rm import cli as train_rm_cli
+
+        return train_rm_cli(argv[1:])
     if argv[:1] == ["leaderboard"]:
         from leaderboard.cli import main as leaderboard_main
 

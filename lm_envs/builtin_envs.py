@@ -41,6 +41,23 @@ because scores are tied to it. Each id's "Version History" is kept here.
 
     Version History:
         * v0: initial release.
+
+``LMEnv/Chat-v0``
+    Follow a short instruction (:class:`~lm_envs.tasks.chat.task.SyntheticInstructions`: a topic, a
+    requested word count of 3-10, one or two keywords, no repeated words; 200 fixed test prompts),
+    rendered with the plain ``User: ... Assistant:`` template. Reward
+    :class:`~lm_envs.tasks.chat.reward.ChatReward`: a learned reward model's scalar score of
+    (prompt, response) at the episode's end, all episodes that end in one vector step scored in one
+    batched forward. The default RM is trained on first use (seconds, deterministic, cached under
+    ``cache_dir()``) on the synthetic preference set whose order comes from a hidden gold rubric;
+    the record holds the RM score (``rm_score``) and the rubric's ``gold`` score and parts, so reward
+    over-optimisation is visible. ``reward_kwargs`` change it: ``{"reward_model": "<dir>"}`` (any
+    one-output ``transformers`` sequence classifier), ``{"normalize": True}``,
+    ``{"length_penalty": 0.01}``. Prompts from a messages JSONL:
+    ``task="lm_envs.tasks.chat:load_chat_task"``. Budget: 128 prompt tokens, 32 new tokens.
+
+    Version History:
+        * v0: initial release.
 """
 
 from lm_envs.core.protocol import EvalProtocol
@@ -76,5 +93,13 @@ register(
     max_prompt_tokens=32,
     max_new_tokens=8,
     reward_threshold=0.95,
+    protocol=EvalProtocol(split="test", metric="mean_return"),
+)
+register(
+    "LMEnv/Chat-v0",
+    task="lm_envs.tasks.chat:SyntheticInstructions",
+    reward="lm_envs.tasks.chat.reward:ChatReward",
+    max_prompt_tokens=128,
+    max_new_tokens=32,
     protocol=EvalProtocol(split="test", metric="mean_return"),
 )

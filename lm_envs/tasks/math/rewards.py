@@ -82,7 +82,7 @@ class MathReward(Reward):
         if process == "learned" and not prm_path:
             raise ValueError(
                 "process='learned' needs prm_path= (a directory holding a transformers sequence classifier, "
-                "e.g. one trained with `lm-envs train +experiment=prm`)."
+                "e.g. one trained with `lm-envs train-rm rm=prm`)."
             )
         values = dict(
             correct=correct,

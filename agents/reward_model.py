@@ -1,0 +1,670 @@
+"""Reward-model training in one file: preference RM (Bradley-Terry), outcome RM and process RM for math.
+
+All three are a ``transformers`` sequence classifier with **one** output over a causal LM backbone
+(``*ForSequenceClassification``: the score is read at the last real token), saved with
+``save_pretrained`` plus its tokenizer, so the chat env (``ChatReward(reward_model=path)``), the math
+env's learned PRM (``MathReward(process="learned", prm_path=path)``) and the best-of-N scorers
+(:class:`agents.rejection.ClassifierScorer`, :class:`agents.rejection.PRMScorer`) load it by path.
+
+**Preference RM** (``kind="preference"``; TRL ``RewardTrainer``, OpenRLHF ``PairWiseLoss``):
+
+    L = -mean log sigmoid(r(x, y+) - r(x, y-) - m)  +  c * mean((r(x, y+) + r(x, y-))^2)
+
+with an optional per-pair margin ``m`` and optional reward centering ``c`` (Eisenstein et al. 2023:
+keeps scores near zero, since BT only fixes differences). Chosen and rejected go through one forward.
+Data: chosen/rejected JSONL (HH-RLHF or prompt/chosen/rejected, see
+:mod:`lm_envs.tasks.chat.preferences`) or the seeded synthetic set ordered by a hidden gold rubric.
+Reported: held-out pair accuracy (``r+ > r-``), and the held-out score mean/std (saved in the
+model config as ``reward_mean``/``reward_std`` for reward normalisation, as OpenRLHF does).
+
+**Outcome RM** (``kind="orm"``; Cobbe et al. 2021, Lightman et al. 2023): sampled math solutions
+labelled 1/0 by the grader, binary cross-entropy on ``prompt + solution``.
+
+**Process RM** (``kind="prm"``): one training text per step prefix, ``prompt + step_1\\n ... step_t\\n``
+(as the PRM800K authors built theirs, so the model never sees later labels), labelled
+
+* ``labels="rule"``: by the rule-based step verifier (:func:`rule_step_labels`): a step is good while
+  no step so far makes a false arithmetic claim; the final ``####`` line is good if, in addition,
+  the graded answer is right (supervision "up to the first error", as in PRM800K);
+* ``labels="shepherd"``: by completion (Math-Shepherd, :func:`shepherd_step_labels`): ``K`` rollouts
+  of the policy continue from each step; *hard* label 1 if any reaches the right answer, *soft*
+  label the fraction that does (``soft_labels=true``).
+
+Binary cross-entropy (soft labels welcome) on the logit; ``P(step good) = sigmoid(logit)`` is what
+:class:`~lm_envs.tasks.math.prm.LearnedPRM` reads; solution scores aggregate by product, min or last.
+
+Math solutions come from a policy (``policy=<dir of a causal LM + tokenizer>``, sampled through the
+env: the texts a PRM will later score) or, with ``policy=null``, from seeded perturbations of the gold
+solutions (:func:`perturbed_solutions`: one step's result changed, the final answer made wrong or
+not), an offline source with both labels present.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import lm_envs  # noqa: F401  (registers the LMEnv/* ids)
+from lm_envs import Problem, Task, TextCodec
+from lm_envs.core.tokenizer import load_codec, save_codec
+from lm_envs.tasks.chat.preferences import PreferencePair, check_pair, load_preference_jsonl, synthetic_preferences
+from lm_envs.tasks.chat.reward import check_reward_model, prepare_tokenizer
+from lm_envs.tasks.math.grading import extract_answer, grade
+from lm_envs.tasks.math.prm import step_text
+from lm_envs.tasks.math.steps import check_step
+
+KINDS = ("preference", "orm", "prm")
+LABELS = ("rule", "shepherd")
+FINAL = "####"  # the math tasks' final-answer line
+
+
+@dataclass
+class RewardModelConfig:
+    """Everything a reward-model run needs (Hydra: ``conf/reward_model.yaml`` + ``conf/rm/*.yaml``)."""
+
+    kind: str = "preference"  # preference | orm | prm
+    output_dir: str = "runs/rm"  # where the model, tokenizer and metrics.json go
+    seed: int = 0
+    threads: int | None = 1  # torch CPU threads (None: torch's default)
+    device: str = "cpu"
+    # --- the model: a one-output sequence classifier over a causal LM backbone
+    model: str | None = None  # name or path (e.g. an SFT'd policy); None: a fresh tiny GPT-2 from the config below
+    tokenizer: str | None = None  # None: the model's own (or the embedded default for model=None)
+    n_layer: int = 4  # tiny default config (agents.models.DEFAULT_MODEL)
+    n_embd: int = 256
+    n_head: int = 4
+    max_length: int = 512  # longer texts are cut from the left (the response end matters most)
+    # --- preference data
+    data: str | None = None  # chosen/rejected JSONL; None: the synthetic set (hidden gold rubric)
+    num_pairs: int = 2000  # synthetic pairs for training
+    heldout: float = 0.1  # JSONL: fraction held out; synthetic: pairs from the test split (count = heldout * num_pairs)
+    # --- math data (orm / prm)
+    env_id: str = "LMEnv/Math-v0"
+    policy: str | None = None  # causal LM dir sampling the solutions; None: perturbed gold solutions
+    num_problems: int = 200  # train problems whose solutions are labelled
+    samples_per_problem: int = 4
+    heldout_problems: int = 50  # test problems for held-out metrics
+    temperature: float = 1.0  # sampling temperature of the policy
+    labels: str = "rule"  # prm: rule | shepherd
+    shepherd_rollouts: int = 8  # K completions per step (Math-Shepherd uses 8)
+    soft_labels: bool = False  # shepherd: the fraction of successful completions instead of any-success
+    # --- optimisation
+    steps: int = 300
+    batch_size: int = 16  # pairs (preference) or texts (orm / prm) per step
+    lr: float = 1e-4  # TRL's default; a tiny model from scratch likes 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    max_grad_norm: float = 1.0
+    margin: float = 0.0  # m in -log sigmoid(r+ - r- - m), added to each pair's own margin
+    center_coef: float = 0.0  # reward centering c (TRL recommends 0.01)
+    eval_every: int = 100  # held-out evaluation every N steps (and at the end)
+
+
+def check_config(cfg: RewardModelConfig) -> None:
+    """Raise a clear ``ValueError`` for settings that cannot work."""
+    if cfg.kind not in KINDS:
+        raise ValueError(f"unknown reward-model kind {cfg.kind!r}; choose one of {KINDS} (rm=preference|orm|prm).")
+    if cfg.labels not in LABELS:
+        raise ValueError(f"unknown PRM labels {cfg.labels!r}; choose one of {LABELS}.")
+    if cfg.kind == "prm" and cfg.labels == "shepherd" and cfg.policy is None:
+        raise ValueError("Math-Shepherd labels need a completer: set policy=<dir of a causal LM>, or labels=rule.")
+    for name in ("steps", "batch_size", "num_pairs", "samples_per_problem", "shepherd_rollouts", "max_length"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}.")
+    if not 0 < cfg.heldout < 1:
+        raise ValueError(f"heldout must be a fraction in (0, 1), got {cfg.heldout}.")
+
+
+# ============================================================================================
+# The losses
+# ============================================================================================
+
+
+def bradley_terry_loss(
+    r_chosen: torch.Tensor,
+    r_rejected: torch.Tensor,
+    margin: torch.Tensor | float = 0.0,
+    center_coef: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Bradley-Terry pairwise loss ``-mean log sigmoid(r+ - r- - m) + c * mean((r+ + r-)^2)``.
+
+    Args:
+        r_chosen: ``(B,)`` scores of the chosen texts.
+        r_rejected: ``(B,)`` scores of the rejected texts.
+        margin: Per-pair (``(B,)``) or global margin ``m``.
+        center_coef: Reward-centering coefficient ``c`` (0: off).
+
+    Returns:
+        ``(loss, metrics)`` with ``accuracy`` (``r+ > r-``), mean ``margin`` and mean ``reward``.
+
+    Example:
+        >>> loss, m = bradley_terry_loss(torch.tensor([1.0]), torch.tensor([1.0]))
+        >>> round(loss.item(), 4), m["accuracy"]
+        (0.6931, 0.0)
+    """
+    diff = r_chosen - r_rejected
+    # logsigmoid is the numerically stable -log(1 + exp(-x)): no overflow for large |x|.
+    loss = -F.logsigmoid(diff - margin).mean()
+    if center_coef:
+        loss = loss + center_coef * ((r_chosen + r_rejected) ** 2).mean()
+    diff = diff.detach()
+    metrics = {
+        "accuracy": float((diff > 0).float().mean()),
+        "margin": float(diff.mean()),
+        "reward": float(torch.cat([r_chosen, r_rejected]).detach().mean()),
+    }
+    return loss, metrics
+
+
+def classifier_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on one logit per text; ``labels`` in ``[0, 1]`` (soft labels allowed)."""
+    return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+# ============================================================================================
+# The model
+# ============================================================================================
+
+
+def build_reward_model(cfg: RewardModelConfig) -> tuple[torch.nn.Module, Any]:
+    """A one-output sequence classifier and its (prepared) ``transformers`` tokenizer.
+
+    ``cfg.model=None`` builds a fresh tiny GPT-2 over the embedded default tokenizer; a name or path
+    loads any backbone with a fresh one-output head (``AutoModelForSequenceClassification``).
+    """
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        GPT2Config,
+        GPT2ForSequenceClassification,
+    )
+
+    if cfg.model is None:
+        codec = load_codec(cfg.tokenizer)
+        tok_dir = Path(cfg.output_dir) / "tokenizer-src"
+        save_codec(codec, tok_dir)
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        torch.manual_seed(cfg.seed)
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_layer=cfg.n_layer,
+            n_embd=cfg.n_embd,
+            n_head=cfg.n_head,
+            n_positions=cfg.max_length,
+            num_labels=1,
+            bos_token_id=codec.eos_token_id,
+            eos_token_id=codec.eos_token_id,
+            pad_token_id=codec.pad_token_id,
+            resid_pdrop=0.0,  # dropout off: the score must be a function of the text (TRL disable_dropout)
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            summary_first_dropout=0.0,
+        )
+        model = GPT2ForSequenceClassification(config)
+    else:
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(cfg.model)
+            if any("ForSequenceClassification" in a for a in config.architectures or []) and config.num_labels != 1:
+                raise ValueError(
+                    f"the model at {cfg.model!r} is a classifier with {config.num_labels} outputs; a reward model "
+                    "needs exactly one (num_labels=1). Start from its causal LM backbone instead, or from a "
+                    "one-output reward model."
+                )
+            tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.model)
+            torch.manual_seed(cfg.seed)  # the fresh head's initialisation
+            model = AutoModelForSequenceClassification.from_pretrained(cfg.model, num_labels=1)
+        except OSError as e:
+            raise ValueError(
+                f"cannot load the reward-model backbone {cfg.model!r}: {e}. Give a local directory with a "
+                "transformers model and its tokenizer, or model=null for the tiny default."
+            ) from e
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+    check_reward_model(model, tokenizer, cfg.model or "the tiny default")
+    return model.to(cfg.device), prepare_tokenizer(tokenizer, model)
+
+
+def score_texts(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int) -> torch.Tensor:
+    """One scalar per text from one forward (right-padded; ``transformers`` reads the last real token)."""
+    device = next(model.parameters()).device
+    enc = tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+    return model(**enc.to(device)).logits[:, 0].float()
+
+
+# ============================================================================================
+# Preference data
+# ============================================================================================
+
+
+def preference_data(cfg: RewardModelConfig) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """Train and held-out pairs: the JSONL file split by ``heldout``, or the synthetic train/test splits."""
+    if cfg.data is not None:
+        pairs = load_preference_jsonl(cfg.data)
+        order = random.Random(cfg.seed).sample(range(len(pairs)), len(pairs))
+        n_held = max(1, round(cfg.heldout * len(pairs)))
+        if len(pairs) - n_held < 1:
+            raise ValueError(f"{cfg.data} has {len(pairs)} pair(s); training needs at least 2 (one held out).")
+        return [pairs[i] for i in order[n_held:]], [pairs[i] for i in order[:n_held]]
+    n_held = min(200, max(1, round(cfg.heldout * cfg.num_pairs)))
+    return (
+        synthetic_preferences(cfg.num_pairs, seed=cfg.seed, split="train"),
+        synthetic_preferences(n_held, seed=cfg.seed, split="test"),
+    )
+
+
+# ============================================================================================
+# Math solutions and their labels (ORM / PRM)
+# ============================================================================================
+
+
+@dataclass
+class Solution:
+    """One math solution: the problem, its steps and whether the graded final answer is right."""
+
+    problem: Problem
+    steps: list[str]
+    correct: bool
+    completion: str | None = None  # the raw sampled text (ORMs score it as sampled); None: the steps joined
+
+
+def split_steps(completion: str, separator: str = "\n") -> list[str]:
+    """The non-empty reasoning steps of a completion (how the env and LearnedPRM split them)."""
+    return [s for s in completion.split(separator) if s.strip()]
+
+
+def is_correct(problem: Problem, text: str) -> bool:
+    """Whether the final answer extracted from ``text`` is equivalent to the problem's answer."""
+    extracted = extract_answer(text)
+    return extracted is not None and grade(problem.answer, extracted).equivalent
+
+
+def rule_step_labels(problem: Problem, steps: Sequence[str]) -> list[float]:
+    """Step labels from the rule-based verifier: 1 while no claim so far is false (0 from the first error on).
+
+    The final-answer line (``#### x``) is good only if, in addition, the graded answer is right.
+
+    Example:
+        >>> p = Problem("a", "q", "40")
+        >>> rule_step_labels(p, ["12 * 3 = 36", "36 + 4 = 41", "#### 41"])
+        [1.0, 0.0, 0.0]
+        >>> rule_step_labels(p, ["12 * 3 = 36", "So far so good.", "#### 39"])
+        [1.0, 1.0, 0.0]
+    """
+    labels, ok = [], True
+    for step in steps:
+        if step.lstrip().startswith(FINAL):
+            ok = ok and is_correct(problem, step)
+        elif check_step(step).verdict == "wrong":
+            ok = False
+        labels.append(1.0 if ok else 0.0)
+    return labels
+
+
+#: Completer: ``(problems, prefixes, k) -> k continuation texts per (problem, prefix)``.
+Completer = Callable[[Sequence[Problem], Sequence[str], int], list[list[str]]]
+
+
+def shepherd_step_labels(
+    solutions: Sequence[Solution], completer: Completer, k: int, soft: bool = False, separator: str = "\n"
+) -> list[list[float]]:
+    """Math-Shepherd step labels: how often ``k`` completions from each step reach the right answer.
+
+    Every step prefix of every solution is completed ``k`` times in one ``completer`` call. The hard
+    label of step ``t`` is 1 if any completion from ``steps[:t+1]`` is correct, the soft label the
+    fraction that is; the final-answer step needs no rollout: its label is the graded answer itself.
+
+    Args:
+        solutions: The solutions to label.
+        completer: Continues a ``(problem, prefix)`` ``k`` times (e.g. :func:`policy_completer`).
+        k: Completions per step (``N`` in the paper, 8 there).
+        soft: Soft labels (fraction correct) instead of hard ones (any correct).
+        separator: The step separator closing each step of the prefix.
+    """
+    problems, prefixes, where = [], [], []
+    for i, sol in enumerate(solutions):
+        for t, step in enumerate(sol.steps):
+            if not step.lstrip().startswith(FINAL):
+                problems.append(sol.problem)
+                prefixes.append("".join(s + separator for s in sol.steps[: t + 1]))
+                where.append((i, t))
+    completions = completer(problems, prefixes, k) if problems else []
+    if len(completions) != len(prefixes) or any(len(c) != k for c in completions):
+        raise ValueError(f"the completer must return {k} completions for each of the {len(prefixes)} prefixes.")
+    labels = [[0.0] * len(sol.steps) for sol in solutions]
+    for (i, t), problem, prefix, conts in zip(where, problems, prefixes, completions, strict=True):
+        hits = [is_correct(problem, prefix + c) for c in conts]
+        labels[i][t] = sum(hits) / k if soft else float(any(hits))
+    for i, sol in enumerate(solutions):
+        for t, step in enumerate(sol.steps):
+            if step.lstrip().startswith(FINAL):
+                labels[i][t] = float(is_correct(sol.problem, "".join(s + separator for s in sol.steps[: t + 1])))
+    return labels
+
+
+def perturbed_solutions(task: Task, split: str, num_problems: int, per_problem: int, seed: int) -> list[Solution]:
+    """Gold solutions, and copies where one step's result is changed (an offline source of errors).
+
+    Copy ``j > 0`` of a problem changes the number after the last ``=`` of a random claim step by
+    ``+1 .. +9``. Half the time the final ``####`` answer is made wrong too (the changed value when
+    the last claim changed, else a different number): a wrong solution. Otherwise the answer stays
+    right: a right answer after a wrong step, which an ORM cannot see and a PRM can.
+    """
+    out = []
+    for i in range(num_problems):
+        problem = task.problem(split, i)
+        rng = random.Random(f"perturb/{seed}/{split}/{i}")
+        gold = list(problem.steps)
+        claims = [t for t, s in enumerate(gold) if not s.startswith(FINAL) and re.search(r"=\s*-?\d+", s)]
+        for j in range(per_problem):
+            steps = list(gold)
+            if j > 0 and claims:
+                t = rng.choice(claims)
+                m = list(re.finditer(r"(=\s*)(-?\d+)", steps[t]))[-1]
+                wrong = int(m.group(2)) + rng.randint(1, 9)
+                steps[t] = steps[t][: m.start(2)] + str(wrong) + steps[t][m.end(2) :]
+                if rng.random() < 0.5:
+                    steps[-1] = f"{FINAL} {wrong}" if t == claims[-1] else f"{FINAL} {problem.answer}1"
+            out.append(Solution(problem, steps, is_correct(problem, "\n".join(steps))))
+    return out
+
+
+def _load_policy(path: str, device: str) -> tuple[torch.nn.Module, TextCodec]:
+    from agents.models import load_model
+
+    codec = load_codec(path)
+    return load_model(path, codec).to(device), codec
+
+
+def policy_solutions(
+    cfg: RewardModelConfig, split: str, num_problems: int, model: torch.nn.Module | None = None
+) -> list[Solution]:
+    """``samples_per_problem`` solutions per problem sampled from the policy through the env."""
+    from agents.rejection import sample_groups
+
+    if model is None:
+        model, _ = _load_policy(str(cfg.policy), cfg.device)
+    samples = sample_groups(
+        model,
+        cfg.env_id,
+        cfg.samples_per_problem,
+        num_problems,
+        split,
+        cfg.temperature,
+        cfg.seed,
+        env_kwargs={"tokenizer": cfg.policy},
+    )
+    task = gym.make(cfg.env_id, tokenizer=cfg.policy).unwrapped.task
+    out = []
+    for p, index in enumerate(samples.indices or []):
+        problem = task.problem(split, index)
+        for j, completion in enumerate(samples.completions[p]):
+            out.append(Solution(problem, split_steps(completion), bool(samples.success[p, j]), completion))
+    return out
+
+
+def policy_completer(
+    model: torch.nn.Module,
+    env_id: str,
+    env_kwargs: dict[str, Any] | None = None,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> Completer:
+    """A :data:`Completer` that rolls the policy through the env from each prefix (the env's ``prefix`` option)."""
+    from agents.rollout import collect
+
+    kwargs = dict(env_kwargs or {})
+    # The prefix (up to a whole sampled solution) sits in the prompt buffer: give it the room.
+    kwargs.setdefault("max_prompt_tokens", 256)
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+
+    def complete(problems: Sequence[Problem], prefixes: Sequence[str], k: int) -> list[list[str]]:
+        per_batch = max(1, batch_size // k)
+        out: list[list[str]] = []
+        venv = None
+        for start in range(0, len(problems), per_batch):
+            chunk = range(start, min(start + per_batch, len(problems)))
+            n = len(chunk) * k
+            if venv is None or venv.num_envs != n:
+                venv = gym.make_vec(env_id, num_envs=n, autoreset_mode="Disabled", **kwargs)
+            options = {
+                "problem": [problems[i] for i in chunk for _ in range(k)],
+                "prefix": [prefixes[i] for i in chunk for _ in range(k)],
+                "group_size": k,
+            }
+            rollout = collect(model, venv, options=options, temperature=temperature, generator=generator)
+            texts = [info.get("completion", "") for info in rollout.infos]
+            out.extend(texts[j * k : (j + 1) * k] for j in range(len(chunk)))
+        return out
+
+    return complete
+
+
+def math_examples(cfg: RewardModelConfig, solutions: Sequence[Solution], completer: Completer | None = None):
+    """``(text, label)`` training texts: one per solution (ORM) or one per step prefix (PRM)."""
+    texts: list[str] = []
+    labels: list[float] = []
+    if cfg.kind == "orm":
+        for sol in solutions:
+            texts.append(sol.problem.prompt + (sol.completion if sol.completion is not None else "\n".join(sol.steps)))
+            labels.append(float(sol.correct))
+        return texts, labels
+    if cfg.labels == "shepherd":
+        if completer is None:
+            raise ValueError("Math-Shepherd labels need a completer (a policy); set policy=<dir>.")
+        step_labels = shepherd_step_labels(solutions, completer, cfg.shepherd_rollouts, cfg.soft_labels)
+    else:
+        step_labels = [rule_step_labels(sol.problem, sol.steps) for sol in solutions]
+    for sol, ys in zip(solutions, step_labels, strict=True):
+        for t, y in enumerate(ys):
+            texts.append(step_text(sol.problem, sol.steps[:t], sol.steps[t]))
+            labels.append(y)
+    return texts, labels
+
+
+# ============================================================================================
+# Training
+# ============================================================================================
+
+
+def _schedule(cfg: RewardModelConfig) -> Callable[[int], float]:
+    def f(step: int) -> float:  # linear warm-up, then cosine decay to 10%
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+@torch.no_grad()
+def evaluate_pairs(
+    model: torch.nn.Module, tokenizer: Any, pairs: Sequence[PreferencePair], max_length: int, batch_size: int = 64
+) -> dict[str, float]:
+    """Held-out pair accuracy and the score mean/std over both sides of every pair."""
+    model.eval()
+    rc, rr = [], []
+    for s in range(0, len(pairs), batch_size):
+        chunk = pairs[s : s + batch_size]
+        r = score_texts(model, tokenizer, [t for p in chunk for t in p.texts()], max_length).view(-1, 2)
+        rc.append(r[:, 0])
+        rr.append(r[:, 1])
+    c, r = torch.cat(rc), torch.cat(rr)
+    both = torch.cat([c, r])
+    return {
+        "accuracy": float((c > r).float().mean()),
+        "reward_mean": float(both.mean()),
+        "reward_std": float(both.std().clamp_min(1e-6)) if len(both) > 1 else 1.0,
+    }
+
+
+def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
+    """Area under the ROC curve: P(a random positive outscores a random negative), ties half (NaN if one class).
+
+    Accuracy at a 0.5 threshold says little when positives are rare; best-of-N only needs the ranking.
+
+    Example:
+        >>> auc([0.9, 0.2, 0.5, 0.5], [True, False, True, False])
+        0.875
+    """
+    pos = [s for s, p in zip(scores, positive, strict=True) if p]
+    neg = [s for s, p in zip(scores, positive, strict=True) if not p]
+    if not pos or not neg:
+        return float("nan")
+    ranks = np.argsort(np.argsort(np.asarray([*pos, *neg]), kind="stable"), kind="stable") + 1.0
+    values = np.asarray([*pos, *neg])
+    for v in np.unique(values):  # average ranks over ties
+        tied = values == v
+        ranks[tied] = ranks[tied].mean()
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+@torch.no_grad()
+def evaluate_classifier(
+    model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], labels: Sequence[float], max_length: int
+) -> dict[str, float]:
+    """Held-out accuracy (``sigmoid > 0.5`` vs ``label > 0.5``), AUC, loss and the positive rate."""
+    model.eval()
+    logits = torch.cat([score_texts(model, tokenizer, texts[s : s + 64], max_length) for s in range(0, len(texts), 64)])
+    y = torch.tensor(list(labels), dtype=torch.float32, device=logits.device)
+    return {
+        "accuracy": float(((logits > 0) == (y > 0.5)).float().mean()),
+        "auc": auc(logits.cpu().tolist(), (y > 0.5).cpu().tolist()),
+        "loss": float(classifier_loss(logits, y)),
+        "positive_rate": float((y > 0.5).float().mean()),
+        "reward_mean": float(logits.mean()),
+        "reward_std": float(logits.std().clamp_min(1e-6)) if len(logits) > 1 else 1.0,
+    }
+
+
+def train_reward_model(
+    cfg: RewardModelConfig,
+    log: Callable[[int, dict[str, float]], None] | None = None,
+    policy: torch.nn.Module | None = None,
+) -> dict[str, Any]:
+    """Train a reward model as ``cfg`` says and save it in ``cfg.output_dir``; returns the metrics.
+
+    Args:
+        cfg: The run's settings.
+        log: Called as ``log(step, metrics)`` every 10 steps and at each held-out evaluation.
+        policy: An already loaded policy for sampling math solutions (default: load ``cfg.policy``).
+    """
+    check_config(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    started = time.time()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = build_reward_model(cfg)
+    rng = np.random.default_rng([cfg.seed, 11])
+
+    # --- data -------------------------------------------------------------------------------------
+    if cfg.kind == "preference":
+        train_pairs, held_pairs = preference_data(cfg)
+        for i, p in enumerate(train_pairs):
+            check_pair(p, where=f"training pair {i}")
+        n_train = len(train_pairs)
+        data_info: dict[str, Any] = {"train_pairs": n_train, "heldout_pairs": len(held_pairs)}
+    else:
+        task = gym.make(cfg.env_id).unwrapped.task
+        completer = None
+        if cfg.policy is not None:
+            if policy is None:
+                policy, _ = _load_policy(cfg.policy, cfg.device)
+            train_sol = policy_solutions(cfg, "train", cfg.num_problems, policy)
+            held_sol = policy_solutions(cfg, "test", cfg.heldout_problems, policy)
+            completer = policy_completer(policy, cfg.env_id, {"tokenizer": cfg.policy}, cfg.temperature, cfg.seed)
+        else:
+            train_sol = perturbed_solutions(task, "train", cfg.num_problems, cfg.samples_per_problem, cfg.seed)
+            held_sol = perturbed_solutions(task, "test", cfg.heldout_problems, cfg.samples_per_problem, cfg.seed)
+        train_texts, train_labels = math_examples(cfg, train_sol, completer)
+        held_cfg = RewardModelConfig(**{**asdict(cfg), "labels": "rule" if cfg.kind == "prm" else cfg.labels})
+        # Held-out labels: rule-based for PRMs (cheap and exact on arithmetic), so label methods compare alike.
+        held_texts, held_labels = math_examples(held_cfg, held_sol)
+        n_train = len(train_texts)
+        data_info = {
+            "train_solutions": len(train_sol),
+            "train_solution_accuracy": float(np.mean([s.correct for s in train_sol])),
+            "train_texts": n_train,
+            "train_positive_rate": float(np.mean(np.asarray(train_labels) > 0.5)),
+            "heldout_texts": len(held_texts),
+        }
+    if log is not None:
+        log(0, {f"data/{k}": float(v) for k, v in data_info.items()})
+
+    # --- optimisation -----------------------------------------------------------------------------
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
+
+    def evaluate() -> dict[str, float]:
+        if cfg.kind == "preference":
+            return evaluate_pairs(model, tokenizer, held_pairs, cfg.max_length)
+        return evaluate_classifier(model, tokenizer, held_texts, held_labels, cfg.max_length)
+
+    history = []
+    for step in range(cfg.steps):
+        model.train()
+        idx = rng.integers(n_train, size=cfg.batch_size)
+        if cfg.kind == "preference":
+            batch = [train_pairs[i] for i in idx]
+            # Chosen and rejected in one forward: [c_1, r_1, c_2, r_2, ...].
+            r = score_texts(model, tokenizer, [t for p in batch for t in p.texts()], cfg.max_length).view(-1, 2)
+            margins = torch.tensor([p.margin for p in batch], device=r.device) + cfg.margin
+            loss, metrics = bradley_terry_loss(r[:, 0], r[:, 1], margins, cfg.center_coef)
+        else:
+            logits = score_texts(model, tokenizer, [train_texts[i] for i in idx], cfg.max_length)
+            y = torch.tensor([train_labels[i] for i in idx], device=logits.device)
+            loss = classifier_loss(logits, y)
+            metrics = {"accuracy": float(((logits > 0) == (y > 0.5)).float().mean())}
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"reward-model loss became {loss.item()} at step {step}; lower lr.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        if log is not None and (step % 10 == 0 or step == cfg.steps - 1):
+            metrics = {"loss": loss.item(), "grad_norm": float(grad_norm), **metrics}
+            log(step + 1, {f"rm/{k}": v for k, v in metrics.items()})
+        if (cfg.eval_every and (step + 1) % cfg.eval_every == 0) and step + 1 < cfg.steps:
+            held = evaluate()
+            history.append({"step": step + 1, **held})
+            if log is not None:
+                log(step + 1, {f"heldout/{k}": v for k, v in held.items()})
+    held = evaluate()
+    history.append({"step": cfg.steps, **held})
+    if log is not None:
+        log(cfg.steps, {f"heldout/{k}": v for k, v in held.items()})
+
+    # --- save in transformers format: loads by path in ChatReward, MathReward(process="learned"), scorers ---
+    model.config.reward_mean, model.config.reward_std = held["reward_mean"], held["reward_std"]
+    model.config.heldout_accuracy = held["accuracy"]
+    model.config.lm_envs_kind = cfg.kind
+    model.eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    result = {
+        "kind": cfg.kind,
+        "heldout": held,
+        "history": history,
+        "data": data_info,
+        "config": asdict(cfg),
+        "wall_time_s": round(time.time() - started, 2),
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    return result

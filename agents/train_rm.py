@@ -1,0 +1,68 @@
+"""``lm-envs train-rm``: the Hydra entry point of reward-model training, a thin shell over :func:`run`.
+
+lm-envs train-rm                                     # preference RM on the synthetic preference set
+lm-envs train-rm rm=orm policy=runs/x/policy         # outcome RM on a policy's math solutions
+lm-envs train-rm rm=prm labels=shepherd policy=...   # process RM with Math-Shepherd labels
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from agents.reward_model import RewardModelConfig
+
+
+def register_configs() -> None:
+    """Store the schema of ``conf/reward_model.yaml`` in Hydra's ConfigStore (idempotent)."""
+    ConfigStore.instance().store(name="reward_model_schema", node=RewardModelConfig)
+
+
+register_configs()
+
+
+def to_config(cfg: DictConfig | RewardModelConfig) -> RewardModelConfig:
+    """A validated :class:`RewardModelConfig` from a composed Hydra config (or pass one through)."""
+    if isinstance(cfg, RewardModelConfig):
+        return cfg
+    obj = OmegaConf.to_object(cfg)
+    if not isinstance(obj, RewardModelConfig):
+        raise TypeError("the config must follow agents.reward_model.RewardModelConfig (compose reward_model.yaml).")
+    return obj
+
+
+def run(cfg: DictConfig | RewardModelConfig) -> dict[str, Any]:
+    """Train the reward model ``cfg`` describes; metrics go to ``metrics.jsonl`` and ``metrics.json``."""
+    from agents.logger import MetricsLogger
+    from agents.reward_model import train_reward_model
+
+    config = to_config(cfg)
+    logger = MetricsLogger(config.output_dir)
+    try:
+        return train_reward_model(config, log=logger.log)
+    finally:
+        logger.close()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://lm_envs_conf", config_name="reward_model")
+def main(cfg: DictConfig) -> float:
+    """Train one reward model; returns its held-out accuracy (what sweepers optimise)."""
+    result = run(cfg)
+    held = result["heldout"]
+    print(f"\n{result['kind']} reward model: held-out accuracy {held['accuracy']:.3f}; saved in {cfg.output_dir}")
+    return float(held["accuracy"])
+
+
+def cli(argv: list[str]) -> int:
+    """Run :func:`main` with ``argv`` as Hydra's command line."""
+    sys.argv = ["lm-envs train-rm", *argv]
+    main()
+    return 0
+
+
+if __name__ == "__main__":
+    main()

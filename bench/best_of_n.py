@@ -1,0 +1,285 @@
+"""Best-of-N on the math test split: majority vote, ORM, PRM (product and min) and the oracle (pass@N).
+
+"Let's Verify Step by Step" in miniature, end to end on the embedded default (no downloads):
+
+1. SFT a tiny math policy on the gold solutions of ``LMEnv/Math-v0`` (``agents.sft.train_sft``);
+2. train an outcome RM and a process RM (rule-verifier step labels; ``--shepherd`` adds a
+   Math-Shepherd-labelled PRM) on the policy's own sampled train solutions, both initialised from
+   the policy's backbone (``agents.reward_model``);
+3. sample ``N`` completions per test problem, score them with each verifier, and compute the
+   accuracy of each selector's pick for ``n = 1, 2, 4, ..., N`` (``agents.rejection.best_of_n_curve``,
+   averaged over random orders of the ``N`` samples);
+4. write ``best_of_n.json`` (the table, the RMs' held-out metrics, timings) and ``best_of_n.png``.
+
+    OMP_NUM_THREADS=1 python bench/best_of_n.py --out runs/best_of_n --n 64 --problems 100
+
+Artifacts of earlier steps in ``--out`` are reused (delete them to retrain).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import lm_envs  # noqa: F401
+from agents.models import load_model
+from agents.rejection import ClassifierScorer, Samples, best_of_n_curve, sample_groups, score_samples
+from agents.reward_model import RewardModelConfig, train_reward_model
+from agents.sft import SFTConfig, train_sft
+from lm_envs import Problem
+from lm_envs.core.tokenizer import load_codec, save_codec
+from lm_envs.tasks.math import word_problems
+from lm_envs.tasks.math.prm import LearnedPRM, aggregate
+
+ENV = "LMEnv/Math-v0"
+
+
+def sft_policy(out: Path, steps: int, seed: int, device: str) -> Path:
+    path = out / "policy"
+    if (path / "config.json").is_file():
+        return path
+    codec = load_codec(None)
+    model = load_model(None, codec, seed=seed).to(device)
+    train_sft(model, word_problems("easy"), codec, SFTConfig(steps=steps, batch_size=32, warmup_steps=20), seed=seed)
+    model.save_pretrained(path)
+    save_codec(codec, path)
+    return path
+
+
+def train_rm(out: Path, name: str, policy: Path, args: argparse.Namespace, **overrides) -> dict:
+    path = out / name
+    if (path / "metrics.json").is_file():
+        return json.loads((path / "metrics.json").read_text())
+    settings = dict(
+        output_dir=str(path),
+        model=str(policy),  # the policy's backbone with a fresh one-output head
+        policy=str(policy),
+        num_problems=args.rm_problems,
+        samples_per_problem=args.rm_samples,
+        heldout_problems=50,
+        steps=args.rm_steps,
+        batch_size=16,
+        lr=args.rm_lr,
+        max_length=256,
+        eval_every=0,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+    )
+    return train_reward_model(RewardModelConfig(**{**settings, **overrides}))
+
+
+class StepScorer:
+    """Every step probability of a causal-backbone PRM from ONE forward per solution.
+
+    A sequence classifier over a causal LM reads its score at the last real token, and causal
+    attention makes the hidden state there a function of the text up to it only. So the score
+    :class:`~lm_envs.tasks.math.prm.LearnedPRM` gets from the prefix text ``prompt + s_1\\n .. s_t\\n``
+    equals the score head applied, in a forward over the whole solution, at the token that ends
+    ``s_t\\n``: ``T`` steps cost one forward instead of ``T``. Steps whose end is not a token
+    boundary are scored on their prefix text (LearnedPRM's way).
+    """
+
+    def __init__(self, path: str, device: str, max_length: int = 256, batch_size: int = 32) -> None:
+        self.prm = LearnedPRM(path, device=device, max_length=max_length)
+        self.model, self.tokenizer = self.prm.model, self.prm.tokenizer
+        self.device, self.max_length, self.batch_size = device, max_length, batch_size
+        self.fallbacks = 0
+
+    @torch.no_grad()
+    def step_probabilities(self, prompts: list[str], completions: list[str]) -> list[list[float]]:
+        out: list[list[float]] = []
+        for start in range(0, len(prompts), self.batch_size):
+            texts, ends = [], []
+            for prompt, completion in zip(
+                prompts[start : start + self.batch_size], completions[start : start + self.batch_size], strict=True
+            ):
+                text, cuts = prompt, []
+                for step in (s for s in completion.split("\n") if s.strip()):
+                    text += step + "\n"
+                    cuts.append(len(text))
+                texts.append(text)
+                ends.append(cuts)
+            enc = self.tokenizer(texts, return_tensors="pt", padding=True, return_offsets_mapping=True)
+            offsets = enc.pop("offset_mapping").tolist()
+            mask = enc["attention_mask"]
+            logits = None
+            if enc["input_ids"].shape[1] <= self.max_length:
+                hidden = self.model.base_model(**enc.to(self.device)).last_hidden_state
+                logits = self.model.score(hidden)[..., 0].float().cpu()
+            for i, cuts in enumerate(ends):
+                token_end = {e: j for j, (_, e) in enumerate(offsets[i]) if mask[i, j]}
+                probs = []
+                for cut in cuts:
+                    if logits is not None and cut in token_end:
+                        probs.append(float(torch.sigmoid(logits[i, token_end[cut]])))
+                    else:  # not a token boundary, or too long: score the prefix text on its own
+                        self.fallbacks += 1
+                        probs.append(self.prm.probabilities([texts[i][:cut]])[0])
+                out.append(probs)
+        return out
+
+
+def curve_for(samples: Samples, scores: np.ndarray, trials: int, seed: int) -> list[float]:
+    # As PRM800K's eval.py: a verifier picks among the samples with a parsed final answer (an empty or
+    # unfinished solution has no step to doubt: a PRM's product/min over no steps is 1.0).
+    scores = np.where(samples.answer_classes() >= 0, scores, -np.inf)
+    scored = replace(samples, scores=scores)
+    scored._classes = samples._classes
+    return best_of_n_curve(scored, ("reward_model",), trials=trials, seed=seed)["reward_model"]
+
+
+def verifier_diagnostics(scores: dict[str, np.ndarray], success: np.ndarray) -> dict[str, dict[str, float]]:
+    """AUC of each verifier's scores against correctness: pooled, and within problems (what selection needs).
+
+    A verifier that learned which *problems* are easy ranks well pooled and at chance within a problem.
+    """
+    from agents.reward_model import auc
+
+    mixed = [p for p in range(len(success)) if 0 < success[p].sum() < success.shape[1]]
+    return {
+        name: {
+            "pooled_auc": auc(s.ravel().tolist(), success.ravel().tolist()),
+            "within_problem_auc": float(np.mean([auc(s[p].tolist(), success[p].tolist()) for p in mixed])),
+            "problems_with_both": len(mixed),
+        }
+        for name, s in scores.items()
+    }
+
+
+def plot(table: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    styles = {
+        "oracle": "k--",
+        "pass@n": "k:",
+        "majority": "C0-o",
+        "orm": "C1-s",
+        "prm_product": "C2-^",
+        "prm_min": "C2--v",
+        "prm_shepherd_product": "C3-^",
+        "prm_shepherd_min": "C3--v",
+    }
+    for key in [k for k in table if k != "n"]:
+        ax.plot(table["n"], [100 * v for v in table[key]], styles.get(key, "-d"), label=key, markersize=4)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(table["n"], [str(n) for n in table["n"]])
+    ax.set_xlabel("N (samples per problem)")
+    ax.set_ylabel("% problems solved (best-of-N pick)")
+    ax.set_title(f"Best-of-N on {ENV} test")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="runs/best_of_n")
+    ap.add_argument("--n", type=int, default=64, help="samples per test problem (largest N)")
+    ap.add_argument("--problems", type=int, default=100, help="test problems")
+    ap.add_argument("--sft-steps", type=int, default=400)
+    ap.add_argument("--rm-problems", type=int, default=200, help="train problems whose samples train the RMs")
+    ap.add_argument("--rm-samples", type=int, default=8, help="samples per train problem for the RMs")
+    ap.add_argument("--rm-steps", type=int, default=300)
+    ap.add_argument("--rm-lr", type=float, default=1e-4)
+    ap.add_argument("--shepherd", action="store_true", help="also train a PRM on Math-Shepherd labels")
+    ap.add_argument("--shepherd-rollouts", type=int, default=4)
+    ap.add_argument("--shepherd-problems", type=int, default=60, help="train problems labelled by completions")
+    ap.add_argument("--trials", type=int, default=16, help="random orders of the N samples averaged")
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="torch device (cuda: everything runs there)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    t = time.time()
+    policy_path = sft_policy(out, args.sft_steps, args.seed, args.device)
+    timings["sft_s"] = time.time() - t
+    t = time.time()
+    rms = {
+        "orm": train_rm(out, "orm", policy_path, args, kind="orm"),
+        "prm": train_rm(out, "prm", policy_path, args, kind="prm", labels="rule"),
+    }
+    if args.shepherd:
+        rms["prm_shepherd"] = train_rm(
+            out,
+            "prm_shepherd",
+            policy_path,
+            args,
+            kind="prm",
+            labels="shepherd",
+            soft_labels=False,
+            shepherd_rollouts=args.shepherd_rollouts,
+            num_problems=args.shepherd_problems,
+        )
+    timings["rm_training_s"] = time.time() - t
+
+    t = time.time()
+    policy = load_model(str(policy_path), load_codec(str(policy_path))).to(args.device)
+    kwargs = {"tokenizer": str(policy_path)}
+    samples = sample_groups(policy, ENV, args.n, args.problems, "test", args.temperature, args.seed, env_kwargs=kwargs)
+    timings["sampling_s"] = time.time() - t
+    t = time.time()
+    base = best_of_n_curve(samples, ("oracle", "majority"), trials=args.trials, seed=args.seed)
+    table = {"n": base["n"], "pass@n": base["pass@n"], "oracle": base["oracle"], "majority": base["majority"]}
+    orm_scores = score_samples(replace(samples), ClassifierScorer(str(out / "orm"), device=args.device, max_length=256))
+    table["orm"] = curve_for(samples, orm_scores.scores, args.trials, args.seed)
+    saved = {"orm": orm_scores.scores, "success": samples.success, "classes": samples.answer_classes()}
+    prompts = [p for p in samples.prompts for _ in range(samples.n)]
+    completions = [c for row in samples.completions for c in row]
+    check = {}
+    for name in ["prm", "prm_shepherd"] if args.shepherd else ["prm"]:
+        scorer = StepScorer(str(out / name), args.device)
+        probs = scorer.step_probabilities(prompts, completions)
+        # the one-forward readout must equal LearnedPRM's prefix-by-prefix scores: check on 20 solutions
+        slow = [scorer.prm.solution_scores([Problem("c", p)], [c], "min")[0] for p, c in zip(prompts[:20], completions)]
+        fast = [aggregate(q, "min") for q in probs[:20]]
+        check[name] = {"max_abs_diff": float(np.max(np.abs(np.subtract(slow, fast)))), "fallbacks": scorer.fallbacks}
+        for how in ("product", "min"):
+            scores = np.array([aggregate(q, how) for q in probs]).reshape(samples.returns.shape)
+            table[f"{name}_{how}"] = curve_for(samples, scores, args.trials, args.seed)
+            saved[f"{name}_{how}"] = scores
+    np.savez(out / "scores.npz", **saved)  # per-sample scores, for re-analysis
+    timings["scoring_and_selection_s"] = time.time() - t
+
+    result = {
+        "env": ENV,
+        "split": "test",
+        "problems": args.problems,
+        "N": args.n,
+        "trials": args.trials,
+        "temperature": args.temperature,
+        "sample_accuracy": float(samples.success.mean()),
+        "table": table,
+        "reward_models": {k: {"heldout": v["heldout"], "data": v["data"]} for k, v in rms.items()},
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "one_forward_prm_check": check,
+        "verifier_auc": verifier_diagnostics(
+            {k: v for k, v in saved.items() if k not in ("success", "classes")}, samples.success
+        ),
+        "settings": vars(args),
+        "torch_threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+    }
+    (out / "best_of_n.json").write_text(json.dumps(result, indent=1))
+    plot(table, out / "best_of_n.png")
+    print(json.dumps({"table": table, "sample_accuracy": result["sample_accuracy"], "timings_s": result["timings_s"]}))
+
+
+if __name__ == "__main__":
+    main()

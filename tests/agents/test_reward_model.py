@@ -1,0 +1,332 @@
+"""Reward-model training: the Bradley-Terry loss, learning on the synthetic set, PRM labels, saving and loading,
+Hydra configs and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from agents.reward_model import (
+    RewardModelConfig,
+    Solution,
+    bradley_terry_loss,
+    build_reward_model,
+    check_config,
+    classifier_loss,
+    evaluate_pairs,
+    math_examples,
+    perturbed_solutions,
+    rule_step_labels,
+    shepherd_step_labels,
+    train_reward_model,
+)
+from agents.train_rm import register_configs, to_config
+from lm_envs import Problem
+from lm_envs.tasks.chat.default_rm import default_reward_model_path
+from lm_envs.tasks.chat.preferences import PreferencePair, synthetic_preferences
+from lm_envs.tasks.math import word_problems
+
+register_configs()
+CONF = Path(__file__).resolve().parents[2] / "conf"
+RM_OPTIONS = sorted(p.stem for p in (CONF / "rm").glob("*.yaml"))
+TINY = dict(n_layer=1, n_embd=32, n_head=2, max_length=192, eval_every=0, threads=1)
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+# ----------------------------------------------------------------------------------------------- loss
+
+
+def test_bradley_terry_loss_and_gradients_match_hand_computed_values():
+    rc = torch.tensor([2.0, 0.0], requires_grad=True)
+    rr = torch.tensor([0.0, 1.0], requires_grad=True)
+    loss, metrics = bradley_terry_loss(rc, rr)
+    # -log sigmoid(2) = 0.126928, -log sigmoid(-1) = 1.313262
+    assert loss.item() == pytest.approx((0.126928 + 1.313262) / 2, abs=1e-6)
+    loss.backward()
+    # d/dr+ of -log sigmoid(d) / B is -(1 - sigmoid(d)) / B; d/dr- is the opposite.
+    expected = torch.tensor([-(1 - sigmoid(2.0)) / 2, -(1 - sigmoid(-1.0)) / 2])
+    torch.testing.assert_close(rc.grad, expected)
+    torch.testing.assert_close(rr.grad, -expected)
+    assert metrics["accuracy"] == 0.5 and metrics["margin"] == pytest.approx(0.5)
+
+
+def test_margin_and_centering_terms():
+    rc = torch.tensor([2.0, 0.0], requires_grad=True)
+    rr = torch.tensor([0.0, 1.0], requires_grad=True)
+    loss, _ = bradley_terry_loss(rc, rr, margin=1.0, center_coef=0.01)
+    # -log sigmoid(1) = 0.313262, -log sigmoid(-2) = 2.126928; centering 0.01 * mean(2^2, 1^2) = 0.025
+    assert loss.item() == pytest.approx((0.313262 + 2.126928) / 2 + 0.025, abs=1e-6)
+    loss.backward()
+    # pair 0: -(1 - sigmoid(1)) / 2 + 0.01 * 2 * (2 + 0) / 2
+    assert rc.grad[0].item() == pytest.approx(-(1 - sigmoid(1.0)) / 2 + 0.02, abs=1e-6)
+    per_pair, _ = bradley_terry_loss(rc.detach(), rr.detach(), margin=torch.tensor([1.0, 0.0]))
+    assert per_pair.item() == pytest.approx((0.313262 + 1.313262) / 2, abs=1e-6)
+
+
+def test_classifier_loss_takes_soft_labels():
+    loss = classifier_loss(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.25]))
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-6)  # logit 0: -log(1/2) whatever the label
+
+
+# ----------------------------------------------------------------------------------------------- learning
+
+
+def test_default_rm_beats_chance_on_held_out_synthetic_pairs():
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lm_envs.tasks.chat.reward import prepare_tokenizer
+
+    path = default_reward_model_path()
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path), model)
+    held = synthetic_preferences(200, split="test")
+    accuracy = evaluate_pairs(model, tokenizer, held, max_length=256)["accuracy"]
+    # 200 pairs: chance is 0.5 +- 0.035 (1 sd); the default recipe reaches about 0.76.
+    assert accuracy > 0.65
+    assert model.config.heldout_accuracy == pytest.approx(accuracy, abs=0.01)
+
+
+def test_short_preference_run_saves_a_loadable_rm_that_changed(tmp_path):
+    cfg = RewardModelConfig(output_dir=str(tmp_path), num_pairs=64, steps=3, batch_size=4, lr=1e-3, **TINY)
+    torch.manual_seed(cfg.seed)
+    before, _ = build_reward_model(cfg)
+    result = train_reward_model(cfg)
+    assert (tmp_path / "config.json").is_file() and (tmp_path / "tokenizer.json").is_file()
+    assert json.loads((tmp_path / "metrics.json").read_text())["heldout"] == result["heldout"]
+    from transformers import AutoModelForSequenceClassification
+
+    after = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert after.config.num_labels == 1 and hasattr(after.config, "reward_mean")
+    changed = any(not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values()))
+    assert changed
+    from lm_envs.tasks.chat.reward import ChatReward
+    from lm_envs.tasks.chat.task import SyntheticInstructions
+
+    problem = SyntheticInstructions().problem("test", 0)
+    out = ChatReward(reward_model=str(tmp_path), normalize=True).outcome(problem, " Some green words.")
+    assert math.isfinite(out.reward) and "gold" in out.record
+
+
+@pytest.mark.slow
+def test_preference_run_learns_the_rubric(tmp_path):
+    cfg = RewardModelConfig(
+        output_dir=str(tmp_path), num_pairs=1000, steps=200, lr=4e-3, n_layer=2, n_embd=48, n_head=2, max_length=256
+    )
+    assert train_reward_model(cfg)["heldout"]["accuracy"] > 0.65
+
+
+# ----------------------------------------------------------------------------------------------- PRM labels
+
+P = Problem("p", "Q: 12 * 3 + 4?\nA:\n", "40", ("12 * 3 = 36", "36 + 4 = 40", "#### 40"))
+
+
+def test_rule_labels_are_good_until_the_first_error():
+    assert rule_step_labels(P, ["12 * 3 = 36", "36 + 4 = 40", "#### 40"]) == [1.0, 1.0, 1.0]
+    assert rule_step_labels(P, ["12 * 3 = 38", "38 + 4 = 42", "#### 42"]) == [0.0, 0.0, 0.0]
+    # a wrong step after good ones; a right answer cannot repair an earlier error
+    assert rule_step_labels(P, ["12 * 3 = 36", "36 + 4 = 41", "#### 40"]) == [1.0, 0.0, 0.0]
+    # every claim right but the final answer wrong
+    assert rule_step_labels(P, ["12 * 3 = 36", "Then add four.", "#### 41"]) == [1.0, 1.0, 0.0]
+
+
+def scripted_completer(table):
+    """A completer that continues a prefix with the texts ``table[prefix]`` (cycled to k)."""
+    calls = []
+
+    def complete(problems, prefixes, k):
+        calls.append(len(prefixes))
+        return [[table[p][j % len(table[p])] for j in range(k)] for p in prefixes]
+
+    complete.calls = calls
+    return complete
+
+
+def test_shepherd_hard_and_soft_labels_on_hand_built_solutions():
+    good = Solution(P, ["12 * 3 = 36", "36 + 4 = 40", "#### 40"], True)
+    bad = Solution(P, ["12 * 3 = 38", "38 + 4 = 42", "#### 42"], False)
+    table = {
+        "12 * 3 = 36\n": ["36 + 4 = 40\n#### 40", "#### 41", "36 + 4 = 40\n#### 40", "no idea"],
+        "12 * 3 = 36\n36 + 4 = 40\n": ["#### 40"],
+        "12 * 3 = 38\n": ["#### 42", "38 + 2 = 40\n#### 40", "#### 42", "#### 42"],  # a lucky recovery
+        "12 * 3 = 38\n38 + 4 = 42\n": ["#### 42"],
+    }
+    completer = scripted_completer(table)
+    hard = shepherd_step_labels([good, bad], completer, k=4)
+    assert hard == [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
+    assert completer.calls == [4]  # every step prefix of every solution in one batched call
+    soft = shepherd_step_labels([good, bad], scripted_completer(table), k=4, soft=True)
+    assert soft == [[0.5, 1.0, 1.0], [0.25, 0.0, 0.0]]
+
+
+def test_shepherd_labels_check_the_completer():
+    sol = Solution(P, ["12 * 3 = 36", "#### 36"], False)
+    with pytest.raises(ValueError, match="2 completions"):
+        shepherd_step_labels([sol], lambda problems, prefixes, k: [["x"]], k=2)
+
+
+def test_prm_examples_use_the_learned_prm_text_format():
+    from lm_envs.tasks.math.prm import step_text
+
+    cfg = RewardModelConfig(kind="prm")
+    texts, labels = math_examples(cfg, [Solution(P, ["12 * 3 = 36", "36 + 4 = 41", "#### 41"], False)])
+    assert texts[1] == step_text(P, ["12 * 3 = 36"], "36 + 4 = 41") == P.prompt + "12 * 3 = 36\n36 + 4 = 41\n"
+    assert labels == [1.0, 0.0, 0.0]
+    texts, labels = math_examples(RewardModelConfig(kind="orm"), [Solution(P, ["#### 40"], True)])
+    assert texts == [P.prompt + "#### 40"] and labels == [1.0]
+
+
+def test_perturbed_solutions_hold_right_and_wrong_ones():
+    sols = perturbed_solutions(word_problems("easy"), "train", 20, 4, seed=0)
+    assert len(sols) == 80 and 0.2 < np.mean([s.correct for s in sols]) < 0.9
+    assert all(s.correct for s in sols[::4])  # copy 0 is the gold solution
+    labels = [rule_step_labels(s.problem, s.steps) for s in sols]
+    assert any(0.0 in y for y, s in zip(labels, sols) if s.correct)  # right answer after a wrong step
+
+
+@pytest.mark.parametrize("kind", ["orm", "prm"])
+def test_math_rms_train_and_load_where_they_are_used(tmp_path, kind):
+    cfg = RewardModelConfig(
+        kind=kind, output_dir=str(tmp_path), num_problems=8, heldout_problems=4, steps=2, batch_size=4, **TINY
+    )
+    result = train_reward_model(cfg)
+    assert 0.0 <= result["heldout"]["accuracy"] <= 1.0 and result["data"]["train_texts"] > 0
+    if kind == "orm":
+        from agents.rejection import ClassifierScorer
+
+        scores = ClassifierScorer(str(tmp_path))([P.prompt], ["#### 40"])
+        assert len(scores) == 1 and math.isfinite(scores[0])
+    else:
+        from lm_envs.tasks.math.rewards import MathReward
+
+        reward = MathReward(process="learned", prm_path=str(tmp_path), prm_aggregate="min")
+        out = reward.outcome(P, "12 * 3 = 36\n36 + 4 = 40\n#### 40")
+        assert 0.0 <= out.record["prm_score"] <= 1.0 and out.record["correct"]
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+
+def test_identical_or_empty_training_pairs_fail_naming_the_fix(tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"prompt": "Q:", "chosen": " a", "rejected": " b"}) + "\n")
+    data.write_text(data.read_text() + json.dumps({"prompt": "Q:", "chosen": " same", "rejected": " same"}) + "\n")
+    with pytest.raises(ValueError, match=r"pairs.jsonl:2: chosen and rejected are identical.*drop it"):
+        train_reward_model(RewardModelConfig(output_dir=str(tmp_path / "rm"), data=str(data), **TINY))
+
+
+def test_multi_output_models_and_mismatched_tokenizers_are_refused(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    cfg = RewardModelConfig(output_dir=str(tmp_path / "src"), **TINY)
+    model, tokenizer = build_reward_model(cfg)
+    config = model.config.to_dict()
+    two = AutoModelForSequenceClassification.from_config(model.config.__class__(**{**config, "num_labels": 2}))
+    two.save_pretrained(tmp_path / "two")
+    tokenizer.save_pretrained(tmp_path / "two")
+    with pytest.raises(ValueError, match="2 outputs.*exactly one"):
+        build_reward_model(RewardModelConfig(output_dir=str(tmp_path / "x"), model=str(tmp_path / "two")))
+    from lm_envs.tasks.chat.reward import RewardModelScorer
+
+    with pytest.raises(ValueError, match="num_labels=1"):
+        RewardModelScorer(str(tmp_path / "two"))
+    small = model.config.__class__(**{**model.config.to_dict(), "vocab_size": 100})
+    AutoModelForSequenceClassification.from_config(small).save_pretrained(tmp_path / "small")
+    tokenizer.save_pretrained(tmp_path / "small")
+    with pytest.raises(ValueError, match="do not belong together"):
+        RewardModelScorer(str(tmp_path / "small"))
+
+
+def test_bad_settings_fail_early():
+    with pytest.raises(ValueError, match="choose one of"):
+        check_config(RewardModelConfig(kind="dpo"))
+    with pytest.raises(ValueError, match="policy=<dir"):
+        check_config(RewardModelConfig(kind="prm", labels="shepherd"))
+    with pytest.raises(ValueError, match="empty"):
+        from lm_envs.tasks.chat.preferences import check_pair
+
+        check_pair(PreferencePair("Q:", " ", " b"))
+
+
+# ----------------------------------------------------------------------------------------------- Hydra
+
+
+def compose_rm(*overrides):
+    with initialize_config_module(version_base="1.3", config_module="lm_envs_conf"):
+        return compose(config_name="reward_model", overrides=["output_dir=/tmp/unused", *overrides])
+
+
+@pytest.mark.parametrize("option", RM_OPTIONS)
+def test_every_rm_option_composes_and_validates(option):
+    cfg = to_config(compose_rm(f"rm={option}"))
+    assert isinstance(cfg, RewardModelConfig) and cfg.kind == option
+    check_config(cfg if option != "prm" else RewardModelConfig(**{**cfg.__dict__, "labels": "rule"}))
+
+
+def test_rm_options_cover_every_kind():
+    assert RM_OPTIONS == ["orm", "preference", "prm"]
+
+
+@pytest.mark.parametrize("override", ["lrr=0.1", "steps=many", "rm=dpo"])
+def test_bad_rm_overrides_fail_naming_the_key(override):
+    with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)) as err:
+        to_config(compose_rm(override))
+    assert override.split("=")[0 if override != "rm=dpo" else 1] in str(err.value) + str(err.value.__cause__)
+
+
+def test_train_rm_cli_runs_hydra_end_to_end(tmp_path):
+    from agents.cli import main
+
+    rc = main(
+        [
+            "train-rm",
+            f"hydra.run.dir={tmp_path}",
+            "num_pairs=32",
+            "steps=2",
+            "batch_size=4",
+            "n_layer=1",
+            "n_embd=32",
+            "eval_every=0",
+        ]
+    )
+    assert rc == 0 and (tmp_path / "config.json").is_file() and (tmp_path / "metrics.jsonl").is_file()
+
+
+def test_shepherd_prm_from_a_policy_samples_labels_and_trains(tmp_path):
+    from agents.models import build_default_model
+    from agents.reward_model import policy_completer
+    from lm_envs.core.tokenizer import load_codec, save_codec
+
+    codec = load_codec(None)
+    policy = build_default_model(codec, n_layer=1, n_embd=32, n_head=2)
+    policy.save_pretrained(tmp_path / "policy")
+    save_codec(codec, tmp_path / "policy")
+    complete = policy_completer(policy, "LMEnv/Math-v0", batch_size=4)
+    out = complete([P, P, P], ["12 * 3 = 36\n", "", "12 * 3 = 36\n36 + 4 = 40\n"], 2)
+    assert [len(c) for c in out] == [2, 2, 2] and all(isinstance(t, str) for c in out for t in c)
+    cfg = RewardModelConfig(
+        kind="prm",
+        labels="shepherd",
+        soft_labels=True,
+        shepherd_rollouts=2,
+        policy=str(tmp_path / "policy"),
+        output_dir=str(tmp_path / "prm"),
+        num_problems=2,
+        samples_per_problem=2,
+        heldout_problems=2,
+        steps=1,
+        batch_size=2,
+        **TINY,
+    )
+    result = train_reward_model(cfg)
+    assert result["data"]["train_solutions"] == 4 and (tmp_path / "prm" / "config.json").is_file()
