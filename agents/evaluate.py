@@ -57,7 +57,8 @@ def evaluate(
         ``{"accuracy", "mean_return", "pass@k"..., "best_of_n", "num_episodes", "records", "episodes_hash"}``
         plus the env reward's own :meth:`~lm_envs.Reward.metrics` over the first sample of each problem.
     """
-    kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "curriculum"}  # evaluation: whole problems
+    # evaluation: whole problems (no curriculum prefixes) of the evaluation's own split
+    kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("curriculum", "split")}
     probe = gym.make(env_id, **kwargs).unwrapped
     n_problems = cfg.num_episodes
     if n_problems is None:

@@ -42,6 +42,25 @@ because scores are tied to it. Each id's "Version History" is kept here.
     Version History:
         * v0: initial release.
 
+``LMEnv/KnowledgeQA-v0``
+    Abstention-aware short-answer QA over a synthetic knowledge world
+    (:class:`~lm_envs.tasks.qa.world.KnowledgeQATask`, seed 0: 40 fictional people and 10 places,
+    half of them *known*: their facts are in ``task.documents()``, the pre-training corpus, in four
+    paraphrases each, with the known entities' QA-training pairs). ``train`` asks the known
+    entities' facts except two held-out facts each (one for places), and every fact of half of the
+    training-side unknown entities (gold answer ``" I don't know."``); ``sft`` has the same known
+    questions and the other half (SFT and RL meet different unknown entities); ``test``
+    interleaves the held-out known facts (45) with questions about unknown entities that appear in
+    no training text (44); ``test_known`` / ``test_unknown`` serve each half. Reward
+    :class:`~lm_envs.tasks.qa.rewards.AbstentionReward`: correct +1, abstain 0, wrong ``-t/(1-t)``
+    with ``t = 0.5`` (-1); ``reward_kwargs`` change it (``{"threshold": 0.75}``). The episode stops
+    after the first line. Evaluation adds the honesty metrics (accuracy, abstention, hallucination,
+    precision, truthfulness per ``all/``, ``known/``, ``unknown/``; prudence, over-conservativeness,
+    honesty). Budget: 64 prompt tokens, 16 new tokens.
+
+    Version History:
+        * v0: initial release.
+
 ``LMEnv/Chat-v0``
     Follow a short instruction (:class:`~lm_envs.tasks.chat.task.SyntheticInstructions`: a topic, a
     requested word count of 3-10, one or two keywords, no repeated words; 200 fixed test prompts),
@@ -93,6 +112,14 @@ register(
     max_prompt_tokens=32,
     max_new_tokens=8,
     reward_threshold=0.95,
+    protocol=EvalProtocol(split="test", metric="mean_return"),
+)
+register(
+    "LMEnv/KnowledgeQA-v0",
+    task="lm_envs.tasks.qa.world:KnowledgeQATask",
+    reward="lm_envs.tasks.qa.rewards:AbstentionReward",
+    max_prompt_tokens=64,
+    max_new_tokens=16,
     protocol=EvalProtocol(split="test", metric="mean_return"),
 )
 register(

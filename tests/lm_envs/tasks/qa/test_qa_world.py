@@ -1,0 +1,177 @@
+"""Tests of the synthetic knowledge world and the QA task: determinism, split disjointness, bad settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lm_envs.tasks.qa.world import GROUPS, KnowledgeQATask, KnowledgeWorld
+
+FINGERPRINT = """
+import hashlib, json
+from lm_envs.tasks.qa.world import KnowledgeQATask
+
+
+def fingerprint(task):
+    out = [[e.id, e.name, e.group, [list(f) for f in e.facts]] for e in task.world.entities]
+    for split in task.splits:
+        out.append([[p.id, p.prompt, p.answer, list(p.steps), dict(p.metadata)] for p in task.problems(split)])
+    out.append(list(task.documents()))
+    return hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()
+"""
+_NS: dict = {}
+exec(FINGERPRINT, _NS)
+fingerprint = _NS["fingerprint"]
+
+
+def test_world_is_identical_in_a_fresh_process_with_another_hash_seed():
+    code = FINGERPRINT + "\nprint(fingerprint(KnowledgeQATask(seed=7, abstain_fraction=0.5)))"
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == fingerprint(KnowledgeQATask(seed=7, abstain_fraction=0.5))
+
+
+def test_seeds_give_different_worlds_and_the_same_seed_the_same():
+    a, b = KnowledgeQATask(seed=0), KnowledgeQATask(seed=1)
+    assert fingerprint(a) == fingerprint(KnowledgeQATask(seed=0))
+    assert [e.name for e in a.world.entities] != [e.name for e in b.world.entities]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_splits_are_disjoint_and_unknown_test_entities_never_appear_in_training_text(seed):
+    task = KnowledgeQATask(seed=seed)
+    qid = {s: {p.metadata["question_id"] for p in task.problems(s)} for s in task.splits}
+    assert not qid["train"] & qid["test"]
+    assert qid["test"] == qid["test_known"] | qid["test_unknown"]
+    assert not qid["test_known"] & qid["test_unknown"]
+    known_test = [p for p in task.problems("test_known")]
+    assert known_test and all(p.metadata["known"] and p.metadata["group"] == "known" for p in known_test)
+    unknown_test = list(task.problems("test_unknown"))
+    assert unknown_test and all(not p.metadata["known"] and p.metadata["group"] == "unknown_test" for p in unknown_test)
+    # Held-out known facts are in the documents (pre-training holds the knowledge) ...
+    docs = " ".join(task.documents())
+    for p in known_test:
+        assert p.metadata["entity"] in docs and p.answer in docs
+    # ... and no unknown entity's name appears in any document or training prompt or solution.
+    train_text = docs + " ".join(p.prompt + p.solution() for p in task.problems("train"))
+    for e in task.world.entities:
+        if e.group != "known":
+            assert e.name not in docs
+        if e.group == "unknown_test":
+            assert all(n not in train_text for n in (e.name, *e.aliases))
+    groups_in_train = {p.metadata["group"] for p in task.problems("train")}
+    assert groups_in_train == {"known", "unknown_train"}
+
+
+def test_known_test_facts_are_held_out_of_qa_training_per_entity():
+    task = KnowledgeQATask(seed=0, held_out=2)
+    train_by_entity: dict[str, set[str]] = {}
+    for p in task.problems("train"):
+        train_by_entity.setdefault(p.metadata["entity"], set()).add(p.metadata["relation"])
+    for p in task.problems("test_known"):
+        assert p.metadata["relation"] not in train_by_entity.get(p.metadata["entity"], set())
+    assert task.size("test_known") == sum(min(2, len(e.facts) - 1) for e in task.world.group("known"))
+    assert all(p.metadata["kind"] == "person" for p in task.problems("train") if p.metadata["relation"] == "mentor")
+
+
+def test_gold_solutions_answer_known_and_abstain_or_answer_unknown():
+    task = KnowledgeQATask(seed=0)
+    for p in task.problems("train"):
+        if p.metadata["known"]:
+            assert p.steps == (" " + p.answer,) and p.metadata["gold"] == "answer"
+        else:
+            assert p.steps == (" I don't know.",) and p.metadata["gold"] == "abstain"
+    answers = KnowledgeQATask(seed=0, abstain_fraction=0.0)
+    assert all(p.steps == (" " + p.answer,) for p in answers.problems("train"))
+    half = KnowledgeQATask(seed=0, abstain_fraction=0.5)
+    unknown = [p for p in half.problems("train") if not p.metadata["known"]]
+    share = sum(p.metadata["gold"] == "abstain" for p in unknown) / len(unknown)
+    assert 0.35 < share < 0.65
+    # The test split and the answers never depend on abstain_fraction.
+    assert [p.answer for p in half.problems("test")] == [p.answer for p in task.problems("test")]
+
+
+def test_problem_metadata_and_prompt_format():
+    task = KnowledgeQATask(seed=0)
+    p = task.problem("test", 0)
+    assert p.prompt.startswith("Question: ") and p.prompt.endswith("\nAnswer:")
+    assert set(p.metadata) >= {"known", "group", "kind", "relation", "entity", "aliases", "gold"}
+    assert json.loads(json.dumps(dict(p.metadata))) == dict(p.metadata)
+    assert task.stops(" anything")
+    kinds = {(q.metadata["kind"], q.metadata["relation"]) for q in task.problems("train")}
+    assert {k for k, _ in kinds} == {"person", "place"} and len(kinds) == 6
+
+
+def test_documents_cover_every_known_fact_in_every_paraphrase():
+    world = KnowledgeWorld(seed=0, num_people=6, num_places=4)
+    docs = list(world.documents())
+    assert len(docs) == 4 * len(world.group("known"))
+    for e in world.group("known"):
+        mine = [d for d in docs if d.startswith(e.name) or e.name in d]
+        assert len(mine) >= 4
+        for _, value in e.facts:
+            assert sum(value in d for d in mine) >= 4
+
+
+def test_names_are_unique_and_groups_partition_entities():
+    world = KnowledgeWorld(seed=5, num_people=300, num_places=60)
+    names = [e.name for e in world.entities]
+    assert len(set(names)) == len(names)
+    assert {e.group for e in world.entities} == set(GROUPS)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fix",
+    [
+        ({"known_fraction": 0.0}, "known_fraction > 0"),
+        ({"known_fraction": 1.0}, "known_fraction < 1"),
+        ({"unknown_test_fraction": 0.0}, "unknown_test_fraction > 0"),
+        ({"unknown_test_fraction": 1.0}, "unknown_test_fraction < 1"),
+        ({"num_people": 1}, "num_people"),
+        ({"held_out": 0}, "held_out"),
+        ({"abstain_fraction": 1.5}, "abstain_fraction"),
+    ],
+)
+def test_empty_or_bad_splits_fail_naming_the_fix(kwargs, fix):
+    with pytest.raises(ValueError, match=fix.replace("(", r"\(")) as err:
+        KnowledgeQATask(**kwargs)
+    assert fix in str(err.value)
+
+
+def test_bad_split_and_index_fail_clearly():
+    task = KnowledgeQATask(seed=0)
+    with pytest.raises(ValueError, match="choose one of"):
+        task.problem("validation", 0)
+    with pytest.raises(ValueError, match="out of range"):
+        task.problem("test", task.size("test"))
+
+
+def test_mixed_documents_hold_known_training_qa_but_never_test_questions():
+    task = KnowledgeQATask(seed=0)
+    docs = list(task.documents())
+    qa_docs = [d for d in docs if d.startswith("Question: ")]
+    known_train = [p for p in task.problems("train") if p.metadata["known"]]
+    assert sorted(qa_docs) == sorted(p.prompt + p.solution() for p in known_train)
+    text = "\n".join(docs)
+    assert not any(p.prompt in text for p in task.problems("test"))
+    assert len(list(KnowledgeQATask(seed=0, mix_qa=False).documents())) == len(docs) - len(qa_docs)
+
+
+def test_sft_and_train_split_the_unknown_training_entities():
+    task = KnowledgeQATask(seed=0)
+    train = {p.metadata["question_id"]: p for p in task.problems("train")}
+    sft = {p.metadata["question_id"]: p for p in task.problems("sft")}
+    known = {q for q, p in train.items() if p.metadata["known"]}
+    assert known == {q for q, p in sft.items() if p.metadata["known"]} and known
+    rl_unknown = {p.metadata["entity"] for p in train.values() if not p.metadata["known"]}
+    sft_unknown = {p.metadata["entity"] for p in sft.values() if not p.metadata["known"]}
+    assert rl_unknown and sft_unknown and not rl_unknown & sft_unknown  # whole entities, on each side
+    assert rl_unknown | sft_unknown == {e.name for e in task.world.group("unknown_train")}
+    every = KnowledgeQATask(seed=0, sft_unknown_fraction=1.0)
+    assert {p.metadata["question_id"] for p in every.problems("sft")} == {
+        p.metadata["question_id"] for p in every.problems("train")
+    }
