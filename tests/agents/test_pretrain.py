@@ -85,7 +85,10 @@ def test_reward_metrics_reach_evaluation_and_rollout_logs():
     )
     codec = load_codec(None)
     model = build_default_model(codec, seed=0)
-    result = evaluate(model, "Test/Counting-v0", EvalConfig(num_episodes=2, batch_size=2), seed=0)
+    # a training split in the env kwargs (as a run's env.kwargs may hold) does not leak into evaluation
+    cfg = EvalConfig(num_episodes=2, batch_size=2)
+    result = evaluate(model, "Test/Counting-v0", cfg, seed=0, env_kwargs={"split": "train"})
+    assert [r["problem_id"] for r in result["records"]] == ["test/0", "test/1"]
     lengths = [r["outcome"]["length"] for r in result["records"]]
     assert result["long_rate"] == np.mean([n > 3 for n in lengths])
 
