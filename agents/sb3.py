@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -510,6 +511,11 @@ def make_sb3_ppo(
     init_heads(policy, action_head=not head_on_lm)
     if head_on_lm:  # the policy starts as the LM's next-token distribution
         init_action_head_from_lm(policy, backbone)
+    if ppo_kwargs.get("tensorboard_log") is None:
+        # SB3's default logger makes a /tmp/SB3-<time> folder per learn() even when it writes nothing there.
+        from stable_baselines3.common.logger import HumanOutputFormat, Logger
+
+        model.set_logger(Logger(None, [HumanOutputFormat(sys.stdout)] if verbose else []))
     return model
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 
 import gymnasium as gym
@@ -280,12 +281,14 @@ def test_backbone_survives_sb3_init_and_policy_is_the_lm(tiny_lm):
 # ---------------------------------------------------------------------------------- PPO
 
 
-def test_ppo_end_to_end_on_target_word_changes_parameters(tmp_path):
+def test_ppo_end_to_end_on_target_word_changes_parameters(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where SB3's default logger would make a folder
     model = make_sb3_ppo(
         ENV, num_envs=4, seed=0, device="cpu", env_kwargs=PENALTY, n_steps=16, batch_size=32, n_epochs=2
     )
     before = {k: v.clone() for k, v in model.policy.state_dict().items()}
     model.learn(128)
+    assert not list(tmp_path.glob("SB3-*"))  # no stray log folder per learn() call
     assert model.num_timesteps == 128
     after = model.policy.state_dict()
     for part in ("features_extractor.embed", "action_net", "value_net", "mlp_extractor.value_net"):
