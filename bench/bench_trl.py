@@ -1,0 +1,690 @@
+"""Training throughput: our GRPO / RLOO / PPO updates vs TRL's GRPOTrainer and RLOOTrainer, side by side.
+
+Every variant trains the same model on the same task for a few updates and reports seconds per
+update (generation + reward + loss + backward + optimizer step), generated tokens/s (completion tokens
+actually generated, EOS included, over the whole update time) and its peak resident memory. Prints
+one JSON document with every variant and the throughput ratios ours / TRL.
+
+    python bench/bench_trl.py [--updates 5] [--warmup 2] [--rounds 3] [--paired-rounds 3] [--threads 2]
+    python bench/bench_trl.py --quick --variants ours_grpo ours_rloo ours_ppo   # smoke test, seconds
+
+Two measurements:
+
+* **Separate runs** (``variants``): each variant in its own subprocess, so ``ru_maxrss`` is that
+  variant's peak RSS; ``--rounds`` rounds, interleaved (round ``r`` runs every variant, order rotated by ``r``).
+* **Paired runs** (``paired``): one subprocess per pair (ours, TRL counterpart) holding both, alternating
+  update by update: TRL's step ``k``, then our update ``k`` (run from a Trainer callback, outside TRL's
+  timed step). Both sides of each ratio are then measured seconds apart, under the same load; this is the
+  ratio to trust on a shared machine. The headline ``ratios[...]["tokens_per_s"]`` is the paired one when
+  paired runs were made. Peak RSS is not reported for paired runs (one process holds both).
+
+TRL's seconds per update is the time from ``on_step_begin`` to ``on_step_end`` (generation, reward,
+loss, backward, optimizer step); the Trainer's own work between steps (dataloader, logging) is left
+out of it (conservative for the ratio) and reported as ``loop_overhead_s_per_update``. Ours is
+``collect`` plus the update, i.e. a whole iteration of :func:`agents.run.run` without logging.
+
+Variants:
+
+* ``ours_grpo``: :func:`agents.reinforce.reinforce_update`, baseline ``grpo`` (group mean/std), 8 prompts x 8
+  samples, one optimizer step per rollout, rollouts through ``TokenVectorEnv`` (:func:`agents.rollout.collect`).
+* ``ours_rloo``: the same with the leave-one-out baseline.
+* ``ours_ppo``: :func:`agents.ppo.ppo_update` (shared value head, GAE), 64 prompts x 1 sample, one epoch of
+  one minibatch (one optimizer step per rollout, like every other variant).
+* ``ours_ppo_4x4``: the same with our default PPO schedule (4 epochs x 4 minibatches = 16 optimizer steps
+  per rollout); not in the default set (``--variants`` adds it).
+* ``trl_grpo``: ``trl.GRPOTrainer`` (its default ``loss_type="dapo"``: token-level mean over the batch,
+  as ours; ``scale_rewards="group"``: GRPO's std normalisation, as ours).
+* ``trl_rloo``: ``trl.RLOOTrainer`` (leave-one-out baseline, sequence-level loss).
+* TRL PPO: not run. trl 1.16 ships no PPO trainer at all (``PPOTrainer`` left the top-level package in
+  v1.10 for ``trl.experimental.ppo`` and was then removed, huggingface/trl#7020), and the PPO trainer
+  it had could not take a task reward function anyway: its ``reward_model`` had to be a
+  ``transformers`` sequence-classification model (huggingface/trl#2273). Our PPO is therefore compared
+  with TRL's GRPOTrainer only, as a cross-algorithm reference, in ``ratios``.
+
+What is the same for every variant:
+
+* Model: the embedded tiny default (:func:`agents.models.build_default_model`, seed 0), warm-started by
+  ``--sft-steps`` (150) steps of :func:`agents.sft.train_sft` on the gold demonstrations so completions
+  have realistic lengths (the solution, ``#### answer``, then EOS). The SFT weights are computed once and
+  cached in ``--cache-dir`` (default: the temp dir), and every variant loads those exact weights. CPU,
+  float32, ``torch.set_num_threads(--threads)`` (2) in every worker. TRL gets the codec as a Hugging Face
+  tokenizer (:func:`lm_envs.core.tokenizer.save_codec`); it tokenizes the prompts to the same ids as the env.
+* Task and reward: ``LMEnv/Math-v0``'s outcome reward (:class:`lm_envs.tasks.math.rewards.MathReward`, 1 if
+  the graded final answer equals the gold one, else 0). TRL gets it as a reward function of the decoded
+  completion with the gold answer as a dataset column.
+* Prompts and batch: update ``k`` uses train problems ``k*P .. k*P+P-1`` (TRL: dataset in that order,
+  ``shuffle_dataset=False``); 8 prompts x 8 generations = 64 completions per update (PPO: 64 prompts x 1).
+* Sampling: temperature 1.0, no top-k / top-p, at most 96 new tokens.
+* Optimisation: Adam, the same learning rate (2e-5, constant), eps 1e-5, no weight decay, gradient
+  clipping at 1.0, KL coefficient 0 (TRL GRPO's default ``beta`` is 0.0; RLOO's is 0.05 and is set to 0),
+  one optimizer step per generation batch (TRL: ``per_device_train_batch_size=64``,
+  ``gradient_accumulation_steps=1``, ``num_iterations=1``), clip epsilon 0.2, no gradient checkpointing
+  (TRL defaults it on; set off, as ours has none), no bf16 (TRL defaults it on; float32 here).
+
+What differs and could not be made equal:
+
+* Generation. Ours steps the token env once per generated token with a KV cache and drops finished rows
+  from the batch (their compute stops); the env grades each episode as it ends. TRL calls
+  ``model.generate`` (KV cache too), which keeps finished rows in the batch until every row is done,
+  then decodes the completions and calls the reward function.
+* Stopping rule. Our env ends an episode on EOS *or* when the ``#### answer`` line closes (a newline
+  after it); TRL stops on EOS only. After the SFT warm start the model writes EOS right after the answer,
+  so the two give nearly the same lengths (``mean_completion_tokens`` in the output shows them).
+* Old log-probs. Ours keeps the sampling log-probs from the rollout. TRL's GRPOTrainer skips its
+  old-log-prob pass in this configuration (generation aligned with the optimizer step), as ours does;
+  TRL's RLOOTrainer always runs one extra no-grad forward over the batch to compute them.
+* Loss forward. TRL computes logits for the completion positions only (``logits_to_keep``); ours
+  computes them for prompt + completion and slices (the tiny model's vocabulary is 956 tokens, so this
+  costs little). TRL's RLOO aggregates the loss per sequence; ours and TRL's GRPO per token.
+* PPO extras. Ours scores the rollout once more before the update (values and reference log-probs;
+  ``ppo_update`` runs the reference forward even at KL coefficient 0) and trains a value head.
+* Optimizer implementation. TRL uses its default ``adamw_torch_fused`` (AdamW with weight decay 0, i.e.
+  Adam); ours ``torch.optim.Adam`` as :func:`agents.run.run` builds it. Same update rule.
+* Loop overhead. TRL's Trainer adds its own per-step work (dataloader, metrics, logging every step
+  here), reported apart (see above).
+* Memory. Peak RSS includes each side's imports (TRL pulls in datasets, accelerate, pandas, pyarrow);
+  ``rss_before_train_mib`` (peak before the first update) and ``rss_train_growth_mib`` separate them.
+
+Contention. The measurement is only as good as the machine is quiet: on a shared 2-core machine other
+processes steal time from either side, and two torch processes on two cores slow each other down
+several-fold. Hence the paired runs above, and the separate runs' ratios taken per round (every round
+listed) and summarised by their median. The 1-minute load average before and after each worker and the
+process CPU seconds per update (``cpu_s_per_update``; ``cpu_util`` = CPU s / wall s, close to
+``threads`` when the worker had its cores to itself) are reported so the contention is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ENV_ID = "LMEnv/Math-v0"
+OURS = ("ours_grpo", "ours_rloo", "ours_ppo", "ours_ppo_4x4")
+TRL = ("trl_grpo", "trl_rloo")
+VARIANTS = OURS + TRL
+DEFAULT_VARIANTS = ("ours_grpo", "ours_rloo", "ours_ppo", "trl_grpo", "trl_rloo")
+#: Which TRL variant each of ours is measured against (PPO: TRL has none, see the module docstring).
+PAIRS = {"ours_grpo": "trl_grpo", "ours_rloo": "trl_rloo", "ours_ppo": "trl_grpo", "ours_ppo_4x4": "trl_grpo"}
+TRL_PPO_NOTE = (
+    "not run: trl 1.16 ships no PPO trainer (moved to trl.experimental.ppo in v1.10, then removed: "
+    "huggingface/trl#7020), and its PPO trainer took only a transformers reward *model*, never a task reward "
+    "function (huggingface/trl#2273); our PPO is compared with trl_grpo instead."
+)
+INSTALL_HINT = 'pip install -e ".[bench]"'
+TARGET_RATIO = 1.5
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(DEFAULT_VARIANTS))
+    parser.add_argument("--updates", type=int, default=5, help="measured updates per run")
+    parser.add_argument("--warmup", type=int, default=2, help="updates run before measuring")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved separate runs of every variant")
+    parser.add_argument("--paired-rounds", type=int, default=3, help="paired runs of each (ours, TRL) pair")
+    parser.add_argument("--prompts", type=int, default=8, help="prompts per update (PPO: prompts x group)")
+    parser.add_argument("--group", type=int, default=8, help="generations per prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of every worker")
+    parser.add_argument("--sft-steps", type=int, default=150, help="SFT warm-start steps (0: untrained model)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", default=None, help="where the SFT weights are cached (default: temp dir)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
+    parser.add_argument("--worker", choices=(*VARIANTS, "sft", "pair"), help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker is not None:  # child process: one job, result written to spec["out"]
+        spec = json.loads(args.spec)
+        result = WORKERS[args.worker](spec)
+        Path(spec["out"]).write_text(json.dumps(result))
+        return result
+    if args.quick:
+        args.updates, args.warmup, args.rounds, args.paired_rounds = 1, 1, 1, min(args.paired_rounds, 1)
+        args.prompts, args.group, args.max_new_tokens, args.sft_steps = 2, 4, 16, 0
+    wanted_trl = [v for v in args.variants if v in TRL]
+    if wanted_trl and importlib.util.find_spec("trl") is None:
+        raise SystemExit(
+            f"bench_trl.py: variants {wanted_trl} need trl, which is not installed. Install the benchmark extra "
+            f"with `{INSTALL_HINT}` (or run only our variants: --variants {' '.join(OURS[:3])})."
+        )
+    result = run_benchmark(args)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+# ------------------------------------------------------------------------------------------- parent
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    """Prepare the shared weights, run the separate and the paired runs, summarise."""
+    started = time.time()
+    spec: dict[str, Any] = {
+        "env": ENV_ID,
+        "updates": args.updates,
+        "warmup": args.warmup,
+        "prompts": args.prompts,
+        "group": args.group,
+        "max_new_tokens": args.max_new_tokens,
+        "lr": args.lr,
+        "threads": args.threads,
+        "seed": args.seed,
+        "sft_steps": args.sft_steps,
+    }
+    cache = Path(args.cache_dir or Path(tempfile.gettempdir()) / "lm-envs-bench-trl")
+    spec["model_dir"] = str(cache / f"tiny-sft{args.sft_steps}-seed{args.seed}") if args.sft_steps > 0 else None
+    pairs = [(o, t) for o, t in PAIRS.items() if o in args.variants and t in args.variants]
+    with tempfile.TemporaryDirectory(prefix="bench-trl-") as tmp:
+        work = Path(tmp)
+        sft = run_worker("sft", spec, work) if args.sft_steps > 0 else {"cached": None, "seconds": 0.0}
+        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in args.variants}
+        paired: dict[str, list[dict[str, Any]]] = {f"{o}/{t}": [] for o, t in pairs}
+        for r in range(max(args.rounds, args.paired_rounds)):
+            if r < args.rounds:
+                for variant in _rotate(list(args.variants), r):
+                    runs[variant].append({**run_worker(variant, spec, work), "round": r})
+            if r < args.paired_rounds:
+                for ours, theirs in _rotate(pairs, r):
+                    res = run_worker("pair", {**spec, "ours": ours, "trl": theirs}, work)
+                    paired[f"{ours}/{theirs}"].append({**res, "round": r})
+    variants: dict[str, Any] = {v: summarise(rs) for v, rs in runs.items() if rs}
+    variants["trl_ppo"] = {"available": False, "note": TRL_PPO_NOTE}
+    return {
+        "benchmark": "training throughput, ours vs TRL",
+        "env": ENV_ID,
+        "settings": {
+            **{k: v for k, v in spec.items() if k != "model_dir"},
+            "rounds": args.rounds,
+            "paired_rounds": args.paired_rounds,
+            "completions_per_update": args.prompts * args.group,
+            "temperature": 1.0,
+            "kl_coef": 0.0,
+            "dtype": "float32",
+            "device": "cpu",
+            "sft_cached": sft["cached"],
+            "sft_seconds": sft["seconds"],
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "libraries": _libraries(),
+        },
+        "ratios": ratios(runs, paired),
+        "target_ratio": TARGET_RATIO,
+        "variants": variants,
+        "paired": paired,
+        "wall_s": round(time.time() - started, 1),
+    }
+
+
+def _rotate(items: list, r: int) -> list:
+    k = r % len(items) if items else 0
+    return items[k:] + items[:k]
+
+
+def run_worker(name: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Run one job (a variant, a pair, or the SFT preparation) in a fresh interpreter; return its result."""
+    out = work / f"{name}.json"
+    out.unlink(missing_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "TOKENIZERS_PARALLELISM": "false"}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    load_before = os.getloadavg()[0]
+    spec_json = json.dumps({**spec, "out": str(out)})
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--spec", spec_json]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0 or not out.exists():
+        raise RuntimeError(f"bench_trl.py worker {name!r} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    result = json.loads(out.read_text())
+    result["loadavg_1m_before"] = round(load_before, 2)
+    result["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median over rounds of the per-round figures; every round kept under ``rounds``."""
+    keys = (
+        "seconds_per_update",
+        "tokens_per_s",
+        "generation_s_per_update",
+        "loop_overhead_s_per_update",
+        "cpu_s_per_update",
+        "cpu_util",
+        "peak_rss_mib",
+        "rss_before_train_mib",
+        "rss_train_growth_mib",
+        "mean_completion_tokens",
+        "mean_reward",
+        "tokens_per_update",
+    )
+    out: dict[str, Any] = {k: round(statistics.median(r[k] for r in runs), 4) for k in keys if k in runs[0]}
+    out["config"] = runs[0]["config"]
+    out["rounds"] = [{k: v for k, v in r.items() if k != "config"} for r in runs]
+    return out
+
+
+def ratios(runs: dict[str, list[dict[str, Any]]], paired: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Throughput ratios ours / TRL for each of ours against its TRL counterpart.
+
+    ``tokens_per_s`` is ours / TRL (> 1: ours generates and trains faster per token); ``update_speedup``
+    is TRL's seconds per update / ours (> 1: our update is shorter). Separate runs are paired by round;
+    paired runs give one ratio each (over their measured updates) and one per update.
+    """
+    out: dict[str, Any] = {}
+    for ours, theirs in PAIRS.items():
+        key = f"{ours}/{theirs}"
+        entry: dict[str, Any] = {}
+        if runs.get(ours) and runs.get(theirs):
+            tok = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(runs[ours], runs[theirs])]
+            upd = [b["seconds_per_update"] / a["seconds_per_update"] for a, b in zip(runs[ours], runs[theirs])]
+            entry["separate"] = {
+                "tokens_per_s": round(statistics.median(tok), 3),
+                "tokens_per_s_per_round": [round(x, 3) for x in tok],
+                "update_speedup": round(statistics.median(upd), 3),
+                "update_speedup_per_round": [round(x, 3) for x in upd],
+            }
+        if paired.get(key):
+            tok = [p["ours"]["tokens_per_s"] / p["trl"]["tokens_per_s"] for p in paired[key]]
+            upd = [p["trl"]["seconds_per_update"] / p["ours"]["seconds_per_update"] for p in paired[key]]
+            each = [x for p in paired[key] for x in p["tokens_per_s_ratio_each"]]
+            entry["paired"] = {
+                "tokens_per_s": round(statistics.median(tok), 3),
+                "tokens_per_s_per_round": [round(x, 3) for x in tok],
+                "tokens_per_s_per_update": [round(x, 3) for x in each],
+                "tokens_per_s_per_update_min": round(min(each), 3),
+                "tokens_per_s_per_update_max": round(max(each), 3),
+                "update_speedup": round(statistics.median(upd), 3),
+            }
+        if not entry:
+            continue
+        basis = "paired" if "paired" in entry else "separate"
+        out[key] = {
+            "tokens_per_s": entry[basis]["tokens_per_s"],
+            "update_speedup": entry[basis]["update_speedup"],
+            "basis": basis,
+            "meets_target": entry[basis]["tokens_per_s"] >= TARGET_RATIO,
+            "same_algorithm": ours.split("_")[1] == theirs.split("_")[1],
+            **entry,
+        }
+    return out
+
+
+# ------------------------------------------------------------------------------------------- workers
+
+
+def _setup(spec: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+
+
+def _rss_mib() -> float:
+    """Peak resident set size of this process so far, in MiB (``ru_maxrss`` is KiB on Linux)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def prepare_model(spec: dict[str, Any]) -> dict[str, Any]:
+    """Build the tiny default, SFT it and save weights + tokenizer to ``spec["model_dir"]``, once.
+
+    The directory holds ``recipe.json`` (tokenizer, model shape, SFT settings, seed); a directory whose
+    recipe differs is rebuilt, so a changed default tokenizer or model never reuses stale weights.
+    """
+    _setup(spec)
+    import gymnasium as gym
+
+    import lm_envs  # noqa: F401
+    from agents.models import DEFAULT_MODEL, build_default_model
+    from agents.sft import SFTConfig, train_sft
+    from lm_envs.core.tokenizer import save_codec
+
+    env = gym.make(spec["env"]).unwrapped
+    sft = SFTConfig(steps=spec["sft_steps"])
+    recipe = {"codec": env.codec.name, "model": DEFAULT_MODEL, "sft": vars(sft), "seed": spec["seed"]}
+    target = Path(spec["model_dir"])
+    if (target / "recipe.json").exists() and json.loads((target / "recipe.json").read_text()) == recipe:
+        return {"cached": True, "seconds": 0.0}
+    started = time.perf_counter()
+    model = build_default_model(env.codec, seed=spec["seed"])
+    train_sft(model, env.task, env.codec, sft, seed=spec["seed"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + "-", dir=target.parent))
+    model.save_pretrained(tmp)
+    save_codec(env.codec, tmp / "tokenizer")
+    (tmp / "recipe.json").write_text(json.dumps(recipe))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)  # a finished directory or none: a killed run never leaves half a cache
+    return {"cached": False, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _load_model(spec: dict[str, Any], codec: Any) -> Any:
+    """The SFT-warm-started weights, or (``--sft-steps 0``) the freshly initialised default."""
+    if spec["model_dir"] is None:
+        from agents.models import build_default_model
+
+        return build_default_model(codec, seed=spec["seed"])
+    from transformers import GPT2LMHeadModel
+
+    return GPT2LMHeadModel.from_pretrained(spec["model_dir"]).float().eval()
+
+
+def _libraries() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in ("torch", "transformers", "trl", "accelerate", "datasets"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def figures(records: list[dict[str, float]], warmup: int) -> dict[str, Any]:
+    """Per-update figures over the measured updates (``records[warmup:]``), one record per update.
+
+    A record holds ``wall_s`` and ``cpu_s`` (the update's wall and process CPU seconds), ``tokens``
+    (completion tokens generated), ``gen_s`` (generation seconds), ``length`` (mean completion tokens)
+    and ``reward`` (mean task reward); TRL's records also ``loop_s`` (Trainer work before the step).
+    """
+    measured = records[warmup:]
+    if not measured:
+        raise RuntimeError(f"no measured update: {len(records)} updates with {warmup} warm-up.")
+    wall = sum(r["wall_s"] for r in measured)
+    cpu = sum(r["cpu_s"] for r in measured)
+    n = len(measured)
+    out = {
+        "seconds_per_update": wall / n,
+        "seconds_per_update_each": [round(r["wall_s"], 3) for r in measured],
+        "tokens_per_s": sum(r["tokens"] for r in measured) / wall,
+        "tokens_per_update": sum(r["tokens"] for r in measured) / n,
+        "generation_s_per_update": sum(r["gen_s"] for r in measured) / n,
+        "cpu_s_per_update": cpu / n,
+        "cpu_util": cpu / wall,
+        "mean_completion_tokens": statistics.mean(r["length"] for r in measured),
+        "mean_reward": statistics.mean(r["reward"] for r in measured),
+    }
+    if all("loop_s" in r for r in measured):
+        out["loop_overhead_s_per_update"] = sum(r["loop_s"] for r in measured) / n
+    return out
+
+
+class OursLoop:
+    """Our training loop, as :func:`agents.run.run` runs it: ``collect`` then one update per iteration."""
+
+    def __init__(self, spec: dict[str, Any], algo: str) -> None:
+        import gymnasium as gym
+        import torch
+
+        import lm_envs  # noqa: F401
+        from agents.models import Policy, frozen_copy
+        from agents.ppo import KLController, PPOConfig
+        from agents.reinforce import ReinforceConfig
+
+        self.spec, self.is_ppo = spec, algo.startswith("ppo")
+        self.group = 1 if self.is_ppo else spec["group"]
+        self.n = spec["prompts"] * spec["group"]
+        self.venv = gym.make_vec(
+            spec["env"], num_envs=self.n, autoreset_mode="Disabled", max_new_tokens=spec["max_new_tokens"]
+        )
+        self.model = _load_model(spec, self.venv.codec)
+        if self.is_ppo:
+            epochs, minibatches = (4, 4) if algo == "ppo_4x4" else (1, 1)
+            self.cfg: Any = PPOConfig(
+                lr=spec["lr"],
+                num_envs=self.n,
+                group_size=1,
+                kl_coef=0.0,
+                ppo_epochs=epochs,
+                num_minibatches=minibatches,
+            )
+            self.policy = Policy(self.model, critic="shared")
+            self.ref = frozen_copy(self.model)  # ppo_update needs one (it scores the reference even at kl_coef 0)
+            self.kl_ctl = KLController(self.cfg.kl_coef, self.cfg.kl_target, self.cfg.kl_horizon)
+            params = self.policy.parameters()
+        else:
+            self.cfg = ReinforceConfig(
+                baseline=algo, lr=spec["lr"], num_envs=self.n, group_size=self.group, kl_coef=0.0
+            )
+            params = self.model.parameters()
+        self.optimizer = torch.optim.Adam(params, lr=spec["lr"], eps=1e-5)  # as agents.run
+        cfg = {k: v for k, v in vars(self.cfg).items() if k != "name"}
+        self.config = {"algorithm": f"agents.{'ppo' if self.is_ppo else 'reinforce'}", "completions": self.n, **cfg}
+
+    def update(self, k: int) -> dict[str, float]:
+        """Iteration ``k``: train problems ``k * prompts ..``, one rollout, one update; returns its record."""
+        import torch
+
+        from agents.ppo import ppo_update
+        from agents.reinforce import reinforce_update
+        from agents.rollout import collect
+
+        t0, c0 = _clock()
+        gen = torch.Generator().manual_seed(self.spec["seed"] * 1_000_003 + k)
+        prompts = self.n // self.group
+        options: dict[str, Any] = {"split": "train", "index": [k * prompts + i // self.group for i in range(self.n)]}
+        if self.group > 1:
+            options["group_size"] = self.group
+        rollout = collect(self.model, self.venv, options=options, temperature=1.0, generator=gen)
+        gen_s = time.perf_counter() - t0
+        if self.is_ppo:
+            ppo_update(self.policy, self.ref, self.optimizer, rollout, self.cfg, self.kl_ctl, generator=gen)
+        else:
+            reinforce_update(self.model, None, self.optimizer, rollout, self.cfg, generator=gen)
+        t1, c1 = _clock()
+        return {
+            "wall_s": t1 - t0,
+            "cpu_s": c1 - c0,
+            "tokens": rollout.num_tokens,
+            "gen_s": gen_s,
+            "length": rollout.num_tokens / self.n,
+            "reward": float(rollout.returns.mean()),
+        }
+
+
+def run_ours(spec: dict[str, Any], algo: str) -> dict[str, Any]:
+    """One of our variants alone in this process."""
+    _setup(spec)
+    import torch
+
+    loop = OursLoop(spec, algo)
+    rss_before = _rss_mib()
+    records = [loop.update(k) for k in range(spec["warmup"] + spec["updates"])]
+    peak = _rss_mib()
+    return {
+        **figures(records, spec["warmup"]),
+        "peak_rss_mib": peak,
+        "rss_before_train_mib": rss_before,
+        "rss_train_growth_mib": round(peak - rss_before, 1),
+        "torch_threads": torch.get_num_threads(),
+        "config": loop.config,
+    }
+
+
+def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None) -> dict[str, Any]:
+    """TRL's trainer on the same model, prompts, reward and settings, timed per optimizer step by a callback.
+
+    With ``partner``, our update ``k`` runs right after TRL's step ``k`` (inside ``on_step_end``, outside
+    TRL's timed step), and the result holds both sides.
+    """
+    _setup(spec)
+    import gymnasium as gym
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer, TrainerCallback
+
+    import lm_envs  # noqa: F401
+    from lm_envs import Problem
+    from lm_envs.core.tokenizer import save_codec
+    from lm_envs.tasks.math.rewards import MathReward
+
+    if algo == "grpo":
+        from trl import GRPOConfig as Config
+        from trl import GRPOTrainer as Trainer
+    else:
+        from trl import RLOOConfig as Config
+        from trl import RLOOTrainer as Trainer
+    torch.set_num_threads(spec["threads"])  # again: importing trl must not have changed it
+    env = gym.make(spec["env"]).unwrapped
+    steps = spec["warmup"] + spec["updates"]
+    problems = [env.task.problem("train", i) for i in range(steps * spec["prompts"])]
+    dataset = Dataset.from_list([{"prompt": p.prompt, "answer": p.answer} for p in problems])
+    reward = MathReward()
+    batches: list[dict[str, float]] = []  # one per generation batch, i.e. per step
+
+    def math_outcome(prompts, completions, completion_ids, answer, **kwargs):  # TRL passes dataset columns
+        tokens = sum(len(c) for c in completion_ids)  # up to and including EOS
+        problems = [Problem(f"train/{i}", p, a) for i, (p, a) in enumerate(zip(prompts, answer))]
+        scores = [o.reward for o in reward.outcome_batch(problems, completions)]
+        batches.append({"tokens": tokens, "length": tokens / len(completion_ids), "reward": statistics.mean(scores)})
+        return scores
+
+    steps_timed: list[dict[str, float]] = []
+    ours: list[dict[str, float]] = []
+    threads: list[int] = []
+    clock: dict[str, tuple[float, float]] = {}
+
+    class Timer(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            clock["end"] = _clock()
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            clock["begin"] = _clock()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            (t0, c0), (t1, c1), (te, _) = clock["begin"], _clock(), clock["end"]
+            steps_timed.append({"wall_s": t1 - t0, "cpu_s": c1 - c0, "loop_s": t0 - te})
+            threads.append(torch.get_num_threads())
+            if partner is not None:
+                ours.append(partner.update(len(steps_timed) - 1))
+            clock["end"] = _clock()
+
+    n = spec["prompts"] * spec["group"]
+    out_dir = tempfile.mkdtemp(prefix=f"bench-trl-{algo}-")
+    common = {
+        "output_dir": out_dir,
+        "per_device_train_batch_size": n,  # completions per optimizer step (prompts x generations)
+        "gradient_accumulation_steps": 1,
+        "num_generations": spec["group"],
+        "max_completion_length": spec["max_new_tokens"],
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "learning_rate": spec["lr"],
+        "lr_scheduler_type": "constant",
+        "warmup_steps": 0,
+        "adam_epsilon": 1e-5,
+        "weight_decay": 0.0,
+        "max_grad_norm": 1.0,
+        "beta": 0.0,
+        "num_iterations": 1,
+        "epsilon": 0.2,
+        "max_steps": steps,
+        "shuffle_dataset": False,
+        "gradient_checkpointing": False,
+        "bf16": False,
+        "fp16": False,
+        "use_cpu": True,
+        "report_to": "none",
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "disable_tqdm": True,
+        "seed": spec["seed"],
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": False,
+    }
+    if algo == "grpo":
+        common.update(loss_type="dapo", scale_rewards="group")
+    args = Config(**common)
+    model = _load_model(spec, env.codec)
+    if spec["model_dir"] is None:  # untrained default: TRL still needs the codec as a HF tokenizer
+        save_codec(env.codec, Path(out_dir) / "tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(Path(spec["model_dir"] or out_dir) / "tokenizer")
+    trainer = Trainer(
+        model=model,
+        reward_funcs=math_outcome,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[Timer()],
+    )
+    gen_s: list[float] = []
+    generate = trainer._generate  # tokenize prompts, model.generate, decode: TRL's side of our collect()
+
+    def timed_generate(prompts):
+        t0 = time.perf_counter()
+        try:
+            return generate(prompts)
+        finally:
+            gen_s.append(time.perf_counter() - t0)
+
+    trainer._generate = timed_generate
+    rss_before = _rss_mib()
+    trainer.train()
+    peak = _rss_mib()
+    shutil.rmtree(out_dir, ignore_errors=True)
+    if not len(steps_timed) == len(batches) == len(gen_s) == steps:
+        raise RuntimeError(f"expected {steps} TRL steps, got {len(steps_timed)} timed, {len(batches)} rewarded.")
+    records = [{**t, **b, "gen_s": g} for t, b, g in zip(steps_timed, batches, gen_s)]
+    keys = ("beta", "loss_type", "scale_rewards", "num_generations", "max_completion_length", "learning_rate")
+    keys += ("lr_scheduler_type", "optim", "adam_epsilon", "weight_decay", "gradient_checkpointing", "bf16")
+    keys += ("num_iterations", "epsilon", "temperature", "per_device_train_batch_size", "normalize_advantages")
+    config = {k: getattr(args, k) for k in keys if hasattr(args, k)}
+    config = {k: (v.value if hasattr(v, "value") else v) for k, v in config.items()}
+    result = {
+        **figures(records, spec["warmup"]),
+        "torch_threads": min(threads),
+        "config": {"algorithm": f"trl.{Trainer.__name__}", "completions": n, **config},
+    }
+    if partner is not None:
+        theirs = {**result, "peak_rss_mib_both": peak}
+        mine = {**figures(ours, spec["warmup"]), "config": partner.config}
+        each = [
+            (a["tokens"] / a["wall_s"]) / (b["tokens"] / b["wall_s"])
+            for a, b in zip(ours[spec["warmup"] :], records[spec["warmup"] :])
+        ]
+        return {"ours": mine, "trl": theirs, "tokens_per_s_ratio_each": each}
+    return {
+        **result,
+        "peak_rss_mib": peak,
+        "rss_before_train_mib": rss_before,
+        "rss_train_growth_mib": round(peak - rss_before, 1),
+    }
+
+
+def run_pair(spec: dict[str, Any]) -> dict[str, Any]:
+    """Our variant ``spec["ours"]`` and TRL's ``spec["trl"]`` in one process, alternating update by update."""
+    _setup(spec)
+    partner = OursLoop(spec, spec["ours"].removeprefix("ours_"))
+    return run_trl(spec, spec["trl"].removeprefix("trl_"), partner=partner)
+
+
+WORKERS = {
+    "sft": prepare_model,
+    "pair": run_pair,
+    "ours_grpo": lambda spec: run_ours(spec, "grpo"),
+    "ours_rloo": lambda spec: run_ours(spec, "rloo"),
+    "ours_ppo": lambda spec: run_ours(spec, "ppo"),
+    "ours_ppo_4x4": lambda spec: run_ours(spec, "ppo_4x4"),
+    "trl_grpo": lambda spec: run_trl(spec, "grpo"),
+    "trl_rloo": lambda spec: run_trl(spec, "rloo"),
+}
+
+
+if __name__ == "__main__":
+    main()
