@@ -25,9 +25,8 @@ from typing import Any
 
 import torch
 
-from agents.models import positions
 from agents.ppo import masked_mean
-from agents.rollout import Rollout, response_logprobs, sequence_inputs
+from agents.rollout import Rollout, policy_logprobs
 
 BASELINES = ("moving_average", "rloo", "grpo", "none")
 
@@ -107,15 +106,14 @@ def reinforce_update(
     if cfg.baseline not in BASELINES:
         raise ValueError(f"unknown baseline {cfg.baseline!r}; choose one of {BASELINES}.")
     mask = rollout.mask.float()
-    P, T = rollout.prompt_ids.shape[1], rollout.tokens.shape[1]
+    T = rollout.tokens.shape[1]
     old_logp = rollout.logprobs
     use_kl = cfg.kl_coef > 0 and ref is not None
     ref_logp = None
+    n, K = rollout.tokens.shape[0], rollout.group_size
     if use_kl:
         with torch.no_grad():
-            ids, att = sequence_inputs(rollout)
-            logits = ref(input_ids=ids, attention_mask=att, position_ids=positions(att)).logits
-            ref_logp = response_logprobs(logits, rollout.tokens, P, cfg.temperature)[0]
+            ref_logp = policy_logprobs(ref, rollout, torch.arange(n), cfg.temperature)[0]
 
     # --- scores and advantages (one per episode) ---
     scores = rollout.returns.float()
@@ -129,20 +127,19 @@ def reinforce_update(
         adv = group_advantages(scores, rollout.group_size, cfg.baseline, cfg.grpo_eps)
     adv_tok = adv[:, None] * mask
 
-    n = rollout.tokens.shape[0]
-    mb_size = max(1, n // cfg.num_minibatches)
+    # minibatches of whole groups, so each group's shared prompt is run once (see policy_logprobs)
+    mb_size = max(K, n // cfg.num_minibatches // K * K)
     total_tokens = mask.sum().clamp(min=1)
     stats: dict[str, list[float]] = {k: [] for k in ("pg", "kl_loss", "entropy", "clipfrac")}
     first_ratio_error = None
     model.train()
     for _ in range(cfg.iterations):
-        order = torch.randperm(n, generator=generator)
+        groups = torch.randperm(n // K, generator=generator)
+        order = (groups[:, None] * K + torch.arange(K)).reshape(-1)
         optimizer.zero_grad(set_to_none=True)
         for start in range(0, n, mb_size):
             rows = order[start : start + mb_size]
-            ids, att = sequence_inputs(rollout, rows)
-            logits = model(input_ids=ids, attention_mask=att, position_ids=positions(att)).logits
-            logp, entropy = response_logprobs(logits, rollout.tokens[rows], P, cfg.temperature)
+            logp, entropy = policy_logprobs(model, rollout, rows, cfg.temperature)
             m, a = mask[rows], adv_tok[rows]
             ratio = (logp - old_logp[rows]).clamp(-20, 20).exp()
             if first_ratio_error is None:

@@ -215,7 +215,44 @@ def response_logprobs(logits: torch.Tensor, tokens: torch.Tensor, prompt_width: 
     Position ``P - 1 + t`` predicts generated token ``t``.
     """
     T = tokens.shape[1]
-    logits = logits[:, prompt_width - 1 : prompt_width - 1 + T].float()
+    return aligned_logprobs(logits[:, prompt_width - 1 : prompt_width - 1 + T], tokens, temperature)
+
+
+def policy_logprobs(
+    model: torch.nn.Module, rollout: Rollout, rows: torch.Tensor, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs and entropy of the generated tokens of ``rows``, under ``model``, with gradients.
+
+    When ``rows`` are whole groups of a grouped rollout (``group_size`` consecutive rows sharing a
+    prompt, in order), each group's prompt is run once and its KV cache is repeated for the group's
+    completions: at ``K = 8`` that skips most of the training forward's tokens, since prompts are
+    usually longer than answers. Otherwise one forward over prompt plus completion per row.
+    Both give the same numbers (up to float rounding; tested).
+    """
+    K = rollout.group_size
+    starts = rows[::K] if K > 1 else rows
+    grouped = K > 1 and len(rows) % K == 0 and bool((starts % K == 0).all())
+    grouped = grouped and torch.equal(rows, (starts[:, None] + torch.arange(K)).reshape(-1))
+    if not grouped:
+        ids, att = sequence_inputs(rollout, rows)
+        logits = model(input_ids=ids, attention_mask=att, position_ids=positions(att)).logits
+        return response_logprobs(logits, rollout.tokens[rows], rollout.prompt_ids.shape[1], temperature)
+    prompt_ids, prompt_mask = rollout.prompt_ids[starts], rollout.prompt_mask[starts]
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions(prompt_mask), use_cache=True)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(K)  # every completion of a group attends to the same prompt keys and values
+    tokens, mask = rollout.tokens[rows], rollout.mask[rows].long()
+    att = torch.cat([prompt_mask.repeat_interleave(K, 0), mask], dim=1)
+    pos = positions(att)[:, prompt_ids.shape[1] :]
+    logits = model(input_ids=tokens, attention_mask=att, position_ids=pos, past_key_values=cache).logits
+    # the prompt's last position predicts the first generated token; generated token t predicts t + 1
+    first = out.logits[:, -1:].repeat_interleave(K, 0)
+    return aligned_logprobs(torch.cat([first, logits[:, :-1]], dim=1), tokens, temperature)
+
+
+def aligned_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0):
+    """Log-probs of ``tokens`` and the entropy from ``logits[:, t]`` predicting ``tokens[:, t]``."""
+    logits = logits.float()
     if temperature not in (0, 1):
         logits = logits / temperature
     logp_all = torch.log_softmax(logits, -1)

@@ -9,7 +9,14 @@ import torch
 
 import lm_envs  # noqa: F401
 from agents.models import build_default_model, logits_width
-from agents.rollout import collect, left_pad_prompts, response_logprobs, sample_next, sequence_inputs
+from agents.rollout import (
+    collect,
+    left_pad_prompts,
+    policy_logprobs,
+    response_logprobs,
+    sample_next,
+    sequence_inputs,
+)
 
 
 def make(env_id="LMEnv/Math-v0", n=6, **kw):
@@ -34,6 +41,30 @@ def test_sampling_logprobs_match_a_full_forward_on_the_tokens_the_env_received()
     torch.testing.assert_close(logp[m], rollout.logprobs[m], atol=2e-4, rtol=0)
     assert (entropy[m] > 0).all()
     assert torch.allclose(rollout.returns, rollout.rewards.sum(1))
+
+
+def test_shared_prompt_forward_of_groups_gives_the_full_forward_values_and_gradients():
+    venv = make(n=12, max_new_tokens=20)
+    model = build_default_model(venv.codec, seed=1)
+    rollout = collect(model, venv, seed=4, options={"group_size": 4}, generator=torch.Generator().manual_seed(0))
+    m = rollout.mask
+
+    def run(rows):
+        model.zero_grad()
+        logp, entropy = policy_logprobs(model, rollout, rows, temperature=0.7)
+        (logp[m[rows]].sum() + entropy[m[rows]].mean()).backward()
+        return logp.detach(), entropy.detach(), [q.grad.clone() for q in model.parameters()]
+
+    grouped = run(torch.arange(8))  # two whole groups: one prompt forward per group
+    full = run(torch.tensor([0, 1, 2, 3, 4, 5, 7, 6]))  # not whole ordered groups: a full forward per row
+    order = torch.tensor([0, 1, 2, 3, 4, 5, 7, 6])
+    torch.testing.assert_close(grouped[0][order][m[order]], full[0][m[order]], atol=1e-4, rtol=0)
+    torch.testing.assert_close(grouped[1][order][m[order]], full[1][m[order]], atol=1e-4, rtol=0)
+    for a, b in zip(grouped[2], full[2]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+    # and both match what the sampler saw (temperature 1)
+    logp, _ = policy_logprobs(model, rollout, torch.arange(12))
+    torch.testing.assert_close(logp[m], rollout.logprobs[m], atol=2e-4, rtol=0)
 
 
 def test_finished_envs_are_pruned_and_results_are_unchanged():
