@@ -17,7 +17,7 @@ how far a policy optimised against the learned model drifts from it.
   :func:`~lm_envs.tasks.chat.task.render_messages`);
 
 each optionally with a numeric ``margin``. Malformed lines, identical chosen and rejected
-responses and empty responses raise :class:`~lm_envs.tasks.math.loaders.DatasetFormatError`
+responses and empty responses raise :class:`~lm_envs.core.jsonl.DatasetFormatError`
 naming ``file:line`` and the fix.
 """
 
@@ -27,9 +27,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from lm_envs.core.jsonl import DatasetFormatError, PathLike, read_jsonl
 from lm_envs.tasks.chat.rubric import Constraints, gold_score
 from lm_envs.tasks.chat.task import SyntheticInstructions, render_messages, synthetic_response
-from lm_envs.tasks.math.loaders import DatasetFormatError, PathLike, _records
 
 __all__ = ["PreferencePair", "check_pair", "load_preference_jsonl", "synthetic_preferences", "synthetic_response"]
 
@@ -157,7 +157,7 @@ def load_preference_jsonl(path: PathLike) -> list[PreferencePair]:
             identical chosen and rejected, an empty response, or a non-numeric margin.
     """
     pairs = []
-    for number, obj in _records(path):
+    for number, obj in read_jsonl(path):
         for key in ("chosen", "rejected"):
             if key not in obj:
                 raise DatasetFormatError(path, number, f"missing key {key!r} (keys present: {sorted(obj)})")

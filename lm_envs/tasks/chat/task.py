@@ -22,7 +22,7 @@ the template renders the conversation (``add_generation_prompt=True``); otherwis
 ``{"messages": [{"role": "user", "content": "..."}, ...]}``, optionally with an ``id``. A trailing
 assistant message is the reference response (``Problem.answer`` and ``Problem.steps``); the prompt
 is everything before it and must end with a user message. Malformed lines raise
-:class:`~lm_envs.tasks.math.loaders.DatasetFormatError` naming ``file:line``.
+:class:`~lm_envs.core.jsonl.DatasetFormatError` naming ``file:line``.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lm_envs.core.jsonl import DatasetFormatError, PathLike, read_jsonl
 from lm_envs.core.problem import Problem
 from lm_envs.core.task import ListTask, Task
 from lm_envs.tasks.chat.rubric import Constraints
-from lm_envs.tasks.math.loaders import DatasetFormatError, PathLike, _records
 
 __all__ = [
     "KEYWORDS",
@@ -239,7 +239,7 @@ def load_chat_jsonl(path: PathLike, split: str = "train", chat_template: str | N
     """
     problems: list[Problem] = []
     seen: set[str] = set()
-    for number, obj in _records(path):
+    for number, obj in read_jsonl(path):
         messages = _messages(path, number, obj)
         reference = ""
         if messages[-1]["role"] == "assistant":

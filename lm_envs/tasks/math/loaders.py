@@ -43,13 +43,11 @@ Example:
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from lm_envs.core.jsonl import DatasetFormatError, PathLike, read_jsonl
 from lm_envs.core.problem import Problem
 from lm_envs.core.task import ListTask
 from lm_envs.tasks.math.generator import FINAL_ANSWER_PREFIX, render_prompt
@@ -63,52 +61,9 @@ __all__ = [
     "split_sentences",
 ]
 
-PathLike = str | os.PathLike[str]
 Annotations = Literal["strip", "keep", "claims"]
 
 _ANNOTATION_RE = re.compile(r"<<([^<>]*)>>")
-
-
-class DatasetFormatError(ValueError):
-    """A dataset file is malformed; the message starts with ``file:line:``.
-
-    Attributes:
-        path: The file.
-        line: The 1-based line number (``None`` for whole-file problems such as an empty file).
-    """
-
-    def __init__(self, path: PathLike, line: int | None, message: str) -> None:
-        self.path = str(path)
-        self.line = line
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {message}")
-
-
-def _records(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line number, object)`` for each non-blank line of a JSONL file."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise DatasetFormatError(path, None, f"cannot read the file ({exc.strerror or exc})") from exc
-    found = False
-    for number, line_bytes in enumerate(raw.splitlines(), start=1):
-        try:
-            line = line_bytes.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DatasetFormatError(path, number, f"not valid UTF-8 ({exc.reason})") from exc
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetFormatError(path, number, f"invalid JSON ({exc.msg} at column {exc.colno})") from exc
-        if not isinstance(obj, dict):
-            raise DatasetFormatError(path, number, f"expected a JSON object, got {type(obj).__name__}")
-        found = True
-        yield number, obj
-    if not found:
-        raise DatasetFormatError(path, None, "the file has no records (it is empty or blank)")
 
 
 def _field(path: PathLike, number: int, obj: dict[str, Any], key: str, types: tuple[type, ...] = (str,)) -> Any:
@@ -171,7 +126,7 @@ def load_gsm8k(path: PathLike, split: str = "train", annotations: Annotations = 
         raise ValueError(f"annotations must be 'strip', 'keep' or 'claims', got {annotations!r}.")
     problems: list[Problem] = []
     seen: set[str] = set()
-    for number, obj in _records(path):
+    for number, obj in read_jsonl(path):
         question = _field(path, number, obj, "question")
         solution = _field(path, number, obj, "answer")
         lines = [line.strip() for line in solution.splitlines() if line.strip()]
@@ -309,7 +264,7 @@ def load_hendrycks_math(path: PathLike, split: str = "train") -> list[Problem]:
     """
     problems: list[Problem] = []
     seen: set[str] = set()
-    for number, obj in _records(path):
+    for number, obj in read_jsonl(path):
         question = _field(path, number, obj, "problem")
         solution = _field(path, number, obj, "solution")
         level = _field(path, number, obj, "level", (str, int)) if "level" in obj else None

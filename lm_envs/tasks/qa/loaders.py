@@ -28,61 +28,16 @@ Example:
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from lm_envs.core.jsonl import DatasetFormatError, PathLike, read_jsonl
 from lm_envs.core.problem import Problem
 from lm_envs.core.task import ListTask
 from lm_envs.tasks.qa.world import PROMPT_TEMPLATE
 
 __all__ = ["DatasetFormatError", "QAListTask", "load_qa_task", "load_simpleqa", "load_triviaqa"]
-
-PathLike = str | os.PathLike[str]
-
-
-class DatasetFormatError(ValueError):
-    """A dataset file is malformed; the message starts with ``file:line:``.
-
-    Attributes:
-        path: The file.
-        line: The 1-based line number (``None`` for whole-file problems such as an empty file).
-    """
-
-    def __init__(self, path: PathLike, line: int | None, message: str) -> None:
-        self.path = str(path)
-        self.line = line
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {message}")
-
-
-def _records(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line number, object)`` for each non-blank line of a JSONL file."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise DatasetFormatError(path, None, f"cannot read the file ({exc.strerror or exc})") from exc
-    found = False
-    for number, line_bytes in enumerate(raw.splitlines(), start=1):
-        try:
-            line = line_bytes.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DatasetFormatError(path, number, f"not valid UTF-8 ({exc.reason})") from exc
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetFormatError(path, number, f"invalid JSON ({exc.msg} at column {exc.colno})") from exc
-        if not isinstance(obj, dict):
-            raise DatasetFormatError(path, number, f"expected a JSON object, got {type(obj).__name__}")
-        found = True
-        yield number, obj
-    if not found:
-        raise DatasetFormatError(path, None, "the file has no records (it is empty or blank)")
 
 
 def _pick(obj: Mapping[str, Any], keys: Sequence[str]) -> str | None:
@@ -164,7 +119,7 @@ def load_triviaqa(path: PathLike, split: str = "train") -> list[Problem]:
     """
     problems: list[Problem] = []
     seen: set[str] = set()
-    for number, obj in _records(path):
+    for number, obj in read_jsonl(path):
         question = _text(path, number, obj, ("question", "Question"), "question")
         answer_key = _pick(obj, ("answer", "Answer"))
         if answer_key is None:
@@ -205,7 +160,7 @@ def load_simpleqa(path: PathLike, split: str = "train") -> list[Problem]:
     """
     problems: list[Problem] = []
     seen: set[str] = set()
-    for number, obj in _records(path):
+    for number, obj in read_jsonl(path):
         question = _text(path, number, obj, ("problem",), "problem")
         answer = _text(path, number, obj, ("answer",), "answer")
         aliases = _aliases(path, number, obj, ("aliases",))
