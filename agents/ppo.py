@@ -4,8 +4,12 @@ Reads top to bottom:
 
 1. The rollout (``agents.rollout.collect``) gives, per episode, the generated tokens ``a_t``, their
    sampling log-probs ``log pi_old(a_t)`` and the env's reward on each token (process rewards where
-   steps close, the outcome on the last token).
-2. One no-grad pass gives the reference log-probs ``log pi_ref(a_t)`` and the values ``V(s_t)``.
+   steps close, the outcome on the last token). Given the shared critic's value head, it also records
+   the old values ``V(s_t)`` from the same forwards (CleanRL's way: no extra pass for them).
+2. One no-grad pass gives the reference log-probs ``log pi_ref(a_t)`` and any values ``V(s_t)`` the
+   rollout lacks (a separate critic's). At ``kl_coef = 0`` with no ``kl_target`` the KL term below is 0
+   whatever the reference says, so its forward is skipped (``log pi_ref := log pi_old``) and the run
+   builds no reference model; with a shared critic there is then no pass at all.
 3. Per-token reward: ``r_t = env_t - beta * (log pi_old(a_t) - log pi_ref(a_t))`` (KL in reward, k1).
 4. GAE: ``delta_t = r_t + gamma V(s_{t+1}) - V(s_t)``, ``A_t = delta_t + gamma lambda A_{t+1}``,
    ``V(s_{T}) = 0`` after the last token; returns ``R_t = A_t + V(s_t)``; advantages whitened over
@@ -14,6 +18,12 @@ Reads top to bottom:
    with ``rho = pi / pi_old``, clipped value loss, ``loss = pg + vf_coef * vf - ent_coef * H``,
    gradient clipping.
 6. Adaptive KL controller (Ziegler et al.): ``beta *= 1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon``.
+
+PPO needs no groups, but sampling ``K = group_size > 1`` completions per prompt makes it cheaper:
+``K`` consecutive episodes then share a prompt, every forward of steps 2 and 5 runs each group's
+prompt once and repeats its KV cache for the group's completions
+(:func:`agents.rollout.response_outputs`), and minibatches are whole groups. The numbers are the
+same as a full forward per episode (up to float rounding; tested).
 
 Defaults follow TRL's PPO (clip 0.2, value clip 0.2, vf_coef 0.1, gamma 1, lambda 0.95, 4 epochs,
 kl_coef 0.05) except the learning rate, which suits a tiny model trained from scratch.
@@ -26,8 +36,8 @@ from typing import Any
 
 import torch
 
-from agents.models import Policy, positions
-from agents.rollout import Rollout, response_logprobs, sequence_inputs
+from agents.models import Policy
+from agents.rollout import Rollout, aligned_logprobs, policy_logprobs, response_outputs
 
 
 @dataclass
@@ -37,7 +47,7 @@ class PPOConfig:
     name: str = "ppo"
     lr: float = 2e-5  # Adam learning rate
     num_envs: int = 64  # episodes per rollout
-    group_size: int = 1  # episodes per problem (PPO needs no groups)
+    group_size: int = 1  # episodes per problem (PPO needs no groups; K > 1 runs each shared prompt once)
     ppo_epochs: int = 4  # passes over each rollout
     num_minibatches: int = 4  # minibatches per pass
     clip_eps: float = 0.2  # policy ratio clip epsilon
@@ -60,6 +70,11 @@ class KLController:
 
     def __init__(self, beta: float, target: float | None, horizon: int) -> None:
         self.beta, self.target, self.horizon = float(beta), target, horizon
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether the reference model matters: a non-zero ``beta``, or a target (adapting measures the KL)."""
+        return self.beta != 0 or self.target is not None
 
     def update(self, kl: float, n_episodes: int) -> None:
         """Move ``beta`` towards the target KL (no-op for a fixed controller)."""
@@ -114,35 +129,77 @@ def compute_gae(
     return advantages, (advantages + values) * mask
 
 
+def policy_outputs(
+    policy: Policy, rollout: Rollout, rows: torch.Tensor, temperature: float, actor: bool = True
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    """``(log pi(a_t), entropy, V(s_t))`` for the generated tokens of ``rows`` (``actor=False``: values only).
+
+    ``V(s_t)`` is read where token ``t`` is predicted: on the policy's own last hidden state with a
+    shared critic, or on the critic backbone's at the same positions with a separate one. Whole groups
+    run each shared prompt once (:func:`agents.rollout.response_outputs`).
+    """
+    shared = policy.critic == "shared"
+    logp = entropy = hidden = None
+    if actor or shared:
+        logits, hidden = response_outputs(policy.lm, rollout, rows, hidden=shared)
+        if actor:
+            logp, entropy = aligned_logprobs(logits, rollout.tokens[rows], temperature)
+    if not shared:
+        _, hidden = response_outputs(policy.critic_lm, rollout, rows, hidden=True)
+    return logp, entropy, policy.value_head(hidden).squeeze(-1).float()
+
+
 @torch.no_grad()
-def score_rollout(policy: Policy, ref: torch.nn.Module, rollout: Rollout, temperature: float, chunk: int = 64):
-    """Reference log-probs and values for every generated token (no grad), in chunks of rows."""
-    P = rollout.prompt_ids.shape[1]
+def score_rollout(
+    policy: Policy | None, ref: torch.nn.Module | None, rollout: Rollout, temperature: float, chunk: int = 64
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Reference log-probs (``None`` without ``ref``) and values (``None`` without ``policy``), no grad.
+
+    In chunks of about ``chunk`` rows, whole groups each, so grouped prompts are run once.
+    """
+    if policy is None and ref is None:
+        return None, None
+    n, K = rollout.tokens.shape[0], rollout.group_size
+    step = max(K, chunk // K * K)
     ref_logp, values = [], []
-    for start in range(0, rollout.tokens.shape[0], chunk):
-        rows = slice(start, start + chunk)
-        ids, att = sequence_inputs(rollout, rows)
-        ref_logits = ref(input_ids=ids, attention_mask=att, position_ids=positions(att)).logits
-        ref_logp.append(response_logprobs(ref_logits, rollout.tokens[rows], P, temperature)[0])
-        _, v = policy(ids, att)
-        values.append(v[:, P - 1 : P - 1 + rollout.tokens.shape[1]].float())
-    return torch.cat(ref_logp), torch.cat(values)
+    for start in range(0, n, step):
+        rows = torch.arange(start, min(start + step, n))
+        if ref is not None:
+            ref_logp.append(policy_logprobs(ref, rollout, rows, temperature)[0])
+        if policy is not None:
+            values.append(policy_outputs(policy, rollout, rows, temperature, actor=False)[2])
+    return (torch.cat(ref_logp) if ref_logp else None), (torch.cat(values) if values else None)
 
 
 def ppo_update(
     policy: Policy,
-    ref: torch.nn.Module,
+    ref: torch.nn.Module | None,
     optimizer: torch.optim.Optimizer,
     rollout: Rollout,
     cfg: PPOConfig,
     kl_ctl: KLController,
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
-    """One PPO update on a rollout; returns the metrics to log."""
+    """One PPO update on a rollout; returns the metrics to log.
+
+    ``ref`` may be ``None`` when the KL cannot matter (``kl_ctl.beta == 0``, no target). With a shared
+    critic, a rollout's ``values`` are taken as the old values: collect it with this policy's value head.
+    """
     mask = rollout.mask.float()
-    P = rollout.prompt_ids.shape[1]
+    n, K = rollout.tokens.shape[0], rollout.group_size
+    if n % K:
+        raise ValueError(f"{n} episodes do not split into groups of {K}.")
     old_logp = rollout.logprobs
-    ref_logp, old_values = score_rollout(policy, ref, rollout, cfg.temperature)
+    # --- old values (recorded while sampling, for a shared critic) and reference log-probs ---
+    # a fixed beta of 0 zeroes the KL term whatever pi_ref says: skip the reference forward then
+    if kl_ctl.needs_reference and ref is None:
+        raise ValueError("PPO with a KL penalty (kl_coef != 0 or a kl_target) needs a reference model.")
+    recorded = rollout.values if policy.critic == "shared" else None
+    ref_logp, old_values = score_rollout(
+        policy if recorded is None else None, ref if kl_ctl.needs_reference else None, rollout, cfg.temperature
+    )
+    ref_logp = old_logp if ref_logp is None else ref_logp  # no reference: KL 0
+    old_values = recorded if old_values is None else old_values
 
     # --- rewards: env reward on its token, minus beta * KL(pi_old || pi_ref) on every token (k1) ---
     kl = (old_logp - ref_logp) * mask
@@ -151,19 +208,17 @@ def ppo_update(
     if cfg.whiten_advantages:
         advantages = whiten(advantages, mask)
 
-    n = rollout.tokens.shape[0]
-    mb_size = max(1, n // cfg.num_minibatches)
+    # minibatches of whole groups, so each group's shared prompt is run once (K = 1: single rows)
+    mb_size = max(K, n // cfg.num_minibatches // K * K)
     stats: dict[str, list[float]] = {k: [] for k in ("pg", "vf", "entropy", "approx_kl", "clipfrac", "ratio")}
     first_ratio_error = None
     policy.train()
     for _epoch in range(cfg.ppo_epochs):
-        order = torch.randperm(n, generator=generator)
+        groups = torch.randperm(n // K, generator=generator)
+        order = (groups[:, None] * K + torch.arange(K)).reshape(-1)
         for start in range(0, n, mb_size):
             rows = order[start : start + mb_size]
-            ids, att = sequence_inputs(rollout, rows)
-            logits, values = policy(ids, att)
-            logp, entropy = response_logprobs(logits, rollout.tokens[rows], P, cfg.temperature)
-            values = values[:, P - 1 : P - 1 + rollout.tokens.shape[1]].float()
+            logp, entropy, values = policy_outputs(policy, rollout, rows, cfg.temperature)
             m, adv = mask[rows], advantages[rows]
 
             # --- clipped surrogate objective ---

@@ -33,6 +33,8 @@ class Rollout:
         infos: End-of-episode info of each env (``completion``, ``outcome``, ...).
         reset_infos: Reset info of each env (``prompt``, ``problem_id``, ``stage``, ...).
         group_size: Episodes per problem (consecutive rows share a problem and start state).
+        values: ``(N, T)`` ``V(s_t)``, the value before each token, under the value head ``collect``
+            was given (``None`` without one).
     """
 
     prompt_ids: torch.Tensor
@@ -44,6 +46,7 @@ class Rollout:
     infos: list[dict[str, Any]]
     reset_infos: list[dict[str, Any]]
     group_size: int = 1
+    values: torch.Tensor | None = None
 
     @property
     def returns(self) -> torch.Tensor:
@@ -118,6 +121,7 @@ def collect(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     prune_fraction: float = 0.125,
+    value_head: torch.nn.Module | None = None,
 ) -> Rollout:
     """Collect exactly one episode per env with a KV cache (the env needs ``autoreset_mode="Disabled"``).
 
@@ -131,6 +135,8 @@ def collect(
         top_p: Nucleus sampling mass (1.0: off).
         generator: Torch RNG for sampling.
         prune_fraction: Drop finished rows from the KV cache once they are this fraction of it.
+        value_head: A critic head on ``model``'s last hidden state (PPO's shared critic): the rollout
+            then records ``V(s_t)`` from the forwards that sample, so PPO needs no pass for its old values.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}.")
@@ -142,13 +148,15 @@ def collect(
     prompt_ids, prompt_mask = left_pad_prompts(obs, pad)
     ids, attn = prompt_ids.to(device), prompt_mask.to(device)
     pos = positions(attn)
-    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
+    hidden = value_head is not None
+    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, output_hidden_states=hidden)
     past, logits, next_pos = out.past_key_values, out.logits[:, -1], pos[:, -1:] + 1
 
     tokens = torch.full((n, budget), pad, dtype=torch.long)
     logprobs = torch.zeros(n, budget)
     rewards = torch.zeros(n, budget, dtype=torch.float64)
     mask = torch.zeros(n, budget, dtype=torch.bool)
+    values = torch.zeros(n, budget) if hidden else None
     infos: list[dict[str, Any]] = [{} for _ in range(n)]
     rows = torch.arange(n)  # env index of each row of the model batch
     actions = np.full(n, pad, dtype=np.int64)
@@ -157,6 +165,8 @@ def collect(
         token_cpu = token[:, 0].cpu()
         tokens[rows, t] = token_cpu
         logprobs[rows, t] = logp.cpu()
+        if values is not None:  # V(s_t), from the forward whose logits sampled token t
+            values[rows, t] = value_head(out.hidden_states[-1][:, -1]).squeeze(-1).float().cpu()
         mask[rows, t] = True
         actions[rows.numpy()] = token_cpu.numpy()
         _, r, term, trunc, info = venv.step(actions)
@@ -171,7 +181,14 @@ def collect(
             past.batch_select_indices(keep)
             rows, attn, next_pos, token = rows[running], attn[keep], next_pos[keep], token[keep]
         attn = torch.cat([attn, attn.new_ones(len(rows), 1)], dim=1)
-        out = model(input_ids=token, attention_mask=attn, position_ids=next_pos, past_key_values=past, use_cache=True)
+        out = model(
+            input_ids=token,
+            attention_mask=attn,
+            position_ids=next_pos,
+            past_key_values=past,
+            use_cache=True,
+            output_hidden_states=hidden,
+        )
         past, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos + 1
     used = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 0
     reset_infos = [{k: _item(v, i) for k, v in reset_info.items() if not k.startswith("_")} for i in range(n)]
@@ -186,6 +203,7 @@ def collect(
         infos,
         reset_infos,
         group,
+        values[:, :used] if values is not None else None,
     )
 
 
@@ -223,11 +241,25 @@ def policy_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs and entropy of the generated tokens of ``rows``, under ``model``, with gradients.
 
+    Whole groups of a grouped rollout run each shared prompt once (see :func:`response_outputs`).
+    """
+    logits, _ = response_outputs(model, rollout, rows)
+    return aligned_logprobs(logits, rollout.tokens[rows], temperature)
+
+
+def response_outputs(
+    model: torch.nn.Module, rollout: Rollout, rows: torch.Tensor, hidden: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``model``'s logits, and optionally last-layer hidden states, aligned to the generated tokens of ``rows``.
+
+    Entry ``t`` of each (``(len(rows), T, ...)``) is the output at the position that predicts generated
+    token ``t``: after the prompt and tokens ``< t``, i.e. state ``s_t`` (where a critic reads ``V(s_t)``).
+
     When ``rows`` are whole groups of a grouped rollout (``group_size`` consecutive rows sharing a
     prompt, in order), each group's prompt is run once and its KV cache is repeated for the group's
-    completions: at ``K = 8`` that skips most of the training forward's tokens, since prompts are
-    usually longer than answers. Otherwise one forward over prompt plus completion per row.
-    Both give the same numbers (up to float rounding; tested).
+    completions: at ``K = 8`` that skips most of the forward's tokens, since prompts are usually
+    longer than answers. Otherwise one forward over prompt plus completion per row. Both give the
+    same numbers (up to float rounding; tested).
     """
     K = rollout.group_size
     starts = rows[::K] if K > 1 else rows
@@ -235,19 +267,35 @@ def policy_logprobs(
     grouped = grouped and torch.equal(rows, (starts[:, None] + torch.arange(K)).reshape(-1))
     if not grouped:
         ids, att = sequence_inputs(rollout, rows)
-        logits = model(input_ids=ids, attention_mask=att, position_ids=positions(att)).logits
-        return response_logprobs(logits, rollout.tokens[rows], rollout.prompt_ids.shape[1], temperature)
+        out = model(
+            input_ids=ids, attention_mask=att, position_ids=positions(att), output_hidden_states=hidden, use_cache=False
+        )
+        # position P - 1 + t predicts generated token t
+        window = slice(rollout.prompt_ids.shape[1] - 1, ids.shape[1] - 1)
+        return out.logits[:, window], (out.hidden_states[-1][:, window] if hidden else None)
     prompt_ids, prompt_mask = rollout.prompt_ids[starts], rollout.prompt_mask[starts]
-    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions(prompt_mask), use_cache=True)
+    out = model(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=positions(prompt_mask),
+        use_cache=True,
+        output_hidden_states=hidden,
+    )
     cache = out.past_key_values
     cache.batch_repeat_interleave(K)  # every completion of a group attends to the same prompt keys and values
     tokens, mask = rollout.tokens[rows], rollout.mask[rows].long()
     att = torch.cat([prompt_mask.repeat_interleave(K, 0), mask], dim=1)
     pos = positions(att)[:, prompt_ids.shape[1] :]
-    logits = model(input_ids=tokens, attention_mask=att, position_ids=pos, past_key_values=cache).logits
-    # the prompt's last position predicts the first generated token; generated token t predicts t + 1
-    first = out.logits[:, -1:].repeat_interleave(K, 0)
-    return aligned_logprobs(torch.cat([first, logits[:, :-1]], dim=1), tokens, temperature)
+    rest = model(
+        input_ids=tokens, attention_mask=att, position_ids=pos, past_key_values=cache, output_hidden_states=hidden
+    )
+
+    def align(prompt_out: torch.Tensor, completion_out: torch.Tensor) -> torch.Tensor:
+        # the prompt's last position predicts the first generated token; generated token t predicts t + 1
+        return torch.cat([prompt_out[:, -1:].repeat_interleave(K, 0), completion_out[:, :-1]], dim=1)
+
+    states = align(out.hidden_states[-1], rest.hidden_states[-1]) if hidden else None
+    return align(out.logits, rest.logits), states
 
 
 def aligned_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0):

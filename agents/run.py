@@ -59,6 +59,20 @@ def to_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
     return obj
 
 
+def uses_reference(agent: PPOConfig | ReinforceConfig | RFTConfig, kl_ctl: KLController | None = None) -> bool:
+    """Whether the algorithm reads the frozen reference model (else the run builds none).
+
+    PPO: a non-zero KL coefficient or an adaptive KL target (``kl_ctl``'s, when given: a resumed run
+    continues with its saved ``beta``, whatever ``kl_coef`` says); REINFORCE/GRPO/RLOO: a positive KL
+    coefficient; RFT: ``from_base`` (every round restarts from the reference weights).
+    """
+    if isinstance(agent, PPOConfig):
+        return (kl_ctl or KLController(agent.kl_coef, agent.kl_target, agent.kl_horizon)).needs_reference
+    if isinstance(agent, RFTConfig):
+        return agent.from_base
+    return agent.kl_coef > 0
+
+
 def config_hash(cfg: RunConfig) -> str:
     """sha256 of the resolved config without run directory and seed: runs of one setting share it."""
     d = asdict(cfg)
@@ -138,12 +152,15 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
         )
 
     # --- the KL reference: the policy as RL starts (after SFT), stored once beside the checkpoints ---
+    # The file is written even when no algorithm reads the reference, so a resume that turns a KL on
+    # finds the right one; the in-memory copy (a whole model) is built only when it is read.
     ref_path = ckpt_dir / "reference.safetensors"
-    ref = frozen_copy(model)
-    if ref_path.exists() and state["iteration"] > 0:
+    resuming_rl = ref_path.exists() and state["iteration"] > 0
+    ref = frozen_copy(model) if uses_reference(agent, kl_ctl) else None
+    if ref is not None and resuming_rl:
         ref.load_state_dict(load_file(ref_path))
-    else:
-        save_file(untie({k: v.detach().contiguous().cpu() for k, v in ref.state_dict().items()}), ref_path)
+    elif not resuming_rl:
+        save_file(untie({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}), ref_path)
 
     eval_env_kwargs = {k: v for k, v in env_kwargs.items() if k != "curriculum"}
     start_iteration = state["iteration"]
@@ -172,6 +189,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
                 options={"group_size": agent.group_size} if agent.group_size > 1 else None,
                 temperature=agent.temperature,
                 generator=gen,
+                value_head=policy.value_head if policy.critic == "shared" else None,  # PPO's old values
             )
             t_rollout = time.time() - t0
             if is_ppo:

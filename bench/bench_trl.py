@@ -6,7 +6,7 @@ actually generated, EOS included, over the whole update time) and its peak resid
 one JSON document with every variant and the throughput ratios ours / TRL.
 
     python bench/bench_trl.py [--updates 5] [--warmup 2] [--rounds 3] [--paired-rounds 3] [--threads 2]
-    python bench/bench_trl.py --quick --variants ours_grpo ours_rloo ours_ppo   # smoke test, seconds
+    python bench/bench_trl.py --quick --variants ours_grpo ours_rloo ours_ppo ours_ppo_grouped   # smoke test
 
 Two measurements:
 
@@ -29,9 +29,16 @@ Variants:
   samples, one optimizer step per rollout, rollouts through ``TokenVectorEnv`` (:func:`agents.rollout.collect`).
 * ``ours_rloo``: the same with the leave-one-out baseline.
 * ``ours_ppo``: :func:`agents.ppo.ppo_update` (shared value head, GAE), 64 prompts x 1 sample, one epoch of
-  one minibatch (one optimizer step per rollout, like every other variant).
-* ``ours_ppo_4x4``: the same with our default PPO schedule (4 epochs x 4 minibatches = 16 optimizer steps
-  per rollout); not in the default set (``--variants`` adds it).
+  one minibatch (one optimizer step per rollout, like every other variant), KL coefficient 0 (so no
+  reference model is built or run).
+* ``ours_ppo_grouped``: the same on the GRPO variants' batch, 8 prompts x 8 samples (``group_size=8``):
+  the loss forward (and the reference's, in ``_kl``) runs each prompt once for its 8 completions.
+* ``ours_ppo_kl``, ``ours_ppo_grouped_kl``: ``ours_ppo`` and ``ours_ppo_grouped`` with KL coefficient 0.05
+  (TRL PPO's default): a frozen reference model is kept and scored on every rollout.
+* ``ours_ppo_4x4``: ``ours_ppo`` with our default PPO schedule (4 epochs x 4 minibatches = 16 optimizer
+  steps per rollout).
+* Only ``ours_grpo``, ``ours_rloo``, ``ours_ppo`` and ``ours_ppo_grouped`` run by default; ``--variants``
+  adds the others.
 * ``trl_grpo``: ``trl.GRPOTrainer`` (its default ``loss_type="dapo"``: token-level mean over the batch,
   as ours; ``scale_rewards="group"``: GRPO's std normalisation, as ours).
 * ``trl_rloo``: ``trl.RLOOTrainer`` (leave-one-out baseline, sequence-level loss).
@@ -53,10 +60,12 @@ What is the same for every variant:
   the graded final answer equals the gold one, else 0). TRL gets it as a reward function of the decoded
   completion with the gold answer as a dataset column.
 * Prompts and batch: update ``k`` uses train problems ``k*P .. k*P+P-1`` (TRL: dataset in that order,
-  ``shuffle_dataset=False``); 8 prompts x 8 generations = 64 completions per update (PPO: 64 prompts x 1).
+  ``shuffle_dataset=False``); 8 prompts x 8 generations = 64 completions per update (``ours_ppo``: 64
+  prompts x 1).
 * Sampling: temperature 1.0, no top-k / top-p, at most 96 new tokens.
 * Optimisation: Adam, the same learning rate (2e-5, constant), eps 1e-5, no weight decay, gradient
-  clipping at 1.0, KL coefficient 0 (TRL GRPO's default ``beta`` is 0.0; RLOO's is 0.05 and is set to 0),
+  clipping at 1.0, KL coefficient 0 (TRL GRPO's default ``beta`` is 0.0; RLOO's is 0.05 and is set to 0;
+  the ``_kl`` PPO variants excepted),
   one optimizer step per generation batch (TRL: ``per_device_train_batch_size=64``,
   ``gradient_accumulation_steps=1``, ``num_iterations=1``), clip epsilon 0.2, no gradient checkpointing
   (TRL defaults it on; set off, as ours has none), no bf16 (TRL defaults it on; float32 here).
@@ -76,8 +85,9 @@ What differs and could not be made equal:
 * Loss forward. TRL computes logits for the completion positions only (``logits_to_keep``); ours
   computes them for prompt + completion and slices (the tiny model's vocabulary is 956 tokens, so this
   costs little). TRL's RLOO aggregates the loss per sequence; ours and TRL's GRPO per token.
-* PPO extras. Ours scores the rollout once more before the update (values and reference log-probs;
-  ``ppo_update`` runs the reference forward even at KL coefficient 0) and trains a value head.
+* PPO extras. Ours trains a value head; the old values come with the rollout (the shared value head
+  on the sampling forwards' hidden states, as :func:`agents.run.run` collects them). The ``_kl`` variants
+  score the rollout once more under the frozen reference; at KL coefficient 0 it is neither built nor run.
 * Optimizer implementation. TRL uses its default ``adamw_torch_fused`` (AdamW with weight decay 0, i.e.
   Adam); ours ``torch.optim.Adam`` as :func:`agents.run.run` builds it. Same update rule.
 * Loop overhead. TRL's Trainer adds its own per-step work (dataloader, metrics, logging every step
@@ -96,6 +106,7 @@ process CPU seconds per update (``cpu_s_per_update``; ``cpu_util`` = CPU s / wal
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -111,12 +122,21 @@ from pathlib import Path
 from typing import Any
 
 ENV_ID = "LMEnv/Math-v0"
-OURS = ("ours_grpo", "ours_rloo", "ours_ppo", "ours_ppo_4x4")
+#: Our PPO variants: (grouped: ``--group`` samples per prompt, else ``--prompts x --group`` prompts x 1;
+#: KL coefficient; epochs; minibatches).
+PPO_VARIANTS = {
+    "ppo": (False, 0.0, 1, 1),
+    "ppo_grouped": (True, 0.0, 1, 1),
+    "ppo_kl": (False, 0.05, 1, 1),
+    "ppo_grouped_kl": (True, 0.05, 1, 1),
+    "ppo_4x4": (False, 0.0, 4, 4),
+}
+OURS = ("ours_grpo", "ours_rloo", *(f"ours_{v}" for v in PPO_VARIANTS))
 TRL = ("trl_grpo", "trl_rloo")
 VARIANTS = OURS + TRL
-DEFAULT_VARIANTS = ("ours_grpo", "ours_rloo", "ours_ppo", "trl_grpo", "trl_rloo")
+DEFAULT_VARIANTS = ("ours_grpo", "ours_rloo", "ours_ppo", "ours_ppo_grouped", "trl_grpo", "trl_rloo")
 #: Which TRL variant each of ours is measured against (PPO: TRL has none, see the module docstring).
-PAIRS = {"ours_grpo": "trl_grpo", "ours_rloo": "trl_rloo", "ours_ppo": "trl_grpo", "ours_ppo_4x4": "trl_grpo"}
+PAIRS = {"ours_grpo": "trl_grpo", "ours_rloo": "trl_rloo", **{f"ours_{v}": "trl_grpo" for v in PPO_VARIANTS}}
 TRL_PPO_NOTE = (
     "not run: trl 1.16 ships no PPO trainer (moved to trl.experimental.ppo in v1.10, then removed: "
     "huggingface/trl#7020), and its PPO trainer took only a transformers reward *model*, never a task reward "
@@ -157,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if wanted_trl and importlib.util.find_spec("trl") is None:
         raise SystemExit(
             f"bench_trl.py: variants {wanted_trl} need trl, which is not installed. Install the benchmark extra "
-            f"with `{INSTALL_HINT}` (or run only our variants: --variants {' '.join(OURS[:3])})."
+            f"with `{INSTALL_HINT}` (or run only our variants: --variants {' '.join(OURS[:4])})."
         )
     result = run_benchmark(args)
     print(json.dumps(result, indent=2))
@@ -436,26 +456,27 @@ class OursLoop:
         from agents.ppo import KLController, PPOConfig
         from agents.reinforce import ReinforceConfig
 
-        self.spec, self.is_ppo = spec, algo.startswith("ppo")
-        self.group = 1 if self.is_ppo else spec["group"]
+        self.spec, self.is_ppo = spec, algo in PPO_VARIANTS
+        grouped, kl_coef, epochs, minibatches = PPO_VARIANTS.get(algo, (True, 0.0, 1, 1))
+        self.group = spec["group"] if grouped else 1
         self.n = spec["prompts"] * spec["group"]
         self.venv = gym.make_vec(
             spec["env"], num_envs=self.n, autoreset_mode="Disabled", max_new_tokens=spec["max_new_tokens"]
         )
         self.model = _load_model(spec, self.venv.codec)
         if self.is_ppo:
-            epochs, minibatches = (4, 4) if algo == "ppo_4x4" else (1, 1)
             self.cfg: Any = PPOConfig(
                 lr=spec["lr"],
                 num_envs=self.n,
-                group_size=1,
-                kl_coef=0.0,
+                group_size=self.group,
+                kl_coef=kl_coef,
                 ppo_epochs=epochs,
                 num_minibatches=minibatches,
             )
             self.policy = Policy(self.model, critic="shared")
-            self.ref = frozen_copy(self.model)  # ppo_update needs one (it scores the reference even at kl_coef 0)
             self.kl_ctl = KLController(self.cfg.kl_coef, self.cfg.kl_target, self.cfg.kl_horizon)
+            # as agents.run: a reference model only where the KL can matter (ppo_update never runs it else)
+            self.ref = frozen_copy(self.model) if self.kl_ctl.needs_reference else None
             params = self.policy.parameters()
         else:
             self.cfg = ReinforceConfig(
@@ -480,7 +501,8 @@ class OursLoop:
         options: dict[str, Any] = {"split": "train", "index": [k * prompts + i // self.group for i in range(self.n)]}
         if self.group > 1:
             options["group_size"] = self.group
-        rollout = collect(self.model, self.venv, options=options, temperature=1.0, generator=gen)
+        value_head = self.policy.value_head if self.is_ppo else None  # as agents.run: PPO's old values
+        rollout = collect(self.model, self.venv, options=options, temperature=1.0, generator=gen, value_head=value_head)
         gen_s = time.perf_counter() - t0
         if self.is_ppo:
             ppo_update(self.policy, self.ref, self.optimizer, rollout, self.cfg, self.kl_ctl, generator=gen)
@@ -677,10 +699,7 @@ def run_pair(spec: dict[str, Any]) -> dict[str, Any]:
 WORKERS = {
     "sft": prepare_model,
     "pair": run_pair,
-    "ours_grpo": lambda spec: run_ours(spec, "grpo"),
-    "ours_rloo": lambda spec: run_ours(spec, "rloo"),
-    "ours_ppo": lambda spec: run_ours(spec, "ppo"),
-    "ours_ppo_4x4": lambda spec: run_ours(spec, "ppo_4x4"),
+    **{name: functools.partial(run_ours, algo=name.removeprefix("ours_")) for name in OURS},
     "trl_grpo": lambda spec: run_trl(spec, "grpo"),
     "trl_rloo": lambda spec: run_trl(spec, "rloo"),
 }

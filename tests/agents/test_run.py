@@ -15,7 +15,11 @@ from safetensors.torch import load_file
 
 from agents.config import RunConfig, register_configs
 from agents.logger import read_metrics
-from agents.run import run, to_run_config
+from agents.models import frozen_copy
+from agents.ppo import PPOConfig
+from agents.reinforce import ReinforceConfig
+from agents.rejection import RFTConfig
+from agents.run import run, to_run_config, uses_reference
 
 register_configs()
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -88,6 +92,55 @@ def test_resume_continues_the_same_run(tmp_path):
     a = load_file(full / "checkpoints" / "step-000004" / "model.safetensors")
     b = load_file(part / "checkpoints" / "step-000004" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    "agent, used",
+    [
+        (PPOConfig(), True),
+        (PPOConfig(kl_coef=0.0), False),
+        (PPOConfig(kl_coef=0.0, kl_target=1.0), True),  # the adaptive controller measures the KL
+        (ReinforceConfig(), False),
+        (ReinforceConfig(kl_coef=0.1), True),
+        (RFTConfig(), False),
+        (RFTConfig(from_base=True), True),
+    ],
+)
+def test_uses_reference(agent, used):
+    assert uses_reference(agent) is used
+
+
+def test_ppo_without_kl_builds_no_reference_and_a_resume_that_needs_one_reads_the_saved_one(tmp_path, monkeypatch):
+    import agents.run as run_module
+
+    def forbidden(model):
+        raise AssertionError("frozen_copy was called")
+
+    def kl_logged(path):
+        return [r["ppo/kl_ref"] for r in read_metrics(path / "metrics.jsonl") if "ppo/kl_ref" in r]
+
+    monkeypatch.setattr(run_module, "frozen_copy", forbidden)
+    overrides = ["agent=ppo", "agent.num_envs=8", "agent.group_size=4", "sft.steps=6"]
+    run(smoke(tmp_path, *overrides, "agent.kl_coef=0.0"))  # grouped PPO, no reference model
+    assert kl_logged(tmp_path) == [0.0, 0.0]
+    ckpts = tmp_path / "checkpoints"
+    start = load_file(ckpts / "reference.safetensors")  # still written: the RL starting point
+    trained = load_file(ckpts / "step-000002" / "model.safetensors")
+    assert any(not torch.equal(v, trained[f"lm.{k}"]) for k, v in start.items() if f"lm.{k}" in trained)
+
+    built = []
+    monkeypatch.setattr(run_module, "frozen_copy", lambda model: built.append(frozen_copy(model)) or built[-1])
+    run(smoke(tmp_path, *overrides, "agent.kl_coef=0.0", "agent.kl_target=1.0", "train.iterations=3"))
+    assert len(built) == 1  # the adaptive controller measures the KL: it needs the reference
+    ref = built[0].state_dict()
+    assert all(torch.equal(ref[k], v) for k, v in start.items())  # the saved start, not the step-2 weights
+    assert kl_logged(tmp_path)[2] != 0.0
+
+    # the other way: a resume keeps the saved beta, so a run started with a KL keeps its reference
+    other = tmp_path / "other"
+    run(smoke(other, *overrides))
+    run(smoke(other, *overrides, "agent.kl_coef=0.0", "train.iterations=3"))
+    assert len(built) == 3 and kl_logged(other)[2] != 0.0
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "bench_trl.py"
-OURS = ["ours_grpo", "ours_rloo", "ours_ppo"]
+OURS = ["ours_grpo", "ours_rloo", "ours_ppo", "ours_ppo_grouped"]
 PER_VARIANT = (
     "seconds_per_update",
     "tokens_per_s",
@@ -59,6 +59,8 @@ def test_quick_ours():
     for name in OURS:
         check_variant(result, name, 8)
     assert result["variants"]["ours_ppo"]["config"]["group_size"] == 1
+    assert result["variants"]["ours_ppo_grouped"]["config"]["group_size"] == 4  # 2 prompts x 4, as GRPO
+    assert result["variants"]["ours_ppo_grouped"]["config"]["kl_coef"] == 0.0
     assert result["variants"]["ours_grpo"]["config"]["baseline"] == "grpo"
     assert result["variants"]["trl_ppo"]["available"] is False
     assert "reward" in result["variants"]["trl_ppo"]["note"]
