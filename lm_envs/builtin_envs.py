@@ -59,7 +59,21 @@ because scores are tied to it. Each id's "Version History" is kept here.
     honesty). Budget: 64 prompt tokens, 16 new tokens.
 
     Version History:
+        * v1: a wider world (:data:`~lm_envs.tasks.qa.world.V1_WORLD`: 120 people and 20 places, 30%
+          known), so RL meets 25 unknown entities instead of 6 and learns an abstention rule that
+          transfers to unseen ones; and the held-out known facts are in the pre-training text in
+          question form too (``mix_held_out``), so *known* means recallable (a tiny model extracts
+          only about half of the statement-only facts, which made answering them a coin flip under
+          the -1 penalty). Test: 78 known and 182 unknown questions. See ``LMEnv/KnowledgeQA-v1``.
         * v0: initial release.
+
+``LMEnv/KnowledgeQA-v1``
+    ``LMEnv/KnowledgeQA-v0`` with the v1 world above (task
+    :func:`~lm_envs.tasks.qa.world.knowledge_qa_v1`; ``task_kwargs`` override single knobs and keep
+    the rest of the v1 world). The env of the ``qa_abstain`` experiment.
+
+    Version History:
+        * v1: see ``LMEnv/KnowledgeQA-v0``'s history.
 
 ``LMEnv/Chat-v0``
     Follow a short instruction (:class:`~lm_envs.tasks.chat.task.SyntheticInstructions`: a topic, a
@@ -117,6 +131,14 @@ register(
 register(
     "LMEnv/KnowledgeQA-v0",
     task="lm_envs.tasks.qa.world:KnowledgeQATask",
+    reward="lm_envs.tasks.qa.rewards:AbstentionReward",
+    max_prompt_tokens=64,
+    max_new_tokens=16,
+    protocol=EvalProtocol(split="test", metric="mean_return"),
+)
+register(
+    "LMEnv/KnowledgeQA-v1",
+    task="lm_envs.tasks.qa.world:knowledge_qa_v1",
     reward="lm_envs.tasks.qa.rewards:AbstentionReward",
     max_prompt_tokens=64,
     max_new_tokens=16,

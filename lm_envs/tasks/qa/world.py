@@ -71,7 +71,9 @@ __all__ = [
     "Entity",
     "KnowledgeQATask",
     "KnowledgeWorld",
+    "V1_WORLD",
     "Question",
+    "knowledge_qa_v1",
     "stable_unit",
 ]
 
@@ -444,7 +446,11 @@ class KnowledgeQATask(Task):
             with their answers (Allen-Zhu and Li's "mixed training", Physics of Language Models 3.1:
             without QA examples among the pre-training text, a small model memorises statements but
             cannot extract held-out facts in question form). Held-out (``test_known``) facts stay in
-            statement form only; unknown entities never appear.
+            statement form only (unless ``mix_held_out``); unknown entities never appear.
+        mix_held_out: Whether :meth:`documents` also holds the held-out (``test_known``) questions
+            with their answers, so *known* means "in the pre-training text in question form" (what
+            the model can recall) rather than "extractable from statements" (which a tiny model does
+            for about half the facts). SFT and RL never see these questions either way.
 
     Raises:
         ValueError: On bad settings, or a world with an empty group (naming the setting to change).
@@ -465,6 +471,7 @@ class KnowledgeQATask(Task):
         abstention: str = DEFAULT_ABSTENTION,
         sft_unknown_fraction: float = 0.5,
         mix_qa: bool = True,
+        mix_held_out: bool = False,
     ) -> None:
         if not isinstance(held_out, int) or isinstance(held_out, bool) or held_out < 1:
             raise ValueError(
@@ -481,6 +488,7 @@ class KnowledgeQATask(Task):
         self.abstain_fraction = float(abstain_fraction)
         self.abstention = abstention.strip()
         self.mix_qa = bool(mix_qa)
+        self.mix_held_out = bool(mix_held_out)
         self.sft_unknown_fraction = float(sft_unknown_fraction)
         self._splits = self._build_splits()
 
@@ -566,6 +574,9 @@ class KnowledgeQATask(Task):
             for q in self._splits["train"]:
                 if q.known:
                     yield PROMPT_TEMPLATE.format(question=q.text) + " " + q.answer
+        if self.mix_held_out:
+            for q in self._splits["test_known"]:
+                yield PROMPT_TEMPLATE.format(question=q.text) + " " + q.answer
 
     def corpus(self) -> Iterator[str]:
         """Tokenizer text: the fact corpus, then the training prompts and gold answers."""
@@ -575,6 +586,29 @@ class KnowledgeQATask(Task):
     def __repr__(self) -> str:
         sizes = {s: self.size(s) for s in ("train", "test_known", "test_unknown")}
         return f"KnowledgeQATask(seed={self.world.seed}, {sizes}, abstain_fraction={self.abstain_fraction})"
+
+
+V1_WORLD: dict[str, Any] = {
+    "num_people": 120,
+    "num_places": 20,
+    "known_fraction": 0.3,
+    "mix_held_out": True,
+}
+"""The world of ``LMEnv/KnowledgeQA-v1``: 140 entities, 42 known; RL meets 25 unknown entities (v0: 6)."""
+
+
+def knowledge_qa_v1(**overrides: Any) -> KnowledgeQATask:
+    """The task of ``LMEnv/KnowledgeQA-v1``: :data:`V1_WORLD` with ``overrides`` on top.
+
+    A factory rather than registered ``task_kwargs``, so ``gym.make(..., task_kwargs={"abstain_fraction":
+    0.5})`` changes one knob and keeps the v1 world (Gymnasium replaces a registered kwarg wholesale).
+
+    Example:
+        >>> task = knowledge_qa_v1(abstain_fraction=0.5)
+        >>> task.abstain_fraction, len(task.world.group("known")), task.size("test_known"), task.size("test_unknown")
+        (0.5, 42, 78, 182)
+    """
+    return KnowledgeQATask(**{**V1_WORLD, **overrides})
 
 
 def _interleave(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lm_envs.tasks.qa.world import GROUPS, KnowledgeQATask, KnowledgeWorld
+from lm_envs.tasks.qa.world import GROUPS, V1_WORLD, KnowledgeQATask, KnowledgeWorld, knowledge_qa_v1
 
 FINGERPRINT = """
 import hashlib, json
@@ -159,6 +159,26 @@ def test_mixed_documents_hold_known_training_qa_but_never_test_questions():
     text = "\n".join(docs)
     assert not any(p.prompt in text for p in task.problems("test"))
     assert len(list(KnowledgeQATask(seed=0, mix_qa=False).documents())) == len(docs) - len(qa_docs)
+
+
+def test_mix_held_out_puts_known_test_questions_in_the_documents_and_no_unknown_ones():
+    task = KnowledgeQATask(seed=0, mix_held_out=True)
+    text = "\n".join(task.documents())
+    assert all(p.prompt + p.solution() in text for p in task.problems("test_known"))
+    assert not any(p.metadata["entity"] in text for p in task.problems("test_unknown"))
+    assert not any(p.prompt in text for p in task.problems("sft") if not p.metadata["known"])
+    plain = list(KnowledgeQATask(seed=0).documents())
+    assert len(list(task.documents())) == len(plain) + task.size("test_known")
+
+
+def test_v1_factory_keeps_the_wide_world_under_single_overrides():
+    task = knowledge_qa_v1(abstain_fraction=0.5)
+    assert task.abstain_fraction == 0.5 and task.mix_held_out
+    assert (task.world.num_people, task.world.num_places) == (V1_WORLD["num_people"], V1_WORLD["num_places"])
+    # RL (train) meets many more unknown entities than v0's six: the abstention rule has to generalise
+    rl_unknown = {p.metadata["entity"] for p in task.problems("train") if not p.metadata["known"]}
+    assert len(rl_unknown) >= 20
+    assert knowledge_qa_v1(num_people=60).world.num_people == 60
 
 
 def test_sft_and_train_split_the_unknown_training_entities():
