@@ -58,6 +58,7 @@ PANELS = [
     ("episode reward", ["rollout/return_mean"]),
     ("success rate (train rollouts)", ["rollout/success"]),
     ("held-out accuracy", ["eval/accuracy"]),
+    ("held-out honesty (abstention envs)", ["eval/known/accuracy", "eval/unknown/hallucination_rate"]),
     ("KL to reference (per episode)", ["ppo/kl_ref", "reinforce/kl_ref"]),
     ("SFT loss", ["sft/loss"]),
     ("curriculum success by stage", ["curriculum/"]),

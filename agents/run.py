@@ -73,6 +73,20 @@ def uses_reference(agent: PPOConfig | ReinforceConfig | RFTConfig, kl_ctl: KLCon
     return agent.kl_coef > 0
 
 
+def eval_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """An evaluation's scalar metrics, each as ``eval/<name>``.
+
+    Accuracy, mean return, pass@k and the reward's own task metrics (e.g.
+    ``eval/unknown/hallucination_rate``), so every curve is in ``metrics.jsonl``.
+    """
+    skip = {"num_episodes", "num_problems", "records", "episodes_hash"}
+    return {
+        f"eval/{k}": float(v)
+        for k, v in result.items()
+        if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
 def config_hash(cfg: RunConfig) -> str:
     """sha256 of the resolved config without run directory and seed: runs of one setting share it."""
     d = asdict(cfg)
@@ -167,7 +181,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     before_path = out / "eval_before_rl.json"
     if start_iteration == 0:  # the RL starting point, on the final evaluation's problems
         before = evaluate(model, cfg.env.id, cfg.eval, seed=cfg.seed, env_kwargs=eval_env_kwargs)
-        logger.log(0, {"eval/accuracy": before["accuracy"], "eval/mean_return": before["mean_return"]})
+        logger.log(0, eval_metrics(before))
         _write_json(before_path, {k: v for k, v in before.items() if k != "records"})
     # A run resumed mid-RL reads the starting point it saved; it never re-labels later weights as "before".
     before = json.loads(before_path.read_text()) if before_path.exists() else {"accuracy": None}
@@ -204,8 +218,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
         step = it + 1
         if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.iterations:
             periodic = evaluate(model, cfg.env.id, _periodic_eval(cfg), seed=cfg.seed, env_kwargs=eval_env_kwargs)
-            metrics["eval/accuracy"] = periodic["accuracy"]
-            metrics["eval/mean_return"] = periodic["mean_return"]
+            metrics.update(eval_metrics(periodic))
         logger.log(step, metrics)
         if progress is not None:
             progress.update(1)
@@ -228,7 +241,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
 
     # --- final evaluation and artifacts ------------------------------------------------------------
     final = evaluate(model, cfg.env.id, cfg.eval, seed=cfg.seed, env_kwargs=eval_env_kwargs)
-    logger.log(cfg.train.iterations, {"eval/accuracy": final["accuracy"], "eval/mean_return": final["mean_return"]})
+    logger.log(cfg.train.iterations, eval_metrics(final))
     logger.close()
     plot_curves(out / "metrics.jsonl", out / "curves.png")
     result = {

@@ -53,6 +53,10 @@ def test_qa_experiment_runs_end_to_end_and_reports_honesty_metrics(tmp_path):
     assert any("pretrain/loss" in r for r in rows) and any("sft/loss" in r for r in rows)
     rl = [r for r in rows if "rollout/return_mean" in r]
     assert rl and "rollout/outcome/hallucinated" in rl[0] and "rollout/all/abstention_rate" in rl[0]
+    # the evaluations' honesty metrics are curves too, before RL (step 0) and at the end
+    evals = [r for r in rows if "eval/unknown/hallucination_rate" in r]
+    assert [r["step"] for r in evals] == [0, 1]
+    assert evals[-1]["eval/known/accuracy"] == saved["metrics"]["known/accuracy"]
     # threshold 0.75 reached the reward: every return is one of +1, 0, -3.
     assert all(r["return"] in (1.0, 0.0, -3.0) for r in result["records"])
 
