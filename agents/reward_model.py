@@ -42,7 +42,6 @@ not), an offline source with both labels present.
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 import time
@@ -57,6 +56,7 @@ import torch
 import torch.nn.functional as F
 
 import lm_envs  # noqa: F401  (registers the LMEnv/* ids)
+from agents.sft import gradient_step, lr_lambda
 from lm_envs import Problem, Task, TextCodec
 from lm_envs.core.tokenizer import load_codec, save_codec
 from lm_envs.tasks.chat.preferences import PreferencePair, check_pair, load_preference_jsonl, synthetic_preferences
@@ -482,16 +482,6 @@ def math_examples(cfg: RewardModelConfig, solutions: Sequence[Solution], complet
 # ============================================================================================
 
 
-def _schedule(cfg: RewardModelConfig) -> Callable[[int], float]:
-    def f(step: int) -> float:  # linear warm-up, then cosine decay to 10%
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return f
-
-
 @torch.no_grad()
 def evaluate_pairs(
     model: torch.nn.Module, tokenizer: Any, pairs: Sequence[PreferencePair], max_length: int, batch_size: int = 64
@@ -609,7 +599,7 @@ def train_reward_model(
 
     # --- optimisation -----------------------------------------------------------------------------
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))  # warm-up, cosine to 10%
 
     def evaluate() -> dict[str, float]:
         if cfg.kind == "preference":
@@ -631,13 +621,9 @@ def train_reward_model(
             y = torch.tensor([train_labels[i] for i in idx], device=logits.device)
             loss = classifier_loss(logits, y)
             metrics = {"accuracy": float(((logits > 0) == (y > 0.5)).float().mean())}
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"reward-model loss became {loss.item()} at step {step}; lower lr.")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        schedule.step()
+        grad_norm = gradient_step(
+            model, optimizer, schedule, loss, cfg.max_grad_norm, f"reward-model loss at step {step}", "lr"
+        )
         if log is not None and (step % 10 == 0 or step == cfg.steps - 1):
             metrics = {"loss": loss.item(), "grad_norm": float(grad_norm), **metrics}
             log(step + 1, {f"rm/{k}": v for k, v in metrics.items()})

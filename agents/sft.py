@@ -110,6 +110,29 @@ def train_sft(
     return fit(model, batches, cfg, "sft", log)
 
 
+def gradient_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    loss: torch.Tensor,
+    max_grad_norm: float,
+    what: str,
+    lr_key: str,
+) -> torch.Tensor:
+    """Backward, clip the gradient norm, step optimizer and schedule; returns the pre-clip norm.
+
+    A non-finite ``loss`` stops before the weights change, naming ``what`` and the ``lr_key`` to lower.
+    """
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{what} became {loss.item()}; lower {lr_key}.")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    schedule.step()
+    return grad_norm
+
+
 def fit(
     model: torch.nn.Module,
     batches: Iterator[dict[str, torch.Tensor]],
@@ -130,13 +153,9 @@ def fit(
     for step in range(cfg.steps):
         batch = {k: v.to(device) for k, v in next(batches).items()}
         loss = nll(model, batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{tag} loss became {loss.item()} at step {step}; lower {tag}.lr.")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        schedule.step()
+        grad_norm = gradient_step(
+            model, optimizer, schedule, loss, cfg.max_grad_norm, f"{tag} loss at step {step}", f"{tag}.lr"
+        )
         if log is not None and (step % 10 == 0 or step == cfg.steps - 1):
             log(
                 step,

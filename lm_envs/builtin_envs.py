@@ -128,22 +128,14 @@ register(
     reward_threshold=0.95,
     protocol=EvalProtocol(split="test", metric="mean_return"),
 )
-register(
-    "LMEnv/KnowledgeQA-v0",
-    task="lm_envs.tasks.qa.world:KnowledgeQATask",
-    reward="lm_envs.tasks.qa.rewards:AbstentionReward",
-    max_prompt_tokens=64,
-    max_new_tokens=16,
-    protocol=EvalProtocol(split="test", metric="mean_return"),
-)
-register(
-    "LMEnv/KnowledgeQA-v1",
-    task="lm_envs.tasks.qa.world:knowledge_qa_v1",
-    reward="lm_envs.tasks.qa.rewards:AbstentionReward",
-    max_prompt_tokens=64,
-    max_new_tokens=16,
-    protocol=EvalProtocol(split="test", metric="mean_return"),
-)
+_QA = {
+    "reward": "lm_envs.tasks.qa.rewards:AbstentionReward",
+    "max_prompt_tokens": 64,
+    "max_new_tokens": 16,
+    "protocol": EvalProtocol(split="test", metric="mean_return"),
+}
+register("LMEnv/KnowledgeQA-v0", task="lm_envs.tasks.qa.world:KnowledgeQATask", **_QA)
+register("LMEnv/KnowledgeQA-v1", task="lm_envs.tasks.qa.world:knowledge_qa_v1", **_QA)
 register(
     "LMEnv/Chat-v0",
     task="lm_envs.tasks.chat:SyntheticInstructions",

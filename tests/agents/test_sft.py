@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from agents.sft import SFTConfig, demo_batches, encode_demo
+from agents.sft import SFTConfig, demo_batches, encode_demo, gradient_step, lr_lambda
 from lm_envs.core.tokenizer import load_codec
 from lm_envs.tasks.math import word_problems
 
@@ -26,3 +27,18 @@ def test_num_examples_limits_demonstrations_to_the_first_problems_of_the_split()
 def test_num_examples_below_one_names_the_fix():
     with pytest.raises(ValueError, match="num_examples"):
         next(demo_batches(word_problems("easy"), load_codec(None), SFTConfig(num_examples=0), np.random.default_rng(0)))
+
+
+def test_gradient_step_clips_and_steps_and_stops_on_a_non_finite_loss_before_touching_weights():
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(SFTConfig(steps=10, warmup_steps=2)))
+    before = [p.detach().clone() for p in model.parameters()]
+    norm = gradient_step(model, optimizer, schedule, 100 * model(torch.ones(2, 3)).sum(), 1.0, "sft loss", "sft.lr")
+    assert norm > 1.0 and not all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert schedule.last_epoch == 1
+    kept = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(FloatingPointError, match=r"sft loss became nan; lower sft.lr"):
+        nan = model(torch.ones(2, 3)).sum() * float("nan")
+        gradient_step(model, optimizer, schedule, nan, 1.0, "sft loss", "sft.lr")
+    assert all(torch.equal(a, b) for a, b in zip(kept, model.parameters(), strict=True))
