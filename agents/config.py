@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from agents.evaluate import EvalConfig
+from agents.models import DEFAULT_MODEL
 from agents.ppo import PPOConfig
 from agents.pretrain import PretrainConfig
 from agents.reinforce import ReinforceConfig
@@ -30,10 +31,22 @@ class EnvSection:
 
 
 @dataclass
+class EmbeddedSize:
+    """Size of the embedded default (GPT-2 names for every architecture; ignored with ``name_or_path``)."""
+
+    n_layer: int = DEFAULT_MODEL["n_layer"]
+    n_embd: int = DEFAULT_MODEL["n_embd"]
+    n_head: int = DEFAULT_MODEL["n_head"]
+    n_positions: int = DEFAULT_MODEL["n_positions"]
+
+
+@dataclass
 class ModelSection:
     """The causal LM: ``name_or_path: null`` is the embedded tiny default."""
 
     name_or_path: str | None = None
+    arch: str = "gpt2"  # embedded default only: "gpt2" or "llama" (rotary positions)
+    size: EmbeddedSize = field(default_factory=EmbeddedSize)  # embedded default only
     dtype: str = "float32"  # float32 on CPU; bfloat16 on CUDA
     device: str = "cpu"
     threads: int | None = None  # torch CPU threads (None: torch's default)

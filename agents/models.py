@@ -12,34 +12,85 @@ from lm_envs import TextCodec
 
 #: The embedded default: a GPT-2-style model small enough to train on 2 CPU cores.
 DEFAULT_MODEL: dict[str, Any] = {"n_layer": 4, "n_embd": 256, "n_head": 4, "n_positions": 512}
+#: Embedded architectures: ``gpt2`` (learned absolute positions, the default) and ``llama``
+#: (rotary positions, RMSNorm, gated MLP of the same parameter count): a pattern such as an
+#: arithmetic fact is the same at every offset under rotary positions, so it is learnt once.
+ARCHITECTURES = ("gpt2", "llama")
 
 
-def build_default_model(codec: TextCodec, seed: int = 0, **overrides: Any) -> nn.Module:
-    """A freshly initialised tiny GPT-2 whose vocabulary is the codec's (no download).
+def build_default_model(codec: TextCodec, seed: int = 0, arch: str = "gpt2", **overrides: Any) -> nn.Module:
+    """A freshly initialised tiny causal LM whose vocabulary is the codec's (no download).
+
+    Args:
+        codec: The tokenizer; its size is the vocabulary.
+        seed: Seed of the initial weights.
+        arch: One of :data:`ARCHITECTURES`.
+        **overrides: Keys of :data:`DEFAULT_MODEL` (GPT-2 names for every architecture).
 
     Dropout is off: RL needs the log-probs of sampling and of the loss to be the same function.
+
+    Raises:
+        ValueError: On an unknown architecture or size key.
     """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown embedded architecture {arch!r}; choose one of {list(ARCHITECTURES)}.")
+    unknown = sorted(set(overrides) - set(DEFAULT_MODEL))
+    if unknown:
+        raise ValueError(f"unknown embedded model keys {unknown}; the sizes are {sorted(DEFAULT_MODEL)}.")
+    cfg = {**DEFAULT_MODEL, **overrides}
+    tokens = {
+        "vocab_size": codec.vocab_size,
+        "bos_token_id": codec.eos_token_id,
+        "eos_token_id": codec.eos_token_id,
+        "pad_token_id": codec.pad_token_id,
+    }
+    torch.manual_seed(seed)
+    if arch == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        width = cfg["n_embd"]
+        config = LlamaConfig(
+            hidden_size=width,
+            intermediate_size=16 * round(width * 8 / 3 / 16),  # 3 matrices, the parameters of GPT-2's 4x MLP
+            num_hidden_layers=cfg["n_layer"],
+            num_attention_heads=cfg["n_head"],
+            num_key_value_heads=cfg["n_head"],
+            max_position_embeddings=cfg["n_positions"],
+            tie_word_embeddings=True,
+            attention_dropout=0.0,
+            **tokens,
+        )
+        return LlamaForCausalLM(config).eval()
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    cfg = {**DEFAULT_MODEL, **overrides}
-    config = GPT2Config(
-        vocab_size=codec.vocab_size,
-        bos_token_id=codec.eos_token_id,
-        eos_token_id=codec.eos_token_id,
-        pad_token_id=codec.pad_token_id,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        **cfg,
-    )
-    torch.manual_seed(seed)
+    config = GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **tokens, **cfg)
     return GPT2LMHeadModel(config).eval()
 
 
-def load_model(name_or_path: str | None, codec: TextCodec, seed: int = 0, dtype: str = "float32") -> nn.Module:
-    """``None`` builds the embedded default; otherwise load any causal LM by name or local path."""
+def default_model_name(arch: str = "gpt2", **overrides: Any) -> str:
+    """The name results record for an embedded model, e.g. ``lm-envs/tiny-gpt2`` or ``lm-envs/tiny-llama-2x128``.
+
+    Example:
+        >>> default_model_name(), default_model_name("llama", n_layer=2, n_embd=128)
+        ('lm-envs/tiny-gpt2', 'lm-envs/tiny-llama-2x128')
+    """
+    cfg = {**DEFAULT_MODEL, **overrides}
+    if arch == "gpt2" and cfg == DEFAULT_MODEL:
+        return "lm-envs/tiny-gpt2"
+    return f"lm-envs/tiny-{arch}-{cfg['n_layer']}x{cfg['n_embd']}"
+
+
+def load_model(
+    name_or_path: str | None,
+    codec: TextCodec,
+    seed: int = 0,
+    dtype: str = "float32",
+    arch: str = "gpt2",
+    size: dict[str, Any] | None = None,
+) -> nn.Module:
+    """``None`` builds the embedded default (``arch``, ``size``); otherwise load any causal LM by name or path."""
     if name_or_path is None:
-        return build_default_model(codec, seed=seed).to(getattr(torch, dtype))
+        return build_default_model(codec, seed=seed, arch=arch, **(size or {})).to(getattr(torch, dtype))
     from transformers import AutoModelForCausalLM
 
     try:

@@ -37,7 +37,7 @@ from agents.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoin
 from agents.config import RunConfig
 from agents.evaluate import EvalConfig, evaluate
 from agents.logger import MetricsLogger, plot_curves
-from agents.models import Policy, frozen_copy, load_model
+from agents.models import Policy, default_model_name, frozen_copy, load_model
 from agents.ppo import KLController, PPOConfig, ppo_update
 from agents.pretrain import train_pretrain
 from agents.reinforce import MovingAverageBaseline, ReinforceConfig, reinforce_update
@@ -126,7 +126,14 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
         raise ValueError(f"agent.num_envs={agent.num_envs} must be a multiple of agent.group_size={agent.group_size}.")
     venv = gym.make_vec(cfg.env.id, num_envs=num_envs, autoreset_mode="Disabled", **env_kwargs)
     codec = venv.codec
-    model = load_model(cfg.model.name_or_path, codec, seed=cfg.seed, dtype=cfg.model.dtype).to(cfg.model.device)
+    model = load_model(
+        cfg.model.name_or_path,
+        codec,
+        seed=cfg.seed,
+        dtype=cfg.model.dtype,
+        arch=cfg.model.arch,
+        size=asdict(cfg.model.size),
+    ).to(cfg.model.device)
     env_kwargs.setdefault("vocab_size", int(model.get_output_embeddings().weight.shape[0]))
     if env_kwargs["vocab_size"] != venv.single_action_space.n:
         venv = gym.make_vec(cfg.env.id, num_envs=num_envs, autoreset_mode="Disabled", **env_kwargs)
@@ -250,7 +257,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
         "agent": agent.name,
         "agent_config": _plain(agent),
         "config_hash": config_hash(cfg),
-        "model": cfg.model.name_or_path or "lm-envs/tiny-gpt2",
+        "model": cfg.model.name_or_path or default_model_name(cfg.model.arch, **asdict(cfg.model.size)),
         "tokenizer": codec.name,
         "metrics": {k: v for k, v in final.items() if k != "records"},
         "before_rl": before,

@@ -23,9 +23,10 @@ def make(env_id="LMEnv/Math-v0", n=6, **kw):
     return gym.make_vec(env_id, num_envs=n, autoreset_mode="Disabled", **kw)
 
 
-def test_sampling_logprobs_match_a_full_forward_on_the_tokens_the_env_received():
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_sampling_logprobs_match_a_full_forward_on_the_tokens_the_env_received(arch):
     venv = make(max_new_tokens=24)
-    model = build_default_model(venv.codec, seed=1)
+    model = build_default_model(venv.codec, seed=1, arch=arch)
     assert logits_width(model) == venv.single_action_space.n
     rollout = collect(model, venv, seed=3, generator=torch.Generator().manual_seed(0), prune_fraction=0.01)
     # The env's buffers hold exactly the tokens the rollout says were generated.
@@ -43,9 +44,10 @@ def test_sampling_logprobs_match_a_full_forward_on_the_tokens_the_env_received()
     assert torch.allclose(rollout.returns, rollout.rewards.sum(1))
 
 
-def test_shared_prompt_forward_of_groups_gives_the_full_forward_values_and_gradients():
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_shared_prompt_forward_of_groups_gives_the_full_forward_values_and_gradients(arch):
     venv = make(n=12, max_new_tokens=20)
-    model = build_default_model(venv.codec, seed=1)
+    model = build_default_model(venv.codec, seed=1, arch=arch)
     rollout = collect(model, venv, seed=4, options={"group_size": 4}, generator=torch.Generator().manual_seed(0))
     m = rollout.mask
 
@@ -115,3 +117,17 @@ def test_demo_runs_and_gold_beats_the_untrained_model(capsys):
     result = demo.main("LMEnv/Math-v0", num_envs=8, seed=0)
     assert result["gold"] == 1.0 and result["model"] < 0.5
     assert "mean return" in capsys.readouterr().out
+
+
+def test_embedded_architectures_and_sizes_and_their_errors():
+    codec = lm_envs.load_codec()
+    llama = build_default_model(codec, arch="llama", n_layer=2, n_embd=128)
+    assert type(llama).__name__ == "LlamaForCausalLM" and llama.config.num_hidden_layers == 2
+    assert logits_width(llama) == codec.vocab_size
+    gpt2 = build_default_model(codec, n_layer=2, n_embd=128)
+    n_llama, n_gpt2 = (sum(p.numel() for p in m.parameters()) for m in (llama, gpt2))
+    assert abs(n_llama - n_gpt2) / n_gpt2 < 0.15  # same size class: the gated MLP matches GPT-2's 4x MLP
+    with pytest.raises(ValueError, match="choose one of"):
+        build_default_model(codec, arch="mamba")
+    with pytest.raises(ValueError, match="the sizes are"):
+        build_default_model(codec, n_layers=2)

@@ -83,10 +83,17 @@ def test_smoke_run_writes_every_artifact_and_changes_parameters(tmp_path, agent)
     assert any("rollout/return_mean" in r for r in read_metrics(tmp_path / "metrics.jsonl"))
 
 
-def test_resume_continues_the_same_run(tmp_path):
+@pytest.mark.parametrize(
+    "model, name",
+    [
+        ([], "lm-envs/tiny-gpt2"),
+        (["model.arch=llama", "model.size.n_layer=2", "model.size.n_embd=64"], "lm-envs/tiny-llama-2x64"),
+    ],
+)
+def test_resume_continues_the_same_run(tmp_path, model, name):
     full, part = tmp_path / "full", tmp_path / "part"
-    overrides = ["agent=grpo", "agent.num_envs=8", "agent.group_size=4", "train.iterations=4", "sft.steps=6"]
-    run(smoke(full, *overrides))
+    overrides = [*model, "agent=grpo", "agent.num_envs=8", "agent.group_size=4", "train.iterations=4", "sft.steps=6"]
+    assert run(smoke(full, *overrides))["model"] == name
     run(smoke(part, *overrides[:-2], "train.iterations=2", "sft.steps=6"))
     run(smoke(part, *overrides))  # resumes from step 2, runs 3 and 4
     a = load_file(full / "checkpoints" / "step-000004" / "model.safetensors")
