@@ -9,7 +9,7 @@ import torch
 import lm_envs
 from agents.evaluate import EvalConfig, evaluate
 from agents.models import build_default_model
-from agents.pretrain import PretrainConfig, token_stream, train_pretrain, window_batches
+from agents.pretrain import PretrainConfig, document_batches, token_stream, train_pretrain, window_batches
 from agents.run import _outcome_metrics
 from lm_envs import ListTask, Outcome, Problem, Reward
 from lm_envs.core.tokenizer import load_codec
@@ -49,7 +49,35 @@ def test_token_stream_packs_documents_with_eos_and_windows_cover_it():
     assert batch["input_ids"].shape == (4, 8) and torch.equal(batch["labels"], batch["input_ids"])
 
 
-def test_pretraining_makes_a_model_from_scratch_recall_its_documents():
+def test_shuffle_packing_starts_rows_at_document_starts_and_masks_the_padding():
+    docs = [np.array([1, 2, 0]), np.array([3, 4, 5, 0]), np.array([6, 7, 8, 9, 10, 11, 0])]
+    cfg = PretrainConfig(batch_size=64, block_size=6, packing="shuffle")
+    batch = next(document_batches(docs, cfg, np.random.default_rng(0), pad_token_id=99))
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    assert ids.shape == (64, 6)
+    assert set(ids[:, 0].tolist()) == {1, 3, 6}  # every row opens on a document start
+    for row, m, lab in zip(ids.tolist(), mask.tolist(), labels.tolist()):
+        n = sum(m)
+        assert m == [1] * n + [0] * (6 - n) and row[n:] == [99] * (6 - n)
+        assert lab == row[:n] + [-100] * (6 - n)
+        real = row[:n]
+        while real:  # the real tokens are whole documents, except a long one cut at the row's end
+            doc = next(d.tolist() for d in docs if d[0] == real[0])
+            assert real[: len(doc)] == doc[: len(real)]
+            real = real[len(doc) :]
+    rows = {tuple(r) for r in ids.tolist()}
+    assert len(rows) > 3  # documents are drawn afresh for every row
+
+
+def test_unknown_packing_names_the_choices():
+    with pytest.raises(ValueError, match="'stream', 'shuffle'"):
+        train_pretrain(
+            build_default_model(load_codec(None)), fact_task(), load_codec(None), PretrainConfig(steps=1, packing="x")
+        )
+
+
+@pytest.mark.parametrize("packing", ["stream", "shuffle"])
+def test_pretraining_makes_a_model_from_scratch_recall_its_documents(packing):
     codec = load_codec(None)
     torch.manual_seed(0)
     model = build_default_model(codec, seed=0)
@@ -64,16 +92,22 @@ def test_pretraining_makes_a_model_from_scratch_recall_its_documents():
 
     before = target_logprob()
     train_pretrain(
-        model, fact_task(), codec, PretrainConfig(steps=150, batch_size=8, block_size=16, lr=3e-3, warmup_steps=5)
+        model,
+        fact_task(),
+        codec,
+        PretrainConfig(steps=150, batch_size=8, block_size=32, lr=3e-3, warmup_steps=5, packing=packing),
     )
     after = target_logprob()
     assert before < -10 and after > -1.0, (before, after)
 
 
-def test_pretraining_a_task_without_documents_names_the_fix():
+@pytest.mark.parametrize("packing", ["stream", "shuffle"])
+def test_pretraining_a_task_without_documents_names_the_fix(packing):
     task = ListTask({"train": [Problem("a", "q", "a")]})
     with pytest.raises(ValueError, match="pretrain.steps=0"):
-        train_pretrain(build_default_model(load_codec(None)), task, load_codec(None), PretrainConfig(steps=1))
+        train_pretrain(
+            build_default_model(load_codec(None)), task, load_codec(None), PretrainConfig(steps=1, packing=packing)
+        )
 
 
 def test_reward_metrics_reach_evaluation_and_rollout_logs():

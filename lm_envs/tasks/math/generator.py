@@ -1342,16 +1342,16 @@ class ArithmeticWordProblems(Task):
     def documents(self) -> Iterator[str]:
         """Arithmetic drills for pre-training: every integer fact of the task's range, as gold steps write them.
 
-        One line per fact ``a op b = c`` with ``a``, ``b`` and ``c`` in ``[0, max_value]`` (``/`` only
-        when exact), for the enabled operations, in a seeded shuffled order, 32 lines per document.
+        One document per fact ``a op b = c`` with ``a``, ``b`` and ``c`` in ``[0, max_value]`` (``/``
+        only when exact), for the enabled operations, in a seeded shuffled order. Short documents, so
+        ``pretrain.packing=shuffle`` can pack them in a fresh random order every row.
         A model pre-trained on them knows the arithmetic before SFT teaches it the word problems, as
         a pre-trained LM would; without them a tiny model from scratch must pick up every fact from
         the few that each word problem holds. Above 200, each ``a`` is paired with 200 sampled ``b``.
 
         Example:
             >>> docs = list(ArithmeticWordProblems(max_value=10, operations="+").documents())
-            >>> lines = [line for d in docs for line in d.splitlines()]
-            >>> len(lines), "3 + 4 = 7" in lines
+            >>> len(docs), "3 + 4 = 7" in docs
             (66, True)
         """
         rng = random.Random(f"lm_envs.math.documents/{self.max_value}/{''.join(self.operations)}")
@@ -1364,8 +1364,7 @@ class ArithmeticWordProblems(Task):
                     if op in self.operations and 0 <= c <= top:
                         facts.append(f"{a} {op} {b} = {c}")
         rng.shuffle(facts)
-        for start in range(0, len(facts), 32):
-            yield "\n".join(facts[start : start + 32])
+        yield from facts
 
     def _distinct_test_split(self, n: int) -> list[Problem]:
         """The first ``n`` distinct test problems, drawn in index order and shared by equal tasks."""
