@@ -68,7 +68,7 @@ Scorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 #: An SFT example: prompt token ids (as the env encoded them) and generated token ids.
 Example = tuple[list[int], list[int]]
 
-SELECTORS = ("env_reward", "majority", "reward_model", "oracle")
+SELECTORS = ("env_reward", "majority", "reward_model", "weighted_majority", "oracle")
 KEEP_MODES = ("correct", "best")
 PRM_AGGREGATES = ("product", "min", "last")
 
@@ -219,7 +219,10 @@ def select(samples: Samples, selector: str, n: int | None = None) -> np.ndarray:
 
     Args:
         samples: The sampled completions.
-        selector: ``env_reward``, ``majority``, ``reward_model`` (needs ``samples.scores``) or ``oracle``.
+        selector: ``env_reward``, ``majority``, ``reward_model`` (the top-scored sample; needs
+            ``samples.scores``), ``weighted_majority`` (the answer whose samples' scores sum highest:
+            a vote weighted by a verifier, as in DIVERSE and Math-Shepherd's self-consistency + RM;
+            ``samples.scores`` must then be probabilities, >= 0) or ``oracle``.
         n: Look at the first ``n`` samples of each problem (default all ``N``).
 
     Returns:
@@ -238,16 +241,31 @@ def select(samples: Samples, selector: str, n: int | None = None) -> np.ndarray:
         return samples.scores[:, :n].argmax(1)
     if selector == "majority":
         return np.array([_vote(row[:n]) for row in samples.answer_classes()], dtype=np.int64)
+    if selector == "weighted_majority":
+        if samples.scores is None:
+            raise ValueError("selector 'weighted_majority' needs verifier probabilities in samples.scores.")
+        classes = samples.answer_classes()
+        weights = samples.scores[:, :n]
+        answered = classes[:, :n] >= 0
+        if (weights[answered] < 0).any() or not np.isfinite(weights[answered]).all():
+            raise ValueError(
+                "selector 'weighted_majority' weighs votes by samples.scores, which must be finite and >= 0 "
+                "on answered samples: pass probabilities (e.g. the sigmoid of an ORM's logit), not logits."
+            )
+        return np.array([_vote(c[:n], w) for c, w in zip(classes, weights, strict=True)], dtype=np.int64)
     raise ValueError(f"unknown selector {selector!r}; choose one of {SELECTORS}.")
 
 
-def _vote(classes: np.ndarray) -> int:
-    """First member of the largest answer class (ties: the class met first); column 0 if nobody answered."""
-    counts: dict[int, int] = {}
+def _vote(classes: np.ndarray, weights: np.ndarray | None = None) -> int:
+    """First member of the answer class with the most votes (each ``weights[j]``, default 1).
+
+    Ties go to the class met first; column 0 if nobody answered.
+    """
+    counts: dict[int, float] = {}
     first: dict[int, int] = {}
     for j, c in enumerate(classes.tolist()):
         if c >= 0:
-            counts[c] = counts.get(c, 0) + 1
+            counts[c] = counts.get(c, 0) + (1.0 if weights is None else float(weights[j]))
             first.setdefault(c, j)
     if not counts:
         return 0
@@ -299,7 +317,7 @@ def best_of_n_curve(
             raise ValueError(f"unknown selector {s!r}; choose from {SELECTORS}.")
     if "reward_model" in selectors and samples.scores is None:
         raise ValueError("selector 'reward_model' needs learned scores: pass a scorer (see score_samples).")
-    if "majority" in selectors:
+    if "majority" in selectors or "weighted_majority" in selectors:
         samples.answer_classes()  # extract and grade once; permuted copies reuse the classes
     rng = np.random.default_rng(seed)
     views = [samples]

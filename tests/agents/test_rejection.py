@@ -66,6 +66,26 @@ def test_majority_vote_ties_go_to_the_first_occurrence_and_no_answer_falls_back_
     assert select(s, "majority").tolist() == [1, 0]
 
 
+def test_weighted_majority_sums_verifier_probabilities_per_answer():
+    # "8" has two weak votes (0.2 + 0.2), "7" one confident vote (0.9): the weighted vote picks 7,
+    # the plain vote 8; an unanswered sample's weight never counts, whatever it is.
+    s = samples([["#### 8", "#### 7", "#### 8", "none"]], scores=np.array([[0.2, 0.9, 0.2, np.inf]]))
+    assert select(s, "majority").tolist() == [0]
+    assert select(s, "weighted_majority").tolist() == [1]
+    assert select(s, "weighted_majority", n=1).tolist() == [0]
+    s.scores = np.array([[0.5, 0.5, 0.5, 0.1]])  # 8: 1.0 vs 7: 0.5
+    assert select(s, "weighted_majority").tolist() == [0]
+    curve = best_of_n_curve(s, ("majority", "weighted_majority"), ns=[1, 4])
+    assert curve["weighted_majority"] == curve["majority"] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("scores", [None, np.array([[-1.0, 2.0]])])
+def test_weighted_majority_needs_probabilities_and_says_so(scores):
+    s = samples([["#### 1", "#### 2"]], scores=scores)
+    with pytest.raises(ValueError, match="probabilities"):
+        select(s, "weighted_majority")
+
+
 def test_env_reward_oracle_and_reward_model_selectors():
     s = samples(
         [["a", "b", "c"], ["d", "e", "f"]],
