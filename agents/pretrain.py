@@ -77,9 +77,8 @@ def document_batches(
     cut), then pads to ``block_size``: padding has attention mask 0 and label -100.
     """
     width = cfg.block_size
-    ids = np.full((cfg.batch_size, width), pad_token_id, dtype=np.int64)
     while True:
-        ids.fill(pad_token_id)
+        ids = np.full((cfg.batch_size, width), pad_token_id, dtype=np.int64)
         lengths = np.zeros(cfg.batch_size, dtype=np.int64)
         for row in range(cfg.batch_size):
             n = 0
@@ -92,7 +91,7 @@ def document_batches(
                 n += take
             lengths[row] = n
         mask = torch.from_numpy(np.arange(width)[None, :] < lengths[:, None]).long()
-        input_ids = torch.from_numpy(ids.copy())
+        input_ids = torch.from_numpy(ids)
         yield {"input_ids": input_ids, "attention_mask": mask, "labels": input_ids.masked_fill(mask == 0, -100)}
 
 

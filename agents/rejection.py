@@ -315,8 +315,9 @@ def best_of_n_curve(
     for s in selectors:
         if s not in SELECTORS:
             raise ValueError(f"unknown selector {s!r}; choose from {SELECTORS}.")
-    if "reward_model" in selectors and samples.scores is None:
-        raise ValueError("selector 'reward_model' needs learned scores: pass a scorer (see score_samples).")
+    scored = [s for s in selectors if s in ("reward_model", "weighted_majority")]
+    if scored and samples.scores is None:
+        raise ValueError(f"selector {scored[0]!r} needs learned scores: pass a scorer (see score_samples).")
     if "majority" in selectors or "weighted_majority" in selectors:
         samples.answer_classes()  # extract and grade once; permuted copies reuse the classes
     rng = np.random.default_rng(seed)

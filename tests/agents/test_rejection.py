@@ -84,6 +84,9 @@ def test_weighted_majority_needs_probabilities_and_says_so(scores):
     s = samples([["#### 1", "#### 2"]], scores=scores)
     with pytest.raises(ValueError, match="probabilities"):
         select(s, "weighted_majority")
+    if scores is None:  # the curve refuses before any work, naming the selector
+        with pytest.raises(ValueError, match="'weighted_majority' needs learned scores"):
+            best_of_n_curve(s, ("majority", "weighted_majority"))
 
 
 def test_env_reward_oracle_and_reward_model_selectors():
