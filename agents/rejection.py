@@ -20,6 +20,9 @@ the kept ones are fine-tuning data.
      an outcome reward model (:class:`ClassifierScorer`) or a process reward model whose step
      probabilities are aggregated by ``product`` (Lightman et al. 2023), ``min`` (Math-Shepherd)
      or ``last`` (Snell et al. 2024) (:class:`PRMScorer`).
+   * ``likelihood``: the highest mean per-token log-probability under the sampling distribution
+     (Chen et al. 2021 ranked Codex samples this way), read from the rollout: no extra forward and no
+     trained verifier. A baseline every learned verifier should beat: the policy's own confidence.
    * ``oracle``: any correct completion (pass@N, the ceiling of every selector).
 
 3. Accuracy of the pick (env ``info["is_success"]``) for ``n = 1, 2, 4, ..., N`` from the same
@@ -68,7 +71,7 @@ Scorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 #: An SFT example: prompt token ids (as the env encoded them) and generated token ids.
 Example = tuple[list[int], list[int]]
 
-SELECTORS = ("env_reward", "majority", "reward_model", "weighted_majority", "oracle")
+SELECTORS = ("env_reward", "majority", "reward_model", "weighted_majority", "likelihood", "oracle")
 KEEP_MODES = ("correct", "best")
 PRM_AGGREGATES = ("product", "min", "last")
 
@@ -102,6 +105,8 @@ class Samples:
         success: ``(P, N)`` env ``is_success`` flags (correctness).
         scores: ``(P, N)`` learned scores for the ``reward_model`` selector, or ``None``.
         indices: Problem index of each row in its split (``0 .. P-1`` when not given).
+        logprobs: ``(P, N)`` mean per-token log-probability of each completion under the sampling
+            distribution (the ``likelihood`` selector), or ``None``.
     """
 
     prompts: list[str]
@@ -110,6 +115,7 @@ class Samples:
     success: np.ndarray
     scores: np.ndarray | None = None
     indices: list[int] | None = None
+    logprobs: np.ndarray | None = None
     _classes: np.ndarray | None = field(default=None, init=False, repr=False)  # majority-vote answer classes, cached
 
     def __post_init__(self) -> None:
@@ -125,6 +131,10 @@ class Samples:
             self.scores = np.asarray(self.scores, dtype=np.float64)
             if self.scores.shape != shape:
                 raise ValueError(f"scores must be {shape} like returns, got {self.scores.shape}.")
+        if self.logprobs is not None:
+            self.logprobs = np.asarray(self.logprobs, dtype=np.float64)
+            if self.logprobs.shape != shape:
+                raise ValueError(f"logprobs must be {shape} like returns, got {self.logprobs.shape}.")
         if self.indices is None:
             self.indices = list(range(P))
 
@@ -138,6 +148,8 @@ class Samples:
         """Group a rollout's episodes by problem: ``group_size`` consecutive envs make one row."""
         k = rollout.group_size
         n_problems = len(rollout.infos) // k
+        mask = rollout.mask.float()
+        mean_logp = (rollout.logprobs * mask).sum(1) / mask.sum(1).clamp(min=1)
         return cls(
             prompts=[
                 rollout.reset_infos[p * k]["prompt"] + rollout.reset_infos[p * k]["prefix"] for p in range(n_problems)
@@ -146,6 +158,7 @@ class Samples:
             returns=rollout.returns.view(n_problems, k).numpy(),
             success=rollout.success().view(n_problems, k).bool().numpy(),
             indices=[int(rollout.reset_infos[p * k]["index"]) for p in range(n_problems)],
+            logprobs=mean_logp.view(n_problems, k).numpy(),
         )
 
     @classmethod
@@ -154,6 +167,7 @@ class Samples:
         if not parts:
             raise ValueError("concat needs at least one Samples.")
         scores = None if any(p.scores is None for p in parts) else np.concatenate([p.scores for p in parts])
+        logprobs = None if any(p.logprobs is None for p in parts) else np.concatenate([p.logprobs for p in parts])
         return cls(
             prompts=[x for p in parts for x in p.prompts],
             completions=[x for p in parts for x in p.completions],
@@ -161,6 +175,7 @@ class Samples:
             success=np.concatenate([p.success for p in parts]),
             scores=scores,
             indices=[x for p in parts for x in (p.indices or [])],
+            logprobs=logprobs,
         )
 
     def answer_classes(self) -> np.ndarray:
@@ -183,6 +198,7 @@ class Samples:
             success=self.success[rows, order],
             scores=None if self.scores is None else self.scores[rows, order],
             indices=list(self.indices or []),
+            logprobs=None if self.logprobs is None else self.logprobs[rows, order],
         )
         out._classes = self.answer_classes()[rows, order]
         return out
@@ -222,7 +238,9 @@ def select(samples: Samples, selector: str, n: int | None = None) -> np.ndarray:
         selector: ``env_reward``, ``majority``, ``reward_model`` (the top-scored sample; needs
             ``samples.scores``), ``weighted_majority`` (the answer whose samples' scores sum highest:
             a vote weighted by a verifier, as in DIVERSE and Math-Shepherd's self-consistency + RM;
-            ``samples.scores`` must then be probabilities, >= 0) or ``oracle``.
+            ``samples.scores`` must then be probabilities, >= 0), ``likelihood`` (the highest mean
+            token log-probability among the samples with an answer; needs ``samples.logprobs``) or
+            ``oracle``.
         n: Look at the first ``n`` samples of each problem (default all ``N``).
 
     Returns:
@@ -241,6 +259,12 @@ def select(samples: Samples, selector: str, n: int | None = None) -> np.ndarray:
         return samples.scores[:, :n].argmax(1)
     if selector == "majority":
         return np.array([_vote(row[:n]) for row in samples.answer_classes()], dtype=np.int64)
+    if selector == "likelihood":
+        if samples.logprobs is None:
+            raise ValueError("selector 'likelihood' needs samples.logprobs: build Samples with Samples.from_rollout.")
+        # an unanswered (unfinished) sample can be confidently wrong: it never wins while some sample answers
+        logp = np.where(samples.answer_classes()[:, :n] >= 0, samples.logprobs[:, :n], -np.inf)
+        return logp.argmax(1)
     if selector == "weighted_majority":
         if samples.scores is None:
             raise ValueError("selector 'weighted_majority' needs verifier probabilities in samples.scores.")
@@ -318,7 +342,9 @@ def best_of_n_curve(
     scored = [s for s in selectors if s in ("reward_model", "weighted_majority")]
     if scored and samples.scores is None:
         raise ValueError(f"selector {scored[0]!r} needs learned scores: pass a scorer (see score_samples).")
-    if "majority" in selectors or "weighted_majority" in selectors:
+    if "likelihood" in selectors and samples.logprobs is None:
+        raise ValueError("selector 'likelihood' needs samples.logprobs: build Samples with Samples.from_rollout.")
+    if {"majority", "weighted_majority", "likelihood"} & set(selectors):
         samples.answer_classes()  # extract and grade once; permuted copies reuse the classes
     rng = np.random.default_rng(seed)
     views = [samples]

@@ -1,4 +1,5 @@
-"""Best-of-N on the math test split: majority vote, ORM, PRM (product and min) and the oracle (pass@N).
+"""Best-of-N on the math test split: majority vote, ORM, PRM (product and min), the policy's own likelihood
+and the oracle (pass@N).
 
 "Let's Verify Step by Step" in miniature, end to end on the embedded default (no downloads):
 
@@ -172,6 +173,7 @@ def plot(table: dict, path: Path) -> None:
         "oracle": "k--",
         "pass@n": "k:",
         "majority": "C0-o",
+        "likelihood": "C4-d",
         "orm": "C1-s",
         "prm_product": "C2-^",
         "prm_min": "C2--v",
@@ -251,13 +253,18 @@ def main() -> None:
     samples = sample_groups(policy, ENV, args.n, args.problems, "test", args.temperature, args.seed, env_kwargs=kwargs)
     timings["sampling_s"] = time.time() - t
     t = time.time()
-    base = best_of_n_curve(samples, ("oracle", "majority"), trials=args.trials, seed=args.seed)
-    table = {"n": base["n"], "pass@n": base["pass@n"], "oracle": base["oracle"], "majority": base["majority"]}
+    base = best_of_n_curve(samples, ("oracle", "majority", "likelihood"), trials=args.trials, seed=args.seed)
+    table = {k: base[k] for k in ("n", "pass@n", "oracle", "majority", "likelihood")}
     orm_scores = score_samples(replace(samples), ClassifierScorer(str(out / "orm"), device=args.device, max_length=256))
     table["orm"] = curve_for(samples, orm_scores.scores, args.trials, args.seed)
     orm_p = 1 / (1 + np.exp(-orm_scores.scores))  # the ORM's P(correct)
     table["orm_weighted"] = curve_for(samples, orm_p, args.trials, args.seed, "weighted_majority")
-    saved = {"orm": orm_scores.scores, "success": samples.success, "classes": samples.answer_classes()}
+    saved = {
+        "orm": orm_scores.scores,
+        "likelihood": samples.logprobs,  # the policy's mean token log-prob: the verifier-free baseline
+        "success": samples.success,
+        "classes": samples.answer_classes(),
+    }
     prompts = [p for p in samples.prompts for _ in range(samples.n)]
     completions = [c for row in samples.completions for c in row]
     check = {}

@@ -26,7 +26,7 @@ from agents.rejection import (
     selection_accuracy,
     train_rft,
 )
-from agents.rollout import collect
+from agents.rollout import collect, policy_logprobs
 from agents.sft import SFTConfig, train_sft
 
 torch.set_num_threads(1)
@@ -87,6 +87,23 @@ def test_weighted_majority_needs_probabilities_and_says_so(scores):
     if scores is None:  # the curve refuses before any work, naming the selector
         with pytest.raises(ValueError, match="'weighted_majority' needs learned scores"):
             best_of_n_curve(s, ("majority", "weighted_majority"))
+
+
+def test_likelihood_picks_the_most_confident_answered_sample_and_needs_logprobs():
+    # mean token log-probs: the unanswered sample is the most confident but never wins while one answers
+    s = samples([["#### 1", "#### 2", "none", "#### 2"], ["x", "y", "z", "w"]])
+    with pytest.raises(ValueError, match="'likelihood' needs samples.logprobs"):
+        select(s, "likelihood")
+    with pytest.raises(ValueError, match="'likelihood' needs samples.logprobs"):
+        best_of_n_curve(s, ("majority", "likelihood"))
+    s.logprobs = np.array([[-0.9, -0.3, -0.01, -0.5], [-2.0, -1.0, -3.0, -0.5]])
+    assert select(s, "likelihood").tolist() == [1, 0]  # nobody answered in row 1: column 0, as majority
+    assert select(s, "likelihood", n=1).tolist() == [0, 0]
+    assert s.permuted(np.array([[3, 2, 1, 0], [0, 1, 2, 3]])).logprobs[0].tolist() == [-0.5, -0.01, -0.3, -0.9]
+    both = Samples.concat([s, s])
+    assert both.logprobs.shape == (4, 4) and select(both, "likelihood").tolist() == [1, 0, 1, 0]
+    with pytest.raises(ValueError, match="logprobs must be"):
+        Samples(["q"], [["a"]], returns=[[0.0]], success=[[False]], logprobs=[[0.0, 1.0]])
 
 
 def test_env_reward_oracle_and_reward_model_selectors():
@@ -196,14 +213,23 @@ def test_best_of_n_through_the_env_with_a_reward_model_and_a_prm(tiny_classifier
     s = rejection.sample_groups(model, ENV, n=4, num_problems=8, batch_size=16)  # two rollouts of 4 problems
     assert s.returns.shape == (8, 4) and s.indices == list(range(8))
     assert s.prompts[3] == "Repeat the word: seven\nAnswer:"
+    # each sample's mean token log-prob (the likelihood selector's score) is a fresh forward's
+    venv = gym.make_vec(ENV, num_envs=8, autoreset_mode="Disabled")
+    rollout = collect(model, venv, seed=1, options={"group_size": 4}, temperature=1.0)
+    with torch.no_grad():
+        fresh = policy_logprobs(model, rollout, torch.arange(8))[0]
+    mask = rollout.mask.float()
+    expect = ((fresh * mask).sum(1) / mask.sum(1)).view(2, 4).numpy()
+    assert Samples.from_rollout(rollout).logprobs == pytest.approx(expect, abs=1e-5)
     rm = ClassifierScorer(tiny_classifier)
     batched = rm(["q", "a longer prompt"], [" x", " y z"])
     alone = rm(["a longer prompt"], [" y z"])
     assert batched[1] == pytest.approx(alone[0], abs=1e-5)  # padding does not change a score
     score_samples(s, rm)
     assert s.scores.shape == (8, 4)
-    curve = best_of_n_curve(s, ["oracle", "env_reward", "majority", "reward_model"])
-    assert curve["n"] == [1, 2, 4] and set(curve) == {"n", "pass@n", "oracle", "env_reward", "majority", "reward_model"}
+    curve = best_of_n_curve(s, ["oracle", "env_reward", "majority", "reward_model", "likelihood"])
+    assert curve["n"] == [1, 2, 4]
+    assert set(curve) == {"n", "pass@n", "oracle", "env_reward", "majority", "reward_model", "likelihood"}
 
     prm = PRMScorer(tiny_classifier, how="min")
     texts = ["step one\nstep two", "only"]
