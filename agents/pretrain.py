@@ -102,8 +102,11 @@ def train_pretrain(
     cfg: PretrainConfig,
     seed: int = 0,
     log: Callable[[int, dict[str, Any]], None] | None = None,
+    progress: bool = False,
 ) -> torch.optim.Optimizer:
     """Train ``model`` (in place) for ``cfg.steps`` steps of next-token prediction on ``task.documents()``.
+
+    ``progress`` shows a progress bar with the live loss.
 
     Raises:
         ValueError: If the task has no documents to pre-train on.
@@ -115,11 +118,11 @@ def train_pretrain(
         docs = [np.asarray([*codec.encode(doc), codec.eos_token_id], dtype=np.int64) for doc in task.documents()]
         if not docs:
             raise ValueError(_NO_DOCUMENTS.format(name=task.name))
-        return fit(model, document_batches(docs, cfg, rng, codec.pad_token_id), cfg, "pretrain", log)
+        return fit(model, document_batches(docs, cfg, rng, codec.pad_token_id), cfg, "pretrain", log, progress)
     stream = token_stream(task, codec)
     if len(stream) < 2:
         raise ValueError(_NO_DOCUMENTS.format(name=task.name))
-    return fit(model, window_batches(stream, cfg, rng), cfg, "pretrain", log)
+    return fit(model, window_batches(stream, cfg, rng), cfg, "pretrain", log, progress)
 
 
 _NO_DOCUMENTS = (

@@ -164,9 +164,11 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     # --- SFT warm start: a tiny model from scratch must produce solutions before RL means anything ---
     if state["phase"] == "sft":
         if cfg.pretrain.steps > 0:  # knowledge first (the task's documents), then the task's format
-            train_pretrain(model, venv.task, codec, cfg.pretrain, seed=cfg.seed, log=logger.log)
+            train_pretrain(
+                model, venv.task, codec, cfg.pretrain, seed=cfg.seed, log=logger.log, progress=cfg.train.progress
+            )
         if cfg.sft.steps > 0:
-            train_sft(model, venv.task, codec, cfg.sft, seed=cfg.seed, log=logger.log)
+            train_sft(model, venv.task, codec, cfg.sft, seed=cfg.seed, log=logger.log, progress=cfg.train.progress)
         state = {"phase": "rl", "iteration": 0}
         save_checkpoint(
             ckpt_dir, 0, policy, None, {**state, "config_hash": config_hash(cfg)}, cfg.train.keep_checkpoints

@@ -101,13 +101,15 @@ def train_sft(
     cfg: SFTConfig,
     seed: int = 0,
     log: Callable[[int, dict[str, Any]], None] | None = None,
+    progress: bool = False,
 ) -> torch.optim.Optimizer:
     """Run ``cfg.steps`` SFT steps on ``model`` (in place); ``log(step, metrics)`` every 10 steps.
 
-    Returns the optimizer, so a checkpoint can hold its state.
+    ``progress`` shows a progress bar with the live loss. Returns the optimizer, so a checkpoint
+    can hold its state.
     """
     batches = demo_batches(task, codec, cfg, np.random.default_rng([seed, 7]))
-    return fit(model, batches, cfg, "sft", log)
+    return fit(model, batches, cfg, "sft", log, progress)
 
 
 def gradient_step(
@@ -139,17 +141,23 @@ def fit(
     cfg: Any,
     tag: str,
     log: Callable[[int, dict[str, Any]], None] | None = None,
+    progress: bool = False,
 ) -> torch.optim.Optimizer:
     """Minimise :func:`nll` over ``cfg.steps`` batches with AdamW, warm-up + cosine and clipping.
 
     The loop shared by SFT and pre-training (:mod:`agents.pretrain`): ``cfg`` needs ``steps``,
     ``lr``, ``weight_decay``, ``warmup_steps`` and ``max_grad_norm``; metrics are logged as
-    ``{tag}/loss`` etc. every 10 steps.
+    ``{tag}/loss`` etc. every 10 steps, and shown on a progress bar when ``progress`` is set.
     """
     device = next(model.parameters()).device
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, desc=tag, unit="step")
     for step in range(cfg.steps):
         batch = {k: v.to(device) for k, v in next(batches).items()}
         loss = nll(model, batch)
@@ -165,5 +173,11 @@ def fit(
                     f"{tag}/lr": schedule.get_last_lr()[0],
                 },
             )
+        if bar is not None:
+            bar.update(1)
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    if bar is not None:
+        bar.close()
     model.eval()
     return optimizer

@@ -42,3 +42,16 @@ def test_gradient_step_clips_and_steps_and_stops_on_a_non_finite_loss_before_tou
         nan = model(torch.ones(2, 3)).sum() * float("nan")
         gradient_step(model, optimizer, schedule, nan, 1.0, "sft loss", "sft.lr")
     assert all(torch.equal(a, b) for a, b in zip(kept, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_sft_shows_a_progress_bar_with_the_loss_only_when_asked(capsys, progress):
+    from agents.models import build_default_model
+    from agents.sft import train_sft
+
+    codec = load_codec(None)
+    model = build_default_model(codec, n_layer=1, n_embd=32, n_head=2)
+    train_sft(model, word_problems("easy"), codec, SFTConfig(steps=3, batch_size=2, warmup_steps=1), progress=progress)
+    err = capsys.readouterr().err
+    assert ("sft" in err and "3/3" in err and "loss=" in err) == progress
+    assert progress or err == ""
