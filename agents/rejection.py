@@ -89,7 +89,7 @@ class BestOfNConfig:
     num_problems: int | None = 200  # first problems of the split (None: the whole split)
     split: str = "test"
     temperature: float = 1.0  # sampling temperature (N > 1 needs diversity: not 0)
-    selectors: tuple[str, ...] = ("oracle", "env_reward", "majority")  # add "reward_model" with a scorer
+    selectors: tuple[str, ...] = ("oracle", "env_reward", "majority", "likelihood")  # + "reward_model" with a scorer
     trials: int = 1  # 1: the first n samples; more: also average over random orders of the N samples
     batch_size: int = 128  # envs per rollout (a multiple of n is best)
 

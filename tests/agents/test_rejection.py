@@ -242,6 +242,8 @@ def test_best_of_n_through_the_env_with_a_reward_model_and_a_prm(tiny_classifier
 
     out = best_of_n(model, ENV, BestOfNConfig(n=2, num_problems=4, selectors=("oracle", "reward_model")), scorer=rm)
     assert out["n"] == [1, 2] and len(out["reward_model"]) == 2
+    default = best_of_n(model, ENV, BestOfNConfig(n=2, num_problems=4))  # no scorer needed: all free selectors
+    assert {"oracle", "env_reward", "majority", "likelihood"} <= set(default)
 
 
 def test_classifier_scorer_refuses_a_two_output_model(tmp_path):
