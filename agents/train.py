@@ -23,11 +23,14 @@ def main(cfg: DictConfig) -> float:
     from agents.run import run
 
     result = run(cfg)
-    metrics = result["metrics"]
-    before = result["accuracy_before_rl"]
-    start = "unknown" if before is None else f"{before:.3f}"
+    metrics, before = result["metrics"], result["before_rl"]
+
+    def fmt(value: float | None) -> str:
+        return "unknown" if value is None else f"{value:.3f}"
+
     print(
-        f"\nheld-out accuracy: {start} after SFT -> {metrics['accuracy']:.3f} after RL "
+        f"\nheld-out accuracy: {fmt(before.get('accuracy'))} after SFT -> {fmt(metrics['accuracy'])} after RL, "
+        f"mean return {fmt(before.get('mean_return'))} -> {fmt(metrics['mean_return'])} "
         f"({metrics['num_problems']} test problems); run directory: {cfg.output_dir}"
     )
     return float(metrics["accuracy"])

@@ -209,3 +209,17 @@ def test_runs_of_three_seeds_combine_into_a_valid_leaderboard_submission(tmp_pat
     validate_submission(out.read_bytes())  # the leaderboard accepts it as is
     run(smoke(tmp_path / "other", "agent=reinforce", "agent.lr=0.5", "train.iterations=1"))
     assert cli_main(["results", str(dirs[0]), str(tmp_path / "other"), "-o", str(out)]) == 2
+
+
+def test_train_cli_runs_a_job_and_prints_accuracy_and_return_before_and_after_rl(tmp_path, capsys):
+    from agents import train
+
+    train.cli(["+experiment=smoke", "env=digits", "agent.num_envs=8", f"hydra.run.dir={tmp_path}"])
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "eval.json").read_text())
+    before, after = result["before_rl"], result["metrics"]
+    line = (
+        f"held-out accuracy: {before['accuracy']:.3f} after SFT -> {after['accuracy']:.3f} after RL, "
+        f"mean return {before['mean_return']:.3f} -> {after['mean_return']:.3f} ({after['num_problems']} test problems)"
+    )
+    assert line in out and str(tmp_path) in out
