@@ -3,9 +3,10 @@ and the oracle (pass@N).
 
 "Let's Verify Step by Step" in miniature, end to end on the embedded default (no downloads):
 
-1. SFT a tiny math policy on the gold solutions of ``LMEnv/Math-v0`` (``agents.sft.train_sft``; by
-   default the 2x128 rotary-position form of the embedded default, 1000 steps: about 0.5 greedy
-   and 0.33 sampled held-out accuracy, as ``experiment=math``'s SFT start);
+1. SFT a tiny math policy on the train solutions of the ``easy`` word-problem preset, the generator
+   behind ``LMEnv/Math-v0`` (``agents.sft.train_sft``; by default the 2x128 rotary-position form of
+   the embedded default, 1000 steps: about 0.5 greedy and 0.33 sampled accuracy on Math-v0's test
+   split, as ``experiment=math``'s start was at 1000 SFT steps);
 2. train an outcome RM and a process RM (rule-verifier step labels; ``--shepherd`` adds a
    Math-Shepherd-labelled PRM) on the policy's own sampled train solutions, both initialised from
    the policy's backbone (``agents.reward_model``);
