@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from agents.models import positions
 from lm_envs import Problem, Task, TextCodec
@@ -153,31 +154,22 @@ def fit(
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.steps, desc=tag, unit="step")
-    for step in range(cfg.steps):
-        batch = {k: v.to(device) for k, v in next(batches).items()}
-        loss = nll(model, batch)
-        grad_norm = gradient_step(
-            model, optimizer, schedule, loss, cfg.max_grad_norm, f"{tag} loss at step {step}", f"{tag}.lr"
-        )
-        if log is not None and (step % 10 == 0 or step == cfg.steps - 1):
-            log(
-                step,
-                {
+    with tqdm(total=cfg.steps, desc=tag, unit="step", disable=not progress) as bar:  # closed even on an error
+        for step in range(cfg.steps):
+            batch = {k: v.to(device) for k, v in next(batches).items()}
+            loss = nll(model, batch)
+            grad_norm = gradient_step(
+                model, optimizer, schedule, loss, cfg.max_grad_norm, f"{tag} loss at step {step}", f"{tag}.lr"
+            )
+            if step % 10 == 0 or step == cfg.steps - 1:
+                metrics = {
                     f"{tag}/loss": loss.item(),
                     f"{tag}/grad_norm": float(grad_norm),
                     f"{tag}/lr": schedule.get_last_lr()[0],
-                },
-            )
-        if bar is not None:
+                }
+                if log is not None:
+                    log(step, metrics)
+                bar.set_postfix(loss=f"{metrics[f'{tag}/loss']:.3f}", refresh=False)
             bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-    if bar is not None:
-        bar.close()
     model.eval()
     return optimizer
