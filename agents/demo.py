@@ -1,4 +1,4 @@
-"""The README's main job, for now: roll policies through a built-in env and print their rewards.
+"""``lm-envs demo``: roll policies through a built-in env and print their rewards (no training).
 
 Two policies act through the same batched token env: the embedded tiny model (untrained) sampling
 token by token with a KV cache, and a "gold" policy that emits the reference solution's tokens.
