@@ -47,13 +47,15 @@ class PretrainConfig:
     max_grad_norm: float = 1.0
 
 
+def encoded_documents(task: Task, codec: TextCodec) -> list[np.ndarray]:
+    """Every document's tokens followed by EOS, one array per document, in document order."""
+    return [np.asarray([*codec.encode(doc), codec.eos_token_id], dtype=np.int64) for doc in task.documents()]
+
+
 def token_stream(task: Task, codec: TextCodec) -> np.ndarray:
     """Every document's tokens followed by EOS, concatenated in document order."""
-    ids: list[int] = []
-    for doc in task.documents():
-        ids.extend(codec.encode(doc))
-        ids.append(codec.eos_token_id)
-    return np.asarray(ids, dtype=np.int64)
+    docs = encoded_documents(task, codec)
+    return np.concatenate(docs) if docs else np.zeros(0, dtype=np.int64)
 
 
 def window_batches(
@@ -115,7 +117,7 @@ def train_pretrain(
         raise ValueError(f"pretrain.packing={cfg.packing!r} is not one of 'stream', 'shuffle'.")
     rng = np.random.default_rng([seed, 11])
     if cfg.packing == "shuffle":
-        docs = [np.asarray([*codec.encode(doc), codec.eos_token_id], dtype=np.int64) for doc in task.documents()]
+        docs = encoded_documents(task, codec)
         if not docs:
             raise ValueError(_NO_DOCUMENTS.format(name=task.name))
         return fit(model, document_batches(docs, cfg, rng, codec.pad_token_id), cfg, "pretrain", log, progress)

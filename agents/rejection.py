@@ -239,8 +239,9 @@ def select(samples: Samples, selector: str, n: int | None = None) -> np.ndarray:
             ``samples.scores``), ``weighted_majority`` (the answer whose samples' scores sum highest:
             a vote weighted by a verifier, as in DIVERSE and Math-Shepherd's self-consistency + RM;
             ``samples.scores`` must then be probabilities, >= 0), ``likelihood`` (the highest mean
-            token log-probability among the samples with an answer; needs ``samples.logprobs``) or
-            ``oracle``.
+            token log-probability; needs ``samples.logprobs``) or ``oracle``. Like ``reward_model`` it
+            looks at every sample; to pick only among samples with a final answer (PRM800K's rule for
+            math), set the others' scores to ``-inf`` and select with ``reward_model``.
         n: Look at the first ``n`` samples of each problem (default all ``N``).
 
     Returns:
@@ -262,9 +263,7 @@ def select(samples: Samples, selector: str, n: int | None = None) -> np.ndarray:
     if selector == "likelihood":
         if samples.logprobs is None:
             raise ValueError("selector 'likelihood' needs samples.logprobs: build Samples with Samples.from_rollout.")
-        # an unanswered (unfinished) sample can be confidently wrong: it never wins while some sample answers
-        logp = np.where(samples.answer_classes()[:, :n] >= 0, samples.logprobs[:, :n], -np.inf)
-        return logp.argmax(1)
+        return samples.logprobs[:, :n].argmax(1)
     if selector == "weighted_majority":
         if samples.scores is None:
             raise ValueError("selector 'weighted_majority' needs verifier probabilities in samples.scores.")
@@ -344,7 +343,7 @@ def best_of_n_curve(
         raise ValueError(f"selector {scored[0]!r} needs learned scores: pass a scorer (see score_samples).")
     if "likelihood" in selectors and samples.logprobs is None:
         raise ValueError("selector 'likelihood' needs samples.logprobs: build Samples with Samples.from_rollout.")
-    if {"majority", "weighted_majority", "likelihood"} & set(selectors):
+    if "majority" in selectors or "weighted_majority" in selectors:
         samples.answer_classes()  # extract and grade once; permuted copies reuse the classes
     rng = np.random.default_rng(seed)
     views = [samples]

@@ -136,10 +136,12 @@ class StepScorer:
 def curve_for(
     samples: Samples, scores: np.ndarray, trials: int, seed: int, selector: str = "reward_model"
 ) -> list[float]:
-    # As PRM800K's eval.py: a verifier picks among the samples with a parsed final answer (an empty or
-    # unfinished solution has no step to doubt: a PRM's product/min over no steps is 1.0).
-    # "weighted_majority" sums the scores (probabilities) of each answer's samples instead.
-    scores = np.where(samples.answer_classes() >= 0, scores, -np.inf if selector == "reward_model" else 0.0)
+    # As PRM800K's eval.py: a score picks among the samples with a parsed final answer (an empty or
+    # unfinished solution has no step to doubt: a PRM's product/min over no steps is 1.0; a looping one
+    # can be the policy's most likely). "weighted_majority" sums each answer's scores (unanswered
+    # samples never vote), so it needs no mask.
+    if selector == "reward_model":
+        scores = np.where(samples.answer_classes() >= 0, scores, -np.inf)
     scored = replace(samples, scores=scores)
     scored._classes = samples._classes
     return best_of_n_curve(scored, (selector,), trials=trials, seed=seed)[selector]
@@ -254,8 +256,9 @@ def main() -> None:
     samples = sample_groups(policy, ENV, args.n, args.problems, "test", args.temperature, args.seed, env_kwargs=kwargs)
     timings["sampling_s"] = time.time() - t
     t = time.time()
-    base = best_of_n_curve(samples, ("oracle", "majority", "likelihood"), trials=args.trials, seed=args.seed)
-    table = {k: base[k] for k in ("n", "pass@n", "oracle", "majority", "likelihood")}
+    base = best_of_n_curve(samples, ("oracle", "majority"), trials=args.trials, seed=args.seed)
+    table = {k: base[k] for k in ("n", "pass@n", "oracle", "majority")}
+    table["likelihood"] = curve_for(samples, samples.logprobs, args.trials, args.seed)  # the policy's own ranking
     orm_scores = score_samples(replace(samples), ClassifierScorer(str(out / "orm"), device=args.device, max_length=256))
     table["orm"] = curve_for(samples, orm_scores.scores, args.trials, args.seed)
     orm_p = 1 / (1 + np.exp(-orm_scores.scores))  # the ORM's P(correct)

@@ -89,19 +89,18 @@ def test_weighted_majority_needs_probabilities_and_says_so(scores):
             best_of_n_curve(s, ("majority", "weighted_majority"))
 
 
-def test_likelihood_picks_the_most_confident_answered_sample_and_needs_logprobs():
-    # mean token log-probs: the unanswered sample is the most confident but never wins while one answers
+def test_likelihood_picks_the_most_confident_sample_and_needs_logprobs():
     s = samples([["#### 1", "#### 2", "none", "#### 2"], ["x", "y", "z", "w"]])
     with pytest.raises(ValueError, match="'likelihood' needs samples.logprobs"):
         select(s, "likelihood")
     with pytest.raises(ValueError, match="'likelihood' needs samples.logprobs"):
         best_of_n_curve(s, ("majority", "likelihood"))
     s.logprobs = np.array([[-0.9, -0.3, -0.01, -0.5], [-2.0, -1.0, -3.0, -0.5]])
-    assert select(s, "likelihood").tolist() == [1, 0]  # nobody answered in row 1: column 0, as majority
-    assert select(s, "likelihood", n=1).tolist() == [0, 0]
+    assert select(s, "likelihood").tolist() == [2, 3]  # whether or not it answers (as reward_model)
+    assert select(s, "likelihood", n=2).tolist() == [1, 1]
     assert s.permuted(np.array([[3, 2, 1, 0], [0, 1, 2, 3]])).logprobs[0].tolist() == [-0.5, -0.01, -0.3, -0.9]
     both = Samples.concat([s, s])
-    assert both.logprobs.shape == (4, 4) and select(both, "likelihood").tolist() == [1, 0, 1, 0]
+    assert both.logprobs.shape == (4, 4) and select(both, "likelihood").tolist() == [2, 3, 2, 3]
     with pytest.raises(ValueError, match="logprobs must be"):
         Samples(["q"], [["a"]], returns=[[0.0]], success=[[False]], logprobs=[[0.0, 1.0]])
 
