@@ -195,3 +195,34 @@ def test_sft_and_train_split_the_unknown_training_entities():
     assert {p.metadata["question_id"] for p in every.problems("sft")} == {
         p.metadata["question_id"] for p in every.problems("train")
     }
+
+
+def test_sft_known_fraction_gives_rl_known_questions_sft_never_showed():
+    task = KnowledgeQATask(seed=0, sft_known_fraction=0.5)
+    known_ids = lambda split: {p.metadata["question_id"] for p in task.problems(split) if p.metadata["known"]}  # noqa: E731
+    sft_known, rl_known = known_ids("sft"), known_ids("train")
+    assert sft_known and rl_known and not sft_known & rl_known
+    assert sft_known | rl_known == known_ids("train") | known_ids("sft")
+    assert not (sft_known | rl_known) & known_ids("test_known")
+    everything = KnowledgeQATask(seed=0)  # the default (v0, v1): SFT and RL share every known question
+    assert sft_known | rl_known == {
+        p.metadata["question_id"] for p in everything.problems("sft") if p.metadata["known"]
+    }
+    # pre-training still holds every known training question in QA form, whichever stage asks it
+    assert list(task.documents()) == list(everything.documents())
+    # the unknown side is untouched
+    unknown_ids = lambda t, s: {p.metadata["question_id"] for p in t.problems(s) if not p.metadata["known"]}  # noqa: E731
+    assert unknown_ids(task, "train") == unknown_ids(everything, "train")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sft_known_fraction": 1.5}, "sft_known_fraction must be a number in"),
+        ({"sft_known_fraction": True}, "sft_known_fraction must be a number in"),
+        ({"sft_known_fraction": 0.0, "sft_unknown_fraction": 0.0}, "sft split empty"),
+    ],
+)
+def test_bad_sft_fractions_name_the_fix(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        KnowledgeQATask(seed=0, **kwargs)
