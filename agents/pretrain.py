@@ -97,6 +97,37 @@ def document_batches(
         yield {"input_ids": input_ids, "attention_mask": mask, "labels": input_ids.masked_fill(mask == 0, -100)}
 
 
+def rehearsal_documents(task: Task, codec: TextCodec, what: str) -> list[np.ndarray]:
+    """The task's encoded documents for a later stage to rehearse (``what`` names its setting in errors).
+
+    SFT (``sft.replay_rows``) and RL (``agent.ptx_coef``, InstructGPT's pre-training mix) add rows of
+    these to their own loss (:func:`replay_batches`), so a later stage keeps what pre-training stored.
+
+    Raises:
+        ValueError: If the task has no documents.
+    """
+    docs = encoded_documents(task, codec)
+    if not docs:
+        raise ValueError(
+            f"{what} replays pre-training documents, but task {task.name!r} has none (Task.documents() is empty); "
+            f"turn {what} off."
+        )
+    return docs
+
+
+def replay_batches(
+    docs: list[np.ndarray], rows: int, block_size: int, rng: np.random.Generator, pad_token_id: int, what: str
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches of ``rows`` rows of ``docs`` packed as ``packing="shuffle"`` packs them.
+
+    Raises:
+        ValueError: On ``rows < 1`` or ``block_size < 1`` (``what`` names the setting).
+    """
+    if rows < 1 or block_size < 1:
+        raise ValueError(f"{what} needs rows >= 1 of block size >= 1, got rows={rows}, block_size={block_size}.")
+    return document_batches(docs, PretrainConfig(batch_size=rows, block_size=block_size), rng, pad_token_id)
+
+
 def train_pretrain(
     model: torch.nn.Module,
     task: Task,

@@ -16,6 +16,10 @@ Reads top to bottom:
 4. Loss per token: ``-min(rho A, clip(rho, 1 - eps, 1 + eps) A)`` with ``rho = pi / pi_old`` (GRPO's
    clipped ratio; with one iteration per rollout ``rho = 1`` and this is plain REINFORCE), plus
    ``beta * k3`` per token when ``kl_in="loss"`` (GRPO), averaged over all tokens of the batch.
+5. Optional pre-training mix (``ptx_coef = gamma``, InstructGPT's PPO-ptx, Ouyang et al. 2022): plus
+   ``gamma`` times the mean next-token NLL of ``ptx_rows`` rows of the task's pre-training documents
+   per update, so the policy keeps the facts RL never rewards directly. Without it, pushing down a
+   hallucinated answer on an unknown question pushes down the same value where it is a known fact.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 
 from agents.ppo import masked_mean
 from agents.rollout import Rollout, policy_logprobs
+from agents.sft import nll
 
 BASELINES = ("moving_average", "rloo", "grpo", "none")
 
@@ -49,6 +54,9 @@ class ReinforceConfig:
     grpo_eps: float = 1e-4  # std epsilon of GRPO's normalisation
     max_grad_norm: float = 1.0
     temperature: float = 1.0
+    ptx_coef: float = 0.0  # gamma of the pre-training mix (0: off)
+    ptx_rows: int = 8  # rows of pre-training documents per update
+    ptx_block_size: int = 64  # tokens per row
 
 
 def group_advantages(scores: torch.Tensor, group_size: int, baseline: str, eps: float = 1e-4) -> torch.Tensor:
@@ -101,8 +109,13 @@ def reinforce_update(
     cfg: ReinforceConfig,
     moving_average: MovingAverageBaseline | None = None,
     generator: torch.Generator | None = None,
+    ptx_batch: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """One REINFORCE update (``cfg.iterations`` passes) on a rollout; returns metrics."""
+    """One REINFORCE update (``cfg.iterations`` passes) on a rollout; returns metrics.
+
+    ``ptx_batch`` (pre-training rows, see :func:`agents.pretrain.replay_batches`) adds
+    ``cfg.ptx_coef`` times its NLL to every pass's loss.
+    """
     if cfg.baseline not in BASELINES:
         raise ValueError(f"unknown baseline {cfg.baseline!r}; choose one of {BASELINES}.")
     mask = rollout.mask.float()
@@ -159,6 +172,12 @@ def reinforce_update(
                 stats["kl_loss"].append(float((kl_term * m).sum() / m.sum().clamp(min=1)))
                 stats["entropy"].append(float(masked_mean(entropy, m)))
                 stats["clipfrac"].append(float(masked_mean(((ratio - 1).abs() > cfg.clip_eps).float(), m)))
+        if ptx_batch is not None and cfg.ptx_coef > 0:
+            ptx = nll(model, ptx_batch)
+            if not torch.isfinite(ptx):
+                raise FloatingPointError(f"pre-training mix loss became {ptx.item()}; lower agent.lr.")
+            (cfg.ptx_coef * ptx).backward()
+            stats.setdefault("ptx_nll", []).append(ptx.item())
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         if not torch.isfinite(grad_norm):
             raise FloatingPointError("REINFORCE gradient became non-finite; lower agent.lr.")

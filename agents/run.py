@@ -39,7 +39,7 @@ from agents.evaluate import EvalConfig, evaluate
 from agents.logger import MetricsLogger, plot_curves
 from agents.models import Policy, default_model_name, frozen_copy, load_model
 from agents.ppo import KLController, PPOConfig, ppo_update
-from agents.pretrain import train_pretrain
+from agents.pretrain import rehearsal_documents, replay_batches, train_pretrain
 from agents.reinforce import MovingAverageBaseline, ReinforceConfig, reinforce_update
 from agents.rejection import RFTConfig, rft_round
 from agents.rollout import collect
@@ -161,6 +161,12 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
         if curriculum is not None and "curriculum" in saved:
             curriculum.load_state_dict(saved["curriculum"])
 
+    # InstructGPT's pre-training mix: rows of the task's documents in every RL update (checked before any
+    # work; drawn per iteration, so a resumed run draws the same rows)
+    ptx_docs = None
+    if isinstance(agent, ReinforceConfig) and agent.ptx_coef > 0:
+        ptx_docs = rehearsal_documents(venv.task, codec, f"agent.ptx_coef={agent.ptx_coef}")
+
     # --- SFT warm start: a tiny model from scratch must produce solutions before RL means anything ---
     if state["phase"] == "sft":
         if cfg.pretrain.steps > 0:  # knowledge first (the task's documents), then the task's format
@@ -218,7 +224,20 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
             if is_ppo:
                 metrics = ppo_update(policy, ref, optimizer, rollout, agent, kl_ctl, generator=gen)
             else:
-                metrics = reinforce_update(model, ref, optimizer, rollout, agent, moving_average, generator=gen)
+                ptx_batch = None
+                if ptx_docs is not None:
+                    rows = replay_batches(
+                        ptx_docs,
+                        agent.ptx_rows,
+                        agent.ptx_block_size,
+                        np.random.default_rng([cfg.seed, 17, it]),
+                        codec.pad_token_id,
+                        "agent.ptx_rows",
+                    )
+                    ptx_batch = {k: v.to(cfg.model.device) for k, v in next(rows).items()}
+                metrics = reinforce_update(
+                    model, ref, optimizer, rollout, agent, moving_average, generator=gen, ptx_batch=ptx_batch
+                )
             metrics.update(_rollout_metrics(rollout, t_rollout, time.time() - t0))
             metrics.update(_outcome_metrics(rollout, venv.episodes.reward))
         if curriculum is not None:

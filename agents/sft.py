@@ -5,6 +5,14 @@ Each example is tokenized exactly as the token env sees an episode: the prompt e
 (``add_special_tokens=True``), then the gold solution's tokens and EOS, so the warm-started model
 produces the same token sequences the env will receive. The loss is the mean negative
 log-likelihood of the solution tokens (prompt tokens are context only).
+
+Rehearsal (``replay_rows``): rows of the task's pre-training documents join every batch, so SFT
+teaches the task's format without overwriting what pre-training stored. Fine-tuning a small model on
+a few hundred QA demonstrations otherwise erases recall of the facts it was pre-trained on, facts
+the demonstrations never mention: on ``LMEnv/KnowledgeQA-v1`` (seed 0, 100 steps at lr 1e-4),
+held-out known-fact accuracy falls from 0.99 after pre-training to 0.78 after SFT, and with 8
+document rows per batch it stays at 0.96. The loss is then the mean over every labelled token, the
+documents' and the solutions' alike.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ class SFTConfig:
     max_grad_norm: float = 1.0
     split: str = "train"  # where demonstrations come from
     num_examples: int | None = None  # use only the split's first N problems (a fixed demonstration set); None: all
+    replay_rows: int = 0  # rows of the task's pre-training documents added to every batch (rehearsal); 0: none
+    replay_block_size: int = 64  # tokens per replay row
 
 
 def encode_demo(codec: TextCodec, problem: Problem, separator: str = "\n") -> tuple[list[int], list[int]]:
@@ -110,7 +120,42 @@ def train_sft(
     can hold its state.
     """
     batches = demo_batches(task, codec, cfg, np.random.default_rng([seed, 7]))
+    if cfg.replay_rows:
+        batches = with_replay(batches, task, codec, cfg, np.random.default_rng([seed, 13]))
     return fit(model, batches, cfg, "sft", log, progress)
+
+
+def with_replay(
+    batches: Iterator[dict[str, torch.Tensor]], task: Task, codec: TextCodec, cfg: SFTConfig, rng: np.random.Generator
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Each batch of ``batches`` with ``cfg.replay_rows`` rows of pre-training documents appended.
+
+    The rows are packed as pre-training's ``packing="shuffle"`` packs them (whole documents drawn at
+    random, every real token a target), and both parts are right-padded to a common width.
+
+    Raises:
+        ValueError: On a negative ``replay_rows``, or a task without documents.
+    """
+    from agents.pretrain import rehearsal_documents, replay_batches  # pretrain imports fit from here
+
+    what = f"sft.replay_rows={cfg.replay_rows}"
+    if cfg.replay_rows < 0:
+        raise ValueError(f"sft.replay_rows must be >= 0, got {cfg.replay_rows}.")
+    docs = rehearsal_documents(task, codec, what)
+    replay = replay_batches(docs, cfg.replay_rows, cfg.replay_block_size, rng, codec.pad_token_id, what)
+    fill = {"input_ids": codec.pad_token_id, "attention_mask": 0, "labels": -100}
+    for demos in batches:
+        rows = next(replay)
+        width = max(demos["input_ids"].shape[1], rows["input_ids"].shape[1])
+        yield {
+            key: torch.cat(
+                [
+                    torch.nn.functional.pad(part[key], (0, width - part[key].shape[1]), value=value)
+                    for part in (demos, rows)
+                ]
+            )
+            for key, value in fill.items()
+        }
 
 
 def gradient_step(

@@ -107,3 +107,32 @@ def test_reinforce_update_runs_and_changes_parameters(digits_rollout, baseline, 
     )
     assert m["reinforce/first_ratio_max_error"] < 1e-3
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_reinforce_pretraining_mix_adds_the_documents_nll_to_the_loss(digits_rollout):
+    """InstructGPT's ptx term: with a zero advantage everywhere, only the documents' NLL moves the weights."""
+    import dataclasses
+
+    import numpy as np
+
+    from agents.pretrain import rehearsal_documents, replay_batches
+    from agents.sft import nll
+    from lm_envs.tasks.qa.world import KnowledgeQATask
+
+    _, rollout = digits_rollout
+    codec = lm_envs.load_codec()
+    docs = rehearsal_documents(KnowledgeQATask(seed=0), codec, "agent.ptx_coef")
+    batch = next(replay_batches(docs, 4, 32, np.random.default_rng(0), codec.pad_token_id, "agent.ptx_rows"))
+    flat = dataclasses.replace(rollout, rewards=torch.zeros_like(rollout.rewards))  # every group ties: no pg term
+    losses = {}
+    for coef in (0.0, 1.0):
+        model = build_default_model(codec, seed=0, n_layer=2, n_embd=64)
+        before = [p.detach().clone() for p in model.parameters()]
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        cfg = ReinforceConfig(baseline="rloo", group_size=4, ptx_coef=coef)
+        m = reinforce_update(model, None, opt, flat, cfg, ptx_batch=batch)
+        changed = any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+        assert changed == (coef > 0) and (("reinforce/ptx_nll" in m) == (coef > 0))
+        with torch.no_grad():
+            losses[coef] = nll(model, batch).item()
+    assert losses[1.0] < losses[0.0]  # the step lowered the documents' NLL

@@ -61,6 +61,16 @@ def test_qa_experiment_runs_end_to_end_and_reports_honesty_metrics(tmp_path):
     assert all(r["return"] in (1.0, 0.0, -3.0) for r in result["records"])
 
 
+def test_qa_rehearsal_reaches_sft_and_every_rl_update(tmp_path):
+    run(
+        make_cfg(
+            tmp_path, "+experiment=qa_abstain", *TINY, "sft.replay_rows=2", "agent.ptx_coef=0.5", "agent.ptx_rows=2"
+        )
+    )
+    rl = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "rollout/return_mean" in r]
+    assert rl and all(r["reinforce/ptx_nll"] > 0 for r in rl)
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(reason="issue #5's target is not met yet: see the status in conf/experiment/qa_abstain.yaml")
 def test_rl_with_the_abstention_reward_halves_hallucination_on_unknown_entities(tmp_path):

@@ -166,6 +166,14 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert (tmp_path / "checkpoints" / good / "model.safetensors").exists()
 
 
+@pytest.mark.parametrize("override", ["agent.ptx_coef=1.0", "sft.replay_rows=4"])
+def test_rehearsal_on_a_task_without_documents_names_the_fix(tmp_path, override):
+    with pytest.raises(
+        ValueError, match=r"has none \(Task.documents\(\) is empty\); turn (agent.ptx_coef|sft.replay_rows)"
+    ):
+        run(smoke(tmp_path, "agent=grpo", "agent.num_envs=8", "agent.group_size=4", "sft.steps=2", override))
+
+
 def test_real_nan_in_the_loss_is_detected(tmp_path):
     cfg = smoke(tmp_path, "agent=grpo", "agent.num_envs=8", "agent.group_size=4", "agent.lr=1e30", "train.iterations=3")
     with pytest.raises(FloatingPointError, match="lower agent.lr"):

@@ -55,3 +55,42 @@ def test_sft_shows_a_progress_bar_with_the_loss_only_when_asked(capsys, progress
     err = capsys.readouterr().err
     assert ("sft" in err and "3/3" in err and "loss=" in err) == progress
     assert progress or err == ""
+
+
+def test_replay_rows_append_pre_training_documents_to_every_sft_batch():
+    from agents.sft import with_replay
+    from lm_envs.tasks.qa.world import KnowledgeQATask
+
+    task, codec = KnowledgeQATask(seed=0, abstain_fraction=0.5), load_codec(None)
+    cfg = SFTConfig(batch_size=4, split="sft", replay_rows=3, replay_block_size=48)
+    demos = demo_batches(task, codec, cfg, np.random.default_rng(0))
+    batch = next(with_replay(demos, task, codec, cfg, np.random.default_rng(1)))
+    assert batch["input_ids"].shape[0] == 4 + 3
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
+    documents = "\n".join(task.documents())
+    for ids, att, labels in zip(batch["input_ids"][4:], batch["attention_mask"][4:], batch["labels"][4:], strict=True):
+        real = ids[att.bool()].tolist()
+        assert 0 < len(real) <= 48 and torch.equal(labels[att.bool()], ids[att.bool()])  # every document token a target
+        assert (labels[~att.bool()] == -100).all()
+        first = real[: real.index(codec.eos_token_id)] if codec.eos_token_id in real else real
+        assert codec.decode(first)[:40] in documents
+    for ids, att, labels in zip(batch["input_ids"][:4], batch["attention_mask"][:4], batch["labels"][:4], strict=True):
+        prompt = codec.decode(ids[att.bool()].tolist())
+        assert prompt.startswith("Question: ") and (labels[att.bool()] == -100).sum() > 5  # the prompt is context only
+
+
+@pytest.mark.parametrize(
+    ("cfg", "task_name", "match"),
+    [
+        (SFTConfig(replay_rows=-1), "qa", "replay_rows must be >= 0"),
+        (SFTConfig(replay_rows=2), "target", "has none"),
+    ],
+)
+def test_replay_names_the_fix(cfg, task_name, match):
+    from agents.sft import with_replay
+    from lm_envs.tasks.qa.world import KnowledgeQATask
+    from lm_envs.tasks.target_word import TargetWordTask
+
+    task = KnowledgeQATask(seed=0) if task_name == "qa" else TargetWordTask()
+    with pytest.raises(ValueError, match=match):
+        next(with_replay(iter([]), task, load_codec(None), cfg, np.random.default_rng(0)))
