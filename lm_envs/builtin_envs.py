@@ -59,6 +59,12 @@ because scores are tied to it. Each id's "Version History" is kept here.
     honesty). Budget: 64 prompt tokens, 16 new tokens.
 
     Version History:
+        * v2: many more unknown entities and a balanced ``train`` (:data:`~lm_envs.tasks.qa.world.V2_WORLD`:
+          600 people and 86 places, 7% known, so as many known entities as v1 and ten times the
+          unknown ones; ``train`` alternates known and unknown questions). RL on v1 met 25 unknown
+          entities about twenty times each and learnt to abstain on *those names* (training-set
+          abstention 0.7-0.9, unseen entities 0.3); on v2 it meets about 490, each about once. Test:
+          90 known and 480 unknown questions. See ``LMEnv/KnowledgeQA-v2``.
         * v1: a wider world (:data:`~lm_envs.tasks.qa.world.V1_WORLD`: 120 people and 20 places, 30%
           known), so RL meets 25 unknown entities instead of 6 and learns an abstention rule that
           transfers to unseen ones; and the held-out known facts are in the pre-training text in
@@ -70,10 +76,18 @@ because scores are tied to it. Each id's "Version History" is kept here.
 ``LMEnv/KnowledgeQA-v1``
     ``LMEnv/KnowledgeQA-v0`` with the v1 world above (task
     :func:`~lm_envs.tasks.qa.world.knowledge_qa_v1`; ``task_kwargs`` override single knobs and keep
-    the rest of the v1 world). The env of the ``qa_abstain`` experiment.
+    the rest of the v1 world).
 
     Version History:
         * v1: see ``LMEnv/KnowledgeQA-v0``'s history.
+
+``LMEnv/KnowledgeQA-v2``
+    ``LMEnv/KnowledgeQA-v0`` with the v2 world above (task
+    :func:`~lm_envs.tasks.qa.world.knowledge_qa_v2`; ``task_kwargs`` override single knobs). The env
+    of the ``qa_abstain`` experiment.
+
+    Version History:
+        * v2: see ``LMEnv/KnowledgeQA-v0``'s history.
 
 ``LMEnv/Chat-v0``
     Follow a short instruction (:class:`~lm_envs.tasks.chat.task.SyntheticInstructions`: a topic, a
@@ -136,6 +150,7 @@ _QA = {
 }
 register("LMEnv/KnowledgeQA-v0", task="lm_envs.tasks.qa.world:KnowledgeQATask", **_QA)
 register("LMEnv/KnowledgeQA-v1", task="lm_envs.tasks.qa.world:knowledge_qa_v1", **_QA)
+register("LMEnv/KnowledgeQA-v2", task="lm_envs.tasks.qa.world:knowledge_qa_v2", **_QA)
 register(
     "LMEnv/Chat-v0",
     task="lm_envs.tasks.chat:SyntheticInstructions",

@@ -73,7 +73,9 @@ __all__ = [
     "KnowledgeWorld",
     "V1_WORLD",
     "Question",
+    "V2_WORLD",
     "knowledge_qa_v1",
+    "knowledge_qa_v2",
     "stable_unit",
 ]
 
@@ -453,6 +455,9 @@ class KnowledgeQATask(Task):
             without QA examples among the pre-training text, a small model memorises statements but
             cannot extract held-out facts in question form). Held-out (``test_known``) facts stay in
             statement form only (unless ``mix_held_out``); unknown entities never appear.
+        balance_train: Whether ``train`` alternates known and unknown questions, cycling the shorter
+            side, so RL meets both equally often however many unknown entities the world has (off:
+            each training question once, in a shuffled order).
         mix_held_out: Whether :meth:`documents` also holds the held-out (``test_known``) questions
             with their answers, so *known* means "in the pre-training text in question form" (what
             the model can recall) rather than "extractable from statements" (which a tiny model does
@@ -479,6 +484,7 @@ class KnowledgeQATask(Task):
         sft_known_fraction: float = 1.0,
         mix_qa: bool = True,
         mix_held_out: bool = False,
+        balance_train: bool = False,
     ) -> None:
         if not isinstance(held_out, int) or isinstance(held_out, bool) or held_out < 1:
             raise ValueError(
@@ -503,6 +509,7 @@ class KnowledgeQATask(Task):
         self.mix_held_out = bool(mix_held_out)
         self.sft_unknown_fraction = float(sft_unknown_fraction)
         self.sft_known_fraction = float(sft_known_fraction)
+        self.balance_train = bool(balance_train)
         self._splits = self._build_splits()
 
     def _build_splits(self) -> dict[str, tuple[Question, ...]]:
@@ -533,6 +540,8 @@ class KnowledgeQATask(Task):
             or (q.known and self.sft_known_fraction == 1.0)
             or (not q.known and self.sft_unknown_fraction == 1.0)
         ]
+        if self.balance_train:
+            train = _alternate([q for q in train if q.known], [q for q in train if not q.known])
         return {
             "train": tuple(train),
             "sft": tuple(sft),
@@ -634,6 +643,43 @@ def knowledge_qa_v1(**overrides: Any) -> KnowledgeQATask:
         (0.5, 42, 78, 182)
     """
     return KnowledgeQATask(**{**V1_WORLD, **overrides})
+
+
+V2_WORLD: dict[str, Any] = {
+    "num_people": 600,
+    "num_places": 86,
+    "known_fraction": 0.07,
+    "unknown_test_fraction": 0.2,
+    "sft_unknown_fraction": 0.05,
+    "mix_held_out": True,
+    "balance_train": True,
+}
+"""The world of ``LMEnv/KnowledgeQA-v2``: as many known entities as v1 (42 people, 6 places), ten times
+the unknown ones, so RL meets hundreds of unknown entities about once each instead of 25 about twenty
+times each; ``train`` alternates known and unknown questions."""
+
+
+def knowledge_qa_v2(**overrides: Any) -> KnowledgeQATask:
+    """The task of ``LMEnv/KnowledgeQA-v2``: :data:`V2_WORLD` with ``overrides`` on top.
+
+    Example:
+        >>> task = knowledge_qa_v2(abstain_fraction=0.5)
+        >>> len(task.world.group("known")), task.size("test_known"), task.size("test_unknown")
+        (48, 90, 480)
+    """
+    return KnowledgeQATask(**{**V2_WORLD, **overrides})
+
+
+def _alternate(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
+    """``a[0], b[0], a[1], b[1], ...`` for as long as the longer list, cycling the shorter one.
+
+    Example:
+        >>> _alternate([1, 2], "abcd")
+        [1, 'a', 2, 'b', 1, 'c', 2, 'd']
+    """
+    if not a or not b:
+        return [*a, *b]
+    return [x for i in range(max(len(a), len(b))) for x in (a[i % len(a)], b[i % len(b)])]
 
 
 def _interleave(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:

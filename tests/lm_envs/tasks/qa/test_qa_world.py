@@ -9,7 +9,14 @@ import sys
 
 import pytest
 
-from lm_envs.tasks.qa.world import GROUPS, V1_WORLD, KnowledgeQATask, KnowledgeWorld, knowledge_qa_v1
+from lm_envs.tasks.qa.world import (
+    GROUPS,
+    V1_WORLD,
+    KnowledgeQATask,
+    KnowledgeWorld,
+    knowledge_qa_v1,
+    knowledge_qa_v2,
+)
 
 FINGERPRINT = """
 import hashlib, json
@@ -226,3 +233,34 @@ def test_sft_known_fraction_gives_rl_known_questions_sft_never_showed():
 def test_bad_sft_fractions_name_the_fix(kwargs, match):
     with pytest.raises(ValueError, match=match):
         KnowledgeQATask(seed=0, **kwargs)
+
+
+def test_balance_train_alternates_known_and_unknown_questions_cycling_the_shorter_side():
+    for world in ({"seed": 0}, V1_WORLD):  # v0's world has more known questions than unknown, v1's fewer
+        plain, balanced = KnowledgeQATask(**world), KnowledgeQATask(**world, balance_train=True)
+        known = [p.metadata["known"] for p in balanced.problems("train")]
+        assert known[0::2] == [True] * (len(known) // 2) and known[1::2] == [False] * (len(known) // 2)
+        ids = {
+            k: [p.metadata["question_id"] for p in plain.problems("train") if p.metadata["known"] == k]
+            for k in (True, False)
+        }
+        got = {
+            k: [p.metadata["question_id"] for p in balanced.problems("train") if p.metadata["known"] == k]
+            for k in (True, False)
+        }
+        longer = max((True, False), key=lambda k: len(ids[k]))
+        assert got[longer] == ids[longer]  # the longer side once each, in the plain order
+        assert got[not longer] == [ids[not longer][i % len(ids[not longer])] for i in range(len(ids[longer]))]
+        assert list(balanced.documents()) == list(plain.documents())  # pre-training text is unchanged
+
+
+def test_v2_keeps_v1s_known_side_and_gives_rl_hundreds_of_unknown_entities_each_met_about_once():
+    v1, v2 = knowledge_qa_v1(), knowledge_qa_v2()
+    assert len(v2.world.group("known")) == len(v1.world.group("known")) + 6 == 48
+    rl_unknown = [p.metadata["entity"] for p in v2.problems("train") if not p.metadata["known"]]
+    assert len(set(rl_unknown)) >= 400 and len(rl_unknown) <= 5 * len(set(rl_unknown))
+    sft_unknown = {p.metadata["entity"] for p in v2.problems("sft") if not p.metadata["known"]}
+    assert 15 <= len(sft_unknown) <= 40 and not sft_unknown & set(rl_unknown)
+    test_unknown = {p.metadata["entity"] for p in v2.problems("test_unknown")}
+    assert not test_unknown & (set(rl_unknown) | sft_unknown)
+    assert not any(name in doc for doc in v2.documents() for name in list(test_unknown)[:20])
