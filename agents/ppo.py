@@ -38,6 +38,7 @@ import torch
 
 from agents.models import Policy
 from agents.rollout import Rollout, aligned_logprobs, policy_logprobs, response_outputs
+from agents.sft import nll
 
 
 @dataclass
@@ -63,6 +64,9 @@ class PPOConfig:
     max_grad_norm: float = 1.0
     temperature: float = 1.0  # sampling temperature (the loss uses the same)
     critic: str = "shared"  # "shared" value head on the policy backbone, or "separate" backbone
+    ptx_coef: float = 0.0  # gamma of InstructGPT's pre-training mix (PPO-ptx; 0: off)
+    ptx_rows: int = 8  # rows of pre-training documents per update
+    ptx_block_size: int = 64  # tokens per row
 
 
 class KLController:
@@ -179,8 +183,12 @@ def ppo_update(
     cfg: PPOConfig,
     kl_ctl: KLController,
     generator: torch.Generator | None = None,
+    ptx_batch: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """One PPO update on a rollout; returns the metrics to log.
+
+    ``ptx_batch`` (pre-training rows, see :func:`agents.pretrain.replay_batches`) adds
+    ``cfg.ptx_coef`` times its NLL to every minibatch's loss (InstructGPT's PPO-ptx).
 
     ``ref`` may be ``None`` when the KL cannot matter (``kl_ctl.beta == 0``, no target). With a shared
     critic, a rollout's ``values`` are taken as the old values: collect it with this policy's value head.
@@ -235,6 +243,10 @@ def ppo_update(
 
             ent = masked_mean(entropy, m)
             loss = pg + cfg.vf_coef * vf - cfg.ent_coef * ent
+            if ptx_batch is not None and cfg.ptx_coef > 0:  # PPO-ptx: keep the pre-training distribution
+                ptx = nll(policy.lm, ptx_batch)
+                loss = loss + cfg.ptx_coef * ptx
+                stats.setdefault("ptx_nll", []).append(ptx.item())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"PPO loss became {loss.item()}; lower agent.lr or raise agent.kl_coef.")
             optimizer.zero_grad(set_to_none=True)

@@ -164,7 +164,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     # InstructGPT's pre-training mix: rows of the task's documents in every RL update (checked before any
     # work; drawn per iteration, so a resumed run draws the same rows)
     ptx_docs = None
-    if isinstance(agent, ReinforceConfig) and agent.ptx_coef > 0:
+    if isinstance(agent, (ReinforceConfig, PPOConfig)) and agent.ptx_coef > 0:
         ptx_docs = rehearsal_documents(venv.task, codec, f"agent.ptx_coef={agent.ptx_coef}")
 
     # --- SFT warm start: a tiny model from scratch must produce solutions before RL means anything ---
@@ -221,20 +221,20 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
                 value_head=policy.value_head if policy.critic == "shared" else None,  # PPO's old values
             )
             t_rollout = time.time() - t0
+            ptx_batch = None
+            if ptx_docs is not None:
+                rows = replay_batches(
+                    ptx_docs,
+                    agent.ptx_rows,
+                    agent.ptx_block_size,
+                    np.random.default_rng([cfg.seed, 17, it]),
+                    codec.pad_token_id,
+                    "agent.ptx_rows",
+                )
+                ptx_batch = {k: v.to(cfg.model.device) for k, v in next(rows).items()}
             if is_ppo:
-                metrics = ppo_update(policy, ref, optimizer, rollout, agent, kl_ctl, generator=gen)
+                metrics = ppo_update(policy, ref, optimizer, rollout, agent, kl_ctl, generator=gen, ptx_batch=ptx_batch)
             else:
-                ptx_batch = None
-                if ptx_docs is not None:
-                    rows = replay_batches(
-                        ptx_docs,
-                        agent.ptx_rows,
-                        agent.ptx_block_size,
-                        np.random.default_rng([cfg.seed, 17, it]),
-                        codec.pad_token_id,
-                        "agent.ptx_rows",
-                    )
-                    ptx_batch = {k: v.to(cfg.model.device) for k, v in next(rows).items()}
                 metrics = reinforce_update(
                     model, ref, optimizer, rollout, agent, moving_average, generator=gen, ptx_batch=ptx_batch
                 )

@@ -136,3 +136,26 @@ def test_reinforce_pretraining_mix_adds_the_documents_nll_to_the_loss(digits_rol
         with torch.no_grad():
             losses[coef] = nll(model, batch).item()
     assert losses[1.0] < losses[0.0]  # the step lowered the documents' NLL
+
+
+def test_ppo_pretraining_mix_lowers_the_documents_nll_against_the_same_update_without_it(digits_rollout):
+    import numpy as np
+
+    from agents.pretrain import rehearsal_documents, replay_batches
+    from agents.sft import nll
+    from lm_envs.tasks.qa.world import KnowledgeQATask
+
+    _, rollout = digits_rollout
+    codec = lm_envs.load_codec()
+    docs = rehearsal_documents(KnowledgeQATask(seed=0), codec, "agent.ptx_coef")
+    batch = next(replay_batches(docs, 4, 32, np.random.default_rng(0), codec.pad_token_id, "agent.ptx_rows"))
+    after = {}
+    for coef in (0.0, 1.0):
+        policy = Policy(build_default_model(codec, seed=0, n_layer=2, n_embd=64))
+        opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
+        cfg = PPOConfig(ppo_epochs=2, num_minibatches=2, ptx_coef=coef)
+        m = ppo_update(policy, frozen_copy(policy.lm), opt, rollout, cfg, KLController(0.05, None, 1), ptx_batch=batch)
+        assert ("ppo/ptx_nll" in m) == (coef > 0)
+        with torch.no_grad():
+            after[coef] = nll(policy.lm, batch).item()
+    assert after[1.0] < after[0.0]

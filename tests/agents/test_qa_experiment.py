@@ -71,6 +71,12 @@ def test_qa_rehearsal_reaches_sft_and_every_rl_update(tmp_path):
     assert rl and all(r["reinforce/ptx_nll"] > 0 for r in rl)
 
 
+def test_qa_experiment_runs_with_ppo_and_its_pretraining_mix(tmp_path):
+    run(make_cfg(tmp_path, "+experiment=qa_abstain", *TINY, "agent=ppo", "agent.group_size=1", "agent.ptx_rows=2"))
+    rl = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "rollout/return_mean" in r]
+    assert rl and all(r["ppo/ptx_nll"] > 0 for r in rl)
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(reason="issue #5's target is not met yet: see the status in conf/experiment/qa_abstain.yaml")
 def test_rl_with_the_abstention_reward_halves_hallucination_on_unknown_entities(tmp_path):

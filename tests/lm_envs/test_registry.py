@@ -46,9 +46,10 @@ def make_quietly(env_id: str):
         return gym.make(env_id).unwrapped
 
 
-def test_old_versions_point_to_the_newest():
-    with pytest.warns(DeprecationWarning, match="upgrading to version `v1`"):
-        gym.make("LMEnv/KnowledgeQA-v0")
+@pytest.mark.parametrize("old", ["LMEnv/KnowledgeQA-v0", "LMEnv/KnowledgeQA-v1"])
+def test_old_versions_point_to_the_newest(old):
+    with pytest.warns(DeprecationWarning, match="upgrading to version `v2`"):
+        gym.make(old)
 
 
 def run_episodes(env, seed: int, n_steps: int):
