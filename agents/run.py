@@ -166,6 +166,8 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     ptx_docs = None
     if isinstance(agent, (ReinforceConfig, PPOConfig)) and agent.ptx_coef > 0:
         ptx_docs = rehearsal_documents(venv.task, codec, f"agent.ptx_coef={agent.ptx_coef}")
+        # raises now on bad row settings (nothing is drawn: the batches are a lazy generator)
+        replay_batches(ptx_docs, agent.ptx_rows, agent.ptx_block_size, None, codec.pad_token_id, "agent.ptx_rows")
 
     # --- SFT warm start: a tiny model from scratch must produce solutions before RL means anything ---
     if state["phase"] == "sft":

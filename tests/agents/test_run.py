@@ -174,6 +174,14 @@ def test_rehearsal_on_a_task_without_documents_names_the_fix(tmp_path, override)
         run(smoke(tmp_path, "agent=grpo", "agent.num_envs=8", "agent.group_size=4", "sft.steps=2", override))
 
 
+def test_bad_ptx_rows_fail_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match=r"agent.ptx_rows needs rows >= 1"):
+        run(make_cfg(tmp_path, "+experiment=qa_abstain", "agent.ptx_rows=0", "pretrain.steps=2", "model.threads=1"))
+    metrics = tmp_path / "metrics.jsonl"
+    assert not metrics.exists() or not any("pretrain/loss" in r for r in read_metrics(metrics))
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
 def test_real_nan_in_the_loss_is_detected(tmp_path):
     cfg = smoke(tmp_path, "agent=grpo", "agent.num_envs=8", "agent.group_size=4", "agent.lr=1e30", "train.iterations=3")
     with pytest.raises(FloatingPointError, match="lower agent.lr"):
