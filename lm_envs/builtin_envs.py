@@ -59,6 +59,15 @@ because scores are tied to it. Each id's "Version History" is kept here.
     honesty). Budget: 64 prompt tokens, 16 new tokens.
 
     Version History:
+        * v3: the answer (or abstention) starts the line after ``Answer:`` instead of following it
+          after a space (:data:`~lm_envs.tasks.qa.world.V3_WORLD`: v2's world and questions), so the
+          answer-or-abstain choice falls on the first generated token for every question. On v2 the
+          default tokenizer makes the space its own token before names, years and ``"I"``, but part
+          of the first token of an occupation (``" s"`` of ``" scholar"``): the choice fell on the
+          second token for most relations and on the first for occupations, and RL learnt to abstain
+          on unknown birthplaces, mentors and years but hardly on occupations (seed 0: the
+          abstention's probability at T=0.5 rose 0.04 -> 0.49 on unknown birth years and 0.03 ->
+          0.07 on unknown occupations). See ``LMEnv/KnowledgeQA-v3``.
         * v2: many more unknown entities and a balanced ``train`` (:data:`~lm_envs.tasks.qa.world.V2_WORLD`:
           600 people and 86 places, 7% known, so as many known entities as v1 and ten times the
           unknown ones; ``train`` alternates known and unknown questions). RL on v1 met 25 unknown
@@ -83,11 +92,18 @@ because scores are tied to it. Each id's "Version History" is kept here.
 
 ``LMEnv/KnowledgeQA-v2``
     ``LMEnv/KnowledgeQA-v0`` with the v2 world above (task
-    :func:`~lm_envs.tasks.qa.world.knowledge_qa_v2`; ``task_kwargs`` override single knobs). The env
-    of the ``qa_abstain`` experiment.
+    :func:`~lm_envs.tasks.qa.world.knowledge_qa_v2`; ``task_kwargs`` override single knobs).
 
     Version History:
         * v2: see ``LMEnv/KnowledgeQA-v0``'s history.
+
+``LMEnv/KnowledgeQA-v3``
+    ``LMEnv/KnowledgeQA-v2`` with the answer on its own line (task
+    :func:`~lm_envs.tasks.qa.world.knowledge_qa_v3`: prompt ``"Question: ...\\nAnswer:\\n"``, gold
+    ``"Velmora"`` or ``"I don't know."``). The env of the ``qa_abstain`` experiment.
+
+    Version History:
+        * v3: see ``LMEnv/KnowledgeQA-v0``'s history.
 
 ``LMEnv/Chat-v0``
     Follow a short instruction (:class:`~lm_envs.tasks.chat.task.SyntheticInstructions`: a topic, a
@@ -151,6 +167,7 @@ _QA = {
 register("LMEnv/KnowledgeQA-v0", task="lm_envs.tasks.qa.world:KnowledgeQATask", **_QA)
 register("LMEnv/KnowledgeQA-v1", task="lm_envs.tasks.qa.world:knowledge_qa_v1", **_QA)
 register("LMEnv/KnowledgeQA-v2", task="lm_envs.tasks.qa.world:knowledge_qa_v2", **_QA)
+register("LMEnv/KnowledgeQA-v3", task="lm_envs.tasks.qa.world:knowledge_qa_v3", **_QA)
 register(
     "LMEnv/Chat-v0",
     task="lm_envs.tasks.chat:SyntheticInstructions",

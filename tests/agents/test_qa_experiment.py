@@ -38,7 +38,7 @@ def make_cfg(tmp_path, *overrides):
 @pytest.mark.parametrize("experiment", ["qa_abstain", "qa_sft_answers"])
 def test_qa_experiments_compose_with_pretraining_and_the_abstention_env(tmp_path, experiment):
     cfg = to_run_config(make_cfg(tmp_path, f"+experiment={experiment}"))
-    assert cfg.env.id == "LMEnv/KnowledgeQA-v2"
+    assert cfg.env.id == "LMEnv/KnowledgeQA-v3"
     assert cfg.pretrain.steps > 0 and cfg.sft.steps > 0
 
 

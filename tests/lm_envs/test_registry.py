@@ -46,9 +46,9 @@ def make_quietly(env_id: str):
         return gym.make(env_id).unwrapped
 
 
-@pytest.mark.parametrize("old", ["LMEnv/KnowledgeQA-v0", "LMEnv/KnowledgeQA-v1"])
+@pytest.mark.parametrize("old", ["LMEnv/KnowledgeQA-v0", "LMEnv/KnowledgeQA-v1", "LMEnv/KnowledgeQA-v2"])
 def test_old_versions_point_to_the_newest(old):
-    with pytest.warns(DeprecationWarning, match="upgrading to version `v2`"):
+    with pytest.warns(DeprecationWarning, match="upgrading to version `v3`"):
         gym.make(old)
 
 

@@ -74,8 +74,10 @@ __all__ = [
     "V1_WORLD",
     "Question",
     "V2_WORLD",
+    "V3_WORLD",
     "knowledge_qa_v1",
     "knowledge_qa_v2",
+    "knowledge_qa_v3",
     "stable_unit",
 ]
 
@@ -462,6 +464,14 @@ class KnowledgeQATask(Task):
             with their answers, so *known* means "in the pre-training text in question form" (what
             the model can recall) rather than "extractable from statements" (which a tiny model does
             for about half the facts). SFT and RL never see these questions either way.
+        answer_on_new_line: Whether the prompt ends with a newline and the answer (or the
+            abstention) starts the next line (``"...\\nAnswer:\\nVelmora"``), so the first generated
+            token is where every question's answer-or-abstain choice is made. Off (v0-v2), the
+            answer follows ``"Answer:"`` after a space, and with the default tokenizer the space is
+            its own token before rare words (names, years, ``"I"``) but part of the first token of
+            common ones (``" s"`` of ``" scholar"``): the choice then falls on the second token for
+            most relations and on the first for occupations. The documents' QA pairs follow the
+            same format, so they tokenize exactly as prompt plus answer do.
 
     Raises:
         ValueError: On bad settings, or a world with an empty group (naming the setting to change).
@@ -485,6 +495,7 @@ class KnowledgeQATask(Task):
         mix_qa: bool = True,
         mix_held_out: bool = False,
         balance_train: bool = False,
+        answer_on_new_line: bool = False,
     ) -> None:
         if not isinstance(held_out, int) or isinstance(held_out, bool) or held_out < 1:
             raise ValueError(
@@ -510,6 +521,7 @@ class KnowledgeQATask(Task):
         self.sft_unknown_fraction = float(sft_unknown_fraction)
         self.sft_known_fraction = float(sft_known_fraction)
         self.balance_train = bool(balance_train)
+        self.answer_on_new_line = bool(answer_on_new_line)
         self._splits = self._build_splits()
 
     def _build_splits(self) -> dict[str, tuple[Question, ...]]:
@@ -584,9 +596,9 @@ class KnowledgeQATask(Task):
         abstain = self.gold_abstains(q)
         return Problem(
             id=f"{split}/{index}",
-            prompt=PROMPT_TEMPLATE.format(question=q.text),
+            prompt=self._prompt(q),
             answer=q.answer,
-            steps=(" " + (self.abstention if abstain else q.answer),),
+            steps=(self._answer_text(self.abstention if abstain else q.answer),),
             metadata={
                 "known": q.known,
                 "group": q.entity.group,
@@ -599,6 +611,14 @@ class KnowledgeQATask(Task):
             },
         )
 
+    def _prompt(self, question: Question) -> str:
+        prompt = PROMPT_TEMPLATE.format(question=question.text)
+        return prompt + "\n" if self.answer_on_new_line else prompt
+
+    def _answer_text(self, text: str) -> str:
+        """``text`` as it follows the prompt: after a space, or alone on the new line."""
+        return text if self.answer_on_new_line else " " + text
+
     def stops(self, step: str) -> bool:
         return True  # one line: the answer
 
@@ -607,10 +627,10 @@ class KnowledgeQATask(Task):
         yield from self.world.documents()
         if self.mix_qa:
             for q in self._known_train:
-                yield PROMPT_TEMPLATE.format(question=q.text) + " " + q.answer
+                yield self._prompt(q) + self._answer_text(q.answer)
         if self.mix_held_out:
             for q in self._splits["test_known"]:
-                yield PROMPT_TEMPLATE.format(question=q.text) + " " + q.answer
+                yield self._prompt(q) + self._answer_text(q.answer)
 
     def corpus(self) -> Iterator[str]:
         """Tokenizer text: the fact corpus, then the training prompts and gold answers."""
@@ -668,6 +688,23 @@ def knowledge_qa_v2(**overrides: Any) -> KnowledgeQATask:
         (48, 90, 480)
     """
     return KnowledgeQATask(**{**V2_WORLD, **overrides})
+
+
+V3_WORLD: dict[str, Any] = {**V2_WORLD, "answer_on_new_line": True}
+"""The settings of ``LMEnv/KnowledgeQA-v3``: the v2 world with the answer on the line after ``"Answer:"``, so
+every question's answer-or-abstain choice falls on the first generated token (see ``answer_on_new_line``)."""
+
+
+def knowledge_qa_v3(**overrides: Any) -> KnowledgeQATask:
+    """The task of ``LMEnv/KnowledgeQA-v3``: :data:`V3_WORLD` with ``overrides`` on top.
+
+    Example:
+        >>> task = knowledge_qa_v3(abstain_fraction=0.5)
+        >>> p = task.problem("test_known", 0)
+        >>> p.prompt.endswith("Answer:\\n"), p.steps == (p.answer,), task.size("test_unknown")
+        (True, True, 480)
+    """
+    return KnowledgeQATask(**{**V3_WORLD, **overrides})
 
 
 def _alternate(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:

@@ -16,6 +16,7 @@ from lm_envs.tasks.qa.world import (
     KnowledgeWorld,
     knowledge_qa_v1,
     knowledge_qa_v2,
+    knowledge_qa_v3,
 )
 
 FINGERPRINT = """
@@ -264,3 +265,35 @@ def test_v2_keeps_v1s_known_side_and_gives_rl_hundreds_of_unknown_entities_each_
     test_unknown = {p.metadata["entity"] for p in v2.problems("test_unknown")}
     assert not test_unknown & (set(rl_unknown) | sft_unknown)
     assert not any(name in doc for doc in v2.documents() for name in list(test_unknown)[:20])
+
+
+def test_v3_puts_the_answer_on_the_next_line_and_keeps_v2s_questions():
+    v2, v3 = knowledge_qa_v2(abstain_fraction=0.5), knowledge_qa_v3(abstain_fraction=0.5)
+    for split in ("train", "sft", "test"):
+        assert v3.size(split) == v2.size(split)
+        for i in range(0, v3.size(split), 97):
+            p2, p3 = v2.problem(split, i), v3.problem(split, i)
+            assert p3.prompt == p2.prompt + "\n" and p3.metadata == p2.metadata
+            assert p3.steps == (p2.steps[0].removeprefix(" "),) and not p3.steps[0][0].isspace()
+    abstain = next(p for p in v3.problems("sft") if p.metadata["gold"] == "abstain")
+    assert abstain.steps == (v3.abstention,)
+    docs3 = [d for d in v3.documents() if d.startswith("Question: ")]
+    assert docs3 == [d.replace("\nAnswer: ", "\nAnswer:\n") for d in v2.documents() if d.startswith("Question: ")]
+
+
+@pytest.mark.parametrize("factory", [knowledge_qa_v2, knowledge_qa_v3])
+def test_documents_qa_pairs_tokenize_as_prompt_plus_answer(factory):
+    """Pre-training's QA pairs must hold the very tokens the env shows and the policy emits."""
+    from lm_envs.core.tokenizer import load_codec
+
+    codec, task = load_codec(None), factory()
+    split_of = {p.metadata["question_id"]: p for p in task.problems("sft")}
+    pairs = [d for d in task.documents() if d.startswith("Question: ")]
+    checked = 0
+    for doc in pairs[:200]:
+        p = next((q for q in split_of.values() if doc == q.prompt + q.steps[0]), None)
+        if p is None:
+            continue
+        assert codec.encode(doc) == codec.encode(p.prompt) + codec.encode(p.steps[0])
+        checked += 1
+    assert checked >= 20
