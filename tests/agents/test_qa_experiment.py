@@ -43,7 +43,7 @@ def test_qa_experiments_compose_with_pretraining_and_the_abstention_env(tmp_path
 
 
 def test_qa_experiment_runs_end_to_end_and_reports_honesty_metrics(tmp_path):
-    result = run(make_cfg(tmp_path, "+experiment=qa_abstain", *TINY, "+env.kwargs.reward_kwargs.threshold=0.75"))
+    result = run(make_cfg(tmp_path, "+experiment=qa_abstain", *TINY, "env.kwargs.reward_kwargs.threshold=0.75"))
     saved = json.loads((tmp_path / "eval.json").read_text())
     for metrics in (saved["metrics"], saved["before_rl"]):
         assert {"all/n", "known/n", "unknown/n", "all/hallucination_rate"} <= set(metrics)

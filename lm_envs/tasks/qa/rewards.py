@@ -10,7 +10,7 @@ An empty completion is graded as a wrong answer (the env asks for an answer or a
 abstention, and silence must not be a free abstention); ``empty="abstain"`` changes that.
 
 Every value is overridable where the env is made, ``gym.make("LMEnv/KnowledgeQA-v0",
-reward_kwargs={"threshold": 0.75})``, and from Hydra, ``+env.kwargs.reward_kwargs.threshold=0.75``.
+reward_kwargs={"threshold": 0.75})``, and from Hydra, ``++env.kwargs.reward_kwargs.threshold=0.75``.
 An unknown key fails with the list of valid ones.
 
 The outcome record (``info["outcome"]``) holds ``correct``, ``abstained``, ``hallucinated``
