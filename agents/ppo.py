@@ -64,9 +64,33 @@ class PPOConfig:
     max_grad_norm: float = 1.0
     temperature: float = 1.0  # sampling temperature (the loss uses the same)
     critic: str = "shared"  # "shared" value head on the policy backbone, or "separate" backbone
+    # Adam lr of the critic's own weights (the value head, and the separate backbone); None: lr. A fresh
+    # zero-initialised head at the actor's small lr can stay near a constant for many updates (OpenRLHF and
+    # veRL give the critic its own, larger lr).
+    value_lr: float | None = None
     ptx_coef: float = 0.0  # gamma of InstructGPT's pre-training mix (PPO-ptx; 0: off)
     ptx_rows: int = 8  # rows of pre-training documents per update
     ptx_block_size: int = 64  # tokens per row
+
+
+def optimizer_groups(policy: Policy, cfg: PPOConfig) -> list[dict[str, Any]]:
+    """Adam parameter groups: the actor's weights at ``cfg.lr``, the critic's own at ``cfg.value_lr``.
+
+    One group when ``value_lr`` is unset. The critic's own weights are the value head and, with
+    ``critic="separate"``, its backbone; a shared backbone belongs to the actor group.
+    """
+    if cfg.value_lr is None:
+        return [{"params": list(policy.parameters())}]
+    if not cfg.value_lr > 0:
+        raise ValueError(f"agent.value_lr must be > 0 (or null for agent.lr), got {cfg.value_lr!r}.")
+    if policy.value_head is None:
+        raise ValueError("agent.value_lr needs a critic; set agent.critic=shared or separate, or drop value_lr.")
+    critic = list(policy.value_head.parameters())
+    if policy.critic_lm is not None:
+        critic += list(policy.critic_lm.parameters())
+    ids = {id(p) for p in critic}
+    actor = [p for p in policy.parameters() if id(p) not in ids]
+    return [{"params": actor}, {"params": critic, "lr": cfg.value_lr}]
 
 
 class KLController:

@@ -38,7 +38,7 @@ from agents.config import RunConfig
 from agents.evaluate import EvalConfig, evaluate
 from agents.logger import MetricsLogger, plot_curves
 from agents.models import Policy, default_model_name, frozen_copy, load_model
-from agents.ppo import KLController, PPOConfig, ppo_update
+from agents.ppo import KLController, PPOConfig, optimizer_groups, ppo_update
 from agents.pretrain import rehearsal_documents, replay_batches, train_pretrain
 from agents.reinforce import MovingAverageBaseline, ReinforceConfig, reinforce_update
 from agents.rejection import RFTConfig, rft_round
@@ -141,7 +141,8 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     logger = MetricsLogger(out)
     ckpt_dir = out / "checkpoints"
     policy = Policy(model, critic=agent.critic if is_ppo else "none").to(cfg.model.device)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=agent.lr, eps=1e-5)
+    groups = optimizer_groups(policy, agent) if is_ppo else [{"params": list(policy.parameters())}]
+    optimizer = torch.optim.Adam(groups, lr=agent.lr, eps=1e-5)
     kl_ctl = KLController(agent.kl_coef, agent.kl_target, agent.kl_horizon) if is_ppo else None
     moving_average = MovingAverageBaseline(agent.ema_decay) if isinstance(agent, ReinforceConfig) else None
     curriculum = venv.episodes.curriculum

@@ -8,7 +8,7 @@ import torch
 
 import lm_envs  # noqa: F401
 from agents.models import Policy, build_default_model, frozen_copy
-from agents.ppo import KLController, PPOConfig, compute_gae, ppo_update, whiten
+from agents.ppo import KLController, PPOConfig, compute_gae, optimizer_groups, ppo_update, whiten
 from agents.reinforce import MovingAverageBaseline, ReinforceConfig, group_advantages, reinforce_update
 from agents.rollout import collect
 
@@ -159,3 +159,46 @@ def test_ppo_pretraining_mix_lowers_the_documents_nll_against_the_same_update_wi
         with torch.no_grad():
             after[coef] = nll(policy.lm, batch).item()
     assert after[1.0] < after[0.0]
+
+
+@pytest.mark.parametrize("critic", ["shared", "separate"])
+def test_value_lr_puts_exactly_the_critics_own_weights_in_their_own_group(critic):
+    policy = Policy(build_default_model(lm_envs.load_codec(), seed=0, n_layer=2, n_embd=64), critic=critic)
+    (one,) = optimizer_groups(policy, PPOConfig(critic=critic))
+    assert len(one["params"]) == len(list(policy.parameters())) and "lr" not in one
+    actor, critic_group = optimizer_groups(policy, PPOConfig(critic=critic, value_lr=1e-3))
+    assert critic_group["lr"] == 1e-3 and "lr" not in actor
+    own = list(policy.value_head.parameters()) + (list(policy.critic_lm.parameters()) if critic == "separate" else [])
+    assert {id(p) for p in critic_group["params"]} == {id(p) for p in own}
+    assert {id(p) for p in actor["params"]} == {id(p) for p in policy.lm.parameters()}
+
+
+def test_value_lr_moves_the_value_head_faster_and_the_actor_at_its_own_lr(digits_rollout):
+    _, rollout = digits_rollout
+    moved = {}
+    for value_lr in (None, 1e-2):
+        policy = Policy(build_default_model(lm_envs.load_codec(), seed=0, n_layer=2, n_embd=64))
+        head, lm = policy.value_head.weight.detach().clone(), policy.lm.get_input_embeddings().weight.detach().clone()
+        cfg = PPOConfig(ppo_epochs=1, num_minibatches=1, value_lr=value_lr, lr=1e-5)
+        opt = torch.optim.Adam(optimizer_groups(policy, cfg), lr=cfg.lr)
+        ppo_update(policy, frozen_copy(policy.lm), opt, rollout, cfg, KLController(0.05, None, 1))
+        moved[value_lr] = (
+            (policy.value_head.weight - head).abs().max().item(),
+            (policy.lm.get_input_embeddings().weight - lm).abs().max().item(),
+        )
+    # one Adam step from the same gradients: the head's step scales with its lr (1000x), the actor's is unchanged
+    assert moved[1e-2][0] == pytest.approx(1000 * moved[None][0], rel=1e-3) and moved[None][0] > 0
+    assert moved[1e-2][1] == pytest.approx(moved[None][1], rel=1e-6) and moved[None][1] == pytest.approx(1e-5, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    "cfg, match",
+    [
+        (PPOConfig(value_lr=0.0), r"agent.value_lr must be > 0"),
+        (PPOConfig(value_lr=1e-3, critic="none"), r"agent.value_lr needs a critic"),
+    ],
+)
+def test_bad_value_lr_names_the_fix(cfg, match):
+    policy = Policy(build_default_model(lm_envs.load_codec(), seed=0, n_layer=2, n_embd=64), critic=cfg.critic)
+    with pytest.raises(ValueError, match=match):
+        optimizer_groups(policy, cfg)

@@ -88,11 +88,13 @@ def test_smoke_run_writes_every_artifact_and_changes_parameters(tmp_path, agent)
     [
         ([], "lm-envs/tiny-gpt2"),
         (["model.arch=llama", "model.size.n_layer=2", "model.size.n_embd=64"], "lm-envs/tiny-llama-2x64"),
+        (["agent=ppo", "agent.value_lr=1e-3"], "lm-envs/tiny-gpt2"),  # two Adam groups saved and restored
     ],
 )
 def test_resume_continues_the_same_run(tmp_path, model, name):
     full, part = tmp_path / "full", tmp_path / "part"
-    overrides = [*model, "agent=grpo", "agent.num_envs=8", "agent.group_size=4", "train.iterations=4", "sft.steps=6"]
+    agent = [] if any(o.startswith("agent=") for o in model) else ["agent=grpo"]
+    overrides = [*model, *agent, "agent.num_envs=8", "agent.group_size=4", "train.iterations=4", "sft.steps=6"]
     assert run(smoke(full, *overrides))["model"] == name
     run(smoke(part, *overrides[:-2], "train.iterations=2", "sft.steps=6"))
     run(smoke(part, *overrides))  # resumes from step 2, runs 3 and 4
