@@ -125,7 +125,14 @@ def load_checkpoint(
             "resume with the same model and agent settings, or start a new run directory."
         )
     if optimizer is not None and (path / "optimizer.pt").is_file():
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        saved = torch.load(path / "optimizer.pt", weights_only=True)
+        try:
+            optimizer.load_state_dict(saved)
+        except ValueError as err:  # e.g. agent.value_lr set on one side only: one Adam group vs two
+            raise ValueError(
+                f"checkpoint {path}'s optimizer state does not match this run's optimizer ({err}); resume with "
+                "the same agent settings (agent.value_lr included), or start a new run directory."
+            ) from err
     state = json.loads((path / "state.json").read_text())
     set_rng_state(state["rng"])
     return state
