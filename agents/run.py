@@ -109,7 +109,6 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     agent = cfg.agent
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
     seed_everything(cfg.seed)
@@ -169,6 +168,9 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
         ptx_docs = rehearsal_documents(venv.task, codec, f"agent.ptx_coef={agent.ptx_coef}")
         # raises now on bad row settings (nothing is drawn: the batches are a lazy generator)
         replay_batches(ptx_docs, agent.ptx_rows, agent.ptx_block_size, None, codec.pad_token_id, "agent.ptx_rows")
+
+    # written once the settings are known to fit (a refused resume keeps the run's own config.yaml)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
 
     # --- SFT warm start: a tiny model from scratch must produce solutions before RL means anything ---
     if state["phase"] == "sft":

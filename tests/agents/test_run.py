@@ -106,8 +106,10 @@ def test_resume_continues_the_same_run(tmp_path, model, name):
 def test_resume_with_another_optimizer_layout_names_the_fix(tmp_path):
     overrides = ["agent=ppo", "agent.num_envs=8", "agent.group_size=4", "sft.steps=2", "train.iterations=1"]
     run(smoke(tmp_path, *overrides))
+    config = (tmp_path / "config.yaml").read_text()
     with pytest.raises(ValueError, match=r"optimizer state does not match.*agent.value_lr"):
         run(smoke(tmp_path, *overrides[:-1], "train.iterations=2", "agent.value_lr=1e-3"))
+    assert (tmp_path / "config.yaml").read_text() == config  # the refused settings are not recorded as the run's
 
 
 @pytest.mark.parametrize(
