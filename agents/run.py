@@ -140,8 +140,8 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     logger = MetricsLogger(out)
     ckpt_dir = out / "checkpoints"
     policy = Policy(model, critic=agent.critic if is_ppo else "none").to(cfg.model.device)
-    groups = optimizer_groups(policy, agent) if is_ppo else [{"params": list(policy.parameters())}]
-    optimizer = torch.optim.Adam(groups, lr=agent.lr, eps=1e-5)
+    params = optimizer_groups(policy, agent) if is_ppo else policy.parameters()  # PPO: agent.value_lr
+    optimizer = torch.optim.Adam(params, lr=agent.lr, eps=1e-5)
     kl_ctl = KLController(agent.kl_coef, agent.kl_target, agent.kl_horizon) if is_ppo else None
     moving_average = MovingAverageBaseline(agent.ema_decay) if isinstance(agent, ReinforceConfig) else None
     curriculum = venv.episodes.curriculum
