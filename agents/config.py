@@ -57,6 +57,8 @@ class TrainSection:
     """The RL loop."""
 
     iterations: int = 100  # rollouts + updates
+    lr_schedule: str = "constant"  # constant | linear | cosine: agent.lr (and value_lr) decays over the iterations
+    lr_end_ratio: float = 0.1  # ... to this fraction of itself at the last iteration
     eval_every: int = 25  # held-out evaluation every N iterations (0: only before and after)
     eval_episodes: int = 100  # test problems in the periodic evaluations
     checkpoint_every: int = 10

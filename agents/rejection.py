@@ -35,13 +35,30 @@ the kept ones are fine-tuning data.
    problems from the current policy through the env.
 2. *Filter*: keep the correct ones (RFT, Yuan et al. 2023; ReST-EM's binary filter, Singh et al.
    2023) or the single best per prompt by env return (RAFT, Dong et al. 2023), optionally only those
-   with return ``>= min_reward``; drop duplicates (RFT dedupes distinct reasoning paths; here: the
-   same prompt and the same generated token ids).
+   with return ``>= min_reward``, and optionally only from prompts the policy solves in at most
+   ``max_group_success`` of its K samples (difficulty filtering: the problems it nearly always solves
+   teach it little); drop duplicates (RFT dedupes distinct reasoning paths; here: the same prompt and
+   the same generated token ids).
 3. *Improve*: fine-tune on the kept samples with the SFT loss, on exactly the tokens the env
    received: the prompt ids as the env encoded them, then the generated ids; the loss covers only
    the generated ids. Nothing is decoded and re-tokenized. With ``from_base`` (ReST-EM) the weights
    go back to the initial model before each Improve step, so every round is a fresh fine-tune of
    the base model on data from the latest one.
+
+Two options turn the rounds into *expert iteration* (Anthony et al. 2017; STaR, Zelikman et al. 2022;
+Polu et al. 2022; ReST's growing dataset, Gulcehre et al. 2023), the form that pays when gold
+demonstrations are few and graded problems are many:
+
+* ``accumulate``: Improve trains on every sample kept so far (a *pool*, deduplicated across rounds),
+  not only on this round's; each round's new problems add to what the policy has solved.
+* ``demo_fraction``: that share of every Improve batch comes from the gold demonstrations of the SFT
+  warm start, so the solutions of the first rounds (mostly the easiest problems) do not crowd out the
+  demonstrations.
+
+With ``accumulate`` (and without ``from_base``) the Improve steps of all rounds continue one AdamW (its
+state is checkpointed by ``lm-envs train``), as one fine-tune on a growing set would; otherwise every
+round starts a fresh AdamW. (Continuing one AdamW on RAFT's own few samples per round collapsed the
+policy early on ``LMEnv/Digits-v0`` at lr 3e-3.)
 
 A round that keeps nothing (no correct sample yet) logs that and leaves the model unchanged.
 """
@@ -61,7 +78,7 @@ import torch
 
 from agents.evaluate import pass_at_k
 from agents.rollout import Rollout, collect
-from agents.sft import collate, nll
+from agents.sft import collate, encode_demo, nll
 from lm_envs import Problem
 from lm_envs.tasks.math.grading import extract_answer, grade
 from lm_envs.tasks.math.prm import LearnedPRM  # imports neither torch nor transformers until built
@@ -520,6 +537,9 @@ class RFTConfig:
     min_reward: float | None = None  # drop samples with a lower return (set it for "best": a top-1 may be a failure)
     dedupe: bool = True  # keep one copy of identical (prompt, completion) token sequences
     from_base: bool = False  # ReST-EM: every Improve step starts again from the initial weights
+    max_group_success: float = 1.0  # keep samples only of prompts solved by at most this share of their K samples
+    accumulate: bool = False  # expert iteration / STaR: fine-tune on every sample kept so far, not just this round's
+    demo_fraction: float = 0.0  # share of each Improve batch drawn from the SFT warm start's gold demonstrations
     sft_steps: int = 50  # optimizer steps per round on the kept samples
     batch_size: int = 32  # kept samples per step (fewer if fewer were kept)
     lr: float = 1e-4  # AdamW learning rate (constant within a round)
@@ -543,6 +563,15 @@ def check_rft_config(cfg: RFTConfig) -> None:
         raise ValueError("rft.temperature=0 draws K identical greedy samples per prompt; use temperature > 0 or K=1.")
     if cfg.sft_steps < 0 or cfg.lr <= 0:
         raise ValueError(f"rft.sft_steps must be >= 0 and rft.lr > 0, got {cfg.sft_steps} and {cfg.lr}.")
+    if not 0 < cfg.max_group_success <= 1:
+        raise ValueError(
+            f"rft.max_group_success must be in (0, 1] (1 keeps every prompt's samples), got {cfg.max_group_success}."
+        )
+    if not 0 <= cfg.demo_fraction < 1:
+        raise ValueError(
+            f"rft.demo_fraction must be in [0, 1) (a share of each batch; the rest are kept samples), got "
+            f"{cfg.demo_fraction}."
+        )
 
 
 def build_examples(
@@ -550,6 +579,7 @@ def build_examples(
     keep: str = "correct",
     min_reward: float | None = None,
     dedupe: bool = True,
+    max_group_success: float = 1.0,
 ) -> tuple[list[Example], dict[str, float]]:
     """Filter sampled episodes into SFT examples made of exactly the tokens the env received.
 
@@ -559,6 +589,9 @@ def build_examples(
             each group (the first on ties).
         min_reward: Drop kept episodes whose return is below this.
         dedupe: Keep one copy of identical (prompt ids, generated ids) pairs across all rollouts.
+        max_group_success: Keep nothing from a group whose share of ``is_success`` samples is above
+            this: the problems the policy already solves almost always teach it little (difficulty
+            filtering; DAPO drops the all-correct groups, which is ``1 - 1/K``).
 
     Returns:
         ``(examples, stats)``: each example is ``(prompt_ids, generated_ids)``, the prompt as the env
@@ -583,6 +616,11 @@ def build_examples(
             chosen[torch.arange(0, len(returns), k) + returns.view(-1, k).argmax(1)] = True
         if min_reward is not None:
             chosen &= returns >= min_reward
+        if max_group_success < 1:
+            if not any("is_success" in info for info in r.infos):
+                raise ValueError("max_group_success needs env info 'is_success' (this env reports none); leave it 1.")
+            rate = success.float().view(-1, k).mean(1, keepdim=True).expand(-1, k).reshape(-1)
+            chosen &= rate <= max_group_success + 1e-9
         stats["samples"] += len(returns)
         stats["groups"] += len(returns) // k
         stats["groups_kept"] += int(chosen.view(-1, k).any(1).sum())
@@ -601,12 +639,31 @@ def build_examples(
 
 
 def finetune(
-    model: torch.nn.Module, examples: list[Example], cfg: RFTConfig, pad_id: int, rng: np.random.Generator
+    model: torch.nn.Module,
+    examples: list[Example],
+    cfg: RFTConfig,
+    pad_id: int,
+    rng: np.random.Generator,
+    optimizer: torch.optim.Optimizer | None = None,
+    demos: Callable[[int], list[Example]] | None = None,
 ) -> list[float]:
-    """``cfg.sft_steps`` AdamW steps of the SFT loss on ``examples`` (shuffled epochs); returns the losses."""
+    """``cfg.sft_steps`` AdamW steps of the SFT loss on ``examples`` (shuffled epochs); returns the losses.
+
+    Args:
+        model: Trained in place.
+        examples: The kept samples.
+        cfg: ``sft_steps``, ``batch_size``, ``lr``, ``weight_decay``, ``max_grad_norm``, ``demo_fraction``.
+        pad_id: Padding token id.
+        rng: Shuffles the epochs.
+        optimizer: An optimizer to continue (its state carries across rounds); ``None``: a fresh AdamW.
+        demos: ``demos(n)`` draws ``n`` gold demonstrations; with ``cfg.demo_fraction`` > 0 that share of
+            every batch (rounded, at least one row of kept samples) comes from it.
+    """
     device = next(model.parameters()).device
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    bs = min(cfg.batch_size, len(examples))
+    if optimizer is None:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n_demo = round(cfg.batch_size * cfg.demo_fraction) if demos is not None else 0
+    bs = min(cfg.batch_size - n_demo, len(examples))
     order: list[int] = []
     losses: list[float] = []
     model.train()
@@ -614,7 +671,8 @@ def finetune(
         if len(order) < bs:  # next epoch
             order += rng.permutation(len(examples)).tolist()
         rows, order = order[:bs], order[bs:]
-        batch = {k: v.to(device) for k, v in collate([examples[i] for i in rows], pad_id).items()}
+        batch_examples = [examples[i] for i in rows] + (demos(n_demo) if n_demo else [])
+        batch = {k: v.to(device) for k, v in collate(batch_examples, pad_id).items()}
         loss = nll(model, batch)  # mean NLL of the generated tokens (labels -100 on prompt and padding)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"RFT loss became {loss.item()}; lower rft.lr.")
@@ -635,11 +693,12 @@ def train_rft(
     seed: int = 0,
     log: Callable[[int, dict[str, Any]], None] | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    demo_problems: int | None = None,
 ) -> torch.nn.Module:
     """Run ``rounds`` rounds of rejection-sampling fine-tuning on ``model`` (in place); ``log(round, metrics)``.
 
     ``lm-envs train agent=rft`` runs the same rounds (one per ``train.iterations``) with checkpoints,
-    evaluation and resume.
+    evaluation and resume. ``demo_problems``: see :func:`rft_round`.
 
     Returns:
         The model (the same object, trained).
@@ -648,12 +707,36 @@ def train_rft(
     if not isinstance(rounds, int) or rounds < 0:
         raise ValueError(f"rounds must be a non-negative int, got {rounds!r}.")
     base = copy.deepcopy(model.state_dict()) if cfg.from_base else None
+    optimizer = rft_optimizer(model, cfg) if continues_optimizer(cfg) else None  # None: a fresh AdamW per round
     venvs: dict[int, Any] = {}
+    pool: list[Example] = []
     for rnd in range(rounds):
-        metrics = rft_round(model, env_id, cfg, rnd, seed=seed, env_kwargs=env_kwargs, venvs=venvs, base=base)
+        metrics = rft_round(
+            model,
+            env_id,
+            cfg,
+            rnd,
+            seed=seed,
+            env_kwargs=env_kwargs,
+            venvs=venvs,
+            base=base,
+            pool=pool,
+            optimizer=optimizer,
+            demo_problems=demo_problems,
+        )
         if log is not None:
             log(rnd, metrics)
     return model
+
+
+def rft_optimizer(model: torch.nn.Module, cfg: RFTConfig) -> torch.optim.AdamW:
+    """The AdamW of the Improve steps: one per round, or one for all rounds (:func:`continues_optimizer`)."""
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def continues_optimizer(cfg: RFTConfig) -> bool:
+    """Whether the rounds continue one AdamW: expert iteration (``accumulate``), unless ReST-EM's ``from_base``."""
+    return cfg.accumulate and not cfg.from_base
 
 
 def rft_round(
@@ -665,6 +748,9 @@ def rft_round(
     env_kwargs: dict[str, Any] | None = None,
     venvs: dict[int, Any] | None = None,
     base: dict[str, torch.Tensor] | None = None,
+    pool: list[Example] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    demo_problems: int | None = None,
 ) -> dict[str, Any]:
     """One Grow / Filter / Improve round on ``model`` (in place); returns its metrics.
 
@@ -680,8 +766,15 @@ def rft_round(
         env_kwargs: ``gym.make`` overrides of the env.
         venvs: A cache of vector envs by size, reused across rounds (pass the same dict each round).
         base: Initial weights to fine-tune from in every round (ReST-EM, ``cfg.from_base``).
+        pool: With ``cfg.accumulate``, the samples kept in earlier rounds (pass the same list each
+            round): this round's new ones are appended, and Improve trains on all of it.
+        optimizer: The optimizer to continue (``None``: a fresh AdamW for this round).
+        demo_problems: The gold demonstrations of ``cfg.demo_fraction`` are the split's first this many
+            problems (the SFT warm start's ``sft.num_examples``); ``None``: the whole split.
     """
     check_rft_config(cfg)
+    if cfg.accumulate and pool is None:
+        raise ValueError("rft.accumulate needs the pool of earlier rounds: pass the same list as pool= every round.")
     kwargs = dict(env_kwargs or {})
     venvs = {} if venvs is None else venvs
     K = cfg.group_size
@@ -709,7 +802,7 @@ def rft_round(
     t1 = time.perf_counter()
 
     # --- 2. Filter: correct (RFT / ReST-EM) or top-1 per prompt (RAFT), then dedupe ---
-    examples, stats = build_examples(rollouts, cfg.keep, cfg.min_reward, cfg.dedupe)
+    examples, stats = build_examples(rollouts, cfg.keep, cfg.min_reward, cfg.dedupe, cfg.max_group_success)
     returns = torch.cat([r.returns for r in rollouts])
     metrics: dict[str, Any] = {
         "rft/sample_return": float(returns.mean()),
@@ -721,16 +814,34 @@ def rft_round(
         "rft/sample_seconds": t1 - t0,
         "rft/generated_tokens": sum(r.num_tokens for r in rollouts),
     }
+    if examples:
+        metrics["rft/kept_return"] = stats["kept_return_sum"] / stats["kept"]
+        metrics["rft/kept_tokens"] = sum(len(t) for _, t in examples)
+    if cfg.accumulate:  # expert iteration: the pool grows by this round's samples not already in it
+        assert pool is not None
+        if cfg.dedupe:
+            known = {(tuple(p), tuple(t)) for p, t in pool}
+            examples = [e for e in examples if (tuple(e[0]), tuple(e[1])) not in known]
+        pool.extend(examples)
+        metrics["rft/pool_new"] = len(examples)
+        metrics["rft/pool"] = len(pool)
+        examples = pool
     if not examples:  # nothing passed the filter (e.g. no correct sample yet): nothing to learn from
         metrics["rft/sft_steps"] = 0
         return metrics
-    metrics["rft/kept_return"] = stats["kept_return_sum"] / stats["kept"]
-    metrics["rft/kept_tokens"] = sum(len(t) for _, t in examples)
 
     # --- 3. Improve: SFT on the kept samples' exact tokens (from the base weights for ReST-EM) ---
+    demos = None
+    if cfg.demo_fraction > 0:  # gold demonstrations mixed into every batch, drawn from this round's rng
+        n_demos = size if demo_problems is None else min(size, demo_problems)
+        task, codec = probe.task, probe.codec
+
+        def demos(n: int) -> list[Example]:
+            return [encode_demo(codec, task.problem(cfg.split, int(i))) for i in rng.integers(n_demos, size=n)]
+
     if base is not None:
         model.load_state_dict(base)
-    losses = finetune(model, examples, cfg, pad_id, rng)
+    losses = finetune(model, examples, cfg, pad_id, rng, optimizer=optimizer, demos=demos)
     metrics.update(
         {
             "rft/sft_steps": len(losses),

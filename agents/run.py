@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import time
 from dataclasses import asdict, is_dataclass
@@ -34,14 +35,14 @@ from safetensors.torch import load_file, save_file
 
 import lm_envs  # noqa: F401  (registers the LMEnv/* ids)
 from agents.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, untie
-from agents.config import RunConfig
+from agents.config import RunConfig, TrainSection
 from agents.evaluate import EvalConfig, evaluate
 from agents.logger import MetricsLogger, plot_curves
 from agents.models import Policy, default_model_name, frozen_copy, load_model
 from agents.ppo import KLController, PPOConfig, optimizer_groups, ppo_update
 from agents.pretrain import rehearsal_documents, replay_batches, train_pretrain
 from agents.reinforce import MovingAverageBaseline, ReinforceConfig, reinforce_update
-from agents.rejection import RFTConfig, rft_round
+from agents.rejection import RFTConfig, check_rft_config, continues_optimizer, rft_optimizer, rft_round
 from agents.rollout import collect
 from agents.sft import train_sft
 from lm_envs.core.tokenizer import save_codec
@@ -57,6 +58,32 @@ def to_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
     if not isinstance(obj.agent, (PPOConfig, ReinforceConfig, RFTConfig)):
         raise TypeError("agent must be an agent/ option (ppo, grpo, rloo, reinforce, rft).")
     return obj
+
+
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def lr_factor(train: TrainSection, iteration: int) -> float:
+    """The multiplier of the agent's learning rates at RL iteration ``iteration`` (0-based).
+
+    A pure function of the iteration, so a resumed run continues the same schedule without saving one.
+
+    Example:
+        >>> train = TrainSection(iterations=3, lr_schedule="linear", lr_end_ratio=0.1)
+        >>> [round(lr_factor(train, i), 2) for i in range(3)]
+        [1.0, 0.55, 0.1]
+    """
+    if train.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown train.lr_schedule {train.lr_schedule!r}; choose one of {list(LR_SCHEDULES)}.")
+    if not 0 <= train.lr_end_ratio <= 1:
+        raise ValueError(f"train.lr_end_ratio must be in [0, 1], got {train.lr_end_ratio}.")
+    f = iteration / max(1, train.iterations - 1)  # 0 at the first iteration, 1 at the last
+    end = train.lr_end_ratio
+    if train.lr_schedule == "linear":
+        return 1 - (1 - end) * f
+    if train.lr_schedule == "cosine":
+        return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * f))
+    return 1.0
 
 
 def uses_reference(agent: PPOConfig | ReinforceConfig | RFTConfig, kl_ctl: KLController | None = None) -> bool:
@@ -121,6 +148,9 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     is_ppo, is_rft = isinstance(agent, PPOConfig), isinstance(agent, RFTConfig)
     # RFT samples through its own envs (K per prompt, in chunks); this one serves its codec and task.
     num_envs = agent.group_size if is_rft else agent.num_envs
+    if is_rft:
+        check_rft_config(agent)
+    lr_factor(cfg.train, 0)  # a bad schedule fails here, before any work
     if not is_rft and agent.num_envs % agent.group_size:
         raise ValueError(f"agent.num_envs={agent.num_envs} must be a multiple of agent.group_size={agent.group_size}.")
     venv = gym.make_vec(cfg.env.id, num_envs=num_envs, autoreset_mode="Disabled", **env_kwargs)
@@ -140,11 +170,16 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     logger = MetricsLogger(out)
     ckpt_dir = out / "checkpoints"
     policy = Policy(model, critic=agent.critic if is_ppo else "none").to(cfg.model.device)
-    params = optimizer_groups(policy, agent) if is_ppo else policy.parameters()  # PPO: agent.value_lr
-    optimizer = torch.optim.Adam(params, lr=agent.lr, eps=1e-5)
+    if is_rft:  # the AdamW of expert iteration's Improve steps (other RFT forms start one per round)
+        optimizer = rft_optimizer(model, agent)
+    else:
+        params = optimizer_groups(policy, agent) if is_ppo else policy.parameters()  # PPO: agent.value_lr
+        optimizer = torch.optim.Adam(params, lr=agent.lr, eps=1e-5)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]  # train.lr_schedule scales these
     kl_ctl = KLController(agent.kl_coef, agent.kl_target, agent.kl_horizon) if is_ppo else None
     moving_average = MovingAverageBaseline(agent.ema_decay) if isinstance(agent, ReinforceConfig) else None
     curriculum = venv.episodes.curriculum
+    rft_pool: list[tuple[list[int], list[int]]] = []  # RFT with agent.accumulate: every sample kept so far
 
     # --- resume ------------------------------------------------------------------------------------
     state: dict[str, Any] = {"phase": "sft", "iteration": 0}
@@ -160,6 +195,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
             moving_average.load_state_dict(saved["baseline"])
         if curriculum is not None and "curriculum" in saved:
             curriculum.load_state_dict(saved["curriculum"])
+        rft_pool[:] = [(list(p), list(t)) for p, t in saved.get("rft_pool", [])]
 
     # InstructGPT's pre-training mix: rows of the task's documents in every RL update (checked before any
     # work; drawn per iteration, so a resumed run draws the same rows)
@@ -210,9 +246,28 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     rft_venvs: dict[int, Any] = {}
     for it in range(start_iteration, cfg.train.iterations):
         t0 = time.time()
+        lr_scale = lr_factor(cfg.train, it)
+        for group, lr in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = lr * lr_scale
         if is_rft:  # one Grow / Filter / Improve round per iteration
             base = ref.state_dict() if agent.from_base else None
-            metrics = rft_round(model, cfg.env.id, agent, it, cfg.seed, env_kwargs, venvs=rft_venvs, base=base)
+            round_optimizer = optimizer  # expert iteration continues one AdamW (saved in the checkpoints)
+            if not continues_optimizer(agent):  # RFT, RAFT, ReST-EM: a fresh one every round, at the scheduled lr
+                round_optimizer = rft_optimizer(model, agent)
+                round_optimizer.param_groups[0]["lr"] = agent.lr * lr_scale
+            metrics = rft_round(
+                model,
+                cfg.env.id,
+                agent,
+                it,
+                cfg.seed,
+                env_kwargs,
+                venvs=rft_venvs,
+                base=base,
+                pool=rft_pool,
+                optimizer=round_optimizer,
+                demo_problems=cfg.sft.num_examples,  # the warm start's demonstrations (agent.demo_fraction)
+            )
             metrics.update(_rft_as_rollout_metrics(metrics, time.time() - t0))
         else:
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + it)
@@ -245,6 +300,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
                 )
             metrics.update(_rollout_metrics(rollout, t_rollout, time.time() - t0))
             metrics.update(_outcome_metrics(rollout, venv.episodes.reward))
+        metrics["train/lr"] = base_lrs[0] * lr_scale
         if curriculum is not None:
             metrics["curriculum/stage"] = curriculum.stage
             metrics.update({f"curriculum/success_stage{k}": v for k, v in curriculum.success_rates().items()})
@@ -268,6 +324,8 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
                 extra["baseline"] = moving_average.state_dict()
             if curriculum is not None:
                 extra["curriculum"] = curriculum.state_dict()
+            if rft_pool:
+                extra["rft_pool"] = rft_pool
             save_checkpoint(ckpt_dir, step, policy, optimizer, extra, cfg.train.keep_checkpoints)
     if progress is not None:
         progress.close()

@@ -27,7 +27,7 @@ from agents.rejection import (
     train_rft,
 )
 from agents.rollout import collect, policy_logprobs
-from agents.sft import SFTConfig, train_sft
+from agents.sft import SFTConfig, encode_demo, train_sft
 
 torch.set_num_threads(1)
 
@@ -320,11 +320,12 @@ def test_rounds_that_keep_nothing_are_logged_and_change_nothing():
 
 
 def test_rest_em_fine_tunes_every_round_from_the_base_weights(monkeypatch):
-    finetune, starts, base = rejection.finetune, [], []
+    finetune, starts, base, optimizers = rejection.finetune, [], [], []
 
-    def spy(model, examples, cfg, pad_id, rng):
+    def spy(model, examples, cfg, pad_id, rng, **kwargs):
         starts.append(all(torch.equal(a, b) for a, b in zip(base, model.parameters())))
-        return finetune(model, examples, cfg, pad_id, rng)
+        optimizers.append(kwargs["optimizer"])
+        return finetune(model, examples, cfg, pad_id, rng, **kwargs)
 
     monkeypatch.setattr(rejection, "finetune", spy)
     for from_base, expected in [(False, [True, False]), (True, [True, True])]:
@@ -334,6 +335,8 @@ def test_rest_em_fine_tunes_every_round_from_the_base_weights(monkeypatch):
         cfg = RFTConfig(group_size=2, prompts_per_round=2, keep="best", sft_steps=2, lr=1e-2, from_base=from_base)
         train_rft(model, ENV, cfg, rounds=2, seed=0)
         assert starts == expected  # RFT/RAFT keep training the latest model; ReST-EM restarts from the base
+        # ... each round with a fresh AdamW (None: finetune builds it); only expert iteration continues one
+        assert optimizers[-2:] == [None, None]
         assert not all(torch.equal(a, b) for a, b in zip(base, model.parameters()))
 
 
@@ -362,3 +365,73 @@ def test_raft_learns_target_word_from_an_untrained_model():
         model, venv, options={"index": [i % 8 for i in range(64)]}, generator=torch.Generator().manual_seed(1)
     )
     assert after.returns.mean() > logs[0]["rft/sample_return"] + 0.3, [m["rft/sample_return"] for m in logs]
+
+
+def test_expert_iteration_pools_the_kept_samples_of_every_round_and_mixes_in_demonstrations(monkeypatch):
+    finetune, seen = rejection.finetune, []
+
+    def spy(model, examples, cfg, pad_id, rng, optimizer=None, demos=None):
+        seen.append((list(examples), optimizer, demos(3) if demos else None))
+        return finetune(model, examples, cfg, pad_id, rng, optimizer=optimizer, demos=demos)
+
+    monkeypatch.setattr(rejection, "finetune", spy)
+    model = build_default_model(codec(), seed=0, **TINY)
+    logs = []
+    cfg = RFTConfig(
+        group_size=4, prompts_per_round=2, keep="best", sft_steps=2, batch_size=4, accumulate=True, demo_fraction=0.5
+    )
+    train_rft(model, ENV, cfg, rounds=3, seed=0, log=lambda r, m: logs.append(m), demo_problems=2)
+    pools = [examples for examples, _, _ in seen]
+    # each round trains on everything kept so far: the earlier rounds' samples first, then its new ones
+    assert (
+        [len(p) for p in pools] == [m["rft/pool"] for m in logs] == list(np.cumsum([m["rft/pool_new"] for m in logs]))
+    )
+    assert all(pools[i] == pools[i + 1][: len(pools[i])] for i in range(2))
+    keys = [(tuple(p), tuple(t)) for p, t in pools[-1]]
+    assert len(keys) == len(set(keys))  # deduplicated across rounds
+    # one AdamW continues through the rounds
+    assert seen[0][1] is not None and all(opt is seen[0][1] for _, opt, _ in seen)
+    # demonstrations are gold solutions of the split's first demo_problems problems, as SFT encodes them
+    env = gym.make(ENV).unwrapped
+    gold = [encode_demo(env.codec, env.task.problem("train", i)) for i in range(2)]
+    assert all(d in gold for _, _, demos in seen for d in demos)
+
+
+def test_finetune_mixes_demonstrations_into_every_batch(monkeypatch):
+    rows = []
+    real_collate = rejection.collate
+    monkeypatch.setattr(rejection, "collate", lambda ex, pad: rows.append(list(ex)) or real_collate(ex, pad))
+    model = build_default_model(codec(), seed=0, **TINY)
+    kept, demo = ([5, 6], [7, 8]), ([5, 6], [9, 10])
+    cfg = RFTConfig(sft_steps=3, batch_size=8, demo_fraction=0.25)
+    rejection.finetune(model, [kept] * 20, cfg, 0, np.random.default_rng(0), demos=lambda n: [demo] * n)
+    assert [(b.count(kept), b.count(demo)) for b in rows] == [(6, 2)] * 3
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0])
+def test_demo_fraction_out_of_range_names_the_fix(bad):
+    with pytest.raises(ValueError, match=r"demo_fraction must be in \[0, 1\)"):
+        train_rft(build_default_model(codec(), seed=0, **TINY), ENV, RFTConfig(demo_fraction=bad), rounds=1)
+
+
+def test_accumulate_without_a_pool_names_the_fix():
+    with pytest.raises(ValueError, match="pass the same list as pool="):
+        rejection.rft_round(build_default_model(codec(), seed=0, **TINY), ENV, RFTConfig(accumulate=True), 0)
+
+
+def test_max_group_success_keeps_only_prompts_the_policy_finds_hard(half_trained):
+    venv = gym.make_vec(ENV, num_envs=64, autoreset_mode="Disabled")
+    rollout = collect(
+        half_trained,
+        venv,
+        options={"index": [i // 8 for i in range(64)], "group_size": 8},
+        generator=torch.Generator().manual_seed(0),
+    )
+    rate = rollout.success().view(8, 8).mean(1)
+    everything, _ = build_examples(rollout, dedupe=False)
+    hard, stats = build_examples(rollout, dedupe=False, max_group_success=0.5)
+    expected = int(sum(8 * r for r in rate.tolist() if r <= 0.5))
+    assert len(hard) == expected < len(everything), rate.tolist()
+    assert stats["groups_kept"] == int(((rate > 0) & (rate <= 0.5)).sum())
+    with pytest.raises(ValueError, match=r"max_group_success must be in \(0, 1\]"):
+        train_rft(half_trained, ENV, RFTConfig(max_group_success=0.0), rounds=1)

@@ -10,10 +10,11 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 from safetensors.torch import load_file
 
-from agents.config import RunConfig, register_configs
+from agents.config import RunConfig, TrainSection, register_configs
 from agents.logger import read_metrics
 from agents.models import frozen_copy
 from agents.ppo import PPOConfig
@@ -89,6 +90,19 @@ def test_smoke_run_writes_every_artifact_and_changes_parameters(tmp_path, agent)
         ([], "lm-envs/tiny-gpt2"),
         (["model.arch=llama", "model.size.n_layer=2", "model.size.n_embd=64"], "lm-envs/tiny-llama-2x64"),
         (["agent=ppo", "agent.value_lr=1e-3"], "lm-envs/tiny-gpt2"),  # two Adam groups saved and restored
+        # expert iteration: the pool of kept samples and the AdamW continued across rounds are restored
+        (
+            [
+                "agent=rft",
+                "agent.keep=best",
+                "agent.accumulate=true",
+                "agent.demo_fraction=0.25",
+                "agent.prompts_per_round=2",
+                "agent.sft_steps=2",
+                "agent.batch_size=4",
+            ],
+            "lm-envs/tiny-gpt2",
+        ),
     ],
 )
 def test_resume_continues_the_same_run(tmp_path, model, name):
@@ -101,6 +115,10 @@ def test_resume_continues_the_same_run(tmp_path, model, name):
     a = load_file(full / "checkpoints" / "step-000004" / "model.safetensors")
     b = load_file(part / "checkpoints" / "step-000004" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    pools = [
+        json.loads((d / "checkpoints" / "step-000004" / "state.json").read_text()).get("rft_pool") for d in (full, part)
+    ]
+    assert pools[0] == pools[1] and (len(pools[0]) > 2 if "agent.accumulate=true" in model else pools[0] is None)
 
 
 def test_resume_with_another_optimizer_layout_names_the_fix(tmp_path):
@@ -250,3 +268,91 @@ def test_train_cli_runs_a_job_and_prints_accuracy_and_return_before_and_after_rl
         f"mean return {before['mean_return']:.3f} -> {after['mean_return']:.3f} ({after['num_problems']} test problems)"
     )
     assert line in out and str(tmp_path) in out
+
+
+def test_lr_schedule_decays_the_agent_lr_over_the_iterations(tmp_path):
+    run(
+        smoke(
+            tmp_path,
+            "agent=ppo",
+            "agent.num_envs=8",
+            "agent.value_lr=1e-3",
+            "train.lr_schedule=linear",
+            "train.iterations=3",
+        )
+    )
+    lrs = [r["train/lr"] for r in read_metrics(tmp_path / "metrics.jsonl") if "train/lr" in r]
+    lr = OmegaConf.load(tmp_path / "config.yaml").agent.lr
+    assert lrs == pytest.approx([lr, 0.55 * lr, 0.1 * lr])
+    groups = torch.load(tmp_path / "checkpoints" / "step-000003" / "optimizer.pt", weights_only=True)["param_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([0.1 * lr, 0.1 * 1e-3])  # the critic's value_lr decays too
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lr_schedule=warmup", "unknown train.lr_schedule"),
+        ("train.lr_end_ratio=2", "train.lr_end_ratio must be in"),
+        ("agent.demo_fraction=1.5", "demo_fraction must be in"),
+    ],
+)
+def test_bad_schedule_or_rft_values_fail_before_any_training(tmp_path, override, message):
+    agent = ["agent=rft"] if override.startswith("agent.") else []
+    with pytest.raises(ValueError, match=message):
+        run(smoke(tmp_path, *agent, override))
+    assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_lr_factor_schedules():
+    from agents.run import lr_factor
+
+    train = TrainSection(iterations=5, lr_end_ratio=0.0)
+    for schedule, expected in [
+        ("constant", [1] * 5),
+        ("linear", [1, 0.75, 0.5, 0.25, 0]),
+        ("cosine", [1, 0.854, 0.5, 0.146, 0]),
+    ]:
+        train.lr_schedule = schedule
+        assert [lr_factor(train, i) for i in range(5)] == pytest.approx(expected, abs=1e-3)
+    assert lr_factor(TrainSection(iterations=1, lr_schedule="cosine"), 0) == 1.0  # one iteration: the full lr
+
+
+def test_a_run_killed_mid_schedule_resumes_the_same_lr_and_pool(tmp_path, monkeypatch):
+    import agents.run as run_module
+
+    overrides = [
+        "agent=rft",
+        "agent.keep=best",
+        "agent.accumulate=true",
+        "agent.prompts_per_round=2",
+        "agent.group_size=4",
+        "agent.sft_steps=2",
+        "agent.batch_size=4",
+        "train.lr_schedule=cosine",  # a function of the iteration: the resumed run continues it
+        "train.iterations=4",
+        "train.checkpoint_every=2",
+        "sft.steps=6",
+    ]
+    full, part = tmp_path / "full", tmp_path / "part"
+    run(smoke(full, *overrides))
+    real = run_module.rft_round
+
+    def killed_at_round_2(model, env_id, agent, it, *args, **kwargs):
+        if it == 2:
+            raise KeyboardInterrupt
+        return real(model, env_id, agent, it, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "rft_round", killed_at_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(smoke(part, *overrides))
+    monkeypatch.setattr(run_module, "rft_round", real)
+    run(smoke(part, *overrides))  # resumes from the checkpoint of step 2
+    lrs = [[r["train/lr"] for r in read_metrics(d / "metrics.jsonl") if "train/lr" in r] for d in (full, part)]
+    assert lrs[1] == lrs[0] and lrs[0][0] > lrs[0][-1]
+    a = load_file(full / "checkpoints" / "step-000004" / "model.safetensors")
+    b = load_file(part / "checkpoints" / "step-000004" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    pools = [
+        json.loads((d / "checkpoints" / "step-000004" / "state.json").read_text())["rft_pool"] for d in (full, part)
+    ]
+    assert pools[0] == pools[1]
