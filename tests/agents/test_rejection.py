@@ -269,14 +269,15 @@ def half_trained():
     return model
 
 
+def grouped_rollout(model, prompts, k):
+    """``k`` samples of each of the first ``prompts`` train words, consecutive per prompt."""
+    venv = gym.make_vec(ENV, num_envs=prompts * k, autoreset_mode="Disabled")
+    options = {"index": [i // k for i in range(prompts * k)], "group_size": k}
+    return venv, collect(model, venv, options=options, generator=torch.Generator().manual_seed(0))
+
+
 def test_build_examples_keeps_only_correct_samples_made_of_the_env_tokens(half_trained):
-    venv = gym.make_vec(ENV, num_envs=32, autoreset_mode="Disabled")
-    rollout = collect(
-        half_trained,
-        venv,
-        options={"index": [i // 4 for i in range(32)], "group_size": 4},
-        generator=torch.Generator().manual_seed(0),
-    )
+    venv, rollout = grouped_rollout(half_trained, prompts=8, k=4)
     success = rollout.success().bool()
     assert 0 < success.sum() < 32, "the warm start should make some but not all samples correct"
     examples, stats = build_examples(rollout, keep="correct", dedupe=False)
@@ -420,13 +421,7 @@ def test_accumulate_without_a_pool_names_the_fix():
 
 
 def test_max_group_success_keeps_only_prompts_the_policy_finds_hard(half_trained):
-    venv = gym.make_vec(ENV, num_envs=64, autoreset_mode="Disabled")
-    rollout = collect(
-        half_trained,
-        venv,
-        options={"index": [i // 8 for i in range(64)], "group_size": 8},
-        generator=torch.Generator().manual_seed(0),
-    )
+    _, rollout = grouped_rollout(half_trained, prompts=8, k=8)
     rate = rollout.success().view(8, 8).mean(1)
     everything, _ = build_examples(rollout, dedupe=False)
     hard, stats = build_examples(rollout, dedupe=False, max_group_success=0.5)
