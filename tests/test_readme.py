@@ -26,7 +26,9 @@ def test_quickstart_is_two_commands_and_ci_runs_the_test_command():
     blocks = fenced(section("Quickstart"), "sh")
     assert len(blocks) == 1
     commands = [line for line in blocks[0].splitlines() if line.strip()]
-    assert len(commands) == 2 and "lm-envs train +experiment=math" in commands[0] and "pytest" in commands[1]
+    assert len(commands) == 2 and "lm-envs train +experiment=" in commands[0] and "pytest" in commands[1]
+    main_job = commands[0].split("+experiment=")[1].split()[0]
+    assert (ROOT / "conf" / "experiment" / f"{main_job}.yaml").is_file()
     assert all("-c constraints.txt" in c for c in commands)
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert commands[1] in ci
