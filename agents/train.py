@@ -1,6 +1,7 @@
 """``lm-envs train``: the Hydra entry point, a thin shell over :func:`agents.run.run`.
 
-lm-envs train +experiment=math                 # the main job: SFT then GRPO on LMEnv/Math-v0
+lm-envs train +experiment=math_few_demos       # the main job: SFT on 2,048 demos, then expert iteration
+lm-envs train +experiment=math                 # all demos: SFT then GRPO on LMEnv/Math-v0
 lm-envs train agent=ppo env=math_r3 seed=1     # pick group options, override any key
 lm-envs train -m seed=0,1,2                    # multirun: one run directory per seed
 """
