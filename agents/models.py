@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -168,6 +171,38 @@ class Policy(nn.Module):
             ).hidden_states[-1]
             values = self.value_head(hidden).squeeze(-1)
         return out.logits, values
+
+
+def last_logits_only(model: nn.Module) -> dict[str, int]:
+    """``forward`` keyword arguments under which ``model`` computes logits at the last position only.
+
+    A prefill needs only the next token's logits; at a 1k vocabulary and 40-token prompts the full
+    logits are a quarter of the prefill's work. Transformers >= 4.50 calls the argument
+    ``logits_to_keep`` (``num_logits_to_keep`` before); a model with neither gets ``{}`` (all logits).
+    """
+    params = inspect.signature(model.forward).parameters
+    return next(({name: 1} for name in ("logits_to_keep", "num_logits_to_keep") if name in params), {})
+
+
+@contextmanager
+def head_on_rows(model: nn.Module, keep: torch.Tensor) -> Iterator[None]:
+    """Within the block, ``model``'s LM head sees only the hidden states where ``keep`` (``(B, T)``) is True.
+
+    A forward then returns logits of shape ``(keep.sum(), V)``, rows in ``hidden[keep]`` order. SFT
+    scores only the completion tokens, so the head (a third of a tiny model's matmuls at a 1k
+    vocabulary) skips prompt and padding positions. It hooks the output embedding, so whatever the
+    model does to the logits afterwards (scaling, soft-capping) still applies; a model without
+    ``get_output_embeddings`` (or a wrapper around one) runs unchanged: check the logits' shape.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        yield
+        return
+    hook = head.register_forward_pre_hook(lambda _module, args: (args[0][keep], *args[1:]))
+    try:
+        yield
+    finally:
+        hook.remove()
 
 
 def positions(attention_mask: torch.Tensor) -> torch.Tensor:

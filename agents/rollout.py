@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.models import positions
+from agents.models import last_logits_only, positions
 from lm_envs import TokenVectorEnv
 
 
@@ -105,8 +105,30 @@ def sample_next(
             sorted_p, order = probs.sort(-1, descending=True)
             drop = sorted_p.cumsum(-1) - sorted_p > top_p
             probs.scatter_(1, order, sorted_p.masked_fill(drop, 0.0))
-    token = torch.multinomial(probs, 1, generator=generator)
+    token = inverse_cdf_sample(probs, generator)
     return token, logp.gather(1, token)[:, 0]
+
+
+def inverse_cdf_sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One index per row of ``probs`` (``(n, V)``, rows need not be normalised), as ``(n, 1)``.
+
+    The same distribution as ``torch.multinomial(probs, 1)``, but one uniform per row and a binary search
+    of the row's cumulative sum: on CPU that is ~30x faster at ``(256, 1000)``, where multinomial took a
+    sixth of a rollout's time. Float32 sums move at most ~1e-7 of mass between neighbouring tokens (a
+    float64 sum costs 10x more on CPU); training is unaffected, since its log-probs come from the
+    logits, not from here. ``right=True`` never lands on a zero-probability token (an empty interval).
+
+    Example:
+        >>> probs = torch.tensor([[0.0, 0.5, 0.0, 0.5]]).repeat(1000, 1)
+        >>> sorted(inverse_cdf_sample(probs, torch.Generator().manual_seed(0)).unique().tolist())
+        [1, 3]
+    """
+    cdf = probs.float().cumsum(-1)
+    total = cdf[:, -1:].contiguous()
+    u = torch.rand(len(probs), 1, generator=generator, device=probs.device) * total
+    token = torch.searchsorted(cdf, u, right=True)
+    # u < total up to rounding; should u round up to the total, take the last token with mass
+    return torch.minimum(token, torch.searchsorted(cdf, total))
 
 
 @torch.no_grad()
@@ -149,7 +171,14 @@ def collect(
     ids, attn = prompt_ids.to(device), prompt_mask.to(device)
     pos = positions(attn)
     hidden = value_head is not None
-    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, output_hidden_states=hidden)
+    out = model(
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=pos,
+        use_cache=True,
+        output_hidden_states=hidden,
+        **last_logits_only(model),  # the prefill needs only the next token's logits
+    )
     past, logits, next_pos = out.past_key_values, out.logits[:, -1], pos[:, -1:] + 1
 
     tokens = torch.full((n, budget), pad, dtype=torch.long)
@@ -280,6 +309,7 @@ def response_outputs(
         position_ids=positions(prompt_mask),
         use_cache=True,
         output_hidden_states=hidden,
+        **last_logits_only(model),  # only the prompt's last position predicts a generated token
     )
     cache = out.past_key_values
     cache.batch_repeat_interleave(K)  # every completion of a group attends to the same prompt keys and values

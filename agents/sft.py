@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents.models import positions
+from agents.models import head_on_rows, positions
 from lm_envs import Problem, Task, TextCodec
 
 
@@ -80,17 +80,31 @@ def demo_batches(
         if cfg.num_examples < 1:
             raise ValueError(f"sft.num_examples must be >= 1 or null (the whole split), got {cfg.num_examples}.")
         n = min(n, cfg.num_examples)
+    # a fixed demonstration set is tokenized once (an unbounded generated split is not cached)
+    encoded: dict[int, tuple[list[int], list[int]]] = {}
+    cache = n <= 100_000
     while True:
-        idx = rng.integers(n, size=cfg.batch_size)
-        yield collate([encode_demo(codec, task.problem(cfg.split, int(i))) for i in idx], codec.pad_token_id)
+        batch = []
+        for i in rng.integers(n, size=cfg.batch_size).tolist():
+            example = encoded.get(i) or encode_demo(codec, task.problem(cfg.split, i))
+            if cache:
+                encoded[i] = example
+            batch.append(example)
+        yield collate(batch, codec.pad_token_id)
 
 
 def nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean negative log-likelihood of the labelled tokens."""
-    att = batch["attention_mask"]
-    logits = model(input_ids=batch["input_ids"], attention_mask=att, position_ids=positions(att)).logits
-    logits, labels = logits[:, :-1].float(), batch["labels"][:, 1:]
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+    """Mean negative log-likelihood of the labelled tokens.
+
+    Only the positions that predict a labelled token go through the LM head (:func:`head_on_rows`).
+    """
+    att, labels = batch["attention_mask"], batch["labels"][:, 1:]
+    keep = labels != -100  # position t predicts token t + 1
+    with head_on_rows(model, torch.nn.functional.pad(keep, (0, 1))):
+        logits = model(input_ids=batch["input_ids"], attention_mask=att, position_ids=positions(att)).logits
+    if logits.dim() == 3:  # the model has no hookable head: it computed every position
+        logits = logits[:, :-1][keep]
+    return torch.nn.functional.cross_entropy(logits.float(), labels[keep])
 
 
 def lr_lambda(cfg: Any) -> Callable[[int], float]:

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import lm_envs  # noqa: F401
-from agents.models import build_default_model, logits_width
+from agents.models import build_default_model, last_logits_only, logits_width
 from agents.rollout import (
     collect,
+    inverse_cdf_sample,
     left_pad_prompts,
     policy_logprobs,
     response_logprobs,
@@ -94,6 +95,27 @@ def test_top_k_top_p_restrict_sampling():
     assert set(tok[:, 0].tolist()) == {2, 3}
     tok, _ = sample_next(logits, 1.0, top_k=0, top_p=0.5, generator=g)
     assert set(tok[:, 0].tolist()) == {3}
+
+
+def test_inverse_cdf_sampling_matches_the_distribution_and_never_picks_a_zero():
+    probs = torch.tensor([[0.0, 0.1, 0.2, 0.0, 0.7, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 3.0]]).repeat(50_000, 1)
+    tok = inverse_cdf_sample(probs, torch.Generator().manual_seed(0))[:, 0]
+    first, second = tok[0::2], tok[1::2]
+    freq = torch.bincount(first, minlength=6).double() / len(first)
+    assert torch.allclose(freq, torch.tensor([0.0, 0.1, 0.2, 0.0, 0.7, 0.0], dtype=torch.float64), atol=0.006)
+    assert set(second.tolist()) == {5}  # unnormalised rows are fine
+
+
+def test_inverse_cdf_sampling_at_the_top_of_the_interval_takes_the_last_token_with_mass(monkeypatch):
+    monkeypatch.setattr(torch, "rand", lambda n, _, **kw: torch.ones(n, 1))  # u == total: the rounding edge
+    tok = inverse_cdf_sample(torch.tensor([[0.3, 0.7, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]))
+    assert tok[:, 0].tolist() == [1, 3]
+
+
+def test_prefill_computes_only_the_last_logits_where_the_model_allows():
+    model = build_default_model(make("LMEnv/TargetWord-v0", n=1).codec, seed=0)
+    assert last_logits_only(model) == {"logits_to_keep": 1}
+    assert last_logits_only(torch.nn.Linear(2, 2)) == {}
 
 
 def test_collect_needs_disabled_autoreset():

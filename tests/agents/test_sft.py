@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.sft import SFTConfig, demo_batches, encode_demo, gradient_step, lr_lambda
+from agents.models import build_default_model, positions
+from agents.sft import SFTConfig, demo_batches, encode_demo, gradient_step, lr_lambda, nll
 from lm_envs.core.tokenizer import load_codec
 from lm_envs.tasks.math import word_problems
 
@@ -94,3 +95,30 @@ def test_replay_names_the_fix(cfg, task_name, match):
     task = KnowledgeQATask(seed=0) if task_name == "qa" else TargetWordTask()
     with pytest.raises(ValueError, match=match):
         next(with_replay(iter([]), task, load_codec(None), cfg, np.random.default_rng(0)))
+
+
+class _Wrapped(torch.nn.Module):
+    """A model without ``get_output_embeddings`` (as a DDP or custom wrapper): nll must compute every logit."""
+
+    def __init__(self, lm: torch.nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, **kwargs):
+        return self.lm(**kwargs)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_nll_on_the_labelled_rows_only_equals_the_full_loss_and_its_gradients(arch):
+    task, codec = word_problems("easy"), load_codec(None)
+    batch = next(demo_batches(task, codec, SFTConfig(batch_size=6), np.random.default_rng(0)))
+    model = build_default_model(codec, seed=0, arch=arch, n_layer=1, n_embd=32, n_head=2)
+    att, labels = batch["attention_mask"], batch["labels"]
+    full = model(input_ids=batch["input_ids"], attention_mask=att, position_ids=positions(att)).logits
+    expected = torch.nn.functional.cross_entropy(full[:, :-1].reshape(-1, full.shape[-1]), labels[:, 1:].reshape(-1))
+    (g_full,) = torch.autograd.grad(expected, model.get_output_embeddings().weight)
+    loss = nll(model, batch)
+    (g_rows,) = torch.autograd.grad(loss, model.get_output_embeddings().weight)
+    assert torch.allclose(loss, expected, atol=1e-5) and torch.allclose(g_rows, g_full, atol=1e-5)
+    assert torch.allclose(nll(_Wrapped(model), batch), expected, atol=1e-5)
+    assert not model.get_output_embeddings()._forward_pre_hooks  # the hook never outlives the forward
