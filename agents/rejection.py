@@ -53,7 +53,9 @@ demonstrations are few and graded problems are many:
   not only on this round's; each round's new problems add to what the policy has solved.
 * ``demo_fraction``: that share of every Improve batch comes from the gold demonstrations of the SFT
   warm start, so the solutions of the first rounds (mostly the easiest problems) do not crowd out the
-  demonstrations.
+  demonstrations. ``demo_fraction=1`` is the control that tells RL's gain from more SFT: the same
+  Improve steps, lr and optimizer on the demonstrations alone (samples are still drawn and their
+  success logged, but never trained on).
 
 With ``accumulate`` (and without ``from_base``) the Improve steps of all rounds continue one AdamW (its
 state is checkpointed by ``lm-envs train``), as one fine-tune on a growing set would; otherwise every
@@ -539,7 +541,7 @@ class RFTConfig:
     from_base: bool = False  # ReST-EM: every Improve step starts again from the initial weights
     max_group_success: float = 1.0  # keep samples only of prompts solved by at most this share of their K samples
     accumulate: bool = False  # expert iteration / STaR: fine-tune on every sample kept so far, not just this round's
-    demo_fraction: float = 0.0  # share of each Improve batch drawn from the SFT warm start's gold demonstrations
+    demo_fraction: float = 0.0  # share of each Improve batch from the SFT warm start's demos (1: demos only, a control)
     sft_steps: int = 50  # optimizer steps per round on the kept samples
     batch_size: int = 32  # kept samples per step (fewer if fewer were kept)
     lr: float = 1e-4  # AdamW learning rate (constant within a round)
@@ -567,10 +569,10 @@ def check_rft_config(cfg: RFTConfig) -> None:
         raise ValueError(
             f"rft.max_group_success must be in (0, 1] (1 keeps every prompt's samples), got {cfg.max_group_success}."
         )
-    if not 0 <= cfg.demo_fraction < 1:
+    if not 0 <= cfg.demo_fraction <= 1:
         raise ValueError(
-            f"rft.demo_fraction must be in [0, 1) (a share of each batch; the rest are kept samples), got "
-            f"{cfg.demo_fraction}."
+            f"rft.demo_fraction must be in [0, 1] (a share of each batch; the rest are kept samples; 1 trains on "
+            f"the demonstrations only), got {cfg.demo_fraction}."
         )
 
 
@@ -657,12 +659,14 @@ def finetune(
         rng: Shuffles the epochs.
         optimizer: An optimizer to continue (its state carries across rounds); ``None``: a fresh AdamW.
         demos: ``demos(n)`` draws ``n`` gold demonstrations; with ``cfg.demo_fraction`` > 0 that share of
-            every batch (rounded, at least one row of kept samples) comes from it.
+            every batch (rounded) comes from it; below 1 at least one row of each batch is a kept sample.
     """
     device = next(model.parameters()).device
     if optimizer is None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_demo = round(cfg.batch_size * cfg.demo_fraction) if demos is not None else 0
+    if demos is not None and cfg.demo_fraction < 1:
+        n_demo = min(n_demo, cfg.batch_size - 1)
     bs = min(cfg.batch_size - n_demo, len(examples))
     order: list[int] = []
     losses: list[float] = []
@@ -826,7 +830,7 @@ def rft_round(
         metrics["rft/pool_new"] = len(examples)
         metrics["rft/pool"] = len(pool)
         examples = pool
-    if not examples:  # nothing passed the filter (e.g. no correct sample yet): nothing to learn from
+    if not examples and cfg.demo_fraction < 1:  # nothing passed the filter (e.g. no correct sample yet)
         metrics["rft/sft_steps"] = 0
         return metrics
 

@@ -409,9 +409,39 @@ def test_finetune_mixes_demonstrations_into_every_batch(monkeypatch):
     assert [(b.count(kept), b.count(demo)) for b in rows] == [(6, 2)] * 3
 
 
-@pytest.mark.parametrize("bad", [-0.1, 1.0])
+def test_demo_fraction_one_is_the_demonstrations_only_control_and_below_one_keeps_a_sample_row(monkeypatch):
+    rows = []
+    real_collate = rejection.collate
+    monkeypatch.setattr(rejection, "collate", lambda ex, pad: rows.append(list(ex)) or real_collate(ex, pad))
+    model = build_default_model(codec(), seed=0, **TINY)
+    kept, demo = ([5, 6], [7, 8]), ([5, 6], [9, 10])
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = rejection.finetune(
+        model,
+        [],
+        RFTConfig(sft_steps=2, batch_size=8, demo_fraction=1.0),
+        0,
+        np.random.default_rng(0),
+        demos=lambda n: [demo] * n,
+    )
+    assert len(losses) == 2 and rows == [[demo] * 8] * 2  # trains with nothing kept: demonstrations only
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    rows.clear()
+    cfg = RFTConfig(sft_steps=1, batch_size=8, demo_fraction=0.99)  # rounds to 8 demos: one row stays a sample
+    rejection.finetune(model, [kept] * 4, cfg, 0, np.random.default_rng(0), demos=lambda n: [demo] * n)
+    assert [(b.count(kept), b.count(demo)) for b in rows] == [(1, 7)]
+
+
+def test_a_demonstrations_only_round_trains_though_it_keeps_nothing():
+    model = build_default_model(codec(), seed=0, **TINY)
+    cfg = RFTConfig(group_size=2, prompts_per_round=2, sft_steps=2, batch_size=4, demo_fraction=1.0, num_envs=4)
+    metrics = rejection.rft_round(model, ENV, cfg, 0)
+    assert metrics["rft/kept"] == 0 and metrics["rft/sft_steps"] == 2  # an untrained policy solves nothing
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
 def test_demo_fraction_out_of_range_names_the_fix(bad):
-    with pytest.raises(ValueError, match=r"demo_fraction must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"demo_fraction must be in \[0, 1\]"):
         train_rft(build_default_model(codec(), seed=0, **TINY), ENV, RFTConfig(demo_fraction=bad), rounds=1)
 
 
