@@ -398,21 +398,24 @@ def test_expert_iteration_pools_the_kept_samples_of_every_round_and_mixes_in_dem
     assert all(d in gold for _, _, demos in seen for d in demos)
 
 
-def test_finetune_mixes_demonstrations_into_every_batch(monkeypatch):
+@pytest.fixture
+def batches(monkeypatch):
+    """The examples of every batch ``rejection.finetune`` collates, in order."""
     rows = []
     real_collate = rejection.collate
     monkeypatch.setattr(rejection, "collate", lambda ex, pad: rows.append(list(ex)) or real_collate(ex, pad))
+    return rows
+
+
+def test_finetune_mixes_demonstrations_into_every_batch(batches):
     model = build_default_model(codec(), seed=0, **TINY)
     kept, demo = ([5, 6], [7, 8]), ([5, 6], [9, 10])
     cfg = RFTConfig(sft_steps=3, batch_size=8, demo_fraction=0.25)
     rejection.finetune(model, [kept] * 20, cfg, 0, np.random.default_rng(0), demos=lambda n: [demo] * n)
-    assert [(b.count(kept), b.count(demo)) for b in rows] == [(6, 2)] * 3
+    assert [(b.count(kept), b.count(demo)) for b in batches] == [(6, 2)] * 3
 
 
-def test_demo_fraction_one_is_the_demonstrations_only_control_and_below_one_keeps_a_sample_row(monkeypatch):
-    rows = []
-    real_collate = rejection.collate
-    monkeypatch.setattr(rejection, "collate", lambda ex, pad: rows.append(list(ex)) or real_collate(ex, pad))
+def test_demo_fraction_one_is_the_demonstrations_only_control_and_below_one_keeps_a_sample_row(batches):
     model = build_default_model(codec(), seed=0, **TINY)
     kept, demo = ([5, 6], [7, 8]), ([5, 6], [9, 10])
     before = [p.detach().clone() for p in model.parameters()]
@@ -424,12 +427,12 @@ def test_demo_fraction_one_is_the_demonstrations_only_control_and_below_one_keep
         np.random.default_rng(0),
         demos=lambda n: [demo] * n,
     )
-    assert len(losses) == 2 and rows == [[demo] * 8] * 2  # trains with nothing kept: demonstrations only
+    assert len(losses) == 2 and batches == [[demo] * 8] * 2  # trains with nothing kept: demonstrations only
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    rows.clear()
+    batches.clear()
     cfg = RFTConfig(sft_steps=1, batch_size=8, demo_fraction=0.99)  # rounds to 8 demos: one row stays a sample
     rejection.finetune(model, [kept] * 4, cfg, 0, np.random.default_rng(0), demos=lambda n: [demo] * n)
-    assert [(b.count(kept), b.count(demo)) for b in rows] == [(1, 7)]
+    assert [(b.count(kept), b.count(demo)) for b in batches] == [(1, 7)]
 
 
 def test_a_demonstrations_only_round_trains_though_it_keeps_nothing():
