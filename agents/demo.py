@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 import lm_envs  # noqa: F401  (registers the LMEnv/* ids)
-from agents.models import build_default_model
-from agents.rollout import collect
+from agents.policy.models import build_default_model
+from agents.policy.sampling import collect
 
 
 def gold_returns(venv: lm_envs.TokenVectorEnv, seed: int) -> tuple[np.ndarray, list[str]]:

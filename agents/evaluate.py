@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import lm_envs
-from agents.rollout import collect
+from agents.policy.sampling import sample_per_problem
 from leaderboard.hashing import episodes_hash
 
 
@@ -70,27 +70,25 @@ def evaluate(
         n_problems = probe.task.size(cfg.split)
     n_problems = min(n_problems, probe.task.size(cfg.split))
     k = max(1, cfg.samples)
-    per_batch = max(1, cfg.batch_size // k)
-    venv = None
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     records: list[dict[str, Any]] = []
-    for start in range(0, n_problems, per_batch):
-        idx = list(range(start, min(start + per_batch, n_problems)))
-        n_envs = len(idx) * k
-        if venv is None or venv.num_envs != n_envs:
-            venv = gym.make_vec(env_id, num_envs=n_envs, autoreset_mode="Disabled", split=cfg.split, **kwargs)
-        rollout = collect(
-            model,
-            venv,
-            options={"index": [i for i in idx for _ in range(k)], "split": cfg.split, "prefix": ""},
-            temperature=cfg.temperature,
-            generator=generator,
-        )
+    for chunk, rollout in sample_per_problem(
+        model,
+        env_id,
+        k,
+        indices=range(n_problems),
+        prefixes="",
+        split=cfg.split,
+        temperature=cfg.temperature,
+        generator=generator,
+        batch_size=cfg.batch_size,
+        env_kwargs=kwargs,
+    ):
         returns = rollout.returns.tolist()
         for j, info in enumerate(rollout.infos):
             records.append(
                 {
-                    "index": idx[j // k],
+                    "index": chunk[j // k],
                     "sample": j % k,
                     "problem_id": rollout.reset_infos[j]["problem_id"],
                     "return": float(returns[j]),

@@ -71,7 +71,7 @@ class TokenFeaturesExtractor(BaseFeaturesExtractor):
     * ``backbone=None``: a small learned causal transformer (token and position embeddings,
       ``n_layers`` pre-LN blocks, a final LayerNorm) of width ``embed_dim``; ``n_layers=0`` leaves
       the last token's embedding plus its position.
-    * ``backbone=<transformers causal LM>`` (e.g. ``agents.models.build_default_model(codec)``):
+    * ``backbone=<transformers causal LM>`` (e.g. ``agents.policy.models.build_default_model(codec)``):
       its base model's ``last_hidden_state`` (the input of its LM head). The backbone is trained
       with the policy (SB3 shares one extractor between actor and critic by default). Keep
       ``ortho_init=False`` or SB3 overwrites its ``nn.Linear`` weights.
@@ -220,7 +220,7 @@ def init_heads(policy: ActorCriticPolicy, action_head: bool = True) -> None:
 
     SB3's orthogonal init for the mlp extractor (gain ``sqrt(2)``) and the action head (gain
     ``0.01``: a near-uniform first policy), and a zero value head: ``V = 0`` at the start, so an
-    untrained critic adds no spurious advantages (as :class:`agents.models.Policy`), and until the
+    untrained critic adds no spurious advantages (as :class:`agents.policy.models.Policy`), and until the
     first non-zero reward every advantage is exactly zero and the policy does not drift. (With a
     random critic, PPO on a one-token bandit reinforced arbitrary tokens before it ever saw a reward.)
     ``action_head=False`` leaves the action head alone (e.g. after :func:`init_action_head_from_lm`).

@@ -4,16 +4,18 @@ lm-envs train +experiment=math_few_demos       # the main job: SFT on 2,048 demo
 lm-envs train +experiment=math                 # all demos: SFT then GRPO on LMEnv/Math-v0
 lm-envs train agent=ppo env=math_r3 seed=1     # pick group options, override any key
 lm-envs train -m seed=0,1,2                    # multirun: one run directory per seed
+lm-envs train --nproc-per-node 2 agent=ppo     # data parallel: torchrun over 2 processes (gloo on CPU, NCCL on CUDA)
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from agents.config import register_configs
+from agents.run.config import register_configs
 
 register_configs()
 
@@ -22,8 +24,14 @@ register_configs()
 def main(cfg: DictConfig) -> float:
     """Run one training job; returns the final held-out accuracy (what sweepers optimise)."""
     from agents.run import run
+    from agents.run.distributed import close_distributed
 
-    result = run(cfg)
+    try:
+        result = run(cfg)
+    finally:
+        close_distributed()  # under torchrun: leave the process group before exiting
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return float(result["metrics"]["accuracy"])
     metrics, before = result["metrics"], result["before_rl"]
 
     def fmt(value: float | None) -> str:
@@ -38,10 +46,39 @@ def main(cfg: DictConfig) -> float:
 
 
 def cli(argv: list[str]) -> int:
-    """Run :func:`main` with ``argv`` as Hydra's command line."""
+    """Run :func:`main` with ``argv`` as Hydra's command line.
+
+    ``--nproc-per-node N`` (first) starts ``N`` data-parallel processes with torchrun instead
+    (``python -m torch.distributed.run --standalone --nproc-per-node N -m agents.train ...``); the run
+    directory is fixed here, so every process writes (rank 0) and reads the same one.
+    """
+    if argv[:1] == ["--nproc-per-node"] or (argv and argv[0].startswith("--nproc-per-node=")):
+        return launch(argv)
     sys.argv = ["lm-envs train", *argv]
     main()
     return 0
+
+
+def launch(argv: list[str]) -> int:
+    """``lm-envs train --nproc-per-node N <overrides>``: torchrun over ``N`` local processes."""
+    import subprocess
+    import time
+
+    flag, rest = (
+        (argv[0].split("=", 1)[1], argv[1:]) if "=" in argv[0] else (argv[1] if len(argv) > 1 else "", argv[2:])
+    )
+    if not flag.isdigit() or int(flag) < 1:
+        print(f"lm-envs train: --nproc-per-node needs a positive int, got {flag!r}.", file=sys.stderr)
+        return 2
+    if "-m" in rest or "--multirun" in rest:
+        print(
+            "lm-envs train: --nproc-per-node runs one job; sweep with a launcher instead (see README).", file=sys.stderr
+        )
+        return 2
+    if not any(a.startswith(("output_dir=", "hydra.run.dir=")) for a in rest):
+        rest = [f"hydra.run.dir=runs/{time.strftime('%Y-%m-%d/%H-%M-%S')}", *rest]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={flag}"]
+    return subprocess.call([*cmd, "-m", "agents.train", *rest])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from agents.reward_model import RewardModelConfig
+from agents.reward_models.train import RewardModelConfig
 
 
 def register_configs() -> None:
@@ -31,14 +31,16 @@ def to_config(cfg: DictConfig | RewardModelConfig) -> RewardModelConfig:
         return cfg
     obj = OmegaConf.to_object(cfg)
     if not isinstance(obj, RewardModelConfig):
-        raise TypeError("the config must follow agents.reward_model.RewardModelConfig (compose reward_model.yaml).")
+        raise TypeError(
+            "the config must follow agents.reward_models.train.RewardModelConfig (compose reward_model.yaml)."
+        )
     return obj
 
 
 def run(cfg: DictConfig | RewardModelConfig) -> dict[str, Any]:
     """Train the reward model ``cfg`` describes; metrics go to ``metrics.jsonl`` and ``metrics.json``."""
-    from agents.logger import MetricsLogger
-    from agents.reward_model import train_reward_model
+    from agents.reward_models.train import train_reward_model
+    from agents.run.logger import MetricsLogger
 
     config = to_config(cfg)
     logger = MetricsLogger(config.output_dir)

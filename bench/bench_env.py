@@ -46,7 +46,7 @@ def env_step_times(env_id: str, batch: int, tokens: int, seed: int = 0) -> np.nd
 @torch.no_grad()
 def model_step_time(vocab_size: int, batch: int, context: int, steps: int = 16) -> float:
     """Seconds per one-token forward of the tiny model with a KV cache holding ``context`` tokens."""
-    from agents.models import build_default_model
+    from agents.policy.models import build_default_model
 
     codec = lm_envs.load_codec()
     model = build_default_model(codec)

@@ -55,7 +55,7 @@ def main() -> None:
     mean_tokens = float(np.mean([len(codec.encode(t)) + 1 for t in texts]))
     steps_per_episode = len(steps) / len(texts)
 
-    from agents.models import build_default_model
+    from agents.policy.models import build_default_model
 
     model = build_default_model(codec)
     with torch.no_grad():

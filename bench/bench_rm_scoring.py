@@ -6,7 +6,7 @@ first use) and responses like a policy writes them (the synthetic sampler's, of 
 * **per-episode cost** of ``ChatReward.outcome_batch`` on ``B`` finished episodes in one batched
   forward, against ``B`` one-by-one ``outcome`` calls, for ``B = 1, 8, 32, 128`` (and the speed-up);
 * **the RM's share of a chat rollout**: a KV-cached rollout of the tiny default policy through
-  ``gym.make_vec("LMEnv/Chat-v0", num_envs=64)`` (``agents.rollout.collect``), timing the reward's
+  ``gym.make_vec("LMEnv/Chat-v0", num_envs=64)`` (``agents.policy.sampling.collect``), timing the reward's
   ``outcome_batch`` calls inside it; also the share when the env scores every finished episode
   alone (what a non-batched reward would cost).
 
@@ -64,8 +64,8 @@ class TimedReward(ChatReward):
 
 
 def rollout_share(num_envs: int, batched: bool, seed: int) -> dict[str, float]:
-    from agents.models import build_default_model
-    from agents.rollout import collect
+    from agents.policy.models import build_default_model
+    from agents.policy.sampling import collect
 
     reward = TimedReward(batched)
     venv = gym.make_vec("LMEnv/Chat-v0", num_envs=num_envs, autoreset_mode="Disabled", reward=reward)

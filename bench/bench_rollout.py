@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 import lm_envs  # noqa: F401
-from agents.models import build_default_model
-from agents.rollout import collect, left_pad_prompts
+from agents.policy.models import build_default_model
+from agents.policy.sampling import collect, left_pad_prompts
 
 
 def main() -> None:

@@ -25,10 +25,10 @@ out of it (conservative for the ratio) and reported as ``loop_overhead_s_per_upd
 
 Variants:
 
-* ``ours_grpo``: :func:`agents.reinforce.reinforce_update`, baseline ``grpo`` (group mean/std), 8 prompts x 8
-  samples, one optimizer step per rollout, rollouts through ``TokenVectorEnv`` (:func:`agents.rollout.collect`).
+* ``ours_grpo``: :func:`agents.learners.reinforce.reinforce_update`, baseline ``grpo`` (group mean/std), 8 prompts x 8
+  samples, one optimizer step per rollout, rollouts through ``TokenVectorEnv`` (:func:`agents.policy.sampling.collect`).
 * ``ours_rloo``: the same with the leave-one-out baseline.
-* ``ours_ppo``: :func:`agents.ppo.ppo_update` (shared value head, GAE), 64 prompts x 1 sample, one epoch of
+* ``ours_ppo``: :func:`agents.learners.ppo.ppo_update` (shared value head, GAE), 64 prompts x 1 sample, one epoch of
   one minibatch (one optimizer step per rollout, like every other variant), KL coefficient 0 (so no
   reference model is built or run).
 * ``ours_ppo_grouped``: the same on the GRPO variants' batch, 8 prompts x 8 samples (``group_size=8``):
@@ -50,8 +50,8 @@ Variants:
 
 What is the same for every variant:
 
-* Model: the embedded tiny default (:func:`agents.models.build_default_model`, seed 0), warm-started by
-  ``--sft-steps`` (150) steps of :func:`agents.sft.train_sft` on the gold demonstrations so completions
+* Model: the embedded tiny default (:func:`agents.policy.models.build_default_model`, seed 0), warm-started by
+  ``--sft-steps`` (150) steps of :func:`agents.learners.sft.train_sft` on the gold demonstrations so completions
   have realistic lengths (the solution, ``#### answer``, then EOS). The SFT weights are computed once and
   cached in ``--cache-dir`` (default: the temp dir), and every variant loads those exact weights. CPU,
   float32, ``torch.set_num_threads(--threads)`` (2) in every worker. TRL gets the codec as a Hugging Face
@@ -369,8 +369,8 @@ def prepare_model(spec: dict[str, Any]) -> dict[str, Any]:
     import gymnasium as gym
 
     import lm_envs  # noqa: F401
-    from agents.models import DEFAULT_MODEL, build_default_model
-    from agents.sft import SFTConfig, train_sft
+    from agents.learners.sft import SFTConfig, train_sft
+    from agents.policy.models import DEFAULT_MODEL, build_default_model
     from lm_envs.core.tokenizer import save_codec
 
     env = gym.make(spec["env"]).unwrapped
@@ -395,7 +395,7 @@ def prepare_model(spec: dict[str, Any]) -> dict[str, Any]:
 def _load_model(spec: dict[str, Any], codec: Any) -> Any:
     """The SFT-warm-started weights, or (``--sft-steps 0``) the freshly initialised default."""
     if spec["model_dir"] is None:
-        from agents.models import build_default_model
+        from agents.policy.models import build_default_model
 
         return build_default_model(codec, seed=spec["seed"])
     from transformers import GPT2LMHeadModel
@@ -452,9 +452,10 @@ class OursLoop:
         import torch
 
         import lm_envs  # noqa: F401
-        from agents.models import Policy, frozen_copy
-        from agents.ppo import KLController, PPOConfig
-        from agents.reinforce import ReinforceConfig
+        from agents.learners.ppo import KLController, PPOConfig
+        from agents.learners.reinforce import ReinforceConfig
+        from agents.policy.actor_critic import Policy
+        from agents.policy.models import frozen_copy
 
         self.spec, self.is_ppo = spec, algo in PPO_VARIANTS
         grouped, kl_coef, epochs, minibatches = PPO_VARIANTS.get(algo, (True, 0.0, 1, 1))
@@ -491,9 +492,9 @@ class OursLoop:
         """Iteration ``k``: train problems ``k * prompts ..``, one rollout, one update; returns its record."""
         import torch
 
-        from agents.ppo import ppo_update
-        from agents.reinforce import reinforce_update
-        from agents.rollout import collect
+        from agents.learners.ppo import ppo_update
+        from agents.learners.reinforce import reinforce_update
+        from agents.policy.sampling import collect
 
         t0, c0 = _clock()
         gen = torch.Generator().manual_seed(self.spec["seed"] * 1_000_003 + k)

@@ -4,14 +4,14 @@ and the oracle (pass@N).
 "Let's Verify Step by Step" in miniature, end to end on the embedded default (no downloads):
 
 1. SFT a tiny math policy on the train solutions of the ``easy`` word-problem preset, the generator
-   behind ``LMEnv/Math-v0`` (``agents.sft.train_sft``; by default the 2x128 rotary-position form of
+   behind ``LMEnv/Math-v0`` (``agents.learners.sft.train_sft``; by default the 2x128 rotary-position form of
    the embedded default, 1000 steps: about 0.5 greedy and 0.33 sampled accuracy on Math-v0's test
    split, as ``experiment=math``'s start was at 1000 SFT steps);
 2. train an outcome RM and a process RM (rule-verifier step labels; ``--shepherd`` adds a
    Math-Shepherd-labelled PRM) on the policy's own sampled train solutions, both initialised from
-   the policy's backbone (``agents.reward_model``);
+   the policy's backbone (``agents.reward_models.train``);
 3. sample ``N`` completions per test problem, score them with each verifier, and compute the
-   accuracy of each selector's pick for ``n = 1, 2, 4, ..., N`` (``agents.rejection.best_of_n_curve``,
+   accuracy of each selector's pick for ``n = 1, 2, 4, ..., N`` (``agents.learners.rft.best_of_n_curve``,
    averaged over random orders of the ``N`` samples): a verifier's top-scored sample (``<rm>``) and
    a vote over answers weighted by the verifier's probabilities (``<rm>_weighted``);
 4. write ``best_of_n.json`` (the table, the RMs' held-out metrics, timings) and ``best_of_n.png``.
@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 import lm_envs  # noqa: F401
-from agents.models import load_model
-from agents.rejection import ClassifierScorer, Samples, best_of_n_curve, sample_groups, score_samples
-from agents.reward_model import RewardModelConfig, train_reward_model
-from agents.sft import SFTConfig, train_sft
+from agents.learners.sft import SFTConfig, train_sft
+from agents.policy.models import load_model
+from agents.reward_models.train import RewardModelConfig, train_reward_model
+from agents.search.best_of_n import ClassifierScorer, Samples, best_of_n_curve, sample_groups, score_samples
 from lm_envs import Problem
 from lm_envs.core.tokenizer import load_codec, save_codec
 from lm_envs.tasks.math import word_problems
@@ -152,7 +152,7 @@ def verifier_diagnostics(scores: dict[str, np.ndarray], success: np.ndarray) -> 
 
     A verifier that learned which *problems* are easy ranks well pooled and at chance within a problem.
     """
-    from agents.reward_model import auc
+    from agents.reward_models.train import auc
 
     mixed = [p for p in range(len(success)) if 0 < success[p].sum() < success.shape[1]]
     return {

@@ -7,9 +7,9 @@ import json
 import pytest
 from hydra import compose, initialize_config_module
 
-from agents.config import register_configs
-from agents.logger import read_metrics
 from agents.run import run, to_run_config
+from agents.run.config import register_configs
+from agents.run.logger import read_metrics
 
 register_configs()
 

@@ -236,7 +236,7 @@ def test_extractor_on_env_observations_reads_only_real_tokens():
 
 @pytest.fixture(scope="module")
 def tiny_lm():
-    from agents.models import build_default_model
+    from agents.policy.models import build_default_model
 
     codec = lm_envs.load_codec(None)
     return build_default_model(codec, seed=0, n_layer=1, n_embd=32, n_head=2, n_positions=64)

@@ -4,7 +4,7 @@ A 2-layer, 48-wide GPT-2 sequence classifier (one output) over the embedded defa
 trained deterministically (seeded, one CPU thread) with the Bradley-Terry loss
 ``-log sigmoid(r_chosen - r_rejected)`` on the synthetic preference set
 (:func:`~lm_envs.tasks.chat.preferences.synthetic_preferences`), whose order comes from the hidden
-gold rubric. It is the same loss as :func:`agents.reward_model.bradley_terry_loss` with no margin
+gold rubric. It is the same loss as :func:`agents.reward_models.train.bradley_terry_loss` with no margin
 and no centering; ``lm_envs`` cannot import ``agents``, so the few lines of the loop live here.
 
 The model is saved in ``transformers`` format (``save_pretrained`` plus the tokenizer) under

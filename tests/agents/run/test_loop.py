@@ -14,16 +14,18 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 from safetensors.torch import load_file
 
-from agents.config import RunConfig, TrainSection, register_configs
-from agents.logger import read_metrics
-from agents.models import frozen_copy
-from agents.ppo import PPOConfig
-from agents.reinforce import ReinforceConfig
-from agents.rejection import RFTConfig
-from agents.run import run, to_run_config, uses_reference
+import lm_envs
+from agents.learners.base import Learner, RunContext, make_learner
+from agents.learners.ppo import PPOConfig
+from agents.learners.reinforce import ReinforceConfig
+from agents.learners.rft import RFTConfig
+from agents.policy.models import build_default_model, frozen_copy
+from agents.run import run, to_run_config
+from agents.run.config import RunConfig, TrainSection, register_configs
+from agents.run.logger import read_metrics
 
 register_configs()
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(__file__).resolve().parents[3] / "conf"
 OPTIONS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("env", "agent", "model", "experiment")}
 
 
@@ -116,7 +118,8 @@ def test_resume_continues_the_same_run(tmp_path, model, name):
     b = load_file(part / "checkpoints" / "step-000004" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     pools = [
-        json.loads((d / "checkpoints" / "step-000004" / "state.json").read_text()).get("rft_pool") for d in (full, part)
+        json.loads((d / "checkpoints" / "step-000004" / "state.json").read_text())["learner"].get("rft_pool")
+        for d in (full, part)
     ]
     assert pools[0] == pools[1] and (len(pools[0]) > 2 if "agent.accumulate=true" in model else pools[0] is None)
 
@@ -142,12 +145,18 @@ def test_resume_with_another_optimizer_layout_names_the_fix(tmp_path):
         (RFTConfig(from_base=True), True),
     ],
 )
-def test_uses_reference(agent, used):
-    assert uses_reference(agent) is used
+def test_uses_reference(tmp_path, agent, used):
+    cfg = to_run_config(smoke(tmp_path))
+    codec = lm_envs.load_codec()
+    ctx = RunContext("LMEnv/Digits-v0", {}, None, codec, 0, torch.device("cpu"))
+    agent.num_envs, agent.group_size = 8, 4
+    learner = make_learner(agent, build_default_model(codec, seed=0, n_layer=1, n_embd=32), ctx)
+    assert isinstance(learner, Learner) and cfg is not None
+    assert learner.uses_reference() is used
 
 
 def test_ppo_without_kl_builds_no_reference_and_a_resume_that_needs_one_reads_the_saved_one(tmp_path, monkeypatch):
-    import agents.run as run_module
+    import agents.run.loop as run_module
 
     def forbidden(model):
         raise AssertionError("frozen_copy was called")
@@ -180,7 +189,7 @@ def test_ppo_without_kl_builds_no_reference_and_a_resume_that_needs_one_reads_th
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import agents.run as run_module
+    import agents.learners.reinforce as run_module
 
     run(smoke(tmp_path, "agent=reinforce", "train.iterations=2"))
     good = (tmp_path / "checkpoints" / "latest").read_text()
@@ -304,7 +313,7 @@ def test_bad_schedule_or_rft_values_fail_before_any_training(tmp_path, override,
 
 
 def test_lr_factor_schedules():
-    from agents.run import lr_factor
+    from agents.run.loop import lr_factor
 
     train = TrainSection(iterations=5, lr_end_ratio=0.0)
     for schedule, expected in [
@@ -318,7 +327,7 @@ def test_lr_factor_schedules():
 
 
 def test_a_run_killed_mid_schedule_resumes_the_same_lr_and_pool(tmp_path, monkeypatch):
-    import agents.run as run_module
+    import agents.learners.rft as run_module
 
     overrides = [
         "agent=rft",
@@ -353,6 +362,7 @@ def test_a_run_killed_mid_schedule_resumes_the_same_lr_and_pool(tmp_path, monkey
     b = load_file(part / "checkpoints" / "step-000004" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     pools = [
-        json.loads((d / "checkpoints" / "step-000004" / "state.json").read_text())["rft_pool"] for d in (full, part)
+        json.loads((d / "checkpoints" / "step-000004" / "state.json").read_text())["learner"]["rft_pool"]
+        for d in (full, part)
     ]
     assert pools[0] == pools[1]

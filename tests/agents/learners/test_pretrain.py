@@ -8,9 +8,11 @@ import torch
 
 import lm_envs
 from agents.evaluate import EvalConfig, evaluate
-from agents.models import build_default_model
-from agents.pretrain import PretrainConfig, document_batches, token_stream, train_pretrain, window_batches
-from agents.run import _outcome_metrics
+from agents.learners.base import rollout_metrics
+from agents.learners.pretrain import PretrainConfig, document_batches, token_stream, train_pretrain, window_batches
+from agents.policy.models import build_default_model
+from agents.policy.sampling import Rollout
+from agents.run.distributed import Dist
 from lm_envs import ListTask, Outcome, Problem, Reward
 from lm_envs.core.tokenizer import load_codec
 
@@ -126,11 +128,14 @@ def test_reward_metrics_reach_evaluation_and_rollout_logs():
     lengths = [r["outcome"]["length"] for r in result["records"]]
     assert result["long_rate"] == np.mean([n > 3 for n in lengths])
 
-    class FakeRollout:
-        infos = [{"outcome": {"correct": True, "length": 2}}, {"outcome": {"correct": False, "length": 6, "x": "s"}}]
-
-    logged = _outcome_metrics(FakeRollout(), CountingReward())
-    assert logged == {"rollout/outcome/correct": 0.5, "rollout/outcome/length": 4.0, "rollout/long_rate": 0.5}
+    infos = [{"outcome": {"correct": True, "length": 2}}, {"outcome": {"correct": False, "length": 6, "x": "s"}}]
+    rewards = torch.tensor([[0.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+    ones = torch.ones(2, 2, dtype=torch.long)
+    rollout = Rollout(ones, ones, ones, ones.bool(), torch.zeros(2, 2), rewards, infos, [{}, {}])
+    logged = rollout_metrics(rollout, 1.0, CountingReward(), Dist())
+    outcome = {k: v for k, v in logged.items() if k.startswith(("rollout/outcome", "rollout/long"))}
+    assert outcome == {"rollout/outcome/correct": 0.5, "rollout/outcome/length": 4.0, "rollout/long_rate": 0.5}
+    assert logged["rollout/return_mean"] == 0.5 and logged["rollout/tokens_per_s"] == 4.0
 
 
 def test_a_reward_metric_that_clashes_with_an_evaluation_metric_is_an_error():

@@ -14,12 +14,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from agents.evaluate import EvalConfig
-from agents.models import DEFAULT_MODEL
-from agents.ppo import PPOConfig
-from agents.pretrain import PretrainConfig
-from agents.reinforce import ReinforceConfig
-from agents.rejection import RFTConfig
-from agents.sft import SFTConfig
+from agents.learners.base import discover
+from agents.learners.pretrain import PretrainConfig
+from agents.learners.sft import SFTConfig
+from agents.policy.models import DEFAULT_MODEL
 
 
 @dataclass
@@ -47,9 +45,15 @@ class ModelSection:
     name_or_path: str | None = None
     arch: str = "gpt2"  # embedded default only: "gpt2" or "llama" (rotary positions)
     size: EmbeddedSize = field(default_factory=EmbeddedSize)  # embedded default only
-    dtype: str = "float32"  # float32 on CPU; bfloat16 on CUDA
-    device: str = "cpu"
+    # compute dtype: float32 | bfloat16 | float16 (autocast over float32 master weights; fp16 adds a grad scaler).
+    # float32 on CPU (no native bf16 here: ~1 GFLOP/s); bfloat16 on CUDA
+    dtype: str = "float32"
+    device: str = "cpu"  # cpu | cuda | cuda:N (under torchrun each process takes cuda:LOCAL_RANK)
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    # transformers' attention kernel: "sdpa" (PyTorch's fused attention), "eager", or "flash_attention_2" when
+    # flash-attn is installed; None: transformers' default for the model (sdpa where supported)
+    attn_implementation: str | None = None
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
 
 
 @dataclass
@@ -75,7 +79,7 @@ class RunConfig:
     resume: bool = True  # continue from output_dir/checkpoints/latest if it exists
     env: EnvSection = field(default_factory=EnvSection)
     model: ModelSection = field(default_factory=ModelSection)
-    agent: Any = MISSING  # a PPOConfig, ReinforceConfig or RFTConfig (group agent/)
+    agent: Any = MISSING  # an algorithm's config (group agent/): a dataclass naming its Learner
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     train: TrainSection = field(default_factory=TrainSection)
@@ -83,11 +87,14 @@ class RunConfig:
 
 
 def register_configs() -> None:
-    """Store the schemas in Hydra's ConfigStore (idempotent)."""
+    """Store the schemas in Hydra's ConfigStore (idempotent).
+
+    Every algorithm module of :mod:`agents.learners` (:func:`~agents.learners.base.discover`) gets
+    ``agent/<module>_schema``, which its ``conf/agent/*.yaml`` files list in their defaults.
+    """
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
-    cs.store(group="agent", name="ppo_schema", node=PPOConfig)
-    cs.store(group="agent", name="reinforce_schema", node=ReinforceConfig)
-    cs.store(group="agent", name="rft_schema", node=RFTConfig)
+    for module, schema in discover().items():
+        cs.store(group="agent", name=f"{module}_schema", node=schema)
     cs.store(group="env", name="env_schema", node=EnvSection)
     cs.store(group="model", name="model_schema", node=ModelSection)

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.sft import fit
+from agents.learners.sft import fit
+from agents.policy.precision import Precision
 from lm_envs import Task, TextCodec
 
 
@@ -136,6 +137,7 @@ def train_pretrain(
     seed: int = 0,
     log: Callable[[int, dict[str, Any]], None] | None = None,
     progress: bool = False,
+    precision: Precision | None = None,
 ) -> torch.optim.Optimizer:
     """Train ``model`` (in place) for ``cfg.steps`` steps of next-token prediction on ``task.documents()``.
 
@@ -151,11 +153,13 @@ def train_pretrain(
         docs = encoded_documents(task, codec)
         if not docs:
             raise ValueError(_NO_DOCUMENTS.format(name=task.name))
-        return fit(model, document_batches(docs, cfg, rng, codec.pad_token_id), cfg, "pretrain", log, progress)
+        return fit(
+            model, document_batches(docs, cfg, rng, codec.pad_token_id), cfg, "pretrain", log, progress, precision
+        )
     stream = token_stream(task, codec)
     if len(stream) < 2:
         raise ValueError(_NO_DOCUMENTS.format(name=task.name))
-    return fit(model, window_batches(stream, cfg, rng), cfg, "pretrain", log, progress)
+    return fit(model, window_batches(stream, cfg, rng), cfg, "pretrain", log, progress, precision)
 
 
 _NO_DOCUMENTS = (

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 import lm_envs  # noqa: F401
-from agents.models import Policy, build_default_model, frozen_copy
-from agents.ppo import KLController, PPOConfig, compute_gae, optimizer_groups, ppo_update, whiten
-from agents.reinforce import MovingAverageBaseline, ReinforceConfig, group_advantages, reinforce_update
-from agents.rollout import collect
+from agents.learners.ppo import KLController, PPOConfig, compute_gae, optimizer_groups, ppo_update, whiten
+from agents.learners.reinforce import MovingAverageBaseline, ReinforceConfig, group_advantages, reinforce_update
+from agents.policy.actor_critic import Policy
+from agents.policy.models import build_default_model, frozen_copy
+from agents.policy.sampling import collect
 
 
 def test_gae_matches_hand_computation():
@@ -115,8 +116,8 @@ def test_reinforce_pretraining_mix_adds_the_documents_nll_to_the_loss(digits_rol
 
     import numpy as np
 
-    from agents.pretrain import rehearsal_documents, replay_batches
-    from agents.sft import nll
+    from agents.learners.pretrain import rehearsal_documents, replay_batches
+    from agents.learners.sft import nll
     from lm_envs.tasks.qa.world import KnowledgeQATask
 
     _, rollout = digits_rollout
@@ -141,8 +142,8 @@ def test_reinforce_pretraining_mix_adds_the_documents_nll_to_the_loss(digits_rol
 def test_ppo_pretraining_mix_lowers_the_documents_nll_against_the_same_update_without_it(digits_rollout):
     import numpy as np
 
-    from agents.pretrain import rehearsal_documents, replay_batches
-    from agents.sft import nll
+    from agents.learners.pretrain import rehearsal_documents, replay_batches
+    from agents.learners.sft import nll
     from lm_envs.tasks.qa.world import KnowledgeQATask
 
     _, rollout = digits_rollout

@@ -1,4 +1,4 @@
-"""Policies for the agents: a causal LM (the embedded tiny default or any HF model) plus a value head."""
+"""The causal LMs the agents train: the embedded tiny default, or any Hugging Face causal LM by name or path."""
 
 from __future__ import annotations
 
@@ -90,14 +90,26 @@ def load_model(
     dtype: str = "float32",
     arch: str = "gpt2",
     size: dict[str, Any] | None = None,
+    attn_implementation: str | None = None,
 ) -> nn.Module:
-    """``None`` builds the embedded default (``arch``, ``size``); otherwise load any causal LM by name or path."""
+    """``None`` builds the embedded default (``arch``, ``size``); otherwise load any causal LM by name or path.
+
+    ``dtype`` is the weights' dtype (training keeps float32 master weights and autocasts instead, see
+    :mod:`agents.policy.precision`); ``attn_implementation`` is transformers' (``sdpa``, ``eager``,
+    ``flash_attention_2``; ``None``: its default).
+    """
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"unknown model.dtype {dtype!r}; choose float32, bfloat16 or float16.")
     if name_or_path is None:
-        return build_default_model(codec, seed=seed, arch=arch, **(size or {})).to(getattr(torch, dtype))
+        model = build_default_model(codec, seed=seed, arch=arch, **(size or {})).to(getattr(torch, dtype))
+        if attn_implementation is not None:
+            model.set_attn_implementation(attn_implementation)
+        return model
     from transformers import AutoModelForCausalLM
 
+    extra = {"attn_implementation": attn_implementation} if attn_implementation is not None else {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=getattr(torch, dtype))
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=getattr(torch, dtype), **extra)
     except OSError as e:
         raise ValueError(
             f"cannot load model {name_or_path!r}: {e}. Give a local directory with a transformers causal LM, "
@@ -123,56 +135,6 @@ def _disable_dropout(model: nn.Module) -> None:
             m.p = 0.0
 
 
-class Policy(nn.Module):
-    """A causal LM with a scalar value head on its last hidden state (actor-critic).
-
-    ``critic="shared"`` (default) puts the value head on the policy's own backbone, as TRL's
-    ``AutoModelForCausalLMWithValueHead``; ``"separate"`` gives the critic its own copy of the
-    backbone, so value-loss gradients never touch the policy; ``"none"`` has no critic.
-    """
-
-    def __init__(self, lm: nn.Module, critic: str = "shared") -> None:
-        super().__init__()
-        if critic not in ("shared", "separate", "none"):
-            raise ValueError(f"critic must be 'shared', 'separate' or 'none', got {critic!r}.")
-        self.lm = lm
-        self.critic = critic
-        hidden = lm.config.hidden_size
-        self.critic_lm = copy.deepcopy(lm) if critic == "separate" else None
-        self.value_head = nn.Linear(hidden, 1) if critic != "none" else None
-        if self.value_head is not None:
-            nn.init.zeros_(self.value_head.weight)  # V = 0 at start: no spurious advantages
-            nn.init.zeros_(self.value_head.bias)
-
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Full forward: ``(logits, values)`` at every position (values ``None`` without a critic)."""
-        if position_ids is None:
-            position_ids = positions(attention_mask)
-        want_hidden = self.critic == "shared"
-        out = self.lm(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            output_hidden_states=want_hidden,
-            use_cache=False,
-        )
-        values = None
-        if self.critic == "shared":
-            values = self.value_head(out.hidden_states[-1]).squeeze(-1)
-        elif self.critic == "separate":
-            hidden = self.critic_lm(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                output_hidden_states=True,
-                use_cache=False,
-            ).hidden_states[-1]
-            values = self.value_head(hidden).squeeze(-1)
-        return out.logits, values
-
-
 def last_logits_only(model: nn.Module) -> dict[str, int]:
     """``forward`` keyword arguments under which ``model`` computes logits at the last position only.
 
@@ -180,6 +142,7 @@ def last_logits_only(model: nn.Module) -> dict[str, int]:
     logits are a quarter of the prefill's work. Transformers >= 4.50 calls the argument
     ``logits_to_keep`` (``num_logits_to_keep`` before); a model with neither gets ``{}`` (all logits).
     """
+    model = getattr(model, "module", model)  # a DDP wrapper's forward takes anything: ask the model
     params = inspect.signature(model.forward).parameters
     return next(({name: 1} for name in ("logits_to_keep", "num_logits_to_keep") if name in params), {})
 
@@ -194,6 +157,7 @@ def head_on_rows(model: nn.Module, keep: torch.Tensor) -> Iterator[None]:
     model does to the logits afterwards (scaling, soft-capping) still applies; a model without
     ``get_output_embeddings`` (or a wrapper around one) runs unchanged: check the logits' shape.
     """
+    model = getattr(model, "module", model)  # DDP's wrapper: hook the wrapped model's head
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is None:
         yield

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.models import build_default_model, positions
-from agents.sft import SFTConfig, demo_batches, encode_demo, gradient_step, lr_lambda, nll
+from agents.learners.sft import SFTConfig, demo_batches, encode_demo, gradient_step, lr_lambda, nll
+from agents.policy.models import build_default_model, positions
 from lm_envs.core.tokenizer import load_codec
 from lm_envs.tasks.math import word_problems
 
@@ -47,8 +47,8 @@ def test_gradient_step_clips_and_steps_and_stops_on_a_non_finite_loss_before_tou
 
 @pytest.mark.parametrize("progress", [True, False])
 def test_sft_shows_a_progress_bar_with_the_loss_only_when_asked(capsys, progress):
-    from agents.models import build_default_model
-    from agents.sft import train_sft
+    from agents.learners.sft import train_sft
+    from agents.policy.models import build_default_model
 
     codec = load_codec(None)
     model = build_default_model(codec, n_layer=1, n_embd=32, n_head=2)
@@ -59,7 +59,7 @@ def test_sft_shows_a_progress_bar_with_the_loss_only_when_asked(capsys, progress
 
 
 def test_replay_rows_append_pre_training_documents_to_every_sft_batch():
-    from agents.sft import with_replay
+    from agents.learners.sft import with_replay
     from lm_envs.tasks.qa.world import KnowledgeQATask
 
     task, codec = KnowledgeQATask(seed=0, abstain_fraction=0.5), load_codec(None)
@@ -88,7 +88,7 @@ def test_replay_rows_append_pre_training_documents_to_every_sft_batch():
     ],
 )
 def test_replay_names_the_fix(cfg, task_name, match):
-    from agents.sft import with_replay
+    from agents.learners.sft import with_replay
     from lm_envs.tasks.qa.world import KnowledgeQATask
     from lm_envs.tasks.target_word import TargetWordTask
 

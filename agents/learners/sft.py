@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents.models import head_on_rows, positions
+from agents.policy.models import head_on_rows, positions
+from agents.policy.precision import Precision
 from lm_envs import Problem, Task, TextCodec
 
 
@@ -93,8 +94,8 @@ def demo_batches(
         yield collate(batch, codec.pad_token_id)
 
 
-def nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean negative log-likelihood of the labelled tokens.
+def nll(model: torch.nn.Module, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
+    """Negative log-likelihood of the labelled tokens: their mean (``reduction="sum"``: their sum).
 
     Only the positions that predict a labelled token go through the LM head (:func:`head_on_rows`).
     """
@@ -104,7 +105,7 @@ def nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = model(input_ids=batch["input_ids"], attention_mask=att, position_ids=positions(att)).logits
     if logits.dim() == 3:  # the model has no hookable head: it computed every position
         logits = logits[:, :-1][keep]
-    return torch.nn.functional.cross_entropy(logits.float(), labels[keep])
+    return torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction=reduction)
 
 
 def lr_lambda(cfg: Any) -> Callable[[int], float]:
@@ -127,16 +128,17 @@ def train_sft(
     seed: int = 0,
     log: Callable[[int, dict[str, Any]], None] | None = None,
     progress: bool = False,
+    precision: Precision | None = None,
 ) -> torch.optim.Optimizer:
     """Run ``cfg.steps`` SFT steps on ``model`` (in place); ``log(step, metrics)`` every 10 steps.
 
-    ``progress`` shows a progress bar with the live loss. Returns the optimizer, so a checkpoint
-    can hold its state.
+    ``progress`` shows a progress bar with the live loss; ``precision``: autocast and loss scaling.
+    Returns the optimizer, so a checkpoint can hold its state.
     """
     batches = demo_batches(task, codec, cfg, np.random.default_rng([seed, 7]))
     if cfg.replay_rows:
         batches = with_replay(batches, task, codec, cfg, np.random.default_rng([seed, 13]))
-    return fit(model, batches, cfg, "sft", log, progress)
+    return fit(model, batches, cfg, "sft", log, progress, precision)
 
 
 def with_replay(
@@ -150,7 +152,7 @@ def with_replay(
     Raises:
         ValueError: On a negative ``replay_rows``, or a task without documents.
     """
-    from agents.pretrain import rehearsal_documents, replay_batches  # pretrain imports fit from here
+    from agents.learners.pretrain import rehearsal_documents, replay_batches  # pretrain imports fit from here
 
     what = f"sft.replay_rows={cfg.replay_rows}"
     if cfg.replay_rows < 0:
@@ -180,17 +182,23 @@ def gradient_step(
     max_grad_norm: float,
     what: str,
     lr_key: str,
+    precision: Precision | None = None,
 ) -> torch.Tensor:
     """Backward, clip the gradient norm, step optimizer and schedule; returns the pre-clip norm.
 
     A non-finite ``loss`` stops before the weights change, naming ``what`` and the ``lr_key`` to lower.
+    ``precision`` scales the loss for float16 (default: float32, no scaling).
     """
     if not torch.isfinite(loss):
         raise FloatingPointError(f"{what} became {loss.item()}; lower {lr_key}.")
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
+    if precision is None or precision.scaler is None:
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+    else:  # float16: scaled backward, unscale before clipping, skip a step whose gradients overflowed
+        precision.backward(loss)
+        grad_norm = precision.step(optimizer, model.parameters(), max_grad_norm)
     schedule.step()
     return grad_norm
 
@@ -202,23 +210,33 @@ def fit(
     tag: str,
     log: Callable[[int, dict[str, Any]], None] | None = None,
     progress: bool = False,
+    precision: Precision | None = None,
 ) -> torch.optim.Optimizer:
     """Minimise :func:`nll` over ``cfg.steps`` batches with AdamW, warm-up + cosine and clipping.
 
-    The loop shared by SFT and pre-training (:mod:`agents.pretrain`): ``cfg`` needs ``steps``,
+    The loop shared by SFT and pre-training (:mod:`agents.learners.pretrain`): ``cfg`` needs ``steps``,
     ``lr``, ``weight_decay``, ``warmup_steps`` and ``max_grad_norm``; metrics are logged as
     ``{tag}/loss`` etc. every 10 steps, and shown on a progress bar when ``progress`` is set.
     """
     device = next(model.parameters()).device
+    precision = precision or Precision()
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     with tqdm(total=cfg.steps, desc=tag, unit="step", disable=not progress) as bar:  # closed even on an error
         for step in range(cfg.steps):
             batch = {k: v.to(device) for k, v in next(batches).items()}
-            loss = nll(model, batch)
+            with precision.autocast():
+                loss = nll(model, batch)
             grad_norm = gradient_step(
-                model, optimizer, schedule, loss, cfg.max_grad_norm, f"{tag} loss at step {step}", f"{tag}.lr"
+                model,
+                optimizer,
+                schedule,
+                loss,
+                cfg.max_grad_norm,
+                f"{tag} loss at step {step}",
+                f"{tag}.lr",
+                precision,
             )
             if step % 10 == 0 or step == cfg.steps - 1:
                 metrics = {

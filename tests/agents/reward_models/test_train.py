@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from agents.reward_model import (
+from agents.reward_models.train import (
     RewardModelConfig,
     Solution,
     bradley_terry_loss,
@@ -35,7 +35,7 @@ from lm_envs.tasks.chat.preferences import PreferencePair, synthetic_preferences
 from lm_envs.tasks.math import word_problems
 
 register_configs()
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(__file__).resolve().parents[3] / "conf"
 RM_OPTIONS = sorted(p.stem for p in (CONF / "rm").glob("*.yaml"))
 TINY = dict(n_layer=1, n_embd=32, n_head=2, max_length=192, eval_every=0, threads=1)
 
@@ -202,7 +202,7 @@ def test_math_rms_train_and_load_where_they_are_used(tmp_path, kind):
     result = train_reward_model(cfg)
     assert 0.0 <= result["heldout"]["accuracy"] <= 1.0 and result["data"]["train_texts"] > 0
     if kind == "orm":
-        from agents.rejection import ClassifierScorer
+        from agents.search.best_of_n import ClassifierScorer
 
         scores = ClassifierScorer(str(tmp_path))([P.prompt], ["#### 40"])
         assert len(scores) == 1 and math.isfinite(scores[0])
@@ -303,8 +303,8 @@ def test_train_rm_cli_runs_hydra_end_to_end(tmp_path):
 
 
 def test_shepherd_prm_from_a_policy_samples_labels_and_trains(tmp_path):
-    from agents.models import build_default_model
-    from agents.reward_model import policy_completer
+    from agents.policy.models import build_default_model
+    from agents.reward_models.train import policy_completer
     from lm_envs.core.tokenizer import load_codec, save_codec
 
     codec = load_codec(None)

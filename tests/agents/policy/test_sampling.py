@@ -8,16 +8,9 @@ import pytest
 import torch
 
 import lm_envs  # noqa: F401
-from agents.models import build_default_model, last_logits_only, logits_width
-from agents.rollout import (
-    collect,
-    inverse_cdf_sample,
-    left_pad_prompts,
-    policy_logprobs,
-    response_logprobs,
-    sample_next,
-    sequence_inputs,
-)
+from agents.policy.models import build_default_model, last_logits_only, logits_width
+from agents.policy.sampling import collect, inverse_cdf_sample, left_pad_prompts, sample_next
+from agents.policy.scoring import policy_logprobs, response_logprobs, sequence_inputs
 
 
 def make(env_id="LMEnv/Math-v0", n=6, **kw):
@@ -153,3 +146,4 @@ def test_embedded_architectures_and_sizes_and_their_errors():
         build_default_model(codec, arch="mamba")
     with pytest.raises(ValueError, match="the sizes are"):
         build_default_model(codec, n_layers=2)
+

@@ -1,8 +1,4 @@
-"""Rejection sampling for language models in one file: best-of-N at test time, RFT / RAFT / ReST-EM training.
-
-Both halves rest on one idea: sample several completions per problem from the policy through the
-env, then keep the ones a judge likes. At test time the kept one is the answer; at training time
-the kept ones are fine-tuning data.
+"""Best-of-N at test time: sample N completions per problem through the env, pick one with a selector.
 
 **Best-of-N** (inference only; TRL's ``BestOfNSampler``, PRM800K's ``eval.py``):
 
@@ -29,47 +25,12 @@ the kept ones are fine-tuning data.
    samples, using the first ``n`` of each group (nested subsets, so the oracle curve is monotone),
    as a columnar dict for a table or a plot (:func:`best_of_n_curve`).
 
-**Rejection-sampling fine-tuning** (:func:`train_rft`), each round:
-
-1. *Grow*: sample ``K = group_size`` completions for each of ``prompts_per_round`` train
-   problems from the current policy through the env.
-2. *Filter*: keep the correct ones (RFT, Yuan et al. 2023; ReST-EM's binary filter, Singh et al.
-   2023) or the single best per prompt by env return (RAFT, Dong et al. 2023), optionally only those
-   with return ``>= min_reward``, and optionally only from prompts the policy solves in at most
-   ``max_group_success`` of its K samples (difficulty filtering: the problems it nearly always solves
-   teach it little); drop duplicates (RFT dedupes distinct reasoning paths; here: the same prompt and
-   the same generated token ids).
-3. *Improve*: fine-tune on the kept samples with the SFT loss, on exactly the tokens the env
-   received: the prompt ids as the env encoded them, then the generated ids; the loss covers only
-   the generated ids. Nothing is decoded and re-tokenized. With ``from_base`` (ReST-EM) the weights
-   go back to the initial model before each Improve step, so every round is a fresh fine-tune of
-   the base model on data from the latest one.
-
-Two options turn the rounds into *expert iteration* (Anthony et al. 2017; STaR, Zelikman et al. 2022;
-Polu et al. 2022; ReST's growing dataset, Gulcehre et al. 2023), the form that pays when gold
-demonstrations are few and graded problems are many:
-
-* ``accumulate``: Improve trains on every sample kept so far (a *pool*, deduplicated across rounds),
-  not only on this round's; each round's new problems add to what the policy has solved.
-* ``demo_fraction``: that share of every Improve batch comes from the gold demonstrations of the SFT
-  warm start, so the solutions of the first rounds (mostly the easiest problems) do not crowd out the
-  demonstrations. ``demo_fraction=1`` is the control that tells RL's gain from more SFT: the same
-  Improve steps, lr and optimizer on the demonstrations alone (samples are still drawn and their
-  success logged, but never trained on).
-
-With ``accumulate`` (and without ``from_base``) the Improve steps of all rounds continue one AdamW (its
-state is checkpointed by ``lm-envs train``), as one fine-tune on a growing set would; otherwise every
-round starts a fresh AdamW. (Continuing one AdamW on RAFT's own few samples per round collapsed the
-policy early on ``LMEnv/Digits-v0`` at lr 3e-3.)
-
-A round that keeps nothing (no correct sample yet) logs that and leaves the model unchanged.
+The same samples give the training data of rejection-sampling fine-tuning (:mod:`agents.learners.rft`).
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,8 +40,7 @@ import numpy as np
 import torch
 
 from agents.evaluate import pass_at_k
-from agents.rollout import Rollout, collect
-from agents.sft import collate, encode_demo, nll
+from agents.policy.sampling import Rollout, sample_per_problem
 from lm_envs import Problem
 from lm_envs.tasks.math.grading import extract_answer, grade
 from lm_envs.tasks.math.prm import LearnedPRM  # imports neither torch nor transformers until built
@@ -395,18 +355,22 @@ def sample_groups(
     kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "curriculum"}  # whole problems
     size = gym.make(env_id, **kwargs).unwrapped.task.size(split)
     num_problems = size if num_problems is None else min(num_problems, size)
-    per_batch = max(1, batch_size // n)
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    parts, venv = [], None
-    for start in range(0, num_problems, per_batch):
-        idx = list(range(start, min(start + per_batch, num_problems)))
-        if venv is None or venv.num_envs != len(idx) * n:
-            venv = gym.make_vec(env_id, num_envs=len(idx) * n, autoreset_mode="Disabled", split=split, **kwargs)
-        options = {"index": [i for i in idx for _ in range(n)], "split": split, "prefix": "", "group_size": n}
-        parts.append(
-            Samples.from_rollout(collect(model, venv, options=options, temperature=temperature, generator=generator))
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    parts = [
+        Samples.from_rollout(rollout)
+        for _, rollout in sample_per_problem(
+            model,
+            env_id,
+            n,
+            indices=range(num_problems),
+            prefixes="",
+            split=split,
+            temperature=temperature,
+            generator=generator,
+            batch_size=batch_size,
+            env_kwargs=kwargs,
         )
+    ]
     return Samples.concat(parts)
 
 
@@ -520,339 +484,3 @@ class PRMScorer:
 
     def __repr__(self) -> str:
         return f"PRMScorer({self.prm!r}, how={self.how!r})"
-
-
-# ============================================================================================
-# Rejection-sampling fine-tuning: RFT / RAFT / ReST-EM
-# ============================================================================================
-
-
-@dataclass
-class RFTConfig:
-    """Rejection-sampling fine-tuning hyper-parameters (one round = Grow, Filter, Improve)."""
-
-    name: str = "rft"
-    group_size: int = 8  # K completions per prompt
-    prompts_per_round: int = 64  # train problems sampled per round (with replacement if the split is smaller)
-    temperature: float = 1.0  # sampling temperature (K > 1 needs diversity)
-    keep: str = "correct"  # "correct" (RFT, ReST-EM: env is_success) | "best" (RAFT: top-1 return per prompt)
-    min_reward: float | None = None  # drop samples with a lower return (set it for "best": a top-1 may be a failure)
-    dedupe: bool = True  # keep one copy of identical (prompt, completion) token sequences
-    from_base: bool = False  # ReST-EM: every Improve step starts again from the initial weights
-    max_group_success: float = 1.0  # keep samples only of prompts solved by at most this share of their K samples
-    accumulate: bool = False  # expert iteration / STaR: fine-tune on every sample kept so far, not just this round's
-    demo_fraction: float = 0.0  # share of each Improve batch from the SFT warm start's demos (1: demos only, a control)
-    sft_steps: int = 50  # optimizer steps per round on the kept samples
-    batch_size: int = 32  # kept samples per step (fewer if fewer were kept)
-    lr: float = 1e-4  # AdamW learning rate (constant within a round)
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    split: str = "train"
-    num_envs: int = 256  # envs per rollout
-
-
-def check_rft_config(cfg: RFTConfig) -> None:
-    """Raise ``ValueError`` with a fix for settings that cannot work."""
-    for name in ("group_size", "prompts_per_round", "batch_size", "num_envs"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"rft.{name} must be a positive int, got {value!r}.")
-    if cfg.keep not in KEEP_MODES:
-        raise ValueError(f"unknown rft.keep {cfg.keep!r}; choose 'correct' (RFT/ReST-EM) or 'best' (RAFT).")
-    if cfg.temperature < 0:
-        raise ValueError(f"rft.temperature must be >= 0, got {cfg.temperature}.")
-    if cfg.temperature == 0 and cfg.group_size > 1:
-        raise ValueError("rft.temperature=0 draws K identical greedy samples per prompt; use temperature > 0 or K=1.")
-    if cfg.sft_steps < 0 or cfg.lr <= 0:
-        raise ValueError(f"rft.sft_steps must be >= 0 and rft.lr > 0, got {cfg.sft_steps} and {cfg.lr}.")
-    if not 0 < cfg.max_group_success <= 1:
-        raise ValueError(
-            f"rft.max_group_success must be in (0, 1] (1 keeps every prompt's samples), got {cfg.max_group_success}."
-        )
-    if not 0 <= cfg.demo_fraction <= 1:
-        raise ValueError(
-            f"rft.demo_fraction must be in [0, 1] (a share of each batch; the rest are kept samples; 1 trains on "
-            f"the demonstrations only), got {cfg.demo_fraction}."
-        )
-
-
-def build_examples(
-    rollouts: Rollout | Sequence[Rollout],
-    keep: str = "correct",
-    min_reward: float | None = None,
-    dedupe: bool = True,
-    max_group_success: float = 1.0,
-) -> tuple[list[Example], dict[str, float]]:
-    """Filter sampled episodes into SFT examples made of exactly the tokens the env received.
-
-    Args:
-        rollouts: Rollouts whose ``group_size`` consecutive episodes share a prompt.
-        keep: ``correct``: every episode with ``is_success``; ``best``: the highest-return episode of
-            each group (the first on ties).
-        min_reward: Drop kept episodes whose return is below this.
-        dedupe: Keep one copy of identical (prompt ids, generated ids) pairs across all rollouts.
-        max_group_success: Keep nothing from a group whose share of ``is_success`` samples is above
-            this: the problems the policy already solves almost always teach it little (difficulty
-            filtering; DAPO drops the all-correct groups, which is ``1 - 1/K``).
-
-    Returns:
-        ``(examples, stats)``: each example is ``(prompt_ids, generated_ids)``, the prompt as the env
-        encoded it (left padding removed) and the generated ids up to the episode's end; stats count
-        ``samples``, ``kept`` (after dedupe), ``duplicates``, ``groups``, ``groups_kept`` and the sum of
-        kept returns ``kept_return_sum``.
-    """
-    if keep not in KEEP_MODES:
-        raise ValueError(f"unknown keep mode {keep!r}; choose 'correct' (RFT/ReST-EM) or 'best' (RAFT).")
-    rollouts = [rollouts] if isinstance(rollouts, Rollout) else list(rollouts)
-    examples: list[Example] = []
-    seen: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
-    stats = dict.fromkeys(("samples", "kept", "duplicates", "groups", "groups_kept", "kept_return_sum"), 0.0)
-    for r in rollouts:
-        if keep == "correct" and not any("is_success" in info for info in r.infos):
-            raise ValueError("keep='correct' needs env info 'is_success' (this env reports none); use keep='best'.")
-        returns, success, k = r.returns, r.success().bool(), r.group_size
-        if keep == "correct":
-            chosen = success.clone()
-        else:  # RAFT: top-1 of each prompt's K samples
-            chosen = torch.zeros_like(success)
-            chosen[torch.arange(0, len(returns), k) + returns.view(-1, k).argmax(1)] = True
-        if min_reward is not None:
-            chosen &= returns >= min_reward
-        if max_group_success < 1:
-            if not any("is_success" in info for info in r.infos):
-                raise ValueError("max_group_success needs env info 'is_success' (this env reports none); leave it 1.")
-            rate = success.float().view(-1, k).mean(1, keepdim=True).expand(-1, k).reshape(-1)
-            chosen &= rate <= max_group_success + 1e-9
-        stats["samples"] += len(returns)
-        stats["groups"] += len(returns) // k
-        stats["groups_kept"] += int(chosen.view(-1, k).any(1).sum())
-        for i in chosen.nonzero()[:, 0].tolist():
-            prompt = r.prompt_ids[i][r.prompt_mask[i].bool()].tolist()
-            generated = r.tokens[i][r.mask[i]].tolist()
-            key = (tuple(prompt), tuple(generated))
-            if dedupe and key in seen:
-                stats["duplicates"] += 1
-                continue
-            seen.add(key)
-            examples.append((prompt, generated))
-            stats["kept"] += 1
-            stats["kept_return_sum"] += float(returns[i])
-    return examples, stats
-
-
-def finetune(
-    model: torch.nn.Module,
-    examples: list[Example],
-    cfg: RFTConfig,
-    pad_id: int,
-    rng: np.random.Generator,
-    optimizer: torch.optim.Optimizer | None = None,
-    demos: Callable[[int], list[Example]] | None = None,
-) -> list[float]:
-    """``cfg.sft_steps`` AdamW steps of the SFT loss on ``examples`` (shuffled epochs); returns the losses.
-
-    Args:
-        model: Trained in place.
-        examples: The kept samples.
-        cfg: ``sft_steps``, ``batch_size``, ``lr``, ``weight_decay``, ``max_grad_norm``, ``demo_fraction``.
-        pad_id: Padding token id.
-        rng: Shuffles the epochs.
-        optimizer: An optimizer to continue (its state carries across rounds); ``None``: a fresh AdamW.
-        demos: ``demos(n)`` draws ``n`` gold demonstrations; with ``cfg.demo_fraction`` > 0 that share of
-            every batch (rounded) comes from it; below 1 at least one row of each batch is a kept sample.
-    """
-    device = next(model.parameters()).device
-    if optimizer is None:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n_demo = round(cfg.batch_size * cfg.demo_fraction) if demos is not None else 0
-    if demos is not None and cfg.demo_fraction < 1:
-        n_demo = min(n_demo, cfg.batch_size - 1)
-    bs = min(cfg.batch_size - n_demo, len(examples))
-    order: list[int] = []
-    losses: list[float] = []
-    model.train()
-    for _ in range(cfg.sft_steps):
-        if len(order) < bs:  # next epoch
-            order += rng.permutation(len(examples)).tolist()
-        rows, order = order[:bs], order[bs:]
-        batch_examples = [examples[i] for i in rows] + (demos(n_demo) if n_demo else [])
-        batch = {k: v.to(device) for k, v in collate(batch_examples, pad_id).items()}
-        loss = nll(model, batch)  # mean NLL of the generated tokens (labels -100 on prompt and padding)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"RFT loss became {loss.item()}; lower rft.lr.")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        losses.append(loss.item())
-    model.eval()
-    return losses
-
-
-def train_rft(
-    model: torch.nn.Module,
-    env_id: str,
-    cfg: RFTConfig,
-    rounds: int,
-    seed: int = 0,
-    log: Callable[[int, dict[str, Any]], None] | None = None,
-    env_kwargs: dict[str, Any] | None = None,
-    demo_problems: int | None = None,
-) -> torch.nn.Module:
-    """Run ``rounds`` rounds of rejection-sampling fine-tuning on ``model`` (in place); ``log(round, metrics)``.
-
-    ``lm-envs train agent=rft`` runs the same rounds (one per ``train.iterations``) with checkpoints,
-    evaluation and resume. ``demo_problems``: see :func:`rft_round`.
-
-    Returns:
-        The model (the same object, trained).
-    """
-    check_rft_config(cfg)
-    if not isinstance(rounds, int) or rounds < 0:
-        raise ValueError(f"rounds must be a non-negative int, got {rounds!r}.")
-    base = copy.deepcopy(model.state_dict()) if cfg.from_base else None
-    optimizer = rft_optimizer(model, cfg) if continues_optimizer(cfg) else None  # None: a fresh AdamW per round
-    venvs: dict[int, Any] = {}
-    pool: list[Example] = []
-    for rnd in range(rounds):
-        metrics = rft_round(
-            model,
-            env_id,
-            cfg,
-            rnd,
-            seed=seed,
-            env_kwargs=env_kwargs,
-            venvs=venvs,
-            base=base,
-            pool=pool,
-            optimizer=optimizer,
-            demo_problems=demo_problems,
-        )
-        if log is not None:
-            log(rnd, metrics)
-    return model
-
-
-def rft_optimizer(model: torch.nn.Module, cfg: RFTConfig) -> torch.optim.AdamW:
-    """The AdamW of the Improve steps: one per round, or one for all rounds (:func:`continues_optimizer`)."""
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def continues_optimizer(cfg: RFTConfig) -> bool:
-    """Whether the rounds continue one AdamW: expert iteration (``accumulate``), unless ReST-EM's ``from_base``."""
-    return cfg.accumulate and not cfg.from_base
-
-
-def rft_round(
-    model: torch.nn.Module,
-    env_id: str,
-    cfg: RFTConfig,
-    round_index: int,
-    seed: int = 0,
-    env_kwargs: dict[str, Any] | None = None,
-    venvs: dict[int, Any] | None = None,
-    base: dict[str, torch.Tensor] | None = None,
-    pool: list[Example] | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    demo_problems: int | None = None,
-) -> dict[str, Any]:
-    """One Grow / Filter / Improve round on ``model`` (in place); returns its metrics.
-
-    Every random choice is seeded from ``(seed, round_index)``, so a resumed run draws the rounds an
-    uninterrupted one would have.
-
-    Args:
-        model: The policy, trained in place.
-        env_id: A registered token env (its ``is_success`` or return decides what is kept).
-        cfg: The round's settings.
-        round_index: Which round this is (seeds the prompts, samples and minibatch order).
-        seed: The run's seed.
-        env_kwargs: ``gym.make`` overrides of the env.
-        venvs: A cache of vector envs by size, reused across rounds (pass the same dict each round).
-        base: Initial weights to fine-tune from in every round (ReST-EM, ``cfg.from_base``).
-        pool: With ``cfg.accumulate``, the samples kept in earlier rounds (pass the same list each
-            round): this round's new ones are appended, and Improve trains on all of it.
-        optimizer: The optimizer to continue (``None``: a fresh AdamW for this round).
-        demo_problems: The gold demonstrations of ``cfg.demo_fraction`` are the split's first this many
-            problems (the SFT warm start's ``sft.num_examples``); ``None``: the whole split.
-    """
-    check_rft_config(cfg)
-    if cfg.accumulate and pool is None:
-        raise ValueError("rft.accumulate needs the pool of earlier rounds: pass the same list as pool= every round.")
-    kwargs = dict(env_kwargs or {})
-    venvs = {} if venvs is None else venvs
-    K = cfg.group_size
-    probe = gym.make(env_id, **kwargs).unwrapped
-    size, pad_id = probe.task.size(cfg.split), int(probe.codec.pad_token_id)
-    per_batch = max(1, cfg.num_envs // K)  # prompts per rollout
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + round_index)
-    rng = np.random.default_rng([seed, 23, round_index])
-    model.eval()
-
-    # --- 1. Grow: K samples per prompt from the current policy, through the env ---
-    t0 = time.perf_counter()
-    idx = rng.choice(size, size=cfg.prompts_per_round, replace=cfg.prompts_per_round > size).tolist()
-    rollouts = []
-    for start in range(0, len(idx), per_batch):
-        chunk = idx[start : start + per_batch]
-        n_envs = len(chunk) * K
-        if n_envs not in venvs:
-            venvs[n_envs] = gym.make_vec(env_id, num_envs=n_envs, autoreset_mode="Disabled", split=cfg.split, **kwargs)
-        options = {"index": [i for i in chunk for _ in range(K)], "split": cfg.split, "group_size": K}
-        rollouts.append(
-            collect(model, venvs[n_envs], options=options, temperature=cfg.temperature, generator=generator)
-        )
-    t1 = time.perf_counter()
-
-    # --- 2. Filter: correct (RFT / ReST-EM) or top-1 per prompt (RAFT), then dedupe ---
-    examples, stats = build_examples(rollouts, cfg.keep, cfg.min_reward, cfg.dedupe, cfg.max_group_success)
-    returns = torch.cat([r.returns for r in rollouts])
-    metrics: dict[str, Any] = {
-        "rft/sample_return": float(returns.mean()),
-        "rft/sample_success": float(torch.cat([r.success() for r in rollouts]).mean()),
-        "rft/kept": int(stats["kept"]),
-        "rft/kept_fraction": stats["kept"] / stats["samples"],
-        "rft/prompts_kept_fraction": stats["groups_kept"] / stats["groups"],
-        "rft/duplicates": int(stats["duplicates"]),
-        "rft/sample_seconds": t1 - t0,
-        "rft/generated_tokens": sum(r.num_tokens for r in rollouts),
-    }
-    if examples:
-        metrics["rft/kept_return"] = stats["kept_return_sum"] / stats["kept"]
-        metrics["rft/kept_tokens"] = sum(len(t) for _, t in examples)
-    if cfg.accumulate:  # expert iteration: the pool grows by this round's samples not already in it
-        assert pool is not None
-        if cfg.dedupe:
-            known = {(tuple(p), tuple(t)) for p, t in pool}
-            examples = [e for e in examples if (tuple(e[0]), tuple(e[1])) not in known]
-        pool.extend(examples)
-        metrics["rft/pool_new"] = len(examples)
-        metrics["rft/pool"] = len(pool)
-        examples = pool
-    if not examples and cfg.demo_fraction < 1:  # nothing passed the filter (e.g. no correct sample yet)
-        metrics["rft/sft_steps"] = 0
-        return metrics
-
-    # --- 3. Improve: SFT on the kept samples' exact tokens (from the base weights for ReST-EM) ---
-    demos = None
-    if cfg.demo_fraction > 0:  # gold demonstrations mixed into every batch, drawn from this round's rng
-        n_demos = size if demo_problems is None else min(size, demo_problems)
-        task, codec = probe.task, probe.codec
-
-        def demos(n: int) -> list[Example]:
-            return [encode_demo(codec, task.problem(cfg.split, int(i))) for i in rng.integers(n_demos, size=n)]
-
-    if base is not None:
-        model.load_state_dict(base)
-    losses = finetune(model, examples, cfg, pad_id, rng, optimizer=optimizer, demos=demos)
-    metrics.update(
-        {
-            "rft/sft_steps": len(losses),
-            "rft/loss": float(np.mean(losses)) if losses else 0.0,
-            "rft/loss_first": losses[0] if losses else 0.0,
-            "rft/loss_last": losses[-1] if losses else 0.0,
-            "rft/train_seconds": time.perf_counter() - t1,
-        }
-    )
-    return metrics

@@ -9,13 +9,14 @@ nothing is decoded and re-tokenized between the env and the loss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from agents.models import last_logits_only, positions
+from agents.policy.models import last_logits_only, positions
 from lm_envs import TokenVectorEnv
 
 
@@ -59,8 +60,17 @@ class Rollout:
         return int(self.mask.sum())
 
     def success(self) -> torch.Tensor:
-        """1.0 where the env reported ``is_success``, else 0.0."""
-        return torch.tensor([float(bool(i.get("is_success", False))) for i in self.infos])
+        """1.0 where the env reported ``is_success``, else 0.0 (on the rollout's device)."""
+        return torch.tensor([float(bool(i.get("is_success", False))) for i in self.infos], device=self.tokens.device)
+
+    def to(self, device: torch.device | str) -> Rollout:
+        """The same rollout with every tensor on ``device`` (the learners' forwards and losses run there)."""
+        move = {
+            f.name: getattr(self, f.name).to(device)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        return replace(self, **move)
 
 
 def left_pad_prompts(obs: dict[str, np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,12 +87,18 @@ def left_pad_prompts(obs: dict[str, np.ndarray], pad_id: int) -> tuple[torch.Ten
 
 
 def sample_next(
-    logits: torch.Tensor, temperature: float, top_k: int, top_p: float, generator: torch.Generator | None
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    generator: torch.Generator | None,
+    uniforms: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row; returns ``(tokens, logprobs)``.
 
-    ``temperature == 0`` is greedy. The returned log-prob is under the temperature-scaled full
-    distribution (what the training losses recompute); ``top_k``/``top_p`` only restrict what is
+    ``temperature == 0`` is greedy. ``uniforms`` (``(n, 1)`` in ``[0, 1)``) replaces the draws from
+    ``generator``. The returned log-prob is under the temperature-scaled full distribution (what the
+    training losses recompute); ``top_k``/``top_p`` only restrict what is
     sampled, so keep them off (0 / 1.0) for on-policy training, as R3 and TRL's PPO do.
     """
     logits = logits.float()
@@ -105,11 +121,13 @@ def sample_next(
             sorted_p, order = probs.sort(-1, descending=True)
             drop = sorted_p.cumsum(-1) - sorted_p > top_p
             probs.scatter_(1, order, sorted_p.masked_fill(drop, 0.0))
-    token = inverse_cdf_sample(probs, generator)
+    token = inverse_cdf_sample(probs, generator, uniforms)
     return token, logp.gather(1, token)[:, 0]
 
 
-def inverse_cdf_sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def inverse_cdf_sample(
+    probs: torch.Tensor, generator: torch.Generator | None = None, uniforms: torch.Tensor | None = None
+) -> torch.Tensor:
     """One index per row of ``probs`` (``(n, V)``, rows need not be normalised), as ``(n, 1)``.
 
     The same distribution as ``torch.multinomial(probs, 1)``, but one uniform per row and a binary search
@@ -125,7 +143,9 @@ def inverse_cdf_sample(probs: torch.Tensor, generator: torch.Generator | None = 
     """
     cdf = probs.float().cumsum(-1)
     total = cdf[:, -1:].contiguous()
-    u = torch.rand(len(probs), 1, generator=generator, device=probs.device) * total
+    if uniforms is None:
+        uniforms = torch.rand(len(probs), 1, generator=generator, device=probs.device)
+    u = uniforms.to(probs.device) * total
     token = torch.searchsorted(cdf, u, right=True)
     # u < total up to rounding; should u round up to the total, take the last token with mass
     return torch.minimum(token, torch.searchsorted(cdf, total))
@@ -144,6 +164,7 @@ def collect(
     generator: torch.Generator | None = None,
     prune_fraction: float = 0.125,
     value_head: torch.nn.Module | None = None,
+    global_rows: tuple[int, int] | None = None,
 ) -> Rollout:
     """Collect exactly one episode per env with a KV cache (the env needs ``autoreset_mode="Disabled"``).
 
@@ -159,6 +180,12 @@ def collect(
         prune_fraction: Drop finished rows from the KV cache once they are this fraction of it.
         value_head: A critic head on ``model``'s last hidden state (PPO's shared critic): the rollout
             then records ``V(s_t)`` from the forwards that sample, so PPO needs no pass for its old values.
+        global_rows: ``(offset, total)``: these envs are rows ``offset ..`` of a batch of ``total`` spread
+            over processes. Each step then draws ``total`` uniforms and uses this batch's, so a row's samples
+            depend on its global index, not on how the batch is split (data-parallel runs). ``None``: one
+            uniform per running row (a one-process run's own stream).
+
+    The rollout's tensors are on the CPU (the env's side); :meth:`Rollout.to` moves them.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}.")
@@ -190,7 +217,12 @@ def collect(
     rows = torch.arange(n)  # env index of each row of the model batch
     actions = np.full(n, pad, dtype=np.int64)
     for t in range(budget):
-        token, logp = sample_next(logits, temperature, top_k, top_p, generator)
+        uniforms = None
+        if global_rows is not None and temperature > 0:
+            offset, total = global_rows
+            drawn = torch.rand(total, 1, generator=generator, device=generator.device if generator else None)
+            uniforms = drawn[(rows + offset).to(drawn.device)]
+        token, logp = sample_next(logits, temperature, top_k, top_p, generator, uniforms)
         token_cpu = token[:, 0].cpu()
         tokens[rows, t] = token_cpu
         logprobs[rows, t] = logp.cpu()
@@ -249,91 +281,75 @@ def _final_info(info: dict[str, Any], i: int) -> dict[str, Any]:
     }
 
 
-def sequence_inputs(rollout: Rollout, rows: torch.Tensor | slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompt plus generated tokens, with the attention mask, for a full forward over ``rows``."""
-    ids = torch.cat([rollout.prompt_ids[rows], rollout.tokens[rows]], dim=1)
-    att = torch.cat([rollout.prompt_mask[rows], rollout.mask[rows].long()], dim=1)
-    return ids, att
+@torch.no_grad()
+def sample_per_problem(
+    model: torch.nn.Module,
+    env_id: str,
+    k: int,
+    *,
+    indices: Sequence[int] | None = None,
+    problems: Sequence[Any] | None = None,
+    prefixes: Sequence[str] | str | None = None,
+    split: str | None = None,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    batch_size: int = 128,
+    env_kwargs: dict[str, Any] | None = None,
+    venvs: dict[int, TokenVectorEnv] | None = None,
+) -> list[tuple[list[int], Rollout]]:
+    """``k`` completions of each problem, ``k`` consecutive envs per problem (``group_size=k``), in order.
 
+    The one "sample K per problem" loop of the agents (evaluation, best-of-N, rejection sampling,
+    reward-model data). Problems are named by split index (``indices``) or given whole (``problems``);
+    ``batch_size // k`` problems go into each rollout.
 
-def response_logprobs(logits: torch.Tensor, tokens: torch.Tensor, prompt_width: int, temperature: float = 1.0):
-    """Log-probs of ``tokens`` and the entropy, from full-sequence ``logits`` (prompt width ``P``).
+    Args:
+        model: The policy.
+        env_id: A registered token env.
+        k: Completions per problem.
+        indices: Problem indices in ``split`` (exclusive with ``problems``).
+        problems: :class:`~lm_envs.Problem` objects to play.
+        prefixes: Start states: one per problem, or one for all (``""``: whole problems, no curriculum prefix).
+        split: The split of ``indices``; the vector envs are made on it.
+        temperature: Sampling temperature (0: greedy).
+        generator: Sampling RNG (on the model's device).
+        batch_size: Envs per rollout (at least ``k``).
+        env_kwargs: ``gym.make`` overrides.
+        venvs: A cache of vector envs by size, reused across calls (pass the same dict each time).
 
-    Position ``P - 1 + t`` predicts generated token ``t``.
+    Returns:
+        ``(positions, rollout)`` per rollout: which of the given problems (positions in ``indices`` or
+        ``problems``) it played, ``k`` consecutive rows each.
     """
-    T = tokens.shape[1]
-    return aligned_logprobs(logits[:, prompt_width - 1 : prompt_width - 1 + T], tokens, temperature)
+    import gymnasium as gym
 
-
-def policy_logprobs(
-    model: torch.nn.Module, rollout: Rollout, rows: torch.Tensor, temperature: float = 1.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs and entropy of the generated tokens of ``rows``, under ``model``, with gradients.
-
-    Whole groups of a grouped rollout run each shared prompt once (see :func:`response_outputs`).
-    """
-    logits, _ = response_outputs(model, rollout, rows)
-    return aligned_logprobs(logits, rollout.tokens[rows], temperature)
-
-
-def response_outputs(
-    model: torch.nn.Module, rollout: Rollout, rows: torch.Tensor, hidden: bool = False
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``model``'s logits, and optionally last-layer hidden states, aligned to the generated tokens of ``rows``.
-
-    Entry ``t`` of each (``(len(rows), T, ...)``) is the output at the position that predicts generated
-    token ``t``: after the prompt and tokens ``< t``, i.e. state ``s_t`` (where a critic reads ``V(s_t)``).
-
-    When ``rows`` are whole groups of a grouped rollout (``group_size`` consecutive rows sharing a
-    prompt, in order), each group's prompt is run once and its KV cache is repeated for the group's
-    completions: at ``K = 8`` that skips most of the forward's tokens, since prompts are usually
-    longer than answers. Otherwise one forward over prompt plus completion per row. Both give the
-    same numbers (up to float rounding; tested).
-    """
-    K = rollout.group_size
-    starts = rows[::K] if K > 1 else rows
-    grouped = K > 1 and len(rows) % K == 0 and bool((starts % K == 0).all())
-    grouped = grouped and torch.equal(rows, (starts[:, None] + torch.arange(K)).reshape(-1))
-    if not grouped:
-        ids, att = sequence_inputs(rollout, rows)
-        out = model(
-            input_ids=ids, attention_mask=att, position_ids=positions(att), output_hidden_states=hidden, use_cache=False
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int (completions per problem), got {k!r}.")
+    if (indices is None) == (problems is None):
+        raise ValueError("give exactly one of indices= (split positions) or problems= (Problem objects).")
+    items = list(indices if indices is not None else problems)  # type: ignore[arg-type]
+    if isinstance(prefixes, str) or prefixes is None:
+        prefixes = None if prefixes is None else [prefixes] * len(items)
+    elif len(prefixes) != len(items):
+        raise ValueError(f"{len(prefixes)} prefixes for {len(items)} problems; give one per problem.")
+    kwargs = dict(env_kwargs or {})
+    if split is not None:
+        kwargs["split"] = split
+    venvs = {} if venvs is None else venvs
+    per_batch = max(1, batch_size // k)
+    out: list[tuple[list[int], Rollout]] = []
+    for start in range(0, len(items), per_batch):
+        chunk = list(range(start, min(start + per_batch, len(items))))
+        n_envs = len(chunk) * k
+        if n_envs not in venvs:
+            venvs[n_envs] = gym.make_vec(env_id, num_envs=n_envs, autoreset_mode="Disabled", **kwargs)
+        key = "index" if indices is not None else "problem"
+        options: dict[str, Any] = {key: [items[i] for i in chunk for _ in range(k)], "group_size": k}
+        if split is not None:
+            options["split"] = split
+        if prefixes is not None:
+            options["prefix"] = [prefixes[i] for i in chunk for _ in range(k)]
+        out.append(
+            (chunk, collect(model, venvs[n_envs], options=options, temperature=temperature, generator=generator))
         )
-        # position P - 1 + t predicts generated token t
-        window = slice(rollout.prompt_ids.shape[1] - 1, ids.shape[1] - 1)
-        return out.logits[:, window], (out.hidden_states[-1][:, window] if hidden else None)
-    prompt_ids, prompt_mask = rollout.prompt_ids[starts], rollout.prompt_mask[starts]
-    out = model(
-        input_ids=prompt_ids,
-        attention_mask=prompt_mask,
-        position_ids=positions(prompt_mask),
-        use_cache=True,
-        output_hidden_states=hidden,
-        **last_logits_only(model),  # only the prompt's last position predicts a generated token
-    )
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(K)  # every completion of a group attends to the same prompt keys and values
-    tokens, mask = rollout.tokens[rows], rollout.mask[rows].long()
-    att = torch.cat([prompt_mask.repeat_interleave(K, 0), mask], dim=1)
-    pos = positions(att)[:, prompt_ids.shape[1] :]
-    rest = model(
-        input_ids=tokens, attention_mask=att, position_ids=pos, past_key_values=cache, output_hidden_states=hidden
-    )
-
-    def align(prompt_out: torch.Tensor, completion_out: torch.Tensor) -> torch.Tensor:
-        # the prompt's last position predicts the first generated token; generated token t predicts t + 1
-        return torch.cat([prompt_out[:, -1:].repeat_interleave(K, 0), completion_out[:, :-1]], dim=1)
-
-    states = align(out.hidden_states[-1], rest.hidden_states[-1]) if hidden else None
-    return align(out.logits, rest.logits), states
-
-
-def aligned_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0):
-    """Log-probs of ``tokens`` and the entropy from ``logits[:, t]`` predicting ``tokens[:, t]``."""
-    logits = logits.float()
-    if temperature not in (0, 1):
-        logits = logits / temperature
-    logp_all = torch.log_softmax(logits, -1)
-    logp = logp_all.gather(2, tokens[..., None])[..., 0]
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logp, entropy
+    return out

@@ -2,7 +2,7 @@
 
 Reads top to bottom:
 
-1. The rollout (``agents.rollout.collect``) gives, per episode, the generated tokens ``a_t``, their
+1. The rollout (``agents.policy.sampling.collect``) gives, per episode, the generated tokens ``a_t``, their
    sampling log-probs ``log pi_old(a_t)`` and the env's reward on each token (process rewards where
    steps close, the outcome on the last token). Given the shared critic's value head, it also records
    the old values ``V(s_t)`` from the same forwards (CleanRL's way: no extra pass for them).
@@ -22,7 +22,7 @@ Reads top to bottom:
 PPO needs no groups, but sampling ``K = group_size > 1`` completions per prompt makes it cheaper:
 ``K`` consecutive episodes then share a prompt, every forward of steps 2 and 5 runs each group's
 prompt once and repeats its KV cache for the group's completions
-(:func:`agents.rollout.response_outputs`), and minibatches are whole groups. The numbers are the
+(:func:`agents.policy.sampling.response_outputs`), and minibatches are whole groups. The numbers are the
 same as a full forward per episode (up to float rounding; tested).
 
 Defaults follow TRL's PPO (clip 0.2, value clip 0.2, vf_coef 0.1, gamma 1, lambda 0.95, 4 epochs,
@@ -31,20 +31,35 @@ kl_coef 0.05) except the learning rate, which suits a tiny model trained from sc
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from agents.models import Policy
-from agents.rollout import Rollout, aligned_logprobs, policy_logprobs, response_outputs
-from agents.sft import nll
+from agents.learners.base import (
+    RunContext,
+    collect_iteration,
+    curriculum_metrics,
+    global_mean,
+    make_train_venv,
+    masked_mean,
+    pretraining_mix,
+    rollout_metrics,
+)
+from agents.learners.sft import nll
+from agents.policy.actor_critic import Policy
+from agents.policy.precision import Precision
+from agents.policy.sampling import Rollout
+from agents.policy.scoring import policy_logprobs
+from agents.run.distributed import Dist
 
 
 @dataclass
 class PPOConfig:
     """PPO hyper-parameters (symbols as in the papers)."""
 
+    learner: ClassVar[str] = "PPOLearner"
     name: str = "ppo"
     lr: float = 2e-5  # Adam learning rate
     num_envs: int = 64  # episodes per rollout
@@ -118,14 +133,11 @@ class KLController:
         self.beta = float(state["beta"])
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
-def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Zero-mean, unit-variance over the masked entries (masked entries are left at 0)."""
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
+def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8, dist: Dist | None = None) -> torch.Tensor:
+    """Zero-mean, unit-variance over the masked entries of every rank (masked entries are left at 0)."""
+    dist = dist or Dist()
+    mean = global_mean(x, dist, mask)
+    var = global_mean((x - mean) ** 2, dist, mask)
     return (x - mean) * torch.rsqrt(var + eps) * mask
 
 
@@ -158,23 +170,14 @@ def compute_gae(
 
 
 def policy_outputs(
-    policy: Policy, rollout: Rollout, rows: torch.Tensor, temperature: float, actor: bool = True
+    policy: torch.nn.Module, rollout: Rollout, rows: torch.Tensor, temperature: float, actor: bool = True
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
     """``(log pi(a_t), entropy, V(s_t))`` for the generated tokens of ``rows`` (``actor=False``: values only).
 
-    ``V(s_t)`` is read where token ``t`` is predicted: on the policy's own last hidden state with a
-    shared critic, or on the critic backbone's at the same positions with a separate one. Whole groups
-    run each shared prompt once (:func:`agents.rollout.response_outputs`).
+    ``policy`` is a :class:`~agents.policy.actor_critic.Policy` with a critic, or the DDP wrapper of one
+    (whose forward hooks all-reduce the gradients).
     """
-    shared = policy.critic == "shared"
-    logp = entropy = hidden = None
-    if actor or shared:
-        logits, hidden = response_outputs(policy.lm, rollout, rows, hidden=shared)
-        if actor:
-            logp, entropy = aligned_logprobs(logits, rollout.tokens[rows], temperature)
-    if not shared:
-        _, hidden = response_outputs(policy.critic_lm, rollout, rows, hidden=True)
-    return logp, entropy, policy.value_head(hidden).squeeze(-1).float()
+    return policy(rollout, rows, temperature=temperature, actor=actor)
 
 
 @torch.no_grad()
@@ -191,7 +194,7 @@ def score_rollout(
     step = max(K, chunk // K * K)
     ref_logp, values = [], []
     for start in range(0, n, step):
-        rows = torch.arange(start, min(start + step, n))
+        rows = torch.arange(start, min(start + step, n), device=rollout.tokens.device)
         if ref is not None:
             ref_logp.append(policy_logprobs(ref, rollout, rows, temperature)[0])
         if policy is not None:
@@ -208,15 +211,25 @@ def ppo_update(
     kl_ctl: KLController,
     generator: torch.Generator | None = None,
     ptx_batch: dict[str, torch.Tensor] | None = None,
+    precision: Precision | None = None,
+    dist: Dist | None = None,
+    ddp: torch.nn.Module | None = None,
 ) -> dict[str, float]:
     """One PPO update on a rollout; returns the metrics to log.
 
-    ``ptx_batch`` (pre-training rows, see :func:`agents.pretrain.replay_batches`) adds
+    Data parallel (``dist``): ``rollout`` is this rank's whole groups and ``ddp`` wraps ``policy`` in
+    DDP. Advantages are whitened over every rank's tokens, each minibatch's loss is its tokens' sum over
+    the minibatch's *global* token count times the world size (DDP averages), so with one minibatch the
+    update is the one-process update of the whole batch; with several, each step sees every rank's share.
+
+    ``ptx_batch`` (pre-training rows, see :func:`agents.learners.pretrain.replay_batches`) adds
     ``cfg.ptx_coef`` times its NLL to every minibatch's loss (InstructGPT's PPO-ptx).
 
     ``ref`` may be ``None`` when the KL cannot matter (``kl_ctl.beta == 0``, no target). With a shared
     critic, a rollout's ``values`` are taken as the old values: collect it with this policy's value head.
     """
+    precision, dist = precision or Precision(), dist or Dist()
+    train = ddp if ddp is not None else policy  # the forward whose backward is all-reduced
     mask = rollout.mask.float()
     n, K = rollout.tokens.shape[0], rollout.group_size
     if n % K:
@@ -227,9 +240,10 @@ def ppo_update(
     if kl_ctl.needs_reference and ref is None:
         raise ValueError("PPO with a KL penalty (kl_coef != 0 or a kl_target) needs a reference model.")
     recorded = rollout.values if policy.critic == "shared" else None
-    ref_logp, old_values = score_rollout(
-        policy if recorded is None else None, ref if kl_ctl.needs_reference else None, rollout, cfg.temperature
-    )
+    with precision.autocast():
+        ref_logp, old_values = score_rollout(
+            policy if recorded is None else None, ref if kl_ctl.needs_reference else None, rollout, cfg.temperature
+        )
     ref_logp = old_logp if ref_logp is None else ref_logp  # no reference: KL 0
     old_values = recorded if old_values is None else old_values
 
@@ -238,7 +252,7 @@ def ppo_update(
     rewards = rollout.rewards.float() - kl_ctl.beta * kl
     advantages, returns = compute_gae(rewards, old_values, mask, cfg.gamma, cfg.gae_lambda)
     if cfg.whiten_advantages:
-        advantages = whiten(advantages, mask)
+        advantages = whiten(advantages, mask, dist=dist)
 
     # minibatches of whole groups, so each group's shared prompt is run once (K = 1: single rows)
     mb_size = max(K, n // cfg.num_minibatches // K * K)
@@ -246,39 +260,43 @@ def ppo_update(
     first_ratio_error = None
     policy.train()
     for _epoch in range(cfg.ppo_epochs):
-        groups = torch.randperm(n // K, generator=generator)
-        order = (groups[:, None] * K + torch.arange(K)).reshape(-1)
+        groups = torch.randperm(n // K, generator=generator, device=generator.device if generator else "cpu")
+        order = (groups[:, None] * K + torch.arange(K, device=groups.device)).reshape(-1).to(mask.device)
         for start in range(0, n, mb_size):
             rows = order[start : start + mb_size]
-            logp, entropy, values = policy_outputs(policy, rollout, rows, cfg.temperature)
+            with precision.autocast():
+                logp, entropy, values = policy_outputs(train, rollout, rows, cfg.temperature)
             m, adv = mask[rows], advantages[rows]
+            # this minibatch's token count over every rank, per rank (DDP averages the ranks' gradients)
+            count = dist.sum_(m.sum()).clamp(min=1) / dist.world_size
+
+            def mean(x: torch.Tensor, m: torch.Tensor = m, count: torch.Tensor = count) -> torch.Tensor:
+                return (x * m).sum() / count
 
             # --- clipped surrogate objective ---
             log_ratio = (logp - old_logp[rows]).clamp(-20, 20)
             ratio = log_ratio.exp()
-            pg = masked_mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps)), m)
+            pg = mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps)))
             if first_ratio_error is None:  # sampling and training compute the same log-probs
                 first_ratio_error = float(((ratio.detach() - 1).abs() * m).max())
 
             # --- clipped value loss ---
             v_old = old_values[rows]
             v_clipped = v_old + (values - v_old).clamp(-cfg.vf_clip, cfg.vf_clip)
-            vf = 0.5 * masked_mean(torch.max((values - returns[rows]) ** 2, (v_clipped - returns[rows]) ** 2), m)
+            vf = 0.5 * mean(torch.max((values - returns[rows]) ** 2, (v_clipped - returns[rows]) ** 2))
 
-            ent = masked_mean(entropy, m)
+            ent = mean(entropy)
             loss = pg + cfg.vf_coef * vf - cfg.ent_coef * ent
             if ptx_batch is not None and cfg.ptx_coef > 0:  # PPO-ptx: keep the pre-training distribution
-                ptx = nll(policy.lm, ptx_batch)
+                with precision.autocast():  # the same rows on every rank: their gradient needs no all-reduce
+                    ptx = nll(policy.lm, ptx_batch)
                 loss = loss + cfg.ptx_coef * ptx
                 stats.setdefault("ptx_nll", []).append(ptx.item())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"PPO loss became {loss.item()}; lower agent.lr or raise agent.kl_coef.")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-            if not torch.isfinite(grad_norm):
-                raise FloatingPointError("PPO gradient became non-finite; lower agent.lr.")
-            optimizer.step()
+            precision.backward(loss)
+            precision.step(optimizer, policy.parameters(), cfg.max_grad_norm, "the PPO gradient")
 
             with torch.no_grad():
                 stats["pg"].append(pg.item())
@@ -289,19 +307,90 @@ def ppo_update(
                 stats["ratio"].append(masked_mean(ratio, m).item())
     policy.eval()
 
-    kl_per_episode = float(kl.sum(1).mean())
-    kl_ctl.update(kl_per_episode, n)
-    valid = mask.bool()
-    var_r = returns[valid].var()
-    explained = float(1 - (returns[valid] - old_values[valid]).var() / var_r) if var_r > 0 else 0.0
+    kl_per_episode = float(global_mean(kl.sum(1), dist))
+    kl_ctl.update(kl_per_episode, n * dist.world_size)
+    explained = explained_variance(returns, old_values, mask, dist)
     out = {f"ppo/{k}": sum(v) / len(v) for k, v in stats.items()}
+    if dist.distributed:  # per-minibatch figures of each rank, averaged over ranks
+        out = {k: v / dist.world_size for k, v in dist.sum_floats(out).items()}
     out.update(
         {
             "ppo/kl_ref": kl_per_episode,
             "ppo/beta": kl_ctl.beta,
             "ppo/explained_variance": explained,
             "ppo/first_ratio_max_error": first_ratio_error or 0.0,
-            "ppo/value_mean": float(masked_mean(old_values, mask)),
+            "ppo/value_mean": float(global_mean(old_values, dist, mask)),
         }
     )
     return out
+
+
+def explained_variance(returns: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, dist: Dist) -> float:
+    """``1 - Var(R - V) / Var(R)`` over the valid tokens of every rank (0 when ``Var(R)`` is 0)."""
+    valid = mask.bool()
+    r, e = returns[valid].double(), (returns[valid] - values[valid]).double()
+    if not dist.distributed:
+        var_r = r.var()
+        return float(1 - e.var() / var_r) if var_r > 0 else 0.0
+    s = dist.sum_(torch.stack([r.new_tensor(len(r)), r.sum(), (r**2).sum(), e.sum(), (e**2).sum()]))
+    n = s[0].clamp(min=2)
+    var_r = (s[2] - s[1] ** 2 / n) / (n - 1)
+    var_e = (s[4] - s[3] ** 2 / n) / (n - 1)
+    return float(1 - var_e / var_r) if var_r > 0 else 0.0
+
+
+class PPOLearner:
+    """PPO as a :class:`~agents.learners.base.Learner`: one rollout, then ``ppo_epochs`` passes of minibatches.
+
+    The rollout records the shared critic's old values; the KL controller (and a curriculum) is its state.
+    """
+
+    def __init__(self, cfg: PPOConfig, lm: torch.nn.Module, ctx: RunContext) -> None:
+        self.cfg, self.ctx = cfg, ctx
+        self.policy = Policy(lm, critic=cfg.critic).to(ctx.device)
+        if self.policy.value_head is None:
+            raise ValueError("PPO needs a critic; set agent.critic=shared or separate.")
+        self.ddp = ctx.dist.wrap(self.policy) if ctx.dist.distributed else None
+        self.venv = make_train_venv(cfg, ctx)
+        self.optimizer = torch.optim.Adam(optimizer_groups(self.policy, cfg), lr=cfg.lr, eps=1e-5)
+        self.kl_ctl = KLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
+        self.ptx = pretraining_mix(cfg, ctx)
+
+    def uses_reference(self) -> bool:
+        # a resumed run continues with its saved beta, whatever kl_coef says
+        return self.kl_ctl.needs_reference
+
+    def iteration(self, it: int, ref: torch.nn.Module | None) -> dict[str, float]:
+        t0 = time.time()
+        generator = self.ctx.generator(it)  # samples the rollout, then shuffles its minibatches
+        shared = self.policy.value_head if self.policy.critic == "shared" else None  # PPO's old values
+        rollout, t_rollout = collect_iteration(self.policy.lm, self.venv, self.cfg, self.ctx, it, generator, shared)
+        metrics = ppo_update(
+            self.policy,
+            ref,
+            self.optimizer,
+            rollout,
+            self.cfg,
+            self.kl_ctl,
+            generator=generator,
+            ptx_batch=self.ptx.batch(it) if self.ptx is not None else None,
+            precision=self.ctx.precision,
+            dist=self.ctx.dist,
+            ddp=self.ddp,
+        )
+        metrics.update(rollout_metrics(rollout, t_rollout, self.venv.episodes.reward, self.ctx.dist))
+        metrics.update(curriculum_metrics(self.venv))
+        metrics["time/iteration_s"] = time.time() - t0
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"kl_ctl": self.kl_ctl.state_dict()}
+        if self.venv.episodes.curriculum is not None:
+            state["curriculum"] = self.venv.episodes.curriculum.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "kl_ctl" in state:
+            self.kl_ctl.load_state_dict(state["kl_ctl"])
+        if self.venv.episodes.curriculum is not None and "curriculum" in state:
+            self.venv.episodes.curriculum.load_state_dict(state["curriculum"])

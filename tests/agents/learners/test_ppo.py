@@ -11,10 +11,12 @@ import pytest
 import torch
 
 import lm_envs  # noqa: F401
-from agents import ppo as ppo_module
-from agents.models import Policy, build_default_model, frozen_copy
-from agents.ppo import KLController, PPOConfig, policy_outputs, ppo_update, score_rollout
-from agents.rollout import collect, response_logprobs, sequence_inputs
+from agents.learners import ppo as ppo_module
+from agents.learners.ppo import KLController, PPOConfig, policy_outputs, ppo_update, score_rollout
+from agents.policy.actor_critic import Policy
+from agents.policy.models import build_default_model, frozen_copy
+from agents.policy.sampling import collect
+from agents.policy.scoring import response_logprobs, sequence_inputs
 
 K = 4
 
@@ -51,7 +53,7 @@ def grouped_rollout():
 def full_forward(policy: Policy, rollout, rows, temperature):
     """The ungrouped reference: Policy.forward over prompt plus completion of every row, sliced."""
     ids, att = sequence_inputs(rollout, rows)
-    logits, values = policy(ids, att)
+    logits, values = policy.sequence_forward(ids, att)
     P, T = rollout.prompt_ids.shape[1], rollout.tokens.shape[1]
     logp, entropy = response_logprobs(logits, rollout.tokens[rows], P, temperature)
     return logp, entropy, values[:, P - 1 : P - 1 + T].float()

@@ -4,7 +4,7 @@ All three are a ``transformers`` sequence classifier with **one** output over a 
 (``*ForSequenceClassification``: the score is read at the last real token), saved with
 ``save_pretrained`` plus its tokenizer, so the chat env (``ChatReward(reward_model=path)``), the math
 env's learned PRM (``MathReward(process="learned", prm_path=path)``) and the best-of-N scorers
-(:class:`agents.rejection.ClassifierScorer`, :class:`agents.rejection.PRMScorer`) load it by path.
+(:class:`agents.learners.rft.ClassifierScorer`, :class:`agents.learners.rft.PRMScorer`) load it by path.
 
 **Preference RM** (``kind="preference"``; TRL ``RewardTrainer``, OpenRLHF ``PairWiseLoss``):
 
@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 
 import lm_envs  # noqa: F401  (registers the LMEnv/* ids)
-from agents.sft import gradient_step, lr_lambda
+from agents.learners.sft import gradient_step, lr_lambda
 from lm_envs import Problem, Task, TextCodec
 from lm_envs.core.tokenizer import load_codec, save_codec
 from lm_envs.tasks.chat.preferences import PreferencePair, check_pair, load_preference_jsonl, synthetic_preferences
@@ -82,7 +82,7 @@ class RewardModelConfig:
     # --- the model: a one-output sequence classifier over a causal LM backbone
     model: str | None = None  # name or path (e.g. an SFT'd policy); None: a fresh tiny GPT-2 from the config below
     tokenizer: str | None = None  # None: the model's own (or the embedded default for model=None)
-    n_layer: int = 4  # tiny default config (agents.models.DEFAULT_MODEL)
+    n_layer: int = 4  # tiny default config (agents.policy.models.DEFAULT_MODEL)
     n_embd: int = 256
     n_head: int = 4
     max_length: int = 512  # longer texts are cut from the left (the response end matters most)
@@ -384,7 +384,7 @@ def perturbed_solutions(task: Task, split: str, num_problems: int, per_problem: 
 
 
 def _load_policy(path: str, device: str) -> tuple[torch.nn.Module, TextCodec]:
-    from agents.models import load_model
+    from agents.policy.models import load_model
 
     codec = load_codec(path)
     return load_model(path, codec).to(device), codec
@@ -394,7 +394,7 @@ def policy_solutions(
     cfg: RewardModelConfig, split: str, num_problems: int, model: torch.nn.Module | None = None
 ) -> list[Solution]:
     """``samples_per_problem`` solutions per problem sampled from the policy through the env."""
-    from agents.rejection import sample_groups
+    from agents.search.best_of_n import sample_groups
 
     if model is None:
         model, _ = _load_policy(str(cfg.policy), cfg.device)
@@ -426,28 +426,29 @@ def policy_completer(
     batch_size: int = 256,
 ) -> Completer:
     """A :data:`Completer` that rolls the policy through the env from each prefix (the env's ``prefix`` option)."""
-    from agents.rollout import collect
+    from agents.policy.sampling import sample_per_problem
 
     kwargs = dict(env_kwargs or {})
     # The prefix (up to a whole sampled solution) sits in the prompt buffer: give it the room.
     kwargs.setdefault("max_prompt_tokens", 256)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
 
+    venvs: dict[int, Any] = {}
+
     def complete(problems: Sequence[Problem], prefixes: Sequence[str], k: int) -> list[list[str]]:
-        per_batch = max(1, batch_size // k)
         out: list[list[str]] = []
-        venv = None
-        for start in range(0, len(problems), per_batch):
-            chunk = range(start, min(start + per_batch, len(problems)))
-            n = len(chunk) * k
-            if venv is None or venv.num_envs != n:
-                venv = gym.make_vec(env_id, num_envs=n, autoreset_mode="Disabled", **kwargs)
-            options = {
-                "problem": [problems[i] for i in chunk for _ in range(k)],
-                "prefix": [prefixes[i] for i in chunk for _ in range(k)],
-                "group_size": k,
-            }
-            rollout = collect(model, venv, options=options, temperature=temperature, generator=generator)
+        for chunk, rollout in sample_per_problem(
+            model,
+            env_id,
+            k,
+            problems=problems,
+            prefixes=prefixes,
+            temperature=temperature,
+            generator=generator,
+            batch_size=batch_size,
+            env_kwargs=kwargs,
+            venvs=venvs,
+        ):
             texts = [info.get("completion", "") for info in rollout.infos]
             out.extend(texts[j * k : (j + 1) * k] for j in range(len(chunk)))
         return out

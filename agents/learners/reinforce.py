@@ -24,14 +24,28 @@ Reads top to bottom:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from agents.ppo import masked_mean
-from agents.rollout import Rollout, policy_logprobs
-from agents.sft import nll
+from agents.learners.base import (
+    RunContext,
+    collect_iteration,
+    curriculum_metrics,
+    global_mean,
+    make_train_venv,
+    masked_mean,
+    pretraining_mix,
+    rollout_metrics,
+)
+from agents.learners.sft import nll
+from agents.policy.actor_critic import Policy
+from agents.policy.precision import Precision
+from agents.policy.sampling import Rollout
+from agents.policy.scoring import policy_logprobs
+from agents.run.distributed import Dist
 
 BASELINES = ("moving_average", "rloo", "grpo", "none")
 
@@ -40,6 +54,7 @@ BASELINES = ("moving_average", "rloo", "grpo", "none")
 class ReinforceConfig:
     """REINFORCE hyper-parameters (symbols as in the papers)."""
 
+    learner: ClassVar[str] = "ReinforceLearner"
     name: str = "reinforce"
     baseline: str = "grpo"  # moving_average | rloo | grpo | none
     lr: float = 2e-5  # Adam learning rate
@@ -87,11 +102,13 @@ class MovingAverageBaseline:
     def __init__(self, decay: float) -> None:
         self.decay, self.value = decay, None
 
-    def advantages(self, scores: torch.Tensor) -> torch.Tensor:
+    def advantages(self, scores: torch.Tensor, dist: Dist | None = None) -> torch.Tensor:
+        """``s - b``, then ``b`` moves towards the batch mean (over every rank's episodes)."""
+        mean = float(global_mean(scores, dist or Dist()))
         if self.value is None:
-            self.value = float(scores.mean())
+            self.value = mean
         adv = scores - self.value
-        self.value = self.decay * self.value + (1 - self.decay) * float(scores.mean())
+        self.value = self.decay * self.value + (1 - self.decay) * mean
         return adv
 
     def state_dict(self) -> dict[str, Any]:
@@ -110,12 +127,21 @@ def reinforce_update(
     moving_average: MovingAverageBaseline | None = None,
     generator: torch.Generator | None = None,
     ptx_batch: dict[str, torch.Tensor] | None = None,
+    precision: Precision | None = None,
+    dist: Dist | None = None,
 ) -> dict[str, float]:
     """One REINFORCE update (``cfg.iterations`` passes) on a rollout; returns metrics.
 
-    ``ptx_batch`` (pre-training rows, see :func:`agents.pretrain.replay_batches`) adds
+    ``ptx_batch`` (pre-training rows, see :func:`agents.learners.pretrain.replay_batches`) adds
     ``cfg.ptx_coef`` times its NLL to every pass's loss.
+
+    Data parallel (``dist``): ``rollout`` is this rank's whole groups and ``model`` is wrapped in DDP.
+    Every pass accumulates the gradient of the whole batch before its one optimizer step, so the
+    result does not depend on how the batch is split into minibatches or ranks: each rank's loss is
+    its tokens' sum over the *global* token count, times the world size (DDP averages).
     """
+    precision = precision or Precision()
+    dist = dist or Dist()
     if cfg.baseline not in BASELINES:
         raise ValueError(f"unknown baseline {cfg.baseline!r}; choose one of {BASELINES}.")
     mask = rollout.mask.float()
@@ -125,8 +151,8 @@ def reinforce_update(
     ref_logp = None
     n, K = rollout.tokens.shape[0], rollout.group_size
     if use_kl:
-        with torch.no_grad():
-            ref_logp = policy_logprobs(ref, rollout, torch.arange(n), cfg.temperature)[0]
+        with torch.no_grad(), precision.autocast():
+            ref_logp = policy_logprobs(ref, rollout, torch.arange(n, device=mask.device), cfg.temperature)[0]
 
     # --- scores and advantages (one per episode) ---
     scores = rollout.returns.float()
@@ -135,24 +161,28 @@ def reinforce_update(
         scores = scores - cfg.kl_coef * kl_seq
     if cfg.baseline == "moving_average":
         assert moving_average is not None, "pass a MovingAverageBaseline for baseline='moving_average'"
-        adv = moving_average.advantages(scores)
+        adv = moving_average.advantages(scores, dist)
     else:
         adv = group_advantages(scores, rollout.group_size, cfg.baseline, cfg.grpo_eps)
     adv_tok = adv[:, None] * mask
 
     # minibatches of whole groups, so each group's shared prompt is run once (see policy_logprobs)
     mb_size = max(K, n // cfg.num_minibatches // K * K)
-    total_tokens = mask.sum().clamp(min=1)
+    total_tokens = dist.sum_(mask.sum()).clamp(min=1) / dist.world_size  # DDP averages the ranks' gradients
     stats: dict[str, list[float]] = {k: [] for k in ("pg", "kl_loss", "entropy", "clipfrac")}
     first_ratio_error = None
     model.train()
     for _ in range(cfg.iterations):
-        groups = torch.randperm(n // K, generator=generator)
-        order = (groups[:, None] * K + torch.arange(K)).reshape(-1)
+        groups = torch.randperm(n // K, generator=generator, device=generator.device if generator else "cpu")
+        order = (groups[:, None] * K + torch.arange(K, device=groups.device)).reshape(-1).to(mask.device)
         optimizer.zero_grad(set_to_none=True)
-        for start in range(0, n, mb_size):
+        starts = list(range(0, n, mb_size))
+        ptx_last = ptx_batch is not None and cfg.ptx_coef > 0
+        for start in starts:
             rows = order[start : start + mb_size]
-            logp, entropy = policy_logprobs(model, rollout, rows, cfg.temperature)
+            last = start == starts[-1] and not ptx_last  # gradients are all-reduced on the last backward only
+            with dist.no_sync(model, skip=not last), precision.autocast():
+                logp, entropy = policy_logprobs(model, rollout, rows, cfg.temperature)
             m, a = mask[rows], adv_tok[rows]
             ratio = (logp - old_logp[rows]).clamp(-20, 20).exp()
             if first_ratio_error is None:
@@ -166,31 +196,85 @@ def reinforce_update(
             loss = ((per_token + cfg.kl_coef * kl_term) * m).sum() / total_tokens
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"REINFORCE loss became {loss.item()}; lower agent.lr.")
-            loss.backward()
+            with dist.no_sync(model, skip=not last):
+                precision.backward(loss)
             with torch.no_grad():
                 stats["pg"].append(float((per_token * m).sum() / total_tokens))
                 stats["kl_loss"].append(float((kl_term * m).sum() / m.sum().clamp(min=1)))
                 stats["entropy"].append(float(masked_mean(entropy, m)))
                 stats["clipfrac"].append(float(masked_mean(((ratio - 1).abs() > cfg.clip_eps).float(), m)))
-        if ptx_batch is not None and cfg.ptx_coef > 0:
-            ptx = nll(model, ptx_batch)
+        if ptx_last:  # every rank draws the same rows: DDP's average is their gradient
+            with precision.autocast():
+                ptx = nll(model, ptx_batch)
             if not torch.isfinite(ptx):
                 raise FloatingPointError(f"pre-training mix loss became {ptx.item()}; lower agent.lr.")
-            (cfg.ptx_coef * ptx).backward()
+            precision.backward(cfg.ptx_coef * ptx)
             stats.setdefault("ptx_nll", []).append(ptx.item())
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError("REINFORCE gradient became non-finite; lower agent.lr.")
-        optimizer.step()
+        precision.step(optimizer, model.parameters(), cfg.max_grad_norm, "the REINFORCE gradient")
     model.eval()
     out = {f"reinforce/{k}": sum(v) / len(v) for k, v in stats.items()}
+    if dist.distributed:  # per-minibatch means of each rank, averaged over ranks
+        out = {k: v / dist.world_size for k, v in dist.sum_floats(out).items()}
     out.update(
         {
-            "reinforce/kl_ref": float(kl_seq.mean()),
-            "reinforce/adv_abs_mean": float(adv.abs().mean()),
+            "reinforce/kl_ref": float(global_mean(kl_seq, dist)),
+            "reinforce/adv_abs_mean": float(global_mean(adv.abs(), dist)),
             "reinforce/first_ratio_max_error": first_ratio_error or 0.0,
-            "reinforce/zero_adv_fraction": float((adv.abs() < 1e-8).float().mean()),
+            "reinforce/zero_adv_fraction": float(global_mean((adv.abs() < 1e-8).float(), dist)),
             "reinforce/T": float(T),
         }
     )
     return out
+
+
+class ReinforceLearner:
+    """REINFORCE / RLOO / GRPO as a :class:`~agents.learners.base.Learner`: collect one rollout, one update."""
+
+    def __init__(self, cfg: ReinforceConfig, lm: torch.nn.Module, ctx: RunContext) -> None:
+        if cfg.baseline not in BASELINES:
+            raise ValueError(f"unknown agent.baseline {cfg.baseline!r}; choose one of {BASELINES}.")
+        self.cfg, self.ctx = cfg, ctx
+        self.policy = Policy(lm, critic="none")  # checkpoints hold "lm.*", as every learner's
+        self.lm = ctx.dist.wrap(lm)  # DDP under torchrun: its forward hooks all-reduce the gradients
+        self.venv = make_train_venv(cfg, ctx)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
+        self.moving_average = MovingAverageBaseline(cfg.ema_decay) if cfg.baseline == "moving_average" else None
+        self.ptx = pretraining_mix(cfg, ctx)
+
+    def uses_reference(self) -> bool:
+        return self.cfg.kl_coef > 0
+
+    def iteration(self, it: int, ref: torch.nn.Module | None) -> dict[str, float]:
+        t0 = time.time()
+        generator = self.ctx.generator(it)  # samples the rollout, then shuffles its minibatches
+        rollout, t_rollout = collect_iteration(self.policy.lm, self.venv, self.cfg, self.ctx, it, generator)
+        metrics = reinforce_update(
+            self.lm,
+            ref,
+            self.optimizer,
+            rollout,
+            self.cfg,
+            self.moving_average,
+            generator=generator,
+            ptx_batch=self.ptx.batch(it) if self.ptx is not None else None,
+            precision=self.ctx.precision,
+            dist=self.ctx.dist,
+        )
+        metrics.update(rollout_metrics(rollout, t_rollout, self.venv.episodes.reward, self.ctx.dist))
+        metrics.update(curriculum_metrics(self.venv))
+        metrics["time/iteration_s"] = time.time() - t0
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        if self.moving_average is not None:
+            state["baseline"] = self.moving_average.state_dict()
+        if self.venv.episodes.curriculum is not None:
+            state["curriculum"] = self.venv.episodes.curriculum.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.moving_average is not None and "baseline" in state:
+            self.moving_average.load_state_dict(state["baseline"])
+        if self.venv.episodes.curriculum is not None and "curriculum" in state:
+            self.venv.episodes.curriculum.load_state_dict(state["curriculum"])

@@ -1,0 +1,342 @@
+"""One training run, start to finish: pre-training (optional), SFT warm start, RL, evaluation, artifacts.
+
+``run(cfg)`` is what ``lm-envs train`` (the Hydra entry point in :mod:`agents.train`) calls; tests
+call it directly with a composed config. The loop is generic: it knows the RL algorithm only through
+the :class:`~agents.learners.base.Learner` that ``cfg.agent`` names. A run directory holds::
+
+    config.yaml         the resolved config
+    metrics.jsonl       one line per logged step (SFT steps, RL iterations, evaluations)
+    tensorboard/        the same metrics as TensorBoard events
+    tokenizer/          the tokenizer, saved beside the checkpoints
+    checkpoints/        atomic checkpoints (weights, optimizer, RNG, the learner's own state)
+    curves.png          reward, KL, accuracy, SFT loss and per-stage success curves
+    eval.json           held-out evaluation of this run's seed, in the leaderboard's format pieces
+
+Resuming (``resume=true``, the default) continues from ``checkpoints/latest`` with the same
+rollouts the uninterrupted run would have drawn: every rollout and minibatch order is seeded from
+``(seed, iteration)``, so an interrupted run ends with the same parameters as one that was not.
+
+Under ``torchrun`` (see :mod:`agents.run.distributed`) every process runs this loop: each trains on
+its share of the rollout groups, and rank 0 alone writes the run directory and evaluates; a run may
+resume with another world size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_file, save_file
+
+import lm_envs  # noqa: F401  (registers the LMEnv/* ids)
+from agents.evaluate import EvalConfig, evaluate
+from agents.learners.base import REQUIRED_METRICS, RunContext, learner_class, make_learner
+from agents.learners.pretrain import train_pretrain
+from agents.learners.sft import train_sft
+from agents.policy.models import default_model_name, frozen_copy, load_model, logits_width
+from agents.policy.precision import Precision, check_dtype
+from agents.run.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, untie
+from agents.run.config import RunConfig, TrainSection
+from agents.run.distributed import init_distributed
+from agents.run.logger import MetricsLogger, plot_curves
+from lm_envs.core.tokenizer import save_codec
+
+
+def to_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
+    """A validated :class:`RunConfig` from a Hydra config (or pass one through)."""
+    if isinstance(cfg, RunConfig):
+        return cfg
+    obj = OmegaConf.to_object(cfg)
+    if not isinstance(obj, RunConfig):
+        raise TypeError("the config must follow agents.run.config.RunConfig (compose it from conf/config.yaml).")
+    learner_class(obj.agent)  # an agent/ option whose config names a Learner
+    return obj
+
+
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def lr_factor(train: TrainSection, iteration: int) -> float:
+    """The multiplier of the agent's learning rates at RL iteration ``iteration`` (0-based).
+
+    A pure function of the iteration, so a resumed run continues the same schedule without saving one.
+
+    Example:
+        >>> train = TrainSection(iterations=3, lr_schedule="linear", lr_end_ratio=0.1)
+        >>> [round(lr_factor(train, i), 2) for i in range(3)]
+        [1.0, 0.55, 0.1]
+    """
+    if train.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown train.lr_schedule {train.lr_schedule!r}; choose one of {list(LR_SCHEDULES)}.")
+    if not 0 <= train.lr_end_ratio <= 1:
+        raise ValueError(f"train.lr_end_ratio must be in [0, 1], got {train.lr_end_ratio}.")
+    f = iteration / max(1, train.iterations - 1)  # 0 at the first iteration, 1 at the last
+    end = train.lr_end_ratio
+    if train.lr_schedule == "linear":
+        return 1 - (1 - end) * f
+    if train.lr_schedule == "cosine":
+        return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * f))
+    return 1.0
+
+
+def eval_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """An evaluation's scalar metrics, each as ``eval/<name>``.
+
+    Accuracy, mean return, pass@k and the reward's own task metrics (e.g.
+    ``eval/unknown/hallucination_rate``), so every curve is in ``metrics.jsonl``.
+    """
+    skip = {"num_episodes", "num_problems", "records", "episodes_hash"}
+    return {
+        f"eval/{k}": float(v)
+        for k, v in result.items()
+        if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """sha256 of the resolved config without run directory and seed: runs of one setting share it."""
+    d = asdict(cfg)
+    for key in ("output_dir", "resume", "seed"):
+        d.pop(key, None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
+    """Train and evaluate; returns the final metrics (also written to ``eval.json``)."""
+    cfg = to_run_config(cfg)
+    check_dtype(cfg.model.dtype)
+    dist, device = init_distributed(cfg.model.device)  # fails here on a device this machine lacks
+    main = dist.is_main  # rank 0 writes the run directory and evaluates
+    out = Path(dist.broadcast_object(str(cfg.output_dir)))  # one run directory, rank 0's, for every process
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    if cfg.model.threads:
+        torch.set_num_threads(cfg.model.threads)
+    seed_everything(cfg.seed)
+    started = time.time()
+    lr_factor(cfg.train, 0)  # a bad schedule fails here, before any work
+
+    # --- env, model, learner -----------------------------------------------------------------------
+    env_kwargs = dict(cfg.env.kwargs)
+    if cfg.model.name_or_path is not None:
+        env_kwargs.setdefault("tokenizer", cfg.model.name_or_path)
+    probe = gym.make(cfg.env.id, **env_kwargs).unwrapped  # the task and tokenizer the learners' envs share
+    codec = probe.codec
+    # fp32 master weights whatever model.dtype says: the compute dtype comes from autocast (agents.policy.precision)
+    model = load_model(
+        cfg.model.name_or_path,
+        codec,
+        seed=cfg.seed,
+        arch=cfg.model.arch,
+        size=asdict(cfg.model.size),
+        attn_implementation=cfg.model.attn_implementation,
+    ).to(device)
+    if cfg.model.gradient_checkpointing:
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    env_kwargs.setdefault("vocab_size", logits_width(model))
+    ctx = RunContext(
+        env_id=cfg.env.id,
+        env_kwargs=env_kwargs,
+        task=probe.task,
+        codec=codec,
+        seed=cfg.seed,
+        device=torch.device(device),
+        precision=Precision(cfg.model.dtype, torch.device(device).type),
+        dist=dist,
+        demo_problems=cfg.sft.num_examples,
+    )
+    learner = make_learner(cfg.agent, model, ctx)  # checks its settings (batch split, ptx rows) before any work
+    logger = MetricsLogger(out) if main else None
+    log = logger.log if logger is not None else None
+    ckpt_dir = out / "checkpoints"
+    base_lrs = [group["lr"] for group in learner.optimizer.param_groups]  # train.lr_schedule scales these
+
+    # --- resume (every rank reads the same checkpoint) ----------------------------------------------------
+    state: dict[str, Any] = {"phase": "sft", "iteration": 0}
+    latest = latest_checkpoint(ckpt_dir) if cfg.resume else None
+    if latest is not None:
+        saved = load_checkpoint(latest, learner.policy, learner.optimizer if latest.name != "step-000000" else None)
+        if log is not None and saved.get("config_hash") not in (None, config_hash(cfg)):
+            log(saved["iteration"], {"resume/config_changed": 1.0})
+        state = {"phase": saved["phase"], "iteration": saved["iteration"]}
+        learner.load_state_dict(saved.get("learner", saved))  # older checkpoints kept the state at the top level
+        ctx.precision.load_state_dict(saved.get("precision", {}))
+
+    if main:  # written once the settings are known to fit (a refused resume keeps the run's own config.yaml)
+        save_codec(codec, out / "tokenizer")
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+
+    # --- SFT warm start: a tiny model from scratch must produce solutions before RL means anything ---
+    # Every rank runs the same steps on the same batches (the same seed), so the weights stay identical.
+    if state["phase"] == "sft":
+        progress = cfg.train.progress and main
+        if cfg.pretrain.steps > 0:  # knowledge first (the task's documents), then the task's format
+            train_pretrain(
+                model,
+                probe.task,
+                codec,
+                cfg.pretrain,
+                seed=cfg.seed,
+                log=log,
+                progress=progress,
+                precision=ctx.precision,
+            )
+        if cfg.sft.steps > 0:
+            train_sft(
+                model, probe.task, codec, cfg.sft, seed=cfg.seed, log=log, progress=progress, precision=ctx.precision
+            )
+        state = {"phase": "rl", "iteration": 0}
+        if main:
+            save_checkpoint(
+                ckpt_dir,
+                0,
+                learner.policy,
+                None,
+                {**state, "config_hash": config_hash(cfg)},
+                cfg.train.keep_checkpoints,
+            )
+
+    # --- the KL reference: the policy as RL starts (after SFT), stored once beside the checkpoints ---
+    # The file is written even when no algorithm reads the reference, so a resume that turns a KL on
+    # finds the right one; the in-memory copy (a whole model) is built only when it is read.
+    ref_path = ckpt_dir / "reference.safetensors"
+    resuming_rl = state["iteration"] > 0 and ref_path.exists()
+    ref = frozen_copy(model) if learner.uses_reference() else None
+    if ref is not None and resuming_rl:
+        ref.load_state_dict(load_file(ref_path))
+    elif not resuming_rl and main:
+        save_file(untie({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}), ref_path)
+
+    eval_env_kwargs = {k: v for k, v in env_kwargs.items() if k != "curriculum"}
+    start_iteration = state["iteration"]
+    before_path = out / "eval_before_rl.json"
+    if start_iteration == 0 and main:  # the RL starting point, on the final evaluation's problems
+        before = _evaluate(model, cfg, cfg.eval, eval_env_kwargs, ctx)
+        logger.log(0, eval_metrics(before))
+        _write_json(before_path, {k: v for k, v in before.items() if k != "records"})
+    dist.barrier()  # the other ranks wait for rank 0's files (reference, evaluation)
+    # A run resumed mid-RL reads the starting point it saved; it never re-labels later weights as "before".
+    before = json.loads(before_path.read_text()) if before_path.exists() else {"accuracy": None}
+
+    progress = _progress(cfg, start_iteration) if main else None
+    for it in range(start_iteration, cfg.train.iterations):
+        lr_scale = lr_factor(cfg.train, it)
+        for group, lr in zip(learner.optimizer.param_groups, base_lrs):
+            group["lr"] = lr * lr_scale
+        metrics = learner.iteration(it, ref)
+        missing = [k for k in REQUIRED_METRICS if k not in metrics]
+        if missing:
+            raise KeyError(f"{type(learner).__name__}.iteration returned no {missing}; every learner reports them.")
+        metrics["train/lr"] = base_lrs[0] * lr_scale
+        step = it + 1
+        if main and cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.iterations:
+            metrics.update(eval_metrics(_evaluate(model, cfg, _periodic_eval(cfg), eval_env_kwargs, ctx)))
+        if main:
+            logger.log(step, metrics)
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(
+                ret=f"{metrics['rollout/return_mean']:.3f}",
+                acc=f"{metrics['rollout/success']:.2f}",
+                tok_s=f"{metrics['rollout/tokens_per_s']:.0f}",
+            )
+        if main and (step % cfg.train.checkpoint_every == 0 or step == cfg.train.iterations):
+            extra = {
+                "phase": "rl",
+                "iteration": step,
+                "config_hash": config_hash(cfg),
+                "learner": learner.state_dict(),
+                "precision": ctx.precision.state_dict(),
+                "world_size": dist.world_size,
+            }
+            save_checkpoint(ckpt_dir, step, learner.policy, learner.optimizer, extra, cfg.train.keep_checkpoints)
+    if progress is not None:
+        progress.close()
+
+    # --- final evaluation and artifacts (rank 0; the others get its result) ----------------------------
+    result: dict[str, Any] | None = None
+    if main:
+        final = _evaluate(model, cfg, cfg.eval, eval_env_kwargs, ctx)
+        logger.log(cfg.train.iterations, eval_metrics(final))
+        logger.close()
+        plot_curves(out / "metrics.jsonl", out / "curves.png")
+        result = {
+            "env_id": cfg.env.id,
+            "seed": cfg.seed,
+            "agent": cfg.agent.name,
+            "agent_config": _plain(cfg.agent),
+            "config_hash": config_hash(cfg),
+            "model": cfg.model.name_or_path or default_model_name(cfg.model.arch, **asdict(cfg.model.size)),
+            "tokenizer": codec.name,
+            "metrics": {k: v for k, v in final.items() if k != "records"},
+            "before_rl": before,
+            "accuracy_before_rl": before["accuracy"],
+            "records": final["records"],
+            "wall_time_s": round(time.time() - started, 2),
+            "hardware": {
+                "platform": platform.platform(),
+                "torch_threads": torch.get_num_threads(),
+                "device": str(device),
+                "dtype": cfg.model.dtype,
+                "world_size": dist.world_size,
+            },
+        }
+        _write_json(out / "eval.json", result)
+    return dist.broadcast_object(result)
+
+
+def _evaluate(
+    model: torch.nn.Module, cfg: RunConfig, protocol: EvalConfig, env_kwargs: dict[str, Any], ctx: RunContext
+) -> dict[str, Any]:
+    with ctx.precision.autocast():
+        return evaluate(model, cfg.env.id, protocol, seed=cfg.seed, env_kwargs=env_kwargs)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temp file, then rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def _periodic_eval(cfg: RunConfig) -> EvalConfig:
+    return EvalConfig(
+        num_episodes=cfg.train.eval_episodes,
+        split=cfg.eval.split,
+        samples=1,
+        temperature=0.0,
+        batch_size=cfg.eval.batch_size,
+    )
+
+
+def _plain(obj: Any) -> Any:
+    return asdict(obj) if is_dataclass(obj) else obj
+
+
+def _progress(cfg: RunConfig, start: int) -> Any:
+    if not cfg.train.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.train.iterations, initial=start, desc=f"{cfg.agent.name} {cfg.env.id}", unit="it")

@@ -1,0 +1,113 @@
+"""Data parallelism on torch.distributed (gloo on CPU): 2 processes train what 1 process trains.
+
+Each case runs the same config under ``torchrun`` with 1 and with 2 processes (each rank collects its
+half of the rollout groups, the update runs under DDP) and compares the final weights. Sampling draws
+one uniform per global row under torchrun, so both worlds sample the same tokens; the updates then
+agree up to float rounding (gradients summed in another order).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from agents.run.distributed import Dist, check_device, init_distributed
+
+SMOKE = ["+experiment=smoke", "env=digits", "model.threads=1", "sft.steps=10", "train.iterations=3"]
+CASES = {
+    "grpo": ["agent=grpo", "agent.num_envs=16", "agent.group_size=4", "agent.num_minibatches=2"],
+    # one minibatch per epoch: every step sees the whole batch in both worlds
+    "ppo": ["agent=ppo", "agent.num_envs=16", "agent.group_size=4", "agent.num_minibatches=1", "agent.ppo_epochs=2"],
+    "rft": [
+        "agent=rft",
+        "agent.num_envs=16",
+        "agent.group_size=4",
+        "agent.prompts_per_round=8",
+        "agent.sft_steps=3",
+        "agent.batch_size=8",
+        "agent.keep=best",
+        "agent.accumulate=true",
+    ],
+}
+
+
+def torchrun(nproc: int, out: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    cmd += ["-m", "agents.train", f"output_dir={out}", f"hydra.run.dir={out}", *overrides]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def weights(run_dir: Path, step: int = 3) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "checkpoints" / f"step-{step:06d}" / "model.safetensors")
+
+
+@pytest.mark.parametrize("agent", sorted(CASES))
+def test_two_processes_end_where_one_process_ends(tmp_path, agent):
+    one, two = tmp_path / "one", tmp_path / "two"
+    for nproc, out in ((1, one), (2, two)):
+        done = torchrun(nproc, out, *SMOKE, *CASES[agent])
+        assert done.returncode == 0, done.stderr[-3000:]
+    a, b = weights(one), weights(two)
+    start = load_file(one / "checkpoints" / "reference.safetensors")
+    assert a.keys() == b.keys()
+    assert any(not torch.equal(start[k], a[f"lm.{k}"]) for k in start)  # it trained
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{agent}: {k} differs")
+    # rank 0 alone wrote the run directory; it records the world it ran in
+    assert json.loads((two / "eval.json").read_text())["hardware"]["world_size"] == 2
+    assert not list(two.glob("metrics*.jsonl"))[1:]
+
+
+def test_resume_on_another_world_size_continues_the_run(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    case = [*SMOKE, *CASES["grpo"]]
+    assert torchrun(2, full, *case).returncode == 0
+    assert torchrun(2, part, *case[:-1], "train.iterations=2").returncode == 0
+    done = torchrun(1, part, *case)  # resumes at step 2 with one process
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = weights(full), weights(part)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["agent.num_envs=4", "agent.group_size=4"], r"makes 1 groups of 4, fewer than the 2 processes"),
+        (["agent.num_envs=12", "agent.group_size=4"], r"world size 2 does not divide.*multiple of 8"),
+    ],
+)
+def test_a_batch_the_world_cannot_split_fails_before_any_work(tmp_path, overrides, message):
+    import re
+
+    done = torchrun(2, tmp_path / "run", *SMOKE, "agent=grpo", *overrides)
+    assert done.returncode != 0
+    assert re.search(message, done.stderr), done.stderr[-2000:]
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_one_process_is_rank_0_of_1_and_touches_no_process_group(monkeypatch):
+    for key in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    dist, device = init_distributed("cpu")
+    assert dist == Dist() and device == "cpu" and not dist.distributed and dist.is_main
+    assert dist.sum_floats({"a": 1.0}) == {"a": 1.0} and dist.gather_objects(3) == [3]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_cuda_names_the_fix():
+    message = r"model.device=.cuda. but this machine has no CUDA device; set model.device=cpu"
+    with pytest.raises(ValueError, match=message):
+        check_device("cuda")
+    with pytest.raises(ValueError, match=r"not a torch device"):
+        check_device("gpu0")
