@@ -215,6 +215,7 @@ def collect(
     values = torch.zeros(n, budget) if hidden else None
     infos: list[dict[str, Any]] = [{} for _ in range(n)]
     rows = torch.arange(n)  # env index of each row of the model batch
+    live = torch.ones(n, dtype=torch.bool)  # whose episode has not ended
     actions = np.full(n, pad, dtype=np.int64)
     for t in range(budget):
         uniforms = None
@@ -224,17 +225,22 @@ def collect(
             uniforms = drawn[(rows + offset).to(drawn.device)]
         token, logp = sample_next(logits, temperature, top_k, top_p, generator, uniforms)
         token_cpu = token[:, 0].cpu()
-        tokens[rows, t] = token_cpu
-        logprobs[rows, t] = logp.cpu()
+        # Rows whose episode ended stay in the batch until pruning (the KV cache is cut in bulk); what
+        # they sample is never sent to the env and never recorded: only live rows are.
+        alive = live[rows]
+        live_rows = rows[alive]
+        tokens[live_rows, t] = token_cpu[alive]
+        logprobs[live_rows, t] = logp.cpu()[alive]
         if values is not None:  # V(s_t), from the forward whose logits sampled token t
-            values[rows, t] = value_head(out.hidden_states[-1][:, -1]).squeeze(-1).float().cpu()
-        mask[rows, t] = True
-        actions[rows.numpy()] = token_cpu.numpy()
+            values[live_rows, t] = value_head(out.hidden_states[-1][:, -1]).squeeze(-1).float().cpu()[alive]
+        mask[live_rows, t] = True
+        actions[live_rows.numpy()] = token_cpu[alive].numpy()
         _, r, term, trunc, info = venv.step(actions)
-        rewards[rows, t] = torch.from_numpy(r[rows.numpy()])
+        rewards[live_rows, t] = torch.from_numpy(r[live_rows.numpy()])
         for i in np.flatnonzero(info.get("_completion", ())):
             infos[i] = _final_info(info, int(i))
-        running = torch.from_numpy(~(term | trunc)[rows.numpy()])
+        live[live_rows] = torch.from_numpy(~(term | trunc)[live_rows.numpy()])
+        running = live[rows]
         if not running.any():
             break
         if (~running).float().mean() >= prune_fraction:

@@ -147,3 +147,23 @@ def test_embedded_architectures_and_sizes_and_their_errors():
     with pytest.raises(ValueError, match="the sizes are"):
         build_default_model(codec, n_layers=2)
 
+
+@pytest.mark.parametrize("prune_fraction", [1.0, 0.125])
+def test_rows_that_ended_but_stay_in_the_batch_record_nothing(prune_fraction):
+    # Finished rows stay in the model batch until enough have finished to prune the cache; what they sample
+    # then is neither sent to the env nor recorded (it once was, with mask 1: trained on, kept by RFT).
+    venv = make("LMEnv/Math-v0", n=16, max_new_tokens=24)
+    model = build_default_model(venv.codec, seed=0, n_layer=2, n_embd=64)
+    eos = venv.codec.eos_token_id
+    with torch.no_grad():  # make EOS likely in some contexts, so rows end at different steps
+        model.get_output_embeddings().weight[eos] *= 40
+    gen = torch.Generator().manual_seed(0)
+    rollout = collect(model, venv, seed=3, generator=gen, prune_fraction=prune_fraction)
+    lengths = rollout.mask.sum(1)
+    assert len(set(lengths.tolist())) > 2  # rows ended at several steps
+    for i, info in enumerate(rollout.infos):
+        n = int(lengths[i])
+        assert n == info["num_tokens"]
+        assert rollout.mask[i, :n].all() and not rollout.mask[i, n:].any()
+        assert (rollout.tokens[i, n:] == venv.codec.pad_token_id).all() and (rollout.logprobs[i, n:] == 0).all()
+        assert venv.codec.decode(rollout.tokens[i, :n].tolist()).startswith(info["completion"].rstrip())
