@@ -31,6 +31,7 @@ import torch
 
 from agents.learners.sft import fit
 from agents.policy.precision import Precision
+from agents.run.distributed import Dist
 from lm_envs import Task, TextCodec
 
 
@@ -138,6 +139,7 @@ def train_pretrain(
     log: Callable[[int, dict[str, Any]], None] | None = None,
     progress: bool = False,
     precision: Precision | None = None,
+    dist: Dist | None = None,
 ) -> torch.optim.Optimizer:
     """Train ``model`` (in place) for ``cfg.steps`` steps of next-token prediction on ``task.documents()``.
 
@@ -159,7 +161,7 @@ def train_pretrain(
     stream = token_stream(task, codec)
     if len(stream) < 2:
         raise ValueError(_NO_DOCUMENTS.format(name=task.name))
-    return fit(model, window_batches(stream, cfg, rng), cfg, "pretrain", log, progress, precision)
+    return fit(model, window_batches(stream, cfg, rng), cfg, "pretrain", log, progress, precision, dist)
 
 
 _NO_DOCUMENTS = (

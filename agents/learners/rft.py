@@ -58,19 +58,10 @@ from agents.policy.precision import Precision
 from agents.policy.sampling import Rollout, sample_per_problem
 from agents.run.distributed import Dist
 
-#: A learned scorer: one float per (prompt, completion) pair, higher is better.
-Scorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 #: An SFT example: prompt token ids (as the env encoded them) and generated token ids.
 Example = tuple[list[int], list[int]]
 
-SELECTORS = ("env_reward", "majority", "reward_model", "weighted_majority", "likelihood", "oracle")
 KEEP_MODES = ("correct", "best")
-PRM_AGGREGATES = ("product", "min", "last")
-
-
-# ============================================================================================
-# Rejection-sampling fine-tuning: RFT / RAFT / ReST-EM
-# ============================================================================================
 
 
 @dataclass

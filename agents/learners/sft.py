@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from agents.policy.models import head_on_rows, positions
 from agents.policy.precision import Precision
+from agents.run.distributed import Dist
 from lm_envs import Problem, Task, TextCodec
 
 
@@ -129,6 +130,7 @@ def train_sft(
     log: Callable[[int, dict[str, Any]], None] | None = None,
     progress: bool = False,
     precision: Precision | None = None,
+    dist: Dist | None = None,
 ) -> torch.optim.Optimizer:
     """Run ``cfg.steps`` SFT steps on ``model`` (in place); ``log(step, metrics)`` every 10 steps.
 
@@ -138,7 +140,7 @@ def train_sft(
     batches = demo_batches(task, codec, cfg, np.random.default_rng([seed, 7]))
     if cfg.replay_rows:
         batches = with_replay(batches, task, codec, cfg, np.random.default_rng([seed, 13]))
-    return fit(model, batches, cfg, "sft", log, progress, precision)
+    return fit(model, batches, cfg, "sft", log, progress, precision, dist)
 
 
 def with_replay(
@@ -203,6 +205,20 @@ def gradient_step(
     return grad_norm
 
 
+def shard_batch(batch: dict[str, torch.Tensor], dist: Dist) -> tuple[dict[str, torch.Tensor], float]:
+    """This rank's rows of a batch every rank holds, and the scale of their NLL sum.
+
+    The scale is ``world_size / labelled tokens of the whole batch`` (DDP averages the ranks' gradients);
+    a rank left without rows (a batch smaller than the world) takes the first row at scale 0, so its
+    backward still joins the all-reduce.
+    """
+    rows = torch.tensor_split(torch.arange(len(batch["input_ids"])), dist.world_size)[dist.rank]
+    tokens = int((batch["labels"][:, 1:] != -100).sum())
+    scale = dist.world_size / max(tokens, 1) if len(rows) else 0.0
+    rows = rows if len(rows) else torch.arange(1)
+    return {k: v[rows.to(v.device)] for k, v in batch.items()}, scale
+
+
 def fit(
     model: torch.nn.Module,
     batches: Iterator[dict[str, torch.Tensor]],
@@ -211,23 +227,34 @@ def fit(
     log: Callable[[int, dict[str, Any]], None] | None = None,
     progress: bool = False,
     precision: Precision | None = None,
+    dist: Dist | None = None,
 ) -> torch.optim.Optimizer:
     """Minimise :func:`nll` over ``cfg.steps`` batches with AdamW, warm-up + cosine and clipping.
 
     The loop shared by SFT and pre-training (:mod:`agents.learners.pretrain`): ``cfg`` needs ``steps``,
     ``lr``, ``weight_decay``, ``warmup_steps`` and ``max_grad_norm``; metrics are logged as
     ``{tag}/loss`` etc. every 10 steps, and shown on a progress bar when ``progress`` is set.
+
+    Data parallel (``dist``): every rank draws the same batches (the same seed) and trains on its share
+    of each batch's rows under DDP; the loss is the rows' NLL sum over the batch's labelled-token count,
+    times the world size (DDP averages), so each step is the one-process step on the whole batch.
     """
     device = next(model.parameters()).device
-    precision = precision or Precision()
+    precision, dist = precision or Precision(), dist or Dist()
+    train = dist.wrap(model)  # DDP under torchrun (dropped after the stage), the model itself otherwise
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     with tqdm(total=cfg.steps, desc=tag, unit="step", disable=not progress) as bar:  # closed even on an error
         for step in range(cfg.steps):
             batch = {k: v.to(device) for k, v in next(batches).items()}
-            with precision.autocast():
-                loss = nll(model, batch)
+            if dist.distributed:
+                local, scale = shard_batch(batch, dist)
+                with precision.autocast():
+                    loss = nll(train, local, reduction="sum") * scale
+            else:
+                with precision.autocast():
+                    loss = nll(model, batch)
             grad_norm = gradient_step(
                 model,
                 optimizer,
@@ -239,8 +266,9 @@ def fit(
                 precision,
             )
             if step % 10 == 0 or step == cfg.steps - 1:
+                value = float(dist.sum_(loss.detach().double()) / dist.world_size) if dist.distributed else loss.item()
                 metrics = {
-                    f"{tag}/loss": loss.item(),
+                    f"{tag}/loss": value,
                     f"{tag}/grad_norm": float(grad_norm),
                     f"{tag}/lr": schedule.get_last_lr()[0],
                 }

@@ -125,7 +125,9 @@ def load_checkpoint(
             "resume with the same model and agent settings, or start a new run directory."
         )
     if optimizer is not None and (path / "optimizer.pt").is_file():
-        saved = torch.load(path / "optimizer.pt", weights_only=True)
+        saved = torch.load(
+            path / "optimizer.pt", weights_only=True, map_location="cpu"
+        )  # the optimizer casts to its params
         try:
             optimizer.load_state_dict(saved)
         except ValueError as err:  # e.g. agent.value_lr set on one side only: one Adam group vs two

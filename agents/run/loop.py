@@ -188,7 +188,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
         (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
 
     # --- SFT warm start: a tiny model from scratch must produce solutions before RL means anything ---
-    # Every rank runs the same steps on the same batches (the same seed), so the weights stay identical.
+    # Under torchrun every rank draws the same batches and trains on its share of their rows (DDP).
     if state["phase"] == "sft":
         progress = cfg.train.progress and main
         if cfg.pretrain.steps > 0:  # knowledge first (the task's documents), then the task's format
@@ -201,11 +201,11 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
                 log=log,
                 progress=progress,
                 precision=ctx.precision,
+                dist=dist,
             )
         if cfg.sft.steps > 0:
-            train_sft(
-                model, probe.task, codec, cfg.sft, seed=cfg.seed, log=log, progress=progress, precision=ctx.precision
-            )
+            kwargs = {"seed": cfg.seed, "log": log, "progress": progress, "precision": ctx.precision, "dist": dist}
+            train_sft(model, probe.task, codec, cfg.sft, **kwargs)
         state = {"phase": "rl", "iteration": 0}
         if main:
             save_checkpoint(

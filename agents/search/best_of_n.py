@@ -47,17 +47,9 @@ from lm_envs.tasks.math.prm import LearnedPRM  # imports neither torch nor trans
 
 #: A learned scorer: one float per (prompt, completion) pair, higher is better.
 Scorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
-#: An SFT example: prompt token ids (as the env encoded them) and generated token ids.
-Example = tuple[list[int], list[int]]
 
 SELECTORS = ("env_reward", "majority", "reward_model", "weighted_majority", "likelihood", "oracle")
-KEEP_MODES = ("correct", "best")
 PRM_AGGREGATES = ("product", "min", "last")
-
-
-# ============================================================================================
-# Best-of-N at evaluation time
-# ============================================================================================
 
 
 @dataclass

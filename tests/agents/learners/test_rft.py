@@ -13,25 +13,11 @@ from agents.learners.rft import RFTConfig, build_examples, train_rft
 from agents.learners.sft import SFTConfig, encode_demo, train_sft
 from agents.policy.models import build_default_model
 from agents.policy.sampling import collect
-from agents.search.best_of_n import (
-    Samples,
-)
 
 torch.set_num_threads(1)
 
 ENV = "LMEnv/TargetWord-v0"
 TINY = {"n_layer": 2, "n_embd": 64, "n_head": 2}
-
-
-def samples(completions, returns=None, success=None, scores=None):
-    P, N = len(completions), len(completions[0])
-    return Samples(
-        prompts=[f"q{p}" for p in range(P)],
-        completions=completions,
-        returns=np.zeros((P, N)) if returns is None else returns,
-        success=np.zeros((P, N), bool) if success is None else success,
-        scores=scores,
-    )
 
 
 def codec():

@@ -19,7 +19,14 @@ register_configs()
 AGENTS = {
     "grpo": ["agent=grpo", "agent.num_envs=8", "agent.group_size=4"],
     "ppo": ["agent=ppo", "agent.num_envs=8", "agent.group_size=4"],
-    "rft": ["agent=rft", "agent.num_envs=8", "agent.prompts_per_round=2", "agent.group_size=4", "agent.sft_steps=2", "agent.keep=best"],
+    "rft": [
+        "agent=rft",
+        "agent.num_envs=8",
+        "agent.prompts_per_round=2",
+        "agent.group_size=4",
+        "agent.sft_steps=2",
+        "agent.keep=best",
+    ],
 }
 
 

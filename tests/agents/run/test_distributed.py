@@ -71,7 +71,12 @@ def test_two_processes_end_where_one_process_ends(tmp_path, agent):
 def test_resume_on_another_world_size_continues_the_run(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     case = [*SMOKE, *CASES["grpo"]]
-    assert torchrun(2, full, *case).returncode == 0
+    # the same launch through the CLI: lm-envs train --nproc-per-node 2 ...
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    cli = [sys.executable, "-m", "agents.cli", "train", "--nproc-per-node", "2", f"output_dir={full}"]
+    done = subprocess.run([*cli, f"hydra.run.dir={full}", *case], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "held-out accuracy" in done.stdout and done.stdout.count("held-out accuracy") == 1  # rank 0 reports
     assert torchrun(2, part, *case[:-1], "train.iterations=2").returncode == 0
     done = torchrun(1, part, *case)  # resumes at step 2 with one process
     assert done.returncode == 0, done.stderr[-3000:]
