@@ -228,13 +228,16 @@ def collect(
         # Rows whose episode ended stay in the batch until pruning (the KV cache is cut in bulk); what
         # they sample is never sent to the env and never recorded: only live rows are.
         alive = live[rows]
-        live_rows = rows[alive]
-        tokens[live_rows, t] = token_cpu[alive]
-        logprobs[live_rows, t] = logp.cpu()[alive]
+        every = bool(alive.all())  # the common case: no row of the batch has ended yet
+        live_rows = rows if every else rows[alive]
+        token_cpu, logp = (token_cpu, logp.cpu()) if every else (token_cpu[alive], logp.cpu()[alive])
+        tokens[live_rows, t] = token_cpu
+        logprobs[live_rows, t] = logp
         if values is not None:  # V(s_t), from the forward whose logits sampled token t
-            values[live_rows, t] = value_head(out.hidden_states[-1][:, -1]).squeeze(-1).float().cpu()[alive]
+            v = value_head(out.hidden_states[-1][:, -1]).squeeze(-1).float().cpu()
+            values[live_rows, t] = v if every else v[alive]
         mask[live_rows, t] = True
-        actions[live_rows.numpy()] = token_cpu[alive].numpy()
+        actions[live_rows.numpy()] = token_cpu.numpy()
         _, r, term, trunc, info = venv.step(actions)
         rewards[live_rows, t] = torch.from_numpy(r[live_rows.numpy()])
         for i in np.flatnonzero(info.get("_completion", ())):
