@@ -17,6 +17,7 @@ import torch
 
 import lm_envs
 from agents.policy.sampling import sample_per_problem
+from agents.run.distributed import Dist
 from leaderboard.hashing import episodes_hash
 
 
@@ -50,8 +51,13 @@ def evaluate(
     cfg: EvalConfig,
     seed: int = 0,
     env_kwargs: dict[str, Any] | None = None,
+    dist: Dist | None = None,
 ) -> dict[str, Any]:
     """Score ``model`` on ``env_id``; returns metrics and per-episode records.
+
+    Under torchrun (``dist``) every rank plays a contiguous share of the problems and the records are
+    gathered in rank order, so every rank returns the one-process result (greedy evaluation, the default,
+    does not depend on the world size; sampled evaluation draws from each rank's own stream).
 
     Returns:
         ``{"accuracy", "mean_return", "pass@k"..., "best_of_n", "num_episodes", "records", "episodes_hash"}``
@@ -71,12 +77,14 @@ def evaluate(
     n_problems = min(n_problems, probe.task.size(cfg.split))
     k = max(1, cfg.samples)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    dist = dist or Dist()
+    lo, hi = n_problems * dist.rank // dist.world_size, n_problems * (dist.rank + 1) // dist.world_size
     records: list[dict[str, Any]] = []
     for chunk, rollout in sample_per_problem(
         model,
         env_id,
         k,
-        indices=range(n_problems),
+        indices=range(lo, hi),
         prefixes="",
         split=cfg.split,
         temperature=cfg.temperature,
@@ -88,7 +96,7 @@ def evaluate(
         for j, info in enumerate(rollout.infos):
             records.append(
                 {
-                    "index": chunk[j // k],
+                    "index": lo + chunk[j // k],
                     "sample": j % k,
                     "problem_id": rollout.reset_infos[j]["problem_id"],
                     "return": float(returns[j]),
@@ -98,6 +106,8 @@ def evaluate(
                     "outcome": info.get("outcome", {}),
                 }
             )
+    if dist.distributed:
+        records = [record for part in dist.gather_objects(records) for record in part]
     by_problem: dict[int, list[dict[str, Any]]] = {}
     for r in records:
         by_problem.setdefault(r["index"], []).append(r)

@@ -17,8 +17,8 @@ rollouts the uninterrupted run would have drawn: every rollout and minibatch ord
 ``(seed, iteration)``, so an interrupted run ends with the same parameters as one that was not.
 
 Under ``torchrun`` (see :mod:`agents.run.distributed`) every process runs this loop: each trains on
-its share of the rollout groups, and rank 0 alone writes the run directory and evaluates; a run may
-resume with another world size.
+its share of the rollout groups (and of every SFT batch and evaluation), rank 0 alone writes the run
+directory, and a run may resume with another world size.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     cfg = to_run_config(cfg)
     check_dtype(cfg.model.dtype)
     dist, device = init_distributed(cfg.model.device)  # fails here on a device this machine lacks
-    main = dist.is_main  # rank 0 writes the run directory and evaluates
+    main = dist.is_main  # rank 0 alone writes the run directory
     out = Path(dist.broadcast_object(str(cfg.output_dir)))  # one run directory, rank 0's, for every process
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -231,10 +231,11 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     eval_env_kwargs = {k: v for k, v in env_kwargs.items() if k != "curriculum"}
     start_iteration = state["iteration"]
     before_path = out / "eval_before_rl.json"
-    if start_iteration == 0 and main:  # the RL starting point, on the final evaluation's problems
+    if start_iteration == 0:  # the RL starting point, on the final evaluation's problems (every rank plays a share)
         before = _evaluate(model, cfg, cfg.eval, eval_env_kwargs, ctx)
-        logger.log(0, eval_metrics(before))
-        _write_json(before_path, {k: v for k, v in before.items() if k != "records"})
+        if main:
+            logger.log(0, eval_metrics(before))
+            _write_json(before_path, {k: v for k, v in before.items() if k != "records"})
     dist.barrier()  # the other ranks wait for rank 0's files (reference, evaluation)
     # A run resumed mid-RL reads the starting point it saved; it never re-labels later weights as "before".
     before = json.loads(before_path.read_text()) if before_path.exists() else {"accuracy": None}
@@ -250,7 +251,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
             raise KeyError(f"{type(learner).__name__}.iteration returned no {missing}; every learner reports them.")
         metrics["train/lr"] = base_lrs[0] * lr_scale
         step = it + 1
-        if main and cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.iterations:
+        if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.iterations:
             metrics.update(eval_metrics(_evaluate(model, cfg, _periodic_eval(cfg), eval_env_kwargs, ctx)))
         if main:
             logger.log(step, metrics)
@@ -274,10 +275,10 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     if progress is not None:
         progress.close()
 
-    # --- final evaluation and artifacts (rank 0; the others get its result) ----------------------------
+    # --- final evaluation (every rank plays a share) and artifacts (rank 0; the others get its result) ---
     result: dict[str, Any] | None = None
+    final = _evaluate(model, cfg, cfg.eval, eval_env_kwargs, ctx)
     if main:
-        final = _evaluate(model, cfg, cfg.eval, eval_env_kwargs, ctx)
         logger.log(cfg.train.iterations, eval_metrics(final))
         logger.close()
         plot_curves(out / "metrics.jsonl", out / "curves.png")
@@ -310,7 +311,7 @@ def _evaluate(
     model: torch.nn.Module, cfg: RunConfig, protocol: EvalConfig, env_kwargs: dict[str, Any], ctx: RunContext
 ) -> dict[str, Any]:
     with ctx.precision.autocast():
-        return evaluate(model, cfg.env.id, protocol, seed=cfg.seed, env_kwargs=env_kwargs)
+        return evaluate(model, cfg.env.id, protocol, seed=cfg.seed, env_kwargs=env_kwargs, dist=ctx.dist)
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -60,9 +60,14 @@ def test_two_processes_end_where_one_process_ends(tmp_path, agent):
     a, b = weights(one), weights(two)
     start = load_file(one / "checkpoints" / "reference.safetensors")
     assert a.keys() == b.keys()
-    assert any(not torch.equal(start[k], a[f"lm.{k}"]) for k in start)  # it trained
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{agent}: {k} differs")
+    moved = torch.cat([(a[f"lm.{k}"] - start[k]).abs().flatten() for k in start])
+    diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
+    # The same steps up to float rounding (gradients summed in another order). Adam moves a weight whose
+    # gradient is ~0 by up to +-lr whichever sign the rounding gives it, so a few weights differ by ~lr;
+    # on average the two runs agree a thousand times closer than either moved.
+    assert float(moved.mean()) > 0, "it did not train"
+    assert float(diff.mean()) < 1e-3 * float(moved.mean()), f"{agent}: {diff.mean()} vs moved {moved.mean()}"
+    assert float(diff.max()) < 1e-4, f"{agent}: max difference {diff.max()}"
     # rank 0 alone wrote the run directory; it records the world it ran in
     assert json.loads((two / "eval.json").read_text())["hardware"]["world_size"] == 2
     assert not list(two.glob("metrics*.jsonl"))[1:]
@@ -70,19 +75,26 @@ def test_two_processes_end_where_one_process_ends(tmp_path, agent):
 
 def test_resume_on_another_world_size_continues_the_run(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
-    case = [*SMOKE, *CASES["grpo"]]
+    # LMEnv/TargetWord-v0 has 8 test problems: the 2-process evaluation plays them 4 per rank
+    case = [*SMOKE, *CASES["grpo"], "env=target_word"]  # 3 iterations (SMOKE); the interrupted run stops at 2
     # the same launch through the CLI: lm-envs train --nproc-per-node 2 ...
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     cli = [sys.executable, "-m", "agents.cli", "train", "--nproc-per-node", "2", f"output_dir={full}"]
     done = subprocess.run([*cli, f"hydra.run.dir={full}", *case], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "held-out accuracy" in done.stdout and done.stdout.count("held-out accuracy") == 1  # rank 0 reports
-    assert torchrun(2, part, *case[:-1], "train.iterations=2").returncode == 0
+    assert torchrun(2, part, *case, "train.iterations=2").returncode == 0
     done = torchrun(1, part, *case)  # resumes at step 2 with one process
     assert done.returncode == 0, done.stderr[-3000:]
     a, b = weights(full), weights(part)
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
+    assert float(diff.mean()) < 1e-8 and float(diff.max()) < 1e-4  # see the test above
+    # the sharded evaluation gathers the one-process records, in order (greedy)
+    evals = [json.loads((d / "eval.json").read_text()) for d in (full, part)]
+    assert [e["hardware"]["world_size"] for e in evals] == [2, 1]
+    assert len(evals[0]["records"]) == 8
+    keys = ("index", "problem_id", "completion", "return")
+    assert [[r[k] for k in keys] for r in evals[0]["records"]] == [[r[k] for k in keys] for r in evals[1]["records"]]
 
 
 @pytest.mark.parametrize(
