@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from agents.learners.pretrain import rehearsal_documents, replay_batches
 from agents.policy.precision import Precision
 from agents.policy.sampling import Rollout, collect
 from agents.run.distributed import Dist
@@ -298,6 +299,18 @@ def curriculum_metrics(venv: Any) -> dict[str, float]:
     return out
 
 
+def curriculum_state(venv: Any) -> dict[str, Any]:
+    """``{"curriculum": state}`` of a training env's reverse curriculum (empty without one), for checkpoints."""
+    curriculum = venv.episodes.curriculum
+    return {"curriculum": curriculum.state_dict()} if curriculum is not None else {}
+
+
+def load_curriculum_state(venv: Any, state: dict[str, Any]) -> None:
+    """Restore :func:`curriculum_state`'s output (a state without one leaves the curriculum as it is)."""
+    if venv.episodes.curriculum is not None and "curriculum" in state:
+        venv.episodes.curriculum.load_state_dict(state["curriculum"])
+
+
 class PretrainingMix:
     """InstructGPT's pre-training mix: rows of the task's documents for every RL update.
 
@@ -308,16 +321,13 @@ class PretrainingMix:
     key: ClassVar[str] = "agent.ptx_rows"
 
     def __init__(self, cfg: Any, ctx: RunContext) -> None:
-        from agents.learners.pretrain import rehearsal_documents, replay_batches
-
         self.cfg, self.ctx = cfg, ctx
         self.docs = rehearsal_documents(ctx.task, ctx.codec, f"agent.ptx_coef={cfg.ptx_coef}")
-        self._replay = replay_batches
         # raises now on bad row settings (nothing is drawn: the batches are a lazy generator)
         replay_batches(self.docs, cfg.ptx_rows, cfg.ptx_block_size, None, ctx.codec.pad_token_id, self.key)
 
     def batch(self, it: int) -> dict[str, torch.Tensor]:
-        rows = self._replay(
+        rows = replay_batches(
             self.docs,
             self.cfg.ptx_rows,
             self.cfg.ptx_block_size,

@@ -41,7 +41,9 @@ from agents.learners.base import (
     RunContext,
     collect_iteration,
     curriculum_metrics,
+    curriculum_state,
     global_mean,
+    load_curriculum_state,
     make_train_venv,
     masked_mean,
     pretraining_mix,
@@ -385,12 +387,9 @@ class PPOLearner:
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"kl_ctl": self.kl_ctl.state_dict()}
-        if self.venv.episodes.curriculum is not None:
-            state["curriculum"] = self.venv.episodes.curriculum.state_dict()
-        return state
+        return {**state, **curriculum_state(self.venv)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "kl_ctl" in state:
             self.kl_ctl.load_state_dict(state["kl_ctl"])
-        if self.venv.episodes.curriculum is not None and "curriculum" in state:
-            self.venv.episodes.curriculum.load_state_dict(state["curriculum"])
+        load_curriculum_state(self.venv, state)

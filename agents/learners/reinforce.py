@@ -34,7 +34,9 @@ from agents.learners.base import (
     RunContext,
     collect_iteration,
     curriculum_metrics,
+    curriculum_state,
     global_mean,
+    load_curriculum_state,
     make_train_venv,
     masked_mean,
     pretraining_mix,
@@ -269,12 +271,9 @@ class ReinforceLearner:
         state: dict[str, Any] = {}
         if self.moving_average is not None:
             state["baseline"] = self.moving_average.state_dict()
-        if self.venv.episodes.curriculum is not None:
-            state["curriculum"] = self.venv.episodes.curriculum.state_dict()
-        return state
+        return {**state, **curriculum_state(self.venv)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.moving_average is not None and "baseline" in state:
             self.moving_average.load_state_dict(state["baseline"])
-        if self.venv.episodes.curriculum is not None and "curriculum" in state:
-            self.venv.episodes.curriculum.load_state_dict(state["curriculum"])
+        load_curriculum_state(self.venv, state)

@@ -237,8 +237,10 @@ def finetune(
         optimizer.zero_grad(set_to_none=True)
         precision.backward(loss)
         precision.step(optimizer, model.parameters(), cfg.max_grad_norm, "the RFT gradient")
-        losses.append(float(dist.sum_(loss.detach().double()) / dist.world_size) if dist.distributed else loss.item())
+        losses.append(loss.item())
     model.eval()
+    if dist.distributed and losses:  # each rank's loss is its rows' share: the batch's loss is their mean
+        losses = (dist.sum_(torch.tensor(losses, dtype=torch.float64)) / dist.world_size).tolist()
     return losses
 
 

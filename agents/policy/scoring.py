@@ -59,7 +59,7 @@ def response_outputs(
     grouped = K > 1 and len(rows) % K == 0 and bool((starts % K == 0).all())
     grouped = grouped and torch.equal(rows, (starts[:, None] + torch.arange(K, device=rows.device)).reshape(-1))
     # gradient checkpointing turns the KV cache off in training mode: one full forward per row then
-    grouped = grouped and not getattr(getattr(model, "module", model), "is_gradient_checkpointing", False)
+    grouped = grouped and not checkpointing(getattr(model, "module", model))
     if not grouped:
         ids, att = sequence_inputs(rollout, rows)
         out = model(
@@ -103,3 +103,11 @@ def aligned_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: fl
     logp = logp_all.gather(2, tokens[..., None])[..., 0]
     entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logp, entropy
+
+
+def checkpointing(model: torch.nn.Module) -> bool:
+    """Whether activation (gradient) checkpointing is on (transformers 5 renamed the flag; read the new name first)."""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(model), name):
+            return bool(getattr(model, name))
+    return False

@@ -140,6 +140,15 @@ def check_device(device: str) -> None:
 
 
 def close_distributed() -> None:
-    """Leave the process group (end of a torchrun run)."""
+    """Leave the process group (end of a torchrun run).
+
+    DDP wrappers sit in reference cycles, so they would outlive the group and be torn down at exit against a
+    destroyed backend (an intermittent ``terminate called without an active exception`` abort): collect
+    them first, and let every rank arrive before the group goes.
+    """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        import gc
+
+        gc.collect()
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
