@@ -436,7 +436,8 @@ def rft_round(
         task, codec = probe.task, probe.codec
 
         def demos(n: int) -> list[Example]:
-            return [encode_demo(codec, task.problem(cfg.split, int(i))) for i in rng.integers(n_demos, size=n)]
+            picks = rng.integers(n_demos, size=n)
+            return [encode_demo(codec, task.problem(cfg.split, int(i)), probe.episodes.config) for i in picks]
 
     if base is not None:
         model.load_state_dict(base)

@@ -1,9 +1,11 @@
 """Supervised fine-tuning (SFT) on a task's gold demonstrations: the warm start before RL.
 
 A tiny model trained from scratch needs it: RL only sharpens what the policy already samples.
-Each example is tokenized exactly as the token env sees an episode: the prompt encoded on its own
-(``add_special_tokens=True``), then the gold solution's tokens and EOS, so the warm-started model
-produces the same token sequences the env will receive. The loss is the mean negative
+Each example is tokenized exactly as the token env sees an episode: the prompt encoded as the env
+encodes it (:meth:`~lm_envs.core.episodes.EnvConfig.encode_prompt`: with ``add_special_tokens=True``,
+or through the model's chat template when the env renders prompts with it), then the gold
+solution's tokens and EOS, so the warm-started model produces the same token sequences the env will
+receive. The loss is the mean negative
 log-likelihood of the solution tokens (prompt tokens are context only).
 
 Rehearsal (``replay_rows``): rows of the task's pre-training documents join every batch, so SFT
@@ -29,6 +31,7 @@ from agents.policy.models import head_on_rows, positions
 from agents.policy.precision import Precision
 from agents.run.distributed import Dist
 from lm_envs import Problem, Task, TextCodec
+from lm_envs.core.episodes import EnvConfig
 
 
 @dataclass
@@ -47,15 +50,19 @@ class SFTConfig:
     replay_block_size: int = 64  # tokens per replay row
 
 
-def encode_demo(codec: TextCodec, problem: Problem, separator: str = "\n") -> tuple[list[int], list[int]]:
-    """Prompt ids and target ids (solution + EOS) of one demonstration, tokenized as the env does."""
+def encode_demo(codec: TextCodec, problem: Problem, env_config: EnvConfig | None = None) -> tuple[list[int], list[int]]:
+    """Prompt ids and target ids (solution + EOS) of one demonstration, tokenized as the env does.
+
+    ``env_config`` is the env's (its prompt format and step separator); ``None``: the defaults.
+    """
     if not problem.steps:
         raise ValueError(
             f"problem {problem.id!r} has no gold steps; SFT needs demonstrations (Problem.steps). Set sft.steps=0 "
             "to skip the warm start."
         )
-    prompt = codec.encode(problem.prompt, add_special_tokens=True)
-    target = codec.encode(problem.solution(separator)) + [codec.eos_token_id]
+    env_config = env_config or EnvConfig()
+    prompt = env_config.encode_prompt(codec, problem.prompt)
+    target = codec.encode(problem.solution(env_config.step_separator)) + [codec.eos_token_id]
     return prompt, target
 
 
@@ -74,7 +81,7 @@ def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[st
 
 
 def demo_batches(
-    task: Task, codec: TextCodec, cfg: SFTConfig, rng: np.random.Generator
+    task: Task, codec: TextCodec, cfg: SFTConfig, rng: np.random.Generator, env_config: EnvConfig | None = None
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Endless batches of demonstrations drawn uniformly from the split (or its first ``num_examples``)."""
     n = task.size(cfg.split)
@@ -88,7 +95,7 @@ def demo_batches(
     while True:
         batch = []
         for i in rng.integers(n, size=cfg.batch_size).tolist():
-            example = encoded.get(i) or encode_demo(codec, task.problem(cfg.split, i))
+            example = encoded.get(i) or encode_demo(codec, task.problem(cfg.split, i), env_config)
             if cache:
                 encoded[i] = example
             batch.append(example)
@@ -131,13 +138,15 @@ def train_sft(
     progress: bool = False,
     precision: Precision | None = None,
     dist: Dist | None = None,
+    env_config: EnvConfig | None = None,
 ) -> torch.optim.Optimizer:
     """Run ``cfg.steps`` SFT steps on ``model`` (in place); ``log(step, metrics)`` every 10 steps.
 
-    ``progress`` shows a progress bar with the live loss; ``precision``: autocast and loss scaling.
+    ``progress`` shows a progress bar with the live loss; ``precision``: autocast and loss scaling;
+    ``env_config``: the env's prompt format (see :func:`encode_demo`).
     Returns the optimizer, so a checkpoint can hold its state.
     """
-    batches = demo_batches(task, codec, cfg, np.random.default_rng([seed, 7]))
+    batches = demo_batches(task, codec, cfg, np.random.default_rng([seed, 7]), env_config)
     if cfg.replay_rows:
         batches = with_replay(batches, task, codec, cfg, np.random.default_rng([seed, 13]))
     return fit(model, batches, cfg, "sft", log, progress, precision, dist)

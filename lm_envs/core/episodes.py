@@ -10,7 +10,7 @@ when the episode ends, so the cost of a step does not grow with the length of th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,8 @@ class EnvConfig:
     max_new_tokens: int = 256
     step_separator: str = "\n"
     truncation_penalty: float = 0.0
+    chat_template: bool | None = None
+    system_prompt: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_prompt_tokens", "max_new_tokens"):
@@ -42,6 +44,69 @@ class EnvConfig:
         penalty = float(self.truncation_penalty)
         if penalty != penalty or abs(penalty) == float("inf"):
             raise ValueError(f"truncation_penalty must be finite, got {self.truncation_penalty!r}.")
+        if self.chat_template is not None and not isinstance(self.chat_template, (bool, np.bool_)):
+            raise ValueError(
+                f"chat_template must be True, False or None (use the tokenizer's template if it has one), "
+                f"got {self.chat_template!r}."
+            )
+        if self.system_prompt is not None and (not isinstance(self.system_prompt, str) or self.chat_template is False):
+            raise ValueError(
+                f"system_prompt={self.system_prompt!r} needs a str and a chat template (a plain prompt has no system "
+                "turn); put the instruction in the task's prompt instead, or drop chat_template=False."
+            )
+
+    def uses_chat(self, codec: TextCodec) -> bool:
+        """Whether prompts go through ``codec``'s chat template.
+
+        ``chat_template`` says so; ``None`` means whether the tokenizer has one (the embedded default
+        has none, an instruct model's tokenizer has one).
+        """
+        return codec.chat_template is not None if self.chat_template is None else bool(self.chat_template)
+
+    def for_codec(self, codec: TextCodec) -> EnvConfig:
+        """This config resolved for ``codec``: ``chat_template`` decided, ``max_prompt_tokens`` adjusted.
+
+        With a chat template, ``max_prompt_tokens`` is raised by the template's framing (system turn,
+        role markers), so that it keeps counting the prompt's own tokens. Fails on creation, not
+        mid-run, when the prompt format cannot work with ``codec``.
+
+        Raises:
+            ValueError: A chat format with a tokenizer without a usable template, or a system prompt
+                with plain prompts.
+        """
+        if not self.uses_chat(codec):
+            if self.system_prompt is not None:
+                raise ValueError(
+                    f"system_prompt needs a chat template, and tokenizer {codec.name!r} has none; put the instruction "
+                    "in the task's prompt instead."
+                )
+            return replace(self, chat_template=False)
+        codec.check_chat_template(self.system_prompt)
+        framing = len(replace(self, chat_template=True).encode_prompt(codec, ""))
+        return replace(self, chat_template=True, max_prompt_tokens=self.max_prompt_tokens + framing)
+
+    def prompt_text(self, codec: TextCodec, prompt: str) -> str:
+        """The text an episode's prompt tokens stand for: ``prompt``, or the chat template's rendering of it.
+
+        With a chat format (:meth:`uses_chat`) the prompt is the user turn (after the optional system
+        turn), followed by the template's generation prompt: the policy's tokens are the assistant's
+        reply, ended by EOS.
+        """
+        if not self.uses_chat(codec):
+            return prompt
+        head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt is not None else []
+        return codec.render_chat([*head, {"role": "user", "content": prompt}])
+
+    def encode_prompt(self, codec: TextCodec, prompt: str) -> list[int]:
+        """The token ids an episode of ``prompt`` starts with (SFT and the envs share this one encoding).
+
+        Plain prompts are encoded with the tokenizer's special tokens (e.g. a BOS); a chat-rendered
+        prompt already holds the template's, so it is encoded without adding more (as
+        ``apply_chat_template(tokenize=True)`` does).
+        """
+        if not self.uses_chat(codec):
+            return codec.encode(prompt, add_special_tokens=True)
+        return codec.encode(self.prompt_text(codec, prompt), add_special_tokens=False)
 
 
 def tracks_steps(task: Task, reward: Reward) -> bool:
@@ -72,6 +137,7 @@ class EpisodeBatch:
         config: EnvConfig,
         curriculum: ReverseCurriculum | None = None,
     ) -> None:
+        config = config.for_codec(codec)
         self.n, self.task, self.reward, self.codec, self.config = n, task, reward, codec, config
         self.curriculum = curriculum
         self.action_size = action_size
@@ -112,7 +178,7 @@ class EpisodeBatch:
         if not isinstance(prefix, str):
             raise TypeError(f"reset option 'prefix' must be a str, got {type(prefix).__name__}.")
         codec, cfg = self.codec, self.config
-        ids = codec.encode(problem.prompt, add_special_tokens=True)
+        ids = cfg.encode_prompt(codec, problem.prompt)
         if prefix:
             ids += codec.encode(prefix)
         if not ids:

@@ -78,16 +78,21 @@ class TextEnv(gym.Env):
         max_new_tokens: int = 256,
         step_separator: str = "\n",
         truncation_penalty: float = 0.0,
+        chat_template: bool | None = None,
+        system_prompt: str | None = None,
         split: str = "train",
         curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
         max_chars: int = 1 << 16,
         render_mode: str | None = None,
     ) -> None:
-        self.config = EnvConfig(max_prompt_tokens, max_new_tokens, step_separator, truncation_penalty)
+        self.config = EnvConfig(
+            max_prompt_tokens, max_new_tokens, step_separator, truncation_penalty, chat_template, system_prompt
+        )
         self.task = resolve_task(task, task_kwargs)
         self.task.check_split(split)
         self.reward = resolve_reward(reward, reward_kwargs)
         self.codec = load_codec(tokenizer)
+        self.config = self.config.for_codec(self.codec)
         self.split = split
         self.curriculum = make_curriculum(curriculum, step_separator)
         self._stage = 0
@@ -110,7 +115,7 @@ class TextEnv(gym.Env):
         info = {"prompt": problem.prompt, "prefix": prefix, "problem_id": problem.id, "split": split, "index": index}
         if self.curriculum is not None:
             info["stage"] = self._stage
-        return problem.prompt + prefix, info
+        return self.config.prompt_text(self.codec, problem.prompt) + prefix, info
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._problem is None or self._done:
@@ -123,7 +128,8 @@ class TextEnv(gym.Env):
             if self._stage > 0:
                 self.curriculum.record(self._stage, bool(info["outcome"].get("correct", info["outcome_reward"] > 0)))
             info["curriculum"] = self.curriculum.info()
-        return self._problem.prompt + self._prefix + info["completion"], reward, terminated, truncated, info
+        prompt = self.config.prompt_text(self.codec, self._problem.prompt)
+        return prompt + self._prefix + info["completion"], reward, terminated, truncated, info
 
     def score(self, problem: Problem, completion: str, prefix: str = "") -> tuple[float, bool, bool, dict[str, Any]]:
         """Score ``completion`` for ``problem`` as the token env would; see the class docstring.

@@ -133,10 +133,19 @@ class TokenEnv(gym.Env):
         tokenizer: ``None`` for the embedded default, a ``tokenizer.json`` path, or any Hugging Face
             tokenizer name or directory.
         vocab_size: The action space width (the model's logits width); default the tokenizer's size.
-        max_prompt_tokens: Room for the prompt plus start-state prefix; longer prompts raise.
+        max_prompt_tokens: Room for the prompt plus start-state prefix; longer prompts raise. A chat
+            template's framing (system turn, role markers) is added on top.
         max_new_tokens: Token budget of an episode; reaching it truncates.
         step_separator: Text that closes a reasoning step.
         truncation_penalty: Added to the reward of the final token of a truncated episode.
+        chat_template: Render each prompt as a user turn through the tokenizer's chat template,
+            ending with its generation prompt (the policy writes the assistant's reply, ended by
+            EOS); the observation holds exactly the tokens the template produced. ``None`` (the
+            default): when the tokenizer has a template (an instruct model's does, the embedded
+            default's does not). The template's replies must extend its generation prompt (checked
+            on creation).
+        system_prompt: A system turn before the user turn (chat prompts only; ``None``: the
+            template's own default, if any).
         split: Default split that ``reset`` samples from.
         curriculum: Reverse-curriculum start states: ``None``, ``"mixed"``, ``"staged"``, a dict of
             :class:`~lm_envs.ReverseCurriculum` arguments or an instance.
@@ -168,6 +177,8 @@ class TokenEnv(gym.Env):
         max_new_tokens: int = 256,
         step_separator: str = "\n",
         truncation_penalty: float = 0.0,
+        chat_template: bool | None = None,
+        system_prompt: str | None = None,
         split: str = "train",
         curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
         render_mode: str | None = None,
@@ -176,7 +187,9 @@ class TokenEnv(gym.Env):
             raise ValueError(
                 f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}."
             )
-        config = EnvConfig(max_prompt_tokens, max_new_tokens, step_separator, truncation_penalty)
+        config = EnvConfig(
+            max_prompt_tokens, max_new_tokens, step_separator, truncation_penalty, chat_template, system_prompt
+        )
         self.episodes = build_episodes(
             1, task, reward, task_kwargs, reward_kwargs, tokenizer, vocab_size, config, split, curriculum
         )
@@ -214,7 +227,8 @@ class TokenEnv(gym.Env):
     def render(self) -> str | None:
         if self.render_mode != "ansi" or not self._started:
             return None
-        return self._info.get("prompt", "") + self._info.get("prefix", "") + self.episodes.completion(0)
+        prompt = self.episodes.config.prompt_text(self.codec, self._info.get("prompt", ""))
+        return prompt + self._info.get("prefix", "") + self.episodes.completion(0)
 
     @property
     def problem(self) -> Problem | None:

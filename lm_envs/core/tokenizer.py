@@ -200,6 +200,7 @@ class TextCodec:
         self.pad_token_id = int(pad_token_id)
         self.special_ids = frozenset(int(i) for i in special_ids) | {self.eos_token_id, self.pad_token_id}
         self.token_bytes: list[bytes] = token_bytes_table(backend, self.vocab_size, self.special_ids)
+        self._chat_checked: tuple[str, str | None] | None = None
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         """Token ids of ``text``. ``add_special_tokens`` adds e.g. a BOS token for HF tokenizers."""
@@ -215,6 +216,57 @@ class TextCodec:
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``; invalid UTF-8 (a split multi-byte character) becomes U+FFFD."""
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    @property
+    def chat_template(self) -> str | None:
+        """The tokenizer's chat template (a Jinja string), or ``None`` when it has none."""
+        template = getattr(self.hf_tokenizer, "chat_template", None) if self.hf_tokenizer is not None else None
+        return template if isinstance(template, str) and template else None
+
+    def render_chat(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """``messages`` (``{"role", "content"}`` dicts) rendered through the chat template, as text.
+
+        Raises:
+            ValueError: When the tokenizer has no chat template.
+        """
+        if self.chat_template is None:
+            raise ValueError(
+                f"tokenizer {self.name!r} has no chat template; use chat_template=False (plain prompts) or a model "
+                "directory whose tokenizer_config.json or chat_template.jinja defines one."
+            )
+        return str(
+            self.hf_tokenizer.apply_chat_template(
+                list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+            )
+        )
+
+    def check_chat_template(self, system_prompt: str | None = None) -> None:
+        """Check that the template renders a reply as plain text appended to the generation prompt.
+
+        A token-level env appends the policy's tokens to the rendered prompt and ends the turn on EOS,
+        so the template must render ``[..., user, assistant(reply)]`` as the generation prompt of
+        ``[..., user]`` followed by the reply. Templates that rewrite earlier turns (e.g. drop reasoning
+        from them) or wrap replies in extra markup break that. Checked once per codec.
+
+        Raises:
+            ValueError: When the template has no generation prompt that the reply extends.
+        """
+        key = ("chat_checked", system_prompt)
+        if getattr(self, "_chat_checked", None) == key:
+            return
+        head = [{"role": "system", "content": system_prompt}] if system_prompt is not None else []
+        user = {"role": "user", "content": "What is 1+1?"}
+        prompt = self.render_chat([*head, user])
+        reply = "It is 2."
+        full = self.render_chat([*head, user, {"role": "assistant", "content": reply}], add_generation_prompt=False)
+        if not full.startswith(prompt + reply):
+            raise ValueError(
+                f"the chat template of tokenizer {self.name!r} does not render a reply as text appended to its "
+                f"generation prompt (prompt {prompt[-40:]!r}, conversation {full[-60:]!r}): it rewrites earlier "
+                "turns or wraps replies, so token-level episodes cannot follow it; use chat_template=False or a "
+                "template whose assistant turn is the generation prompt followed by the reply."
+            )
+        self._chat_checked = key
 
     def lookup_table(self, width: int, predicate: Any) -> np.ndarray:
         """A boolean table over ``width`` action ids: ``predicate(token_bytes)`` for each id."""
@@ -248,6 +300,13 @@ def codec_from_pretrained(name_or_path: str) -> TextCodec:
         from transformers import AutoTokenizer
     except ImportError as e:  # pragma: no cover - transformers is a dependency
         raise ImportError("loading a tokenizer by name needs `transformers`: pip install transformers") from e
+    path = Path(name_or_path)
+    if path.is_dir() and not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise ValueError(
+            f"directory {name_or_path} holds no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...); copy the "
+            "tokenizer that belongs to the model into it (tokenizer.save_pretrained(dir)) or pass tokenizer=PATH "
+            "(env.kwargs.tokenizer=PATH for lm-envs train)."
+        )
     try:
         hf = AutoTokenizer.from_pretrained(name_or_path)
     except OSError as e:
@@ -266,6 +325,17 @@ def codec_from_pretrained(name_or_path: str) -> TextCodec:
         raise ValueError(f"tokenizer {name_or_path!r} defines no EOS token; set tokenizer.eos_token before use.")
     pad = hf.pad_token_id if hf.pad_token_id is not None else hf.eos_token_id
     return TextCodec(backend, name_or_path, hf.eos_token_id, pad, hf_tokenizer=hf, special_ids=hf.all_special_ids)
+
+
+#: Files of which a Hugging Face tokenizer directory holds at least one.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "spiece.model",
+    "vocab.txt",
+)
 
 
 def save_codec(codec: TextCodec, directory: str | os.PathLike[str]) -> None:
@@ -305,7 +375,8 @@ def load_codec(tokenizer: str | os.PathLike[str] | TextCodec | None = None) -> T
             ``tokenizer.json`` file; or a Hugging Face tokenizer name or local directory.
 
     Returns:
-        The codec. The default codec is built once per process and shared.
+        The codec. The default codec, and that of a Hugging Face tokenizer directory (until its files
+        change), is built once per process and shared.
     """
     if tokenizer is None:
         from lm_envs.tasks.corpus import CORPUS_VERSION
@@ -322,4 +393,17 @@ def load_codec(tokenizer: str | os.PathLike[str] | TextCodec | None = None) -> T
         return codec_from_tokenizers_file(path)
     if path.is_dir() and (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():
         return codec_from_tokenizers_file(path / "tokenizer.json", name=str(path))
-    return codec_from_pretrained(str(tokenizer))
+    return _cached_pretrained(str(tokenizer), _stamp(path))
+
+
+def _stamp(path: Path) -> tuple[tuple[str, int], ...]:
+    """Names and modification times of a tokenizer directory's files: a changed directory is loaded anew."""
+    if not path.is_dir():
+        return ()
+    return tuple((name, (path / name).stat().st_mtime_ns) for name in TOKENIZER_FILES if (path / name).is_file())
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_pretrained(name_or_path: str, stamp: tuple[tuple[str, int], ...]) -> TextCodec:
+    # every env of a run loads the same tokenizer: a 49k-token one costs seconds to load and tabulate
+    return codec_from_pretrained(name_or_path)

@@ -58,6 +58,8 @@ class TokenVectorEnv(VectorEnv):
         max_new_tokens: int = 256,
         step_separator: str = "\n",
         truncation_penalty: float = 0.0,
+        chat_template: bool | None = None,
+        system_prompt: str | None = None,
         split: str = "train",
         curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
@@ -71,7 +73,9 @@ class TokenVectorEnv(VectorEnv):
             raise ValueError(
                 f"autoreset_mode {autoreset_mode!r} is not one of {[m.value for m in AutoresetMode]}."
             ) from None
-        config = EnvConfig(max_prompt_tokens, max_new_tokens, step_separator, truncation_penalty)
+        config = EnvConfig(
+            max_prompt_tokens, max_new_tokens, step_separator, truncation_penalty, chat_template, system_prompt
+        )
         self.episodes = build_episodes(
             num_envs, task, reward, task_kwargs, reward_kwargs, tokenizer, vocab_size, config, split, curriculum
         )
