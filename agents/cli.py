@@ -18,6 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "train-rm", help="train a reward model: preference, ORM or PRM (lm-envs train-rm --help)", add_help=False
     )
+    fetch = sub.add_parser(
+        "fetch-model",
+        help="fetch and convert a shipped pretrained model (smollm2) or a .gguf file; print its directory",
+    )
+    fetch.add_argument("model", help="smollm2, or the path of a .gguf file")
     results = sub.add_parser("results", help="combine finished runs (one per seed) into a leaderboard submission")
     results.add_argument("runs", nargs="+", help="run directories holding eval.json")
     results.add_argument("-o", "--output", default="submission.json")
@@ -64,6 +69,21 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"wrote {args.output}: {doc['env']['id']} {agg['metric']} IQM {agg['iqm']:.4f} over {agg['n_seeds']} seeds"
         )
+        return 0
+    if args.command == "fetch-model":
+        from agents.policy.pretrained import SHIPPED, resolve_model
+
+        if args.model not in SHIPPED and not args.model.lower().endswith(".gguf"):
+            print(
+                f"lm-envs fetch-model: give one of {sorted(SHIPPED)} or a .gguf file, not {args.model!r}.",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            print(resolve_model(args.model))
+        except ValueError as e:
+            print(f"lm-envs fetch-model: {e}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "demo":
         import gymnasium as gym

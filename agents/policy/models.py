@@ -6,6 +6,7 @@ import copy
 import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -122,6 +123,21 @@ def load_model(
         )
     _disable_dropout(model)
     return model.eval()
+
+
+def export_model(model: nn.Module, codec: TextCodec, directory: str | Path) -> None:
+    """Save ``model`` (LoRA adapters merged into a copy) with its tokenizer as a transformers directory.
+
+    ``AutoModelForCausalLM.from_pretrained(directory)`` and ``model.name_or_path=<directory>`` load it.
+    """
+    from agents.policy.lora import has_lora, merge_lora
+    from lm_envs.core.tokenizer import save_codec
+
+    model = getattr(model, "module", model)
+    if has_lora(model):
+        model = merge_lora(copy.deepcopy(model))
+    model.save_pretrained(directory, safe_serialization=True)
+    save_codec(codec, directory)
 
 
 def logits_width(model: nn.Module) -> int:

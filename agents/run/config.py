@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from agents.evaluate import EvalConfig
 from agents.learners.base import discover
 from agents.learners.pretrain import PretrainConfig
 from agents.learners.sft import SFTConfig
+from agents.policy.lora import LoRASection
 from agents.policy.models import DEFAULT_MODEL
 
 
@@ -40,7 +41,11 @@ class EmbeddedSize:
 
 @dataclass
 class ModelSection:
-    """The causal LM: ``name_or_path: null`` is the embedded tiny default."""
+    """The causal LM: ``name_or_path: null`` is the embedded tiny default.
+
+    ``name_or_path`` is a local transformers directory, a hub name (where a hub is reachable), a
+    ``.gguf`` file, or a shipped alias (``smollm2``): see :mod:`agents.policy.pretrained`.
+    """
 
     name_or_path: str | None = None
     arch: str = "gpt2"  # embedded default only: "gpt2" or "llama" (rotary positions)
@@ -54,6 +59,7 @@ class ModelSection:
     # flash-attn is installed; None: transformers' default for the model (sdpa where supported)
     attn_implementation: str | None = None
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
+    lora: LoRASection = field(default_factory=LoRASection)  # low-rank adapters (peft); r: 0 trains every weight
 
 
 @dataclass
@@ -92,9 +98,15 @@ def register_configs() -> None:
     Every algorithm module of :mod:`agents.learners` (:func:`~agents.learners.base.discover`) gets
     ``agent/<module>_schema``, which its ``conf/agent/*.yaml`` files list in their defaults.
     """
+    if not OmegaConf.has_resolver("required"):  # `key: ${required:'how to set it'}` fails with that advice if unset
+        OmegaConf.register_new_resolver("required", _required)
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     for module, schema in discover().items():
         cs.store(group="agent", name=f"{module}_schema", node=schema)
     cs.store(group="env", name="env_schema", node=EnvSection)
     cs.store(group="model", name="model_schema", node=ModelSection)
+
+
+def _required(advice: str) -> None:
+    raise ValueError(advice)

@@ -9,6 +9,7 @@ the :class:`~agents.learners.base.Learner` that ``cfg.agent`` names. A run direc
     tensorboard/        the same metrics as TensorBoard events
     tokenizer/          the tokenizer, saved beside the checkpoints
     checkpoints/        atomic checkpoints (weights, optimizer, RNG, the learner's own state)
+    model/              the trained model and its tokenizer, a transformers directory (LoRA adapters merged)
     curves.png          reward, KL, accuracy, SFT loss and per-stage success curves
     eval.json           held-out evaluation of this run's seed, in the leaderboard's format pieces
 
@@ -43,8 +44,10 @@ from agents.evaluate import EvalConfig, evaluate
 from agents.learners.base import REQUIRED_METRICS, RunContext, learner_class, make_learner
 from agents.learners.pretrain import train_pretrain
 from agents.learners.sft import train_sft
-from agents.policy.models import default_model_name, frozen_copy, load_model, logits_width
+from agents.policy.lora import AdapterOff, adapter_state, add_lora, fold_lora
+from agents.policy.models import default_model_name, export_model, frozen_copy, load_model, logits_width
 from agents.policy.precision import Precision, check_dtype
+from agents.policy.pretrained import display_name, resolve_model
 from agents.run.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, untie
 from agents.run.config import RunConfig, TrainSection
 from agents.run.distributed import init_distributed
@@ -135,20 +138,28 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     lr_factor(cfg.train, 0)  # a bad schedule fails here, before any work
 
     # --- env, model, learner -----------------------------------------------------------------------
+    # a shipped alias or a .gguf file becomes a converted transformers directory (rank 0 converts, once)
+    model_path = resolve_model(cfg.model.name_or_path, progress=main) if main else None
+    dist.barrier()
+    model_path = model_path if main else resolve_model(cfg.model.name_or_path, progress=False)
     env_kwargs = dict(cfg.env.kwargs)
-    if cfg.model.name_or_path is not None:
-        env_kwargs.setdefault("tokenizer", cfg.model.name_or_path)
+    if model_path is not None:
+        env_kwargs.setdefault("tokenizer", model_path)
     probe = gym.make(cfg.env.id, **env_kwargs).unwrapped  # the task and tokenizer the learners' envs share
     codec = probe.codec
     # fp32 master weights whatever model.dtype says: the compute dtype comes from autocast (agents.policy.precision)
     model = load_model(
-        cfg.model.name_or_path,
+        model_path,
         codec,
         seed=cfg.seed,
         arch=cfg.model.arch,
         size=asdict(cfg.model.size),
         attn_implementation=cfg.model.attn_implementation,
-    ).to(device)
+    )
+    lora = cfg.model.lora.r > 0
+    if lora:  # adapters only train; the reference is the same weights with the adapters off (no copy)
+        add_lora(model, cfg.model.lora, seed=cfg.seed)
+    model = model.to(device)
     if cfg.model.gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
             model.activation_checkpointing_enable({"use_reentrant": False})
@@ -205,7 +216,10 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
             )
         if cfg.sft.steps > 0:
             kwargs = {"seed": cfg.seed, "log": log, "progress": progress, "precision": ctx.precision, "dist": dist}
+            kwargs["env_config"] = probe.episodes.config  # the env's prompt format (plain or chat template)
             train_sft(model, probe.task, codec, cfg.sft, **kwargs)
+        if lora:  # the SFT adapter goes into the base weights: adapters-off is then the policy as RL starts
+            fold_lora(model)
         state = {"phase": "rl", "iteration": 0}
         if main:
             save_checkpoint(
@@ -222,10 +236,15 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     # finds the right one; the in-memory copy (a whole model) is built only when it is read.
     ref_path = ckpt_dir / "reference.safetensors"
     resuming_rl = state["iteration"] > 0 and ref_path.exists()
-    ref = frozen_copy(model) if learner.uses_reference() else None
-    if ref is not None and resuming_rl:
-        ref.load_state_dict(load_file(ref_path))
-    elif not resuming_rl and main:
+    ref: torch.nn.Module | None = None
+    if learner.uses_reference() and lora:  # a view: the policy's own modules with the adapters disabled
+        start = load_file(ref_path) if resuming_rl else adapter_state(model)
+        ref = AdapterOff(model, {k: v.to(device) for k, v in start.items() if "lora_" in k})
+    elif learner.uses_reference():
+        ref = frozen_copy(model)
+        if resuming_rl:
+            ref.load_state_dict(load_file(ref_path))
+    if not resuming_rl and main:
         save_file(untie({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}), ref_path)
 
     eval_env_kwargs = {k: v for k, v in env_kwargs.items() if k != "curriculum"}
@@ -282,13 +301,15 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
         logger.log(cfg.train.iterations, eval_metrics(final))
         logger.close()
         plot_curves(out / "metrics.jsonl", out / "curves.png")
+        export_model(model, codec, out / "model")  # the trained model, adapters merged: model.name_or_path=<run>/model
         result = {
             "env_id": cfg.env.id,
             "seed": cfg.seed,
             "agent": cfg.agent.name,
             "agent_config": _plain(cfg.agent),
             "config_hash": config_hash(cfg),
-            "model": cfg.model.name_or_path or default_model_name(cfg.model.arch, **asdict(cfg.model.size)),
+            "model": display_name(cfg.model.name_or_path)
+            or default_model_name(cfg.model.arch, **asdict(cfg.model.size)),
             "tokenizer": codec.name,
             "metrics": {k: v for k, v in final.items() if k != "records"},
             "before_rl": before,

@@ -366,3 +366,43 @@ def test_a_run_killed_mid_schedule_resumes_the_same_lr_and_pool(tmp_path, monkey
         for d in (full, part)
     ]
     assert pools[0] == pools[1]
+
+
+@pytest.mark.parametrize(
+    "agent",
+    [
+        ["agent=grpo", "agent.kl_coef=0.1"],
+        ["agent=ppo", "agent.kl_coef=0.1"],
+        ["agent=rft", "agent.from_base=true", "agent.prompts_per_round=2", "agent.sft_steps=2", "agent.keep=best"],
+    ],
+)
+def test_lora_trains_only_adapters_against_the_adapters_off_reference_and_resumes_exactly(tmp_path, monkeypatch, agent):
+    import agents.run.loop as run_module
+
+    def forbidden(model):
+        raise AssertionError("LoRA needs no copy of the weights for its reference")
+
+    monkeypatch.setattr(run_module, "frozen_copy", forbidden)
+    overrides = [*agent, "model.lora.r=4", "agent.num_envs=8", "agent.group_size=4", "sft.steps=6"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    run(smoke(full, *overrides, "train.iterations=4"))
+    run(smoke(part, *overrides, "train.iterations=2"))
+    run(smoke(part, *overrides, "train.iterations=4"))  # resumes: the reference is the saved RL start
+    a = load_file(full / "checkpoints" / "step-000004" / "model.safetensors")
+    b = load_file(part / "checkpoints" / "step-000004" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    start = load_file(full / "checkpoints" / "reference.safetensors")  # after SFT, its adapter folded in
+    a = {k.removeprefix("lm."): v for k, v in a.items() if not k.startswith(("value", "critic"))}  # PPO's policy
+    base = [k for k in a if "lora_" not in k]
+    assert base and all(torch.equal(a[k], start[k]) for k in base)  # RL moved the adapters only
+    assert all(not v.any() for k, v in start.items() if "lora_B" in k)  # RL starts at B = 0
+    assert any(not torch.equal(a[k], start[k]) for k in a if "lora_" in k)
+    assert any("lora_" in k for k in a)
+    exported = load_file(full / "model" / "model.safetensors")
+    assert exported and not any("lora_" in k or "base_layer" in k for k in exported)  # merged, plain keys
+    assert (full / "model" / "tokenizer.json").exists()
+
+
+def test_model_hf_without_a_path_fails_naming_the_key(tmp_path):
+    with pytest.raises(Exception, match=r"model=hf needs model.name_or_path=PATH"):
+        to_run_config(make_cfg(tmp_path, "model=hf"))
