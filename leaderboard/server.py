@@ -11,6 +11,7 @@ Routes:
 ``GET /api/v1/submissions/<id>``          one entry with its full document
 ``POST /api/v1/submissions``              submit (``Authorization: Bearer <token>``; body: the JSON document)
 ``GET /api/v1/schema``                    the submission JSON Schema
+``GET /api/openapi.json``                 the API's OpenAPI description
 ``GET /healthz``                          liveness
 ========================================  ===============================================================
 
@@ -140,7 +141,7 @@ def create_app(
         lifespan=lifespan,
         title="lm-envs leaderboard",
         description="Scores of agents on lm-envs environments, with per-seed results and confidence intervals.",
-        docs_url="/api/docs",
+        docs_url=None,  # Swagger UI loads its assets from a CDN, which the pages' CSP (rightly) blocks
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )

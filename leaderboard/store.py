@@ -52,11 +52,35 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, deferred, mapped_co
 from sqlalchemy.pool import StaticPool
 
 from leaderboard.schema import MAX_SUBMISSION_BYTES
-from leaderboard.tokens import new_token, parse_token, verify_secret
-from leaderboard.validate import DuplicateSubmissionError, ValidSubmission, validate_submission
+from leaderboard.tokens import hash_secret, new_token, parse_token, verify_secret
+from leaderboard.validate import (
+    DuplicateSubmissionError,
+    ValidSubmission,
+    normalize_name,
+    text_problems,
+    validate_submission,
+)
 
 #: Environment variable holding the store URL.
 URL_ENV = "LM_ENVS_LEADERBOARD_URL"
+#: Largest entry id (ids are 32-bit integer columns on every database).
+MAX_ENTRY_ID = 2**31 - 1
+
+
+def _valid_id(entry_id: Any) -> int | None:
+    try:
+        value = int(entry_id)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if 1 <= value <= MAX_ENTRY_ID else None
+
+
+def _valid_env_filter(env_id: str) -> bool:
+    """Whether ``env_id`` could name stored entries (ids are 1-200 characters without control characters).
+
+    PostgreSQL refuses NUL bytes in text parameters; such a filter matches nothing anyway.
+    """
+    return isinstance(env_id, str) and 0 < len(env_id) <= 200 and not any(ord(c) < 32 or ord(c) == 127 for c in env_id)
 
 
 def default_store_url() -> str:
@@ -307,6 +331,12 @@ class LeaderboardStore:
         _Base.metadata.create_all(self._write_engine)
         self._verified: dict[str, str] = {}
         self._verified_lock = threading.Lock()
+        self._dummy: str | None = None
+
+    def _dummy_hash(self) -> str:
+        if self._dummy is None:
+            self._dummy = hash_secret("not-a-token")
+        return self._dummy
 
     def __repr__(self) -> str:
         return f"LeaderboardStore({self.url!r})"
@@ -406,8 +436,13 @@ class LeaderboardStore:
         Raises:
             KeyError: If there is no such entry.
         """
+        valid_id = _valid_id(entry_id)
         with Session(self.engine) as session:
-            row = session.get(_SubmissionRow, int(entry_id), options=[undefer(_SubmissionRow.document)])
+            row = (
+                None
+                if valid_id is None
+                else session.get(_SubmissionRow, valid_id, options=[undefer(_SubmissionRow.document)])
+            )
             if row is None:
                 raise KeyError(f"no leaderboard entry with id {entry_id}; `lm-envs leaderboard list` shows the ids.")
             return Entry._from_row(row, with_document=True)
@@ -420,6 +455,8 @@ class LeaderboardStore:
         """
         stmt = select(_SubmissionRow)
         if env_id is not None:
+            if not _valid_env_filter(env_id):
+                return []
             stmt = stmt.where(_SubmissionRow.env_id == env_id)
         with Session(self.engine) as session:
             rows = [Entry._from_row(r) for r in session.scalars(stmt)]
@@ -437,6 +474,8 @@ class LeaderboardStore:
         """Number of entries (of one env, if given)."""
         stmt = select(func.count(_SubmissionRow.id))
         if env_id is not None:
+            if not _valid_env_filter(env_id):
+                return 0
             stmt = stmt.where(_SubmissionRow.env_id == env_id)
         with Session(self.engine) as session:
             return int(session.scalar(stmt) or 0)
@@ -465,8 +504,12 @@ class LeaderboardStore:
         Raises:
             ValueError: If ``name`` is empty or already has an active token and ``replace`` is false.
         """
-        if not name or not name.strip() or len(name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
-            raise ValueError(f"token name must be 1-200 printable characters, got {name!r}.")
+        if not isinstance(name, str) or not name.strip() or len(name) > 200 or text_problems({"name": name}):
+            raise ValueError(
+                f"token name must be 1-200 printable characters without invisible or bidirectional controls, "
+                f"got {name!r}."
+            )
+        name = normalize_name(name)
         token = new_token()
         now = _dt.datetime.now(_dt.timezone.utc)
         with Session(self._write_engine) as session, session.begin():
@@ -507,9 +550,11 @@ class LeaderboardStore:
             return None
         with Session(self.engine) as session:
             row = session.scalar(select(_TokenRow).where(_TokenRow.key_id == key_id, _TokenRow.revoked_at.is_(None)))
-            if row is None:
-                return None
-            name, stored = row.name, row.secret_hash
+            name, stored = (row.name, row.secret_hash) if row is not None else (None, None)
+        if stored is None:
+            # Hash anyway, so an unknown or revoked key id takes as long as a wrong secret.
+            verify_secret(secret, self._dummy_hash())
+            return None
         # scrypt is deliberately slow; remember tokens already verified against this exact stored hash.
         digest = hashlib.sha256(token.encode()).hexdigest()
         with self._verified_lock:

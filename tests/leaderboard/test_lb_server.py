@@ -47,7 +47,7 @@ def test_submit_and_read_back(client, token, make_submission):
     assert full["document"] == make_submission(1)
     envs = {e["env_id"]: e for e in client.get("/api/v1/envs").json()}
     assert envs[ENV_ID]["entries"] == 1 and envs[ENV_ID]["protocol"]["min_seeds"] == 3
-    assert client.get("/api/v1/schema").json()["properties"]["schema_version"] == {"const": 1}
+    assert client.get("/api/v1/schema").json()["properties"]["schema_version"] == {"const": 2}
     assert client.get("/healthz").json() == {"ok": True, "entries": 1}
 
 
