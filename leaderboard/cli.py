@@ -12,6 +12,9 @@ Examples::
     lm-envs leaderboard export md -o LEADERBOARD.md
     lm-envs leaderboard export html -o site/
     lm-envs leaderboard admin issue-token alice                          # prints the token once
+    lm-envs leaderboard admin hide 7 --reason "impossible score"         # also: unhide, delete
+    lm-envs leaderboard admin revoke-token mallory --cascade hide        # and hide mallory's entries
+    lm-envs leaderboard admin audit-log
     lm-envs leaderboard serve --host 127.0.0.1 --port 8000
 
 Exit status: 0 on success, 1 when a submission is refused, 2 for usage or connection errors.
@@ -95,9 +98,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _actor(args: argparse.Namespace) -> str:
+    return args.actor or os.environ.get("USER") or "admin"
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     with LeaderboardStore(args.db) as store:
-        entries = store.entries(args.env)
+        entries = store.entries(args.env, include_hidden=args.all)
     if args.json:
         print(json.dumps([e.summary() for e in entries], indent=2, ensure_ascii=False))
         return 0
@@ -114,14 +121,59 @@ def _cmd_list(args: argparse.Namespace) -> int:
             print(f"  {'rank':>4} {'id':>6}  {'score':>9}  {'95% CI':<21} {'seeds':>5}  agent / model")
         rank += 1
         ci = f"[{e.ci_low:.4g}, {e.ci_high:.4g}]"
-        print(f"  {rank:>4} {e.id:>6}  {e.score:>9.4g}  {ci:<21} {e.n_seeds:>5}  {e.agent_name} / {e.model_name}")
+        flags = " [hidden]" if e.hidden else ""
+        flags += " [verified]" if e.verified else " [mismatch]" if e.verification == "mismatch" else ""
+        print(
+            f"  {rank:>4} {e.id:>6}  {e.score:>9.4g}  {ci:<21} {e.n_seeds:>5}  {e.agent_name} / {e.model_name}{flags}"
+        )
     return 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     with LeaderboardStore(args.db) as store:
-        entry = store.get(args.id)
-    print(json.dumps({**entry.summary(), "document": entry.document}, indent=2, ensure_ascii=False))
+        entry = store.get(args.id, include_hidden=True)
+    print(
+        json.dumps(
+            {**entry.summary(), "hidden": entry.hidden, "document": entry.document}, indent=2, ensure_ascii=False
+        )
+    )
+    return 0
+
+
+def _cmd_hide(args: argparse.Namespace) -> int:
+    with LeaderboardStore(args.db) as store:
+        entry = store.hide(args.id, reason=args.reason, actor=_actor(args))
+    print(f"hid entry {entry.id} ({entry.env_id}, {entry.agent_name})")
+    return 0
+
+
+def _cmd_unhide(args: argparse.Namespace) -> int:
+    with LeaderboardStore(args.db) as store:
+        entry = store.unhide(args.id, reason=args.reason, actor=_actor(args))
+    print(f"entry {entry.id} is visible again")
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        print(f"{PROG}: deleting is permanent (hide is not); pass --yes to delete entry {args.id}.", file=sys.stderr)
+        return 2
+    with LeaderboardStore(args.db) as store:
+        summary = store.delete(args.id, reason=args.reason, actor=_actor(args))
+    print(f"deleted entry {summary['id']} ({summary['env_id']}, {summary['agent']}); its summary is in the audit log")
+    return 0
+
+
+def _cmd_audit_log(args: argparse.Namespace) -> int:
+    with LeaderboardStore(args.db) as store:
+        events = store.audit_log(entry_id=args.entry, limit=args.limit)
+    if args.json:
+        print(json.dumps([e.summary() for e in events], indent=2, ensure_ascii=False))
+        return 0
+    for e in events:
+        what = f"entry {e.entry_id}" if e.entry_id is not None else ""
+        what += f" {e.target!r}" if e.target else ""
+        print(f"{e.at:%Y-%m-%d %H:%M:%S}Z  {e.actor:<12} {e.action:<13} {what.strip()}  {e.reason or ''}".rstrip())
     return 0
 
 
@@ -164,7 +216,7 @@ def _cmd_schema(_args: argparse.Namespace) -> int:
 
 def _cmd_issue_token(args: argparse.Namespace) -> int:
     with LeaderboardStore(args.db) as store:
-        token = store.issue_token(args.name, replace=args.replace)
+        token = store.issue_token(args.name, replace=args.replace, actor=_actor(args))
     print(f"API token for {args.name!r} (shown once; only its hash is stored):", file=sys.stderr)
     print(token)
     return 0
@@ -172,7 +224,15 @@ def _cmd_issue_token(args: argparse.Namespace) -> int:
 
 def _cmd_revoke_token(args: argparse.Namespace) -> int:
     with LeaderboardStore(args.db) as store:
-        n = store.revoke_token(args.name)
+        n = store.revoke_token(args.name, actor=_actor(args), reason=args.reason)
+        ids = (
+            store.cascade_entries(args.name, args.cascade, actor=_actor(args), reason=args.reason)
+            if args.cascade
+            else []
+        )
+    if args.cascade:
+        done = "hid" if args.cascade == "hide" else "deleted"
+        print(f"{done} {len(ids)} entr{'y' if len(ids) == 1 else 'ies'} of {args.name!r}: {ids}")
     if n == 0:
         print(f"{PROG}: {args.name!r} has no active token.", file=sys.stderr)
         return 1
@@ -222,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", parents=[common], help="list the ranked entries")
     p.add_argument("--env", metavar="ID", help="only this env id")
+    p.add_argument("--all", action="store_true", help="also list entries hidden by moderators")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_list)
 
@@ -247,14 +308,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", parents=[common], help="print the submission JSON Schema")
     p.set_defaults(func=_cmd_schema)
 
-    admin = sub.add_parser("admin", help="manage API tokens").add_subparsers(dest="admin", required=True)
-    p = admin.add_parser("issue-token", parents=[common], help="issue an API token for NAME (printed once)")
+    admin = sub.add_parser("admin", help="manage API tokens and moderate entries").add_subparsers(
+        dest="admin", required=True
+    )
+    moderator = argparse.ArgumentParser(add_help=False, parents=[common])
+    moderator.add_argument("--actor", help="who acts, for the audit log (default: $USER)")
+    p = admin.add_parser("issue-token", parents=[moderator], help="issue an API token for NAME (printed once)")
     p.add_argument("name")
     p.add_argument("--replace", action="store_true", help="revoke NAME's active token first")
     p.set_defaults(func=_cmd_issue_token)
-    p = admin.add_parser("revoke-token", parents=[common], help="revoke NAME's active tokens")
+    p = admin.add_parser("revoke-token", parents=[moderator], help="revoke NAME's active tokens")
     p.add_argument("name")
+    p.add_argument("--cascade", choices=("hide", "delete"), help="also hide or delete the entries NAME submitted")
+    p.add_argument("--reason", help="why (audit log)")
     p.set_defaults(func=_cmd_revoke_token)
+    p = admin.add_parser("hide", parents=[moderator], help="hide entry ID from every page, listing and export")
+    p.add_argument("id", type=int)
+    p.add_argument("--reason", required=True, help="why (audit log)")
+    p.set_defaults(func=_cmd_hide)
+    p = admin.add_parser("unhide", parents=[moderator], help="show a hidden entry again")
+    p.add_argument("id", type=int)
+    p.add_argument("--reason", help="why (audit log)")
+    p.set_defaults(func=_cmd_unhide)
+    p = admin.add_parser(
+        "delete", parents=[moderator], help="delete entry ID for good (the audit log keeps its summary)"
+    )
+    p.add_argument("id", type=int)
+    p.add_argument("--reason", required=True, help="why (audit log)")
+    p.add_argument("--yes", action="store_true", help="confirm: deleting cannot be undone")
+    p.set_defaults(func=_cmd_delete)
+    p = admin.add_parser("audit-log", parents=[common], help="print the moderation and token audit log, newest first")
+    p.add_argument("--entry", type=int, metavar="ID", help="only events about this entry")
+    p.add_argument("--limit", type=int, default=None, help="at most this many events")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_audit_log)
     p = admin.add_parser("list-tokens", parents=[common], help="list issued tokens (names and key ids, no secrets)")
     p.set_defaults(func=_cmd_list_tokens)
     return parser
