@@ -199,13 +199,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from leaderboard.server import create_app
+    from leaderboard.server import create_app, serve
 
     app = create_app(args.db, max_body_bytes=args.max_body_bytes)
     print(f"serving {app.state.store.url} on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10)
+    serve(
+        app,
+        host=args.host,
+        port=args.port,
+        header_timeout=args.header_timeout,
+        limit_concurrency=args.limit_concurrency,
+        log_level=args.log_level,
+    )
     return 0
 
 
@@ -301,6 +306,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     p.add_argument(
         "--max-body-bytes", type=int, default=MAX_SUBMISSION_BYTES, help="request size limit (default: %(default)s)"
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection may take to send a request's headers (default: %(default)s)",
+    )
+    p.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=512,
+        help="connections at once; more are answered 503 (default: %(default)s)",
     )
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=_cmd_serve)

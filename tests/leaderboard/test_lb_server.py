@@ -128,7 +128,7 @@ def test_pages(client, token, make_submission):
     for i in range(3):
         post(client, make_submission(i), token)
     index = client.get("/").text
-    assert "LMEnv/Math-v0" in index and "No submissions yet." in index  # registered envs without entries
+    assert "LMEnv/Math-v0" in index and "Envs without submissions yet" in index  # registered envs, no entries
     env_page = client.get(f"/env/{ENV_ID}").text
     assert env_page.count('<tr data-entry-id="') == 3 and env_page.count('<g class="entry"') == 3
     assert client.get("/env/LMEnv/Nope-v0").status_code == 404
