@@ -15,9 +15,11 @@ Examples::
     lm-envs leaderboard admin hide 7 --reason "impossible score"         # also: unhide, delete
     lm-envs leaderboard admin revoke-token mallory --cascade hide        # and hide mallory's entries
     lm-envs leaderboard admin audit-log
+    lm-envs leaderboard verify 7                                          # re-run the protocol on its checkpoints
     lm-envs leaderboard serve --host 127.0.0.1 --port 8000
 
-Exit status: 0 on success, 1 when a submission is refused, 2 for usage or connection errors.
+Exit status: 0 on success, 1 when a submission is refused or a verification does not reproduce, 2 for
+usage or connection errors (and entries that cannot be verified: no checkpoints).
 """
 
 from __future__ import annotations
@@ -162,6 +164,27 @@ def _cmd_delete(args: argparse.Namespace) -> int:
         summary = store.delete(args.id, reason=args.reason, actor=_actor(args))
     print(f"deleted entry {summary['id']} ({summary['env_id']}, {summary['agent']}); its summary is in the audit log")
     return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from leaderboard.verify import VerificationError, verify_entry
+
+    with LeaderboardStore(args.db) as store:
+        try:
+            entry, record = verify_entry(store, args.id, device=args.device, workdir=args.workdir, actor=_actor(args))
+        except VerificationError as e:
+            print(f"{PROG}: {e}", file=sys.stderr)
+            return 2
+    if args.json:
+        print(json.dumps(record, indent=2, ensure_ascii=False))
+    else:
+        head = f"entry {entry.id} ({entry.env_id}, {entry.agent_name})"
+        print(f"{head}: {record['metric']}, tolerance {record['tolerance']:g}")
+        for r in record["seeds"]:
+            got = "-" if r["reproduced"] is None else f"{r['reproduced']:.6g}"
+            print(f"  seed {r['seed']}: submitted {r['submitted']:.6g}, re-run {got}: {r['result']}")
+        print(f"{record['status']}")
+    return 0 if record["status"] == "verified" else 1
 
 
 def _cmd_audit_log(args: argparse.Namespace) -> int:
@@ -321,6 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser(
+        "verify", parents=[common], help="re-run an entry's protocol on its published checkpoints and mark it verified"
+    )
+    p.add_argument("id", type=int, help="entry id (see list)")
+    p.add_argument("--device", default="cpu", help="torch device to evaluate on (default: %(default)s)")
+    p.add_argument("--workdir", help="where checkpoints are downloaded and unpacked (default: a temporary directory)")
+    p.add_argument("--actor", help="who verifies, for the audit log (default: $USER)")
+    p.add_argument("--json", action="store_true", help="print the verification record as JSON")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("schema", parents=[common], help="print the submission JSON Schema")
     p.set_defaults(func=_cmd_schema)

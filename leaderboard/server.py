@@ -7,7 +7,7 @@ Routes:
 ``GET /env/<env id>[?page=&q=&verified=1]``  one env's table (50 rows a page, searchable) and plot
 ``GET /entry/<id>``                       an entry's page with the full submission record
 ``GET /api/v1/envs``                      envs with their protocols and entry counts
-``GET /api/v1/submissions[?env=<id>]``    ranked entries (summaries; ``limit`` <= 1000, ``offset``)
+``GET /api/v1/submissions[?env=<id>]``    ranked entries (summaries; ``verified=1``, ``limit`` <= 1000, ``offset``)
 ``GET /api/v1/submissions/<id>``          one entry with its full document
 ``POST /api/v1/submissions``              submit (``Authorization: Bearer <token>``; body: the JSON document)
 ``GET /api/v1/schema``                    the submission JSON Schema
@@ -444,18 +444,23 @@ def create_app(
     @app.get("/api/v1/submissions")
     async def list_submissions(
         env: str | None = None,
+        verified: str | None = None,
         limit: int = Query(MAX_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT),
         offset: int = Query(0, ge=0, le=2**31),
     ) -> Response:
+        _, verified_only = _filters(None, verified)
+
         def render() -> tuple[str, int]:
             out = []
             rank_by_env: dict[str, int] = {}
             for e in store.entries(env):
                 rank_by_env[e.env_id] = rank_by_env.get(e.env_id, 0) + 1
+                if verified_only and not e.verified:
+                    continue
                 out.append({"rank": rank_by_env[e.env_id], **e.summary(), "url": links.entry(e.id)})
             return json.dumps(out[offset : offset + limit], ensure_ascii=False), len(out)
 
-        body, total = await api_cache.get(("list", env, limit, offset), store.generation, render)
+        body, total = await api_cache.get(("list", env, verified_only, limit, offset), store.generation, render)
         return Response(body, media_type="application/json", headers={"X-Total-Count": str(total)})
 
     @app.get("/api/v1/submissions/{entry_id}")
