@@ -123,6 +123,8 @@ dl.summary dt { color: #57606a; } dl.summary dd { margin: 0; overflow-wrap: anyw
 svg.plot { max-width: 100%; height: auto; font-size: 11px; }
 svg.plot text { fill: #1b1f24; }
 code { overflow-wrap: anywhere; }
+.narrow-only { display: none; }
+.verified-mark { color: #116329; font-weight: 600; }
 @media (max-width: 700px) {
  main { padding: 0.6rem 0.6rem 2rem; }
  .opt { display: none; }
@@ -130,6 +132,11 @@ code { overflow-wrap: anywhere; }
  th, td { padding: 0.25rem 0.35rem; }
  table { font-size: 0.85rem; }
  dl.summary { grid-template-columns: minmax(0, 1fr); } dl.summary dd { margin-bottom: 0.4rem; }
+}
+@media (max-width: 480px) {
+ .wide { display: none; }
+ .narrow-only { display: inline; }
+ td.name { max-width: 11rem; }
 }
 """
 
@@ -217,10 +224,10 @@ _TEMPLATES = {
 <table class="sortable leaderboard" data-env="{{ b.env_id }}">
 <thead><tr>
 <th class="num" data-type="number" title="1 + the number of entries whose 95% interval is entirely better; = marks
- ties">Rank</th><th data-type="text">Agent</th><th data-type="text">Model</th>
+ ties">Rank</th><th data-type="text">Agent</th><th class="wide" data-type="text">Model</th>
 {% set other = "mean" if b.aggregate == "iqm" else "iqm" %}
 <th class="num" data-type="number">Score ({{ b.aggregate_label }})</th><th class="num" data-type="number">95% CI</th>
-<th data-type="text">Status</th>
+<th class="wide" data-type="text">Status</th>
 <th class="num opt" data-type="number">{{ "Mean" if other == "mean" else "IQM" }}</th>
 <th class="num opt" data-type="number">Seeds</th><th class="opt" data-type="text">Per-seed scores</th>
 <th class="opt" data-type="text">Evaluated</th><th class="opt" data-type="text">Submitted by</th>
@@ -230,11 +237,12 @@ _TEMPLATES = {
  class="{{ e.verification or 'self-reported' }}{% if r.tied %} tied{% endif %}">
 <td class="num rank" data-value="{{ r.position }}">{{ r.rank }}{% if r.tied %}<span class="tie"
  title="95% intervals overlap: statistically tied">=</span>{% endif %}</td>
-<td class="name agent" data-value="{{ e.agent_name }}"><a href="{{ links.entry(e.id) }}">{{ e.agent_name }}</a></td>
-<td class="name model" data-value="{{ e.model_name }}">{{ e.model_name }}</td>
+<td class="name agent" data-value="{{ e.agent_name }}"><a href="{{ links.entry(e.id) }}">{{ e.agent_name }}</a>{% if
+ e.verified %}<span class="narrow-only verified-mark" title="verified"> ✓</span>{% endif %}</td>
+<td class="name model wide" data-value="{{ e.model_name }}">{{ e.model_name }}</td>
 <td class="num score" data-value="{{ e.score }}">{{ e.score|num }}</td>
 <td class="num ci" data-value="{{ e.ci_high - e.ci_low }}">[{{ e.ci_low|num }}, {{ e.ci_high|num }}]</td>
-<td class="status" data-value="{{ e.verification or 'self-reported' }}">{{ status(e) }}</td>
+<td class="status wide" data-value="{{ e.verification or 'self-reported' }}">{{ status(e) }}</td>
 <td class="num opt {{ other }}" data-value="{{ e[other] }}">{{ e[other]|num }}</td>
 <td class="num opt" data-value="{{ e.n_seeds }}">{{ e.n_seeds }}</td>
 <td class="seeds opt">{% for s in e.seed_scores[:10] %}{{ s|num }}{% if not loop.last %}, {% endif %}{% endfor %}{% if
