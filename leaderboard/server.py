@@ -43,6 +43,7 @@ import collections
 import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -55,7 +56,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from leaderboard.boards import boards
+from leaderboard.boards import Board, boards
 from leaderboard.envs import leaderboard_env_ids
 from leaderboard.pages import (
     CONTENT_SECURITY_POLICY,
@@ -154,6 +155,33 @@ class PageCache:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._slot_count)
         return self._slots
+
+
+class BoardsMemo:
+    """Every env's ranked table, computed once per store write generation (and at most ``ttl`` seconds old).
+
+    Filtered and paginated pages all start from the same tables; loading and ranking every entry is
+    the expensive part of a render, so it is shared across pages (thread-safe: renders run in threads).
+    """
+
+    def __init__(self, store: LeaderboardStore, ttl: float = CACHE_TTL_S) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._value: tuple[int, float, list[Board]] | None = None
+
+    def __call__(self, env_id: str | None = None) -> list[Board]:
+        """The tables (or the one of ``env_id``, empty if it has none), as :func:`leaderboard.boards.boards`."""
+        with self._lock:
+            generation = self.store.generation
+            value = self._value
+            if value is None or value[0] != generation or time.monotonic() - value[1] > self.ttl:
+                value = (generation, time.monotonic(), boards(self.store))
+                self._value = value
+        if env_id is None:
+            return value[2]
+        found = [b for b in value[2] if b.env_id == env_id]
+        return found or boards(self.store, env_id)  # e.g. a retired id just submitted through another process
 
 
 async def run_slot(
@@ -319,6 +347,7 @@ def create_app(
     """
     store = LeaderboardStore(store_url)
     links = ServerLinks()
+    tables = BoardsMemo(store)
     cache = PageCache()  # HTML pages
     api_cache = PageCache(slots=RENDER_SLOTS * 2)  # JSON answers: a stuck page render never holds them up
     auth_slots: list[asyncio.Semaphore] = []
@@ -382,7 +411,7 @@ def create_app(
         page = await cache.get(
             ("index", query, verified_only),
             store.generation,
-            lambda: render_index(boards(store), links, query=query, verified_only=verified_only),
+            lambda: render_index(tables(), links, query=query, verified_only=verified_only),
         )
         return html(page)
 
@@ -393,7 +422,7 @@ def create_app(
         query, verified_only = _filters(q, verified)
 
         def render() -> str | None:
-            found = boards(store, env_id)
+            found = tables(env_id)
             if not found:
                 return None
             return render_env(found[0], links, page=page, query=query, verified_only=verified_only, page_size=PAGE_SIZE)

@@ -665,6 +665,7 @@ class LeaderboardStore:
             reason: Why (recorded in the audit log).
         """
         reason = _clean_text(reason, "reason")
+        name = normalize_name(name)
         now = _dt.datetime.now(_dt.timezone.utc)
         with Session(self._write_engine) as session, session.begin():
             result = session.execute(
@@ -778,6 +779,7 @@ class LeaderboardStore:
         """
         if action not in ("hide", "delete"):
             raise ValueError(f"cascade must be 'hide' or 'delete', got {action!r}.")
+        name = normalize_name(name)
         stmt = select(_SubmissionRow.id).where(_SubmissionRow.submitted_by == name)
         if action == "hide":
             stmt = stmt.where(_SubmissionRow.hidden_at.is_(None))
