@@ -199,27 +199,35 @@ async def run_slot(
 
 
 class HeaderTimeoutProtocol(H11Protocol):
-    """uvicorn's h11 protocol, closing connections that do not send a complete request head in time.
+    """uvicorn's h11 protocol, closing connections that stall before their request is read.
 
     uvicorn times out idle keep-alive connections, but not one that sends a few bytes of a request
     and then nothing: each such connection would be held open for good. Every ``header_timeout / 2``
-    seconds this checks whether the connection is still waiting for the same request's head; the
-    second time in a row it is closed (after between ``header_timeout / 2`` and ``header_timeout``).
+    seconds this checks the connection: still waiting for the same request's head the second time in
+    a row (after between ``header_timeout / 2`` and ``header_timeout``), or inside a request body with
+    no new bytes since the last check, and it is closed.
     """
 
     header_timeout = 10.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_state: tuple[bool, int] | None = None
+        self._head_state: tuple[Any, int, int] | None = None
+        self._received = 0
         self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(self.header_timeout / 2, self._check_head)
+
+    def data_received(self, data: bytes) -> None:
+        self._received += len(data)
+        super().data_received(data)
 
     def _check_head(self) -> None:
         if self.transport.is_closing():
             return
-        waiting = self.conn.their_state is h11.IDLE
-        state = (waiting, id(self.cycle))
-        if waiting and state == self._head_state:
+        their = self.conn.their_state
+        state = (their, id(self.cycle), self._received)
+        stalled_head = their is h11.IDLE and state[:2] == (self._head_state or (None, None, None))[:2]
+        stalled_body = their is h11.SEND_BODY and state == self._head_state
+        if stalled_head or stalled_body:
             self.transport.close()
             return
         self._head_state = state

@@ -130,7 +130,12 @@ def test_token_checks_are_bounded_too(app):
 
 
 def test_connections_that_never_finish_their_headers_are_closed(tmp_path, live_server_factory):
-    server = live_server_factory(f"sqlite:///{tmp_path / 'lb.sqlite'}", "--header-timeout", "1")
+    from leaderboard.store import LeaderboardStore
+
+    db = f"sqlite:///{tmp_path / 'lb.sqlite'}"
+    with LeaderboardStore(db) as store:
+        token = store.issue_token("slow")
+    server = live_server_factory(db, "--header-timeout", "1")
     host, port = server.base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=15) as slow:
         slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # ... and never the blank line
@@ -138,6 +143,10 @@ def test_connections_that_never_finish_their_headers_are_closed(tmp_path, live_s
         assert slow.recv(100) == b""  # closed by the server (a socket timeout here means it never was)
         waited = time.monotonic() - started
     assert waited < 14
+    with socket.create_connection((host, int(port)), timeout=15) as dribble:  # a body that stops arriving
+        head = f"POST /api/v1/submissions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        dribble.sendall(head.encode() + b"Content-Length: 1000\r\n\r\n{")
+        assert dribble.recv(100) == b""
     status, body = server.request("GET", "/healthz")
     assert status == 200 and body["ok"] is True
     with socket.create_connection((host, int(port)), timeout=15) as fast:  # a complete request is unaffected
