@@ -127,29 +127,36 @@ class PageCache:
 
     async def get(self, key: Any, generation: int, render: Callable[[], Any]) -> Any:
         """The value of ``key``: cached, or rendered once by ``render`` (run in the thread pool)."""
-        hit = self._fresh(key, generation)
-        if hit is not None:
-            return hit
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
+        while True:
+            hit = self._fresh(key, generation)
+            if hit is not None:
+                return hit
+            pending = self._inflight.get(key)
+            if pending is None:
+                break
+            await asyncio.wait({pending})  # raises only if this request itself is cancelled
+            if not pending.cancelled():  # else the rendering request went away: render here instead
+                return pending.result()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
             value = await run_slot(self._semaphore(), self.queue_timeout, render)
-            self.renders += 1
-            self._values[key] = (generation, time.monotonic(), value)
-            self._values.move_to_end(key)
-            while len(self._values) > self.max_items:
-                self._values.popitem(last=False)
-            future.set_result(value)
-            return value
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as e:
             future.set_exception(e)
-            future.exception()  # retrieved: waiters re-raise it, nobody else needs to
+            future.exception()  # marked as retrieved: the waiters re-raise it
             raise
         finally:
             del self._inflight[key]
+        self.renders += 1
+        self._values[key] = (generation, time.monotonic(), value)
+        self._values.move_to_end(key)
+        while len(self._values) > self.max_items:
+            self._values.popitem(last=False)
+        future.set_result(value)
+        return value
 
     def _semaphore(self) -> asyncio.Semaphore:
         if self._slots is None:

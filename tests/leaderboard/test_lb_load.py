@@ -155,3 +155,30 @@ def test_connections_that_never_finish_their_headers_are_closed(tmp_path, live_s
         while chunk := fast.recv(4096):
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 200") and json.loads(reply.split(b"\r\n\r\n", 1)[1])["ok"] is True
+
+
+def test_a_render_whose_requester_leaves_does_not_fail_the_others():
+    from leaderboard.server import PageCache
+
+    release = threading.Event()
+    calls = []
+
+    def render():
+        calls.append(1)
+        release.wait(10)
+        return "page"
+
+    async def go():
+        cache = PageCache(slots=2)
+        first = asyncio.create_task(cache.get("k", 0, render))
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(cache.get("k", 0, render))
+        await asyncio.sleep(0.1)
+        first.cancel()  # the client that started the render disconnects
+        await asyncio.sleep(0.1)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return await asyncio.wait_for(second, 10), await cache.get("k", 0, render)
+
+    assert asyncio.run(go()) == ("page", "page") and len(calls) == 2
