@@ -10,7 +10,7 @@ Importing this package is light: the store (SQLAlchemy) and the server (FastAPI)
 Example:
     >>> import leaderboard
     >>> leaderboard.SCHEMA_VERSION
-    1
+    2
 """
 
 from __future__ import annotations

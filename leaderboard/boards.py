@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,80 @@ class Board:
     def aggregate_label(self) -> str:
         """``"IQM"`` or ``"Mean"``."""
         return AGGREGATE_LABELS.get(self.aggregate, self.aggregate)
+
+    @property
+    def range_label(self) -> str:
+        """The metric's declared range as text (``"[0, 1]"``, ``"[-1, ∞)"``), or ``""`` when none is declared."""
+        bounds = (self.protocol or {}).get("metric_range")
+        if not bounds:
+            return ""
+        low, high = bounds
+        return f"{'(-∞' if low is None else f'[{low:g}'}, {'∞)' if high is None else f'{high:g}]'}"
+
+    @property
+    def verified_count(self) -> int:
+        """How many entries are verified."""
+        return sum(e.verified for e in self.entries)
+
+    def rows(self, query: str | None = None, *, verified_only: bool = False) -> list[Row]:
+        """The ranked rows, optionally filtered (ranks stay those of the full table).
+
+        Args:
+            query: Keep entries whose agent, model or submitter contains this text (case-insensitive).
+            verified_only: Keep verified entries only.
+        """
+        rows = ranked_rows(self.entries, self.higher_is_better)
+        if query:
+            needle = query.casefold()
+            rows = [
+                r
+                for r in rows
+                if any(
+                    needle in (t or "").casefold()
+                    for t in (r.entry.agent_name, r.entry.model_name, r.entry.submitted_by)
+                )
+            ]
+        if verified_only:
+            rows = [r for r in rows if r.entry.verified]
+        return rows
+
+
+@dataclass(frozen=True)
+class Row:
+    """An entry in its table.
+
+    Attributes:
+        position: 1-based position in the full ranking (by score, then interval, then age).
+        rank: 1 + the number of entries whose 95% interval lies entirely better than this entry's
+            (entries whose intervals overlap share a rank: the data cannot tell them apart).
+        tied: Whether another entry has the same ``rank``.
+        entry: The entry.
+    """
+
+    position: int
+    rank: int
+    tied: bool
+    entry: Entry
+
+
+def ranked_rows(entries: list[Entry], higher_is_better: bool) -> list[Row]:
+    """Rows of ranked ``entries`` (best first) with interval-aware ranks, in O(n log n).
+
+    Example:
+        >>> ranked_rows([], True)
+        []
+    """
+    if higher_is_better:  # o is better than e when o.ci_low > e.ci_high
+        keys = sorted(e.ci_low for e in entries)
+        better = [len(keys) - bisect.bisect_right(keys, e.ci_high) for e in entries]
+    else:  # o is better than e when o.ci_high < e.ci_low
+        keys = sorted(e.ci_high for e in entries)
+        better = [bisect.bisect_left(keys, e.ci_low) for e in entries]
+    ranks = [b + 1 for b in better]
+    counts: dict[int, int] = {}
+    for r in ranks:
+        counts[r] = counts.get(r, 0) + 1
+    return [Row(i + 1, r, counts[r] > 1, e) for i, (r, e) in enumerate(zip(ranks, entries))]
 
 
 def boards(store: LeaderboardStore, env_id: str | None = None, *, include_empty: bool = True) -> list[Board]:

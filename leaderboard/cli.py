@@ -12,9 +12,14 @@ Examples::
     lm-envs leaderboard export md -o LEADERBOARD.md
     lm-envs leaderboard export html -o site/
     lm-envs leaderboard admin issue-token alice                          # prints the token once
+    lm-envs leaderboard admin hide 7 --reason "impossible score"         # also: unhide, delete
+    lm-envs leaderboard admin revoke-token mallory --cascade hide        # and hide mallory's entries
+    lm-envs leaderboard admin audit-log
+    lm-envs leaderboard verify 7                                          # re-run the protocol on its checkpoints
     lm-envs leaderboard serve --host 127.0.0.1 --port 8000
 
-Exit status: 0 on success, 1 when a submission is refused, 2 for usage or connection errors.
+Exit status: 0 on success, 1 when a submission is refused or a verification does not reproduce, 2 for
+usage or connection errors (and entries that cannot be verified: no checkpoints).
 """
 
 from __future__ import annotations
@@ -95,9 +100,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _actor(args: argparse.Namespace) -> str:
+    return args.actor or os.environ.get("USER") or "admin"
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     with LeaderboardStore(args.db) as store:
-        entries = store.entries(args.env)
+        entries = store.entries(args.env, include_hidden=args.all)
     if args.json:
         print(json.dumps([e.summary() for e in entries], indent=2, ensure_ascii=False))
         return 0
@@ -114,14 +123,80 @@ def _cmd_list(args: argparse.Namespace) -> int:
             print(f"  {'rank':>4} {'id':>6}  {'score':>9}  {'95% CI':<21} {'seeds':>5}  agent / model")
         rank += 1
         ci = f"[{e.ci_low:.4g}, {e.ci_high:.4g}]"
-        print(f"  {rank:>4} {e.id:>6}  {e.score:>9.4g}  {ci:<21} {e.n_seeds:>5}  {e.agent_name} / {e.model_name}")
+        flags = " [hidden]" if e.hidden else ""
+        flags += " [verified]" if e.verified else " [mismatch]" if e.verification == "mismatch" else ""
+        print(
+            f"  {rank:>4} {e.id:>6}  {e.score:>9.4g}  {ci:<21} {e.n_seeds:>5}  {e.agent_name} / {e.model_name}{flags}"
+        )
     return 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     with LeaderboardStore(args.db) as store:
-        entry = store.get(args.id)
-    print(json.dumps({**entry.summary(), "document": entry.document}, indent=2, ensure_ascii=False))
+        entry = store.get(args.id, include_hidden=True)
+    print(
+        json.dumps(
+            {**entry.summary(), "hidden": entry.hidden, "document": entry.document}, indent=2, ensure_ascii=False
+        )
+    )
+    return 0
+
+
+def _cmd_hide(args: argparse.Namespace) -> int:
+    with LeaderboardStore(args.db) as store:
+        entry = store.hide(args.id, reason=args.reason, actor=_actor(args))
+    print(f"hid entry {entry.id} ({entry.env_id}, {entry.agent_name})")
+    return 0
+
+
+def _cmd_unhide(args: argparse.Namespace) -> int:
+    with LeaderboardStore(args.db) as store:
+        entry = store.unhide(args.id, reason=args.reason, actor=_actor(args))
+    print(f"entry {entry.id} is visible again")
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        print(f"{PROG}: deleting is permanent (hide is not); pass --yes to delete entry {args.id}.", file=sys.stderr)
+        return 2
+    with LeaderboardStore(args.db) as store:
+        summary = store.delete(args.id, reason=args.reason, actor=_actor(args))
+    print(f"deleted entry {summary['id']} ({summary['env_id']}, {summary['agent']}); its summary is in the audit log")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from leaderboard.verify import VerificationError, verify_entry
+
+    with LeaderboardStore(args.db) as store:
+        try:
+            entry, record = verify_entry(store, args.id, device=args.device, workdir=args.workdir, actor=_actor(args))
+        except VerificationError as e:
+            print(f"{PROG}: {e}", file=sys.stderr)
+            return 2
+    if args.json:
+        print(json.dumps(record, indent=2, ensure_ascii=False))
+    else:
+        head = f"entry {entry.id} ({entry.env_id}, {entry.agent_name})"
+        print(f"{head}: {record['metric']}, tolerance {record['tolerance']:g}")
+        for r in record["seeds"]:
+            got = "-" if r["reproduced"] is None else f"{r['reproduced']:.6g}"
+            print(f"  seed {r['seed']}: submitted {r['submitted']:.6g}, re-run {got}: {r['result']}")
+        print(f"{record['status']}")
+    return 0 if record["status"] == "verified" else 1
+
+
+def _cmd_audit_log(args: argparse.Namespace) -> int:
+    with LeaderboardStore(args.db) as store:
+        events = store.audit_log(entry_id=args.entry, limit=args.limit)
+    if args.json:
+        print(json.dumps([e.summary() for e in events], indent=2, ensure_ascii=False))
+        return 0
+    for e in events:
+        what = f"entry {e.entry_id}" if e.entry_id is not None else ""
+        what += f" {e.target!r}" if e.target else ""
+        print(f"{e.at:%Y-%m-%d %H:%M:%S}Z  {e.actor:<12} {e.action:<13} {what.strip()}  {e.reason or ''}".rstrip())
     return 0
 
 
@@ -147,13 +222,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from leaderboard.server import create_app
+    from leaderboard.server import create_app, serve
 
     app = create_app(args.db, max_body_bytes=args.max_body_bytes)
     print(f"serving {app.state.store.url} on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10)
+    serve(
+        app,
+        host=args.host,
+        port=args.port,
+        header_timeout=args.header_timeout,
+        limit_concurrency=args.limit_concurrency,
+        log_level=args.log_level,
+    )
     return 0
 
 
@@ -164,7 +244,7 @@ def _cmd_schema(_args: argparse.Namespace) -> int:
 
 def _cmd_issue_token(args: argparse.Namespace) -> int:
     with LeaderboardStore(args.db) as store:
-        token = store.issue_token(args.name, replace=args.replace)
+        token = store.issue_token(args.name, replace=args.replace, actor=_actor(args))
     print(f"API token for {args.name!r} (shown once; only its hash is stored):", file=sys.stderr)
     print(token)
     return 0
@@ -172,7 +252,15 @@ def _cmd_issue_token(args: argparse.Namespace) -> int:
 
 def _cmd_revoke_token(args: argparse.Namespace) -> int:
     with LeaderboardStore(args.db) as store:
-        n = store.revoke_token(args.name)
+        n = store.revoke_token(args.name, actor=_actor(args), reason=args.reason)
+        ids = (
+            store.cascade_entries(args.name, args.cascade, actor=_actor(args), reason=args.reason)
+            if args.cascade
+            else []
+        )
+    if args.cascade:
+        done = "hid" if args.cascade == "hide" else "deleted"
+        print(f"{done} {len(ids)} entr{'y' if len(ids) == 1 else 'ies'} of {args.name!r}: {ids}")
     if n == 0:
         print(f"{PROG}: {args.name!r} has no active token.", file=sys.stderr)
         return 1
@@ -222,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", parents=[common], help="list the ranked entries")
     p.add_argument("--env", metavar="ID", help="only this env id")
+    p.add_argument("--all", action="store_true", help="also list entries hidden by moderators")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_list)
 
@@ -241,20 +330,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-body-bytes", type=int, default=MAX_SUBMISSION_BYTES, help="request size limit (default: %(default)s)"
     )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection may take to send a request's headers (default: %(default)s)",
+    )
+    p.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=512,
+        help="connections at once; more are answered 503 (default: %(default)s)",
+    )
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser(
+        "verify", parents=[common], help="re-run an entry's protocol on its published checkpoints and mark it verified"
+    )
+    p.add_argument("id", type=int, help="entry id (see list)")
+    p.add_argument("--device", default="cpu", help="torch device to evaluate on (default: %(default)s)")
+    p.add_argument("--workdir", help="where checkpoints are downloaded and unpacked (default: a temporary directory)")
+    p.add_argument("--actor", help="who verifies, for the audit log (default: $USER)")
+    p.add_argument("--json", action="store_true", help="print the verification record as JSON")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("schema", parents=[common], help="print the submission JSON Schema")
     p.set_defaults(func=_cmd_schema)
 
-    admin = sub.add_parser("admin", help="manage API tokens").add_subparsers(dest="admin", required=True)
-    p = admin.add_parser("issue-token", parents=[common], help="issue an API token for NAME (printed once)")
+    admin = sub.add_parser("admin", help="manage API tokens and moderate entries").add_subparsers(
+        dest="admin", required=True
+    )
+    moderator = argparse.ArgumentParser(add_help=False, parents=[common])
+    moderator.add_argument("--actor", help="who acts, for the audit log (default: $USER)")
+    p = admin.add_parser("issue-token", parents=[moderator], help="issue an API token for NAME (printed once)")
     p.add_argument("name")
     p.add_argument("--replace", action="store_true", help="revoke NAME's active token first")
     p.set_defaults(func=_cmd_issue_token)
-    p = admin.add_parser("revoke-token", parents=[common], help="revoke NAME's active tokens")
+    p = admin.add_parser("revoke-token", parents=[moderator], help="revoke NAME's active tokens")
     p.add_argument("name")
+    p.add_argument("--cascade", choices=("hide", "delete"), help="also hide or delete the entries NAME submitted")
+    p.add_argument("--reason", help="why (audit log)")
     p.set_defaults(func=_cmd_revoke_token)
+    p = admin.add_parser("hide", parents=[moderator], help="hide entry ID from every page, listing and export")
+    p.add_argument("id", type=int)
+    p.add_argument("--reason", required=True, help="why (audit log)")
+    p.set_defaults(func=_cmd_hide)
+    p = admin.add_parser("unhide", parents=[moderator], help="show a hidden entry again")
+    p.add_argument("id", type=int)
+    p.add_argument("--reason", help="why (audit log)")
+    p.set_defaults(func=_cmd_unhide)
+    p = admin.add_parser(
+        "delete", parents=[moderator], help="delete entry ID for good (the audit log keeps its summary)"
+    )
+    p.add_argument("id", type=int)
+    p.add_argument("--reason", required=True, help="why (audit log)")
+    p.add_argument("--yes", action="store_true", help="confirm: deleting cannot be undone")
+    p.set_defaults(func=_cmd_delete)
+    p = admin.add_parser("audit-log", parents=[common], help="print the moderation and token audit log, newest first")
+    p.add_argument("--entry", type=int, metavar="ID", help="only events about this entry")
+    p.add_argument("--limit", type=int, default=None, help="at most this many events")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_audit_log)
     p = admin.add_parser("list-tokens", parents=[common], help="list issued tokens (names and key ids, no secrets)")
     p.set_defaults(func=_cmd_list_tokens)
     return parser

@@ -198,7 +198,8 @@ def export_html(store: LeaderboardStore, directory: str | os.PathLike[str], env_
         for summary in board.entries:
             entry = store.get(summary.id)
             page = out / links.entry(entry.id)
-            page.write_text(render_entry(entry, links, csp_meta=True), encoding="utf-8")
+            detail = store.verification_detail(entry.id)
+            page.write_text(render_entry(entry, links, csp_meta=True, verification=detail), encoding="utf-8")
             record = out / str(links.api_entry(entry.id))
             record.write_text(
                 json.dumps({**entry.summary(), "document": entry.document}, indent=2, ensure_ascii=False) + "\n",

@@ -25,11 +25,11 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from jinja2 import DictLoader, Environment
 
-from leaderboard.boards import Board, boards
+from leaderboard.boards import Board, Row, boards
 from leaderboard.store import Entry
 
 __all__ = [
@@ -44,8 +44,12 @@ __all__ = [
     "score_plot",
 ]
 
-#: Entries drawn in an env's plot (the table lists them all).
+#: Entries drawn in an env's plot (the best of the rows shown).
 PLOT_MAX_ENTRIES = 30
+#: Rows per page of an env's table on the server.
+PAGE_SIZE = 50
+#: Rows per env on the index page (the env's page has the rest).
+INDEX_TOP = 10
 
 SCRIPT = """
 (function () {
@@ -87,25 +91,53 @@ SCRIPT = """
 """
 
 CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1b1f24; background: #fff; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1b1f24; background: #fff;
+ line-height: 1.4; }
 header { background: #1b1f24; padding: 0.6rem 1.2rem; }
 header a { color: #fff; text-decoration: none; font-weight: 600; }
 main { padding: 1rem 1.2rem 3rem; max-width: 1200px; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
-p.protocol, p.note { color: #57606a; font-size: 0.9rem; }
+p.protocol, p.note { color: #57606a; font-size: 0.9rem; max-width: 60rem; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; font-size: 0.9rem; margin: 0.5rem 0 1rem; }
 th, td { border-bottom: 1px solid #d0d7de; padding: 0.3rem 0.6rem; text-align: left; vertical-align: top; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.num, td.date { white-space: nowrap; }
+td.num, td.date, td.status { white-space: nowrap; }
 table.sortable th { cursor: pointer; user-select: none; background: #f6f8fa; }
+table.overview th { background: #f6f8fa; }
 table.sortable th[aria-sort=ascending]::after { content: " \\25B2"; }
 table.sortable th[aria-sort=descending]::after { content: " \\25BC"; }
-td.name { max-width: 22rem; overflow-wrap: anywhere; }
+td.name { max-width: 18rem; overflow-wrap: break-word; word-break: normal; hyphens: auto; }
+span.tie { color: #57606a; cursor: help; }
+.badge { font-size: 0.75rem; padding: 0.05rem 0.4rem; border-radius: 0.6rem; white-space: nowrap; }
+.badge.verified { background: #dafbe1; color: #116329; }
+.badge.self-reported { background: #f6f8fa; color: #57606a; }
+.badge.mismatch { background: #ffebe9; color: #a40e26; }
+form.filter { display: flex; flex-wrap: wrap; gap: 0.5rem 1rem; align-items: center; margin: 0.5rem 0 1rem; }
+form.filter input[type=search] { padding: 0.3rem; min-width: 12rem; max-width: 100%; }
+nav.pager { display: flex; gap: 1rem; align-items: center; font-size: 0.9rem; margin-bottom: 1rem; }
+ul.empty-envs { columns: 2 16rem; color: #57606a; font-size: 0.9rem; }
 pre.record { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; max-width: 100%; }
-dl.summary { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; }
+dl.summary { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: 0.2rem 1rem; }
 dl.summary dt { color: #57606a; } dl.summary dd { margin: 0; overflow-wrap: anywhere; }
 svg.plot { max-width: 100%; height: auto; font-size: 11px; }
 svg.plot text { fill: #1b1f24; }
+code { overflow-wrap: anywhere; }
+.narrow-only { display: none; }
+.verified-mark { color: #116329; font-weight: 600; }
+@media (max-width: 700px) {
+ main { padding: 0.6rem 0.6rem 2rem; }
+ .opt { display: none; }
+ td.name { max-width: 9rem; }
+ th, td { padding: 0.25rem 0.35rem; }
+ table { font-size: 0.85rem; }
+ dl.summary { grid-template-columns: minmax(0, 1fr); } dl.summary dd { margin-bottom: 0.4rem; }
+}
+@media (max-width: 480px) {
+ .wide { display: none; }
+ .narrow-only { display: inline; }
+ td.name { max-width: 11rem; }
+}
 """
 
 
@@ -116,7 +148,7 @@ def _csp_hash(text: str) -> str:
 #: The pages' Content-Security-Policy: only the inline script and style below, nothing from elsewhere.
 CONTENT_SECURITY_POLICY = (
     f"default-src 'none'; script-src {_csp_hash(SCRIPT)}; style-src {_csp_hash(CSS)}; img-src 'self' data:; "
-    "base-uri 'none'; form-action 'none'"
+    "base-uri 'none'; form-action 'self'"
 )
 
 _TEMPLATES = {
@@ -159,61 +191,114 @@ _TEMPLATES = {
 </svg>
 {%- endmacro %}
 
-{% macro board_section(b, links, heading=True) -%}
+{% macro status(e) -%}
+{% if e.verification == "verified" %}<span class="badge verified" title="per-seed scores reproduced from the published
+ checkpoints">verified</span>{% elif e.verification == "mismatch" %}<span class="badge mismatch" title="a re-run of the
+ protocol on the published checkpoints did not reproduce the scores">mismatch</span>{% else %}<span
+ class="badge self-reported" title="not re-run by the leaderboard">self-reported</span>{% endif %}
+{%- endmacro %}
+
+{% macro filter_form(action, query, verified_only) -%}
+<form class="filter" method="get" action="{{ action }}" role="search">
+<label>Search <input type="search" name="q" value="{{ query or '' }}" maxlength="200"
+ placeholder="agent, model or submitter"></label>
+<label><input type="checkbox" name="verified" value="1"{% if verified_only %} checked{% endif %}> verified only</label>
+<button type="submit">Filter</button>
+{% if query or verified_only %}<a href="{{ action }}">clear</a>{% endif %}
+</form>
+{%- endmacro %}
+
+{% macro board_section(v, links, heading=True) -%}
+{% set b = v.board %}
 <section class="board" id="board-{{ b.env_id|slug }}" data-env="{{ b.env_id }}">
 {% if heading %}<h2><a href="{{ links.env(b.env_id) }}">{{ b.env_id }}</a></h2>{% endif %}
 <p class="protocol">{% if b.protocol %}Metric <b>{{ b.metric }}</b> ({{ "higher" if b.higher_is_better else "lower" }}
- is better), ranked by its <b>{{ b.aggregate_label }}</b> over seeds with a 95% stratified-bootstrap confidence
+ is better{% if b.range_label %}, range {{ b.range_label }}{% endif %}), ranked by its
+ <b>{{ b.aggregate_label }}</b> over seeds with a 95% stratified-bootstrap confidence
  interval · split <b>{{ b.protocol.split }}</b>, {{ b.protocol.num_episodes or "all" }} episodes per seed, at least
  {{ b.protocol.min_seeds }} seeds.{% else %}This env id is not registered on this server any more (retired
- version); metric <b>{{ b.metric }}</b>, ranked by {{ b.aggregate_label }}.{% endif %}</p>
-{% if b.entries %}
+ version); metric <b>{{ b.metric }}</b>, ranked by {{ b.aggregate_label }}.{% endif %}
+ {{ b.entries|length }} entr{{ "y" if b.entries|length == 1 else "ies" }}, {{ b.verified_count }} verified.</p>
+{% if v.rows %}
+<div class="table-wrap">
 <table class="sortable leaderboard" data-env="{{ b.env_id }}">
 <thead><tr>
-<th class="num" data-type="number">Rank</th><th data-type="text">Agent</th><th data-type="text">Model</th>
+<th class="num" data-type="number" title="1 + the number of entries whose 95% interval is entirely better; = marks
+ ties">Rank</th><th data-type="text">Agent</th><th class="wide" data-type="text">Model</th>
 {% set other = "mean" if b.aggregate == "iqm" else "iqm" %}
 <th class="num" data-type="number">Score ({{ b.aggregate_label }})</th><th class="num" data-type="number">95% CI</th>
-<th class="num" data-type="number">{{ "Mean" if other == "mean" else "IQM" }}</th>
-<th class="num" data-type="number">Seeds</th><th data-type="text">Per-seed scores</th>
-<th data-type="text">Evaluated</th><th data-type="text">Submitted by</th>
+<th class="wide" data-type="text">Status</th>
+<th class="num opt" data-type="number">{{ "Mean" if other == "mean" else "IQM" }}</th>
+<th class="num opt" data-type="number">Seeds</th><th class="opt" data-type="text">Per-seed scores</th>
+<th class="opt" data-type="text">Evaluated</th><th class="opt" data-type="text">Submitted by</th>
 </tr></thead>
 <tbody>
-{% for e in b.entries %}<tr data-entry-id="{{ e.id }}" data-rank="{{ loop.index }}">
-<td class="num" data-value="{{ loop.index }}">{{ loop.index }}</td>
-<td class="name agent" data-value="{{ e.agent_name }}"><a href="{{ links.entry(e.id) }}">{{ e.agent_name }}</a></td>
-<td class="name model" data-value="{{ e.model_name }}">{{ e.model_name }}</td>
+{% for r in v.rows %}{% set e = r.entry %}<tr data-entry-id="{{ e.id }}" data-rank="{{ r.position }}"
+ class="{{ e.verification or 'self-reported' }}{% if r.tied %} tied{% endif %}">
+<td class="num rank" data-value="{{ r.position }}">{{ r.rank }}{% if r.tied %}<span class="tie"
+ title="95% intervals overlap: statistically tied">=</span>{% endif %}</td>
+<td class="name agent" data-value="{{ e.agent_name }}"><a href="{{ links.entry(e.id) }}">{{ e.agent_name }}</a>{% if
+ e.verified %}<span class="narrow-only verified-mark" title="verified"> ✓</span>{% endif %}</td>
+<td class="name model wide" data-value="{{ e.model_name }}">{{ e.model_name }}</td>
 <td class="num score" data-value="{{ e.score }}">{{ e.score|num }}</td>
 <td class="num ci" data-value="{{ e.ci_high - e.ci_low }}">[{{ e.ci_low|num }}, {{ e.ci_high|num }}]</td>
-<td class="num {{ other }}" data-value="{{ e[other] }}">{{ e[other]|num }}</td>
-<td class="num" data-value="{{ e.n_seeds }}">{{ e.n_seeds }}</td>
-<td class="seeds">{% for s in e.seed_scores %}{{ s|num }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
-<td class="date" data-value="{{ e.evaluated_at }}">{{ e.evaluated_at[:10] }}</td>
-<td class="name" data-value="{{ e.submitted_by or '' }}">{{ e.submitted_by or "local" }}</td>
+<td class="status wide" data-value="{{ e.verification or 'self-reported' }}">{{ status(e) }}</td>
+<td class="num opt {{ other }}" data-value="{{ e[other] }}">{{ e[other]|num }}</td>
+<td class="num opt" data-value="{{ e.n_seeds }}">{{ e.n_seeds }}</td>
+<td class="seeds opt">{% for s in e.seed_scores[:10] %}{{ s|num }}{% if not loop.last %}, {% endif %}{% endfor %}{% if
+ e.seed_scores|length > 10 %}, …{% endif %}</td>
+<td class="date opt" data-value="{{ e.evaluated_at }}">{{ e.evaluated_at[:10] }}</td>
+<td class="name opt" data-value="{{ e.submitted_by or '' }}">{{ e.submitted_by or "local" }}</td>
 </tr>
 {% endfor %}</tbody>
 </table>
-{{ plot(score_plot(b)) }}
-{% if b.entries|length > plot_max %}<p class="note">The plot shows the top {{ plot_max }} of
- {{ b.entries|length }} entries.</p>{% endif %}
+</div>
+{% if v.shown < v.matched %}<p class="note more">Showing {{ v.first }}–{{ v.first + v.shown - 1 }} of {{ v.matched }}
+ {% if v.matched < b.entries|length %}matching {% endif %}entries{% if v.more_url %} ·
+ <a href="{{ v.more_url }}">all {{ v.matched }} →</a>{% endif %}</p>{% endif %}
+{% if v.prev_url or v.next_url %}<nav class="pager" aria-label="pages">{% if v.prev_url %}<a rel="prev"
+ href="{{ v.prev_url }}">← previous</a>{% endif %}<span>page {{ v.page }} of {{ v.pages }}</span>{% if v.next_url %}<a
+ rel="next" href="{{ v.next_url }}">next →</a>{% endif %}</nav>{% endif %}
+{{ plot(score_plot(b, v.rows)) }}
+{% elif b.entries %}<p class="note empty">No entries match the filter.</p>
 {% else %}<p class="note empty">No submissions yet.</p>
 {% endif %}
 </section>
 {%- endmacro %}
 """,
-    "index.html": """{% extends "base.html" %}{% from "macros.html" import board_section with context %}
+    "index.html": """{% extends "base.html" %}{% from "macros.html" import board_section, filter_form with context %}
 {% block main %}<h1>Leaderboard</h1>
-<p class="note">One table per env. Scores are the protocol's metric aggregated over evaluation seeds; bars in the
- plots are 95% confidence intervals, dots the per-seed scores. Click a column header to sort, an agent for its full
- record.</p>
-{% for b in boards %}{{ board_section(b, links) }}
-{% else %}<p class="note">No envs with an evaluation protocol are registered.</p>
-{% endfor %}{% endblock %}
+<p class="note">Agents trained on lm-envs environments, scored under each env's evaluation protocol. Scores are the
+ protocol's metric aggregated over evaluation seeds with 95% confidence intervals; entries whose intervals overlap
+ share a rank (marked =). <span class="badge verified">verified</span> entries were re-run by the leaderboard from
+ their published checkpoints; <span class="badge self-reported">self-reported</span> ones were not.</p>
+{% if links.dynamic %}{{ filter_form(links.index(), query, verified_only) }}{% endif %}
+{% if populated %}<section class="overview"><h2>Overview</h2>
+<div class="table-wrap"><table class="overview">
+<thead><tr><th>Env</th><th>Metric</th><th class="num">Entries</th><th class="num">Verified</th><th>Best</th>
+<th class="num">Score</th><th class="num opt">95% CI</th></tr></thead>
+<tbody>{% for v in populated %}{% set b = v.board %}{% set top = b.entries[0] %}<tr data-env="{{ b.env_id }}">
+<td><a href="#board-{{ b.env_id|slug }}">{{ b.env_id }}</a></td>
+<td>{{ b.aggregate_label }} {{ b.metric }} {{ "↑" if b.higher_is_better else "↓" }}</td>
+<td class="num">{{ b.entries|length }}</td><td class="num">{{ b.verified_count }}</td>
+<td class="name"><a href="{{ links.entry(top.id) }}">{{ top.agent_name }}</a></td>
+<td class="num">{{ top.score|num }}</td><td class="num opt">[{{ top.ci_low|num }}, {{ top.ci_high|num }}]</td>
+</tr>{% endfor %}</tbody></table></div>
+</section>{% endif %}
+{% for v in populated %}{{ board_section(v, links) }}
+{% endfor %}
+{% if empty %}<section class="empty-envs"><h2>Envs without submissions yet</h2>
+<ul class="empty-envs">{% for b in empty %}<li><a href="{{ links.env(b.env_id) }}">{{ b.env_id }}</a>
+ ({{ b.metric }})</li>{% endfor %}</ul></section>{% endif %}
+{% if not populated and not empty %}<p class="note">No envs with an evaluation protocol are registered.</p>{% endif %}
+{% endblock %}
 """,
-    "env.html": """{% extends "base.html" %}{% from "macros.html" import board_section with context %}
-{% block main %}<h1>{{ board.env_id }}</h1>
-{{ board_section(board, links, heading=False) }}{% endblock %}
+    "env.html": """{% extends "base.html" %}{% from "macros.html" import board_section, filter_form with context %}
+{% block main %}<h1>{{ view.board.env_id }}</h1>
+{% if links.dynamic %}{{ filter_form(links.env(view.board.env_id), query, verified_only) }}{% endif %}
+{{ board_section(view, links, heading=False) }}{% endblock %}
 """,
-    "entry.html": """{% extends "base.html" %}
+    "entry.html": """{% extends "base.html" %}{% from "macros.html" import status %}
 {% block main %}<h1>Entry {{ e.id }}: {{ e.agent_name }} on <a href="{{ links.env(e.env_id) }}">{{ e.env_id }}</a></h1>
 <dl class="summary">
 <dt>Agent</dt><dd class="agent">{{ e.agent_name }}</dd>
@@ -230,9 +315,24 @@ _TEMPLATES = {
 <dt>Wall time</dt><dd>{{ doc.wall_time_s|num }} s</dd>
 <dt>Evaluated</dt><dd>{{ e.evaluated_at }}</dd>
 <dt>Submitted</dt><dd>{{ e.created_at.isoformat(timespec="seconds") }} by {{ e.submitted_by or "local" }}</dd>
+<dt>Status</dt><dd class="status">{{ status(e) }}{% if e.verified_at %} (re-run
+ {{ e.verified_at.isoformat(timespec="seconds") }}){% endif %}</dd>
 </dl>
+{% if verification and verification.seeds %}<h2>Verification</h2>
+<p class="note">The protocol was re-run on each seed's published checkpoint; a seed reproduces when its score is within
+ {{ verification.tolerance|num }} of the submitted one.</p>
+<div class="table-wrap"><table class="verification">
+<thead><tr><th class="num">Seed</th><th class="num">Submitted</th><th class="num">Re-run</th>
+<th class="num">Difference</th><th>Episodes hash</th><th>Result</th></tr></thead>
+<tbody>{% for s in verification.seeds %}<tr>
+<td class="num">{{ s.seed }}</td><td class="num">{{ s.submitted|num }}</td>
+<td class="num">{% if s.reproduced is not none %}{{ s.reproduced|num }}{% else %}–{% endif %}</td>
+<td class="num">{% if s.difference is not none %}{{ s.difference|num }}{% else %}–{% endif %}</td>
+<td>{{ "same" if s.episodes_hash_match else "differs" if s.episodes_hash_match is not none else "–" }}</td>
+<td>{{ s.result }}</td></tr>{% endfor %}</tbody></table></div>
+{% endif %}
 <h2>Seeds</h2>
-<table class="sortable seeds">
+<div class="table-wrap"><table class="sortable seeds">
 <thead><tr><th class="num" data-type="number">Seed</th><th class="num" data-type="number">Score</th>
 <th class="num" data-type="number">Episodes</th><th data-type="text">Episodes hash</th>
 <th data-type="text">Other metrics</th>
@@ -243,7 +343,7 @@ _TEMPLATES = {
 <td class="num" data-value="{{ s.num_episodes }}">{{ s.num_episodes }}</td><td><code>{{ s.episodes_hash }}</code></td>
 <td>{% for k, v in (s.metrics or {}).items() %}{{ k }}={{ v }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
 </tr>{% endfor %}</tbody>
-</table>
+</table></div>
 <h2>Full record</h2>
 {% set api = links.api_entry(e.id) %}
 {% if api %}<p class="note">As JSON: <a class="json" href="{{ api }}">{{ api }}</a></p>
@@ -275,7 +375,17 @@ _ENV.filters["slug"] = slug
 
 
 class Links:
-    """Where pages link to; subclasses choose server paths or static file names."""
+    """Where pages link to; subclasses choose server paths or static file names.
+
+    Attributes:
+        dynamic: Whether pages can take query parameters (search, filter, page numbers).
+    """
+
+    dynamic = False
+
+    def env_page(self, env_id: str, page: int = 1, query: str | None = None, verified_only: bool = False) -> str:
+        """An env's page at ``page`` with a filter (static pages ignore the parameters)."""
+        return self.env(env_id)
 
     def index(self) -> str:
         """The index page."""
@@ -296,6 +406,18 @@ class Links:
 
 class ServerLinks(Links):
     """Links of the live server: ``/``, ``/env/<id>``, ``/entry/<id>``, ``/api/v1/submissions/<id>``."""
+
+    dynamic = True
+
+    def env_page(self, env_id: str, page: int = 1, query: str | None = None, verified_only: bool = False) -> str:
+        params: dict[str, Any] = {}
+        if query:
+            params["q"] = query
+        if verified_only:
+            params["verified"] = 1
+        if page > 1:
+            params["page"] = page
+        return self.env(env_id) + ("?" + urlencode(params) if params else "")
 
     def index(self) -> str:
         return "/"
@@ -346,19 +468,25 @@ def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     return ticks
 
 
-def score_plot(board: Board, *, width: int = 720, max_entries: int = PLOT_MAX_ENTRIES) -> dict[str, Any]:
+def score_plot(
+    board: Board, rows: list[Row] | None = None, *, width: int = 720, max_entries: int = PLOT_MAX_ENTRIES
+) -> dict[str, Any]:
     """Coordinates of an env's score plot: per entry, its per-seed scores, interval and score.
 
     Args:
         board: The env's table.
+        rows: The rows to draw (default: the whole table), best first.
         width: SVG width in pixels.
-        max_entries: Most entries drawn (the best ones).
+        max_entries: Most entries drawn (the first of ``rows``).
 
     Returns:
         A dict the ``plot`` template macro draws (``rows`` with ``x_low``, ``x_high``, ``x_score``,
         ``seeds``; ``ticks``; sizes and labels). Labels are plain text; the template escapes them.
     """
-    entries: list[Entry] = board.entries[:max_entries]
+    if rows is None:
+        rows = board.rows()
+    rows = rows[:max_entries]
+    entries: list[Entry] = [r.entry for r in rows]
     left, right, top, row_h = 190.0, width - 20.0, 34.0, 24.0
     values = [v for e in entries for v in (e.ci_low, e.ci_high, e.score, *e.seed_scores)] or [0.0, 1.0]
     lo, hi = min(values), max(values)
@@ -372,16 +500,16 @@ def score_plot(board: Board, *, width: int = 720, max_entries: int = PLOT_MAX_EN
     def x(v: float) -> float:
         return round(left + (v - lo) / (hi - lo) * (right - left), 2)
 
-    rows = []
-    for i, e in enumerate(entries):
+    drawn = []
+    for i, (row, e) in enumerate(zip(rows, entries)):
         y = top + row_h * i + row_h / 2
         name = e.agent_name if len(e.agent_name) <= 26 else e.agent_name[:25] + "…"
         seeds = ", ".join(format_number(s) for s in e.seed_scores)
-        rows.append(
+        drawn.append(
             {
                 "id": e.id,
                 "y": y,
-                "label": f"{i + 1}. {name}",
+                "label": f"{row.rank}{'=' if row.tied else ''}. {name}",
                 "title": f"{e.agent_name} ({e.model_name}): {board.aggregate_label} {format_number(e.score)}, "
                 f"95% CI [{format_number(e.ci_low)}, {format_number(e.ci_high)}], seeds {seeds}",
                 "x_low": x(e.ci_low),
@@ -390,7 +518,7 @@ def score_plot(board: Board, *, width: int = 720, max_entries: int = PLOT_MAX_EN
                 "seeds": [x(s) for s in e.seed_scores],
             }
         )
-    bottom = top + row_h * max(len(rows), 1)
+    bottom = top + row_h * max(len(drawn), 1)
     direction = "higher" if board.higher_is_better else "lower"
     return {
         "width": width,
@@ -399,7 +527,7 @@ def score_plot(board: Board, *, width: int = 720, max_entries: int = PLOT_MAX_EN
         "right": right,
         "top": top,
         "bottom": bottom,
-        "rows": rows,
+        "rows": drawn,
         "ticks": [_Tick(x(t), format_number(t)) for t in _nice_ticks(lo, hi)],
         "label": f"{board.env_id}: {board.aggregate_label} of {board.metric} per entry with 95% CI and per-seed scores",
         "axis_label": f"{board.metric} ({direction} is better): ■ {board.aggregate_label}, — 95% CI, ● seeds",
@@ -420,25 +548,123 @@ def _render(template: str, links: Links, *, title: str, csp_meta: bool, **contex
     )
 
 
-def render_index(all_boards: list[Board], links: Links, *, csp_meta: bool = False) -> str:
-    """The index page: every env's table and plot.
+def _view(
+    board: Board,
+    links: Links,
+    *,
+    query: str | None,
+    verified_only: bool,
+    page: int = 1,
+    page_size: int | None = PAGE_SIZE,
+    more: bool = False,
+) -> dict[str, Any]:
+    rows = board.rows(query, verified_only=verified_only)
+    matched = len(rows)
+    size = page_size or max(matched, 1)
+    pages = max(1, math.ceil(matched / size))
+    page = min(max(int(page), 1), pages)
+    shown = rows[(page - 1) * size : page * size]
+
+    def at(n: int) -> str | None:
+        if more or not links.dynamic or not 1 <= n <= pages or n == page:
+            return None
+        return links.env_page(board.env_id, n, query, verified_only)
+
+    return {
+        "board": board,
+        "rows": shown,
+        "matched": matched,
+        "shown": len(shown),
+        "first": (page - 1) * size + 1,
+        "page": page,
+        "pages": pages,
+        "prev_url": at(page - 1),
+        "next_url": at(page + 1),
+        "more_url": links.env_page(board.env_id, 1, query, verified_only) if more else None,
+    }
+
+
+def render_index(
+    all_boards: list[Board],
+    links: Links,
+    *,
+    csp_meta: bool = False,
+    query: str | None = None,
+    verified_only: bool = False,
+    top: int = INDEX_TOP,
+) -> str:
+    """The index page: an overview of every env, the top rows of each populated env, the empty envs last.
 
     Args:
         all_boards: The tables (:func:`leaderboard.boards.boards`).
         links: Link style (server or static).
         csp_meta: Put the Content-Security-Policy in a ``<meta>`` tag (static files; the server
             sends it as a header).
+        query: Only rows whose agent, model or submitter contains this text.
+        verified_only: Only verified rows.
+        top: Rows per env (the env's page has the rest).
     """
-    return _render("index.html", links, title="Leaderboard", csp_meta=csp_meta, boards=all_boards)
+    populated = [
+        _view(b, links, query=query, verified_only=verified_only, page_size=top, more=True)
+        for b in all_boards
+        if b.entries
+    ]
+    empty = [b for b in all_boards if not b.entries]
+    return _render(
+        "index.html",
+        links,
+        title="Leaderboard",
+        csp_meta=csp_meta,
+        populated=populated,
+        empty=empty,
+        query=query,
+        verified_only=verified_only,
+    )
 
 
-def render_env(board: Board, links: Links, *, csp_meta: bool = False) -> str:
-    """One env's page: its table and plot."""
-    return _render("env.html", links, title=board.env_id, csp_meta=csp_meta, board=board)
+def render_env(
+    board: Board,
+    links: Links,
+    *,
+    csp_meta: bool = False,
+    page: int = 1,
+    query: str | None = None,
+    verified_only: bool = False,
+    page_size: int | None = None,
+) -> str:
+    """One env's page: its table (a page of it, filtered) and plot.
+
+    Args:
+        board: The env's table.
+        links: Link style.
+        csp_meta: CSP in a ``<meta>`` tag.
+        page: 1-based page number (clamped to the pages there are).
+        query: Only rows whose agent, model or submitter contains this text.
+        verified_only: Only verified rows.
+        page_size: Rows per page; ``None`` for all of them (static export), :data:`PAGE_SIZE` on the server.
+    """
+    view = _view(board, links, query=query, verified_only=verified_only, page=page, page_size=page_size)
+    return _render(
+        "env.html",
+        links,
+        title=board.env_id,
+        csp_meta=csp_meta,
+        view=view,
+        query=query,
+        verified_only=verified_only,
+    )
 
 
-def render_entry(entry: Entry, links: Links, *, csp_meta: bool = False) -> str:
-    """An entry's page: summary, per-seed table and the full submission record.
+def render_entry(
+    entry: Entry, links: Links, *, csp_meta: bool = False, verification: dict[str, Any] | None = None
+) -> str:
+    """An entry's page: summary, verification status, per-seed table and the full submission record.
+
+    Args:
+        entry: The entry, with its document.
+        links: Link style.
+        csp_meta: CSP in a ``<meta>`` tag.
+        verification: The last verification's results (``LeaderboardStore.verification_detail``).
 
     Raises:
         ValueError: If ``entry`` was loaded without its document (use ``LeaderboardStore.get``).
@@ -454,4 +680,5 @@ def render_entry(entry: Entry, links: Links, *, csp_meta: bool = False) -> str:
         e=entry,
         doc=entry.document,
         record=record,
+        verification=verification,
     )

@@ -2,13 +2,20 @@
 
 A submission is one JSON object that records everything needed to trust and reproduce a score: the
 env (id, spec hash, protocol), the dataset, the agent and its config, the model and tokenizer, the
-per-seed scores (kept raw) with a hash of each seed's per-episode results, the aggregates, the code
-and library versions, the hardware, the wall time and the date.
+per-seed scores (kept raw) with a hash of each seed's per-episode results and, optionally, the
+published checkpoint that produced them (so anyone can re-run the protocol on it), the aggregates,
+the code and library versions, the hardware, the wall time and the date.
 
 :data:`SUBMISSION_SCHEMA` is the JSON Schema (draft 2020-12) that :func:`leaderboard.validate_submission`
 checks first; the server publishes it at ``/api/v1/schema``, ``lm-envs leaderboard schema`` prints
 it, and ``leaderboard/submission.schema.json`` holds a copy for other tools (a test keeps it in sync).
 :data:`SCHEMA_VERSION` is bumped whenever a field is added, removed or changes meaning.
+
+Version history:
+    * 2: ``env.protocol`` records ``metric_range`` and ``tolerance``; a seed may name its
+      ``checkpoint`` (``uri`` and ``sha256``); ``wall_time_s`` is at most 1e9. Version 1 documents are
+      still accepted (:data:`SUBMISSION_SCHEMA_V1`), checked against the same ranges.
+    * 1: initial release.
 
 Example:
     >>> SUBMISSION_SCHEMA["properties"]["schema_version"]["const"] == SCHEMA_VERSION
@@ -17,11 +24,20 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any, TypedDict
 
-#: Version of the submission document. Validation accepts only this version.
-SCHEMA_VERSION = 1
+#: Version of the submission documents :func:`leaderboard.build_submission` writes.
+SCHEMA_VERSION = 2
+#: Versions validation accepts.
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+#: Deepest nesting of arrays and objects accepted in a document (the root object is depth 1).
+MAX_DEPTH = 32
+#: Largest magnitude of an integer anywhere in a document (64-bit, as databases and floats hold them).
+MAX_INT = 2**64
+#: Largest accepted ``wall_time_s`` (about 31 years).
+MAX_WALL_TIME_S = 1e9
 
 #: Largest accepted submission, in bytes of UTF-8 JSON (enforced in validation and at the HTTP layer).
 MAX_SUBMISSION_BYTES = 256 * 1024
@@ -40,6 +56,8 @@ class ProtocolDict(TypedDict):
     metric: str
     higher_is_better: bool
     aggregate: str
+    metric_range: list[float | None] | None
+    tolerance: float
 
 
 class EnvDict(TypedDict):
@@ -82,14 +100,25 @@ class ModelDict(TypedDict, total=False):
     num_parameters: int
 
 
+class CheckpointDict(TypedDict):
+    """A published checkpoint: where to get it (a path or URL) and the sha256 of its file (or archive)."""
+
+    uri: str
+    sha256: str
+
+
 class SeedDict(TypedDict, total=False):
-    """One evaluation seed: the primary metric, the episode count, and a hash of its per-episode results."""
+    """One evaluation seed: its metric, episode count, per-episode results hash and, optionally, checkpoint.
+
+    The checkpoint is what ``lm-envs leaderboard verify`` re-runs the protocol on.
+    """
 
     seed: int
     score: float
     num_episodes: int
     episodes_hash: str
     metrics: dict[str, float | int | bool | None]
+    checkpoint: CheckpointDict
 
 
 class CIMethodDict(TypedDict):
@@ -196,7 +225,16 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
                 "protocol": {
                     "type": "object",
                     "additionalProperties": False,
-                    "required": ["split", "num_episodes", "min_seeds", "metric", "higher_is_better", "aggregate"],
+                    "required": [
+                        "split",
+                        "num_episodes",
+                        "min_seeds",
+                        "metric",
+                        "higher_is_better",
+                        "aggregate",
+                        "metric_range",
+                        "tolerance",
+                    ],
                     "properties": {
                         "split": _name(),
                         "num_episodes": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}]},
@@ -204,6 +242,14 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
                         "metric": _name(),
                         "higher_is_better": {"type": "boolean"},
                         "aggregate": {"enum": ["iqm", "mean"]},
+                        "metric_range": {
+                            "anyOf": [
+                                {"type": "array", "items": {"type": ["number", "null"]}, "minItems": 2, "maxItems": 2},
+                                {"type": "null"},
+                            ],
+                            "description": "[low, high] values the metric can take (null: unbounded end)",
+                        },
+                        "tolerance": {"type": "number", "minimum": 0},
                     },
                 },
             },
@@ -260,6 +306,15 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
                         "type": "object",
                         "propertyNames": {"maxLength": 200},
                         "additionalProperties": {"type": ["number", "boolean", "null"]},
+                    },
+                    "checkpoint": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["uri", "sha256"],
+                        "properties": {
+                            "uri": {**_name(1000), "description": "path or http(s)/file URL of the checkpoint"},
+                            "sha256": {**_SHA256, "description": "sha256 of the checkpoint file or archive"},
+                        },
                     },
                 },
             },
@@ -328,10 +383,32 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
                 "gpu": _NULLABLE_NAME,
             },
         },
-        "wall_time_s": {"type": "number", "minimum": 0},
+        "wall_time_s": {"type": "number", "minimum": 0, "maximum": MAX_WALL_TIME_S},
         "date": {"type": "string", "format": "date-time", "maxLength": 64},
         "extra": {"type": "object", "description": "free-form additional information (env steps, tokens, notes)"},
     },
+}
+
+
+def _schema_v1(schema: dict[str, Any]) -> dict[str, Any]:
+    v1 = copy.deepcopy(schema)
+    v1["$id"] = "urn:lm-envs:leaderboard:submission:v1"
+    v1["properties"]["schema_version"] = {"const": 1}
+    protocol = v1["properties"]["env"]["properties"]["protocol"]
+    for key in ("metric_range", "tolerance"):
+        del protocol["properties"][key]
+        protocol["required"].remove(key)
+    del v1["properties"]["seeds"]["items"]["properties"]["checkpoint"]
+    return v1
+
+
+#: The JSON Schema of version 1 documents (still accepted; no protocol range, tolerance or checkpoints).
+SUBMISSION_SCHEMA_V1: dict[str, Any] = _schema_v1(SUBMISSION_SCHEMA)
+
+#: Protocol keys recorded by each schema version.
+PROTOCOL_KEYS = {
+    1: ("split", "num_episodes", "min_seeds", "metric", "higher_is_better", "aggregate"),
+    2: ("split", "num_episodes", "min_seeds", "metric", "higher_is_better", "aggregate", "metric_range", "tolerance"),
 }
 
 

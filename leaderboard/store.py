@@ -10,6 +10,13 @@ so concurrent writers (server threads, a CLI next to a running server) queue ins
 Duplicates are refused by a unique fingerprint column, which also holds under concurrent writers
 on PostgreSQL.
 
+Moderation: an admin can hide an entry (it leaves every listing and page but keeps its fingerprint,
+so it cannot be resubmitted), unhide it, or delete it; revoking a token can hide or delete the
+entries that came through it. Every such action (and every token issued or revoked, and every
+verification) is recorded in an append-only audit log (:meth:`LeaderboardStore.audit_log`).
+Opening a store upgrades a database created by an older version in place (new columns and tables
+are added; nothing is dropped).
+
 Example:
     >>> store = LeaderboardStore("sqlite://")  # in memory
     >>> store.entries()
@@ -43,7 +50,9 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import URL, make_url
@@ -52,11 +61,35 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, deferred, mapped_co
 from sqlalchemy.pool import StaticPool
 
 from leaderboard.schema import MAX_SUBMISSION_BYTES
-from leaderboard.tokens import new_token, parse_token, verify_secret
-from leaderboard.validate import DuplicateSubmissionError, ValidSubmission, validate_submission
+from leaderboard.tokens import hash_secret, new_token, parse_token, verify_secret
+from leaderboard.validate import (
+    DuplicateSubmissionError,
+    ValidSubmission,
+    normalize_name,
+    text_problems,
+    validate_submission,
+)
 
 #: Environment variable holding the store URL.
 URL_ENV = "LM_ENVS_LEADERBOARD_URL"
+#: Largest entry id (ids are 32-bit integer columns on every database).
+MAX_ENTRY_ID = 2**31 - 1
+
+
+def _valid_id(entry_id: Any) -> int | None:
+    try:
+        value = int(entry_id)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if 1 <= value <= MAX_ENTRY_ID else None
+
+
+def _valid_env_filter(env_id: str) -> bool:
+    """Whether ``env_id`` could name stored entries (ids are 1-200 characters without control characters).
+
+    PostgreSQL refuses NUL bytes in text parameters; such a filter matches nothing anyway.
+    """
+    return isinstance(env_id, str) and 0 < len(env_id) <= 200 and not any(ord(c) < 32 or ord(c) == 127 for c in env_id)
 
 
 def default_store_url() -> str:
@@ -123,6 +156,29 @@ class _SubmissionRow(_Base):
     submitted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True))
     document: Mapped[str] = deferred(mapped_column(Text))
+    # Added in the second store version (ALTER TABLE on older databases, see _migrate).
+    hidden_at: Mapped[_dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    hidden_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    verification: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    verified_at: Mapped[_dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    verification_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class _AuditRow(_Base):
+    __tablename__ = "lb_audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    entry_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    target: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+#: Columns added to lb_submissions after the first release, with their SQL types (see _migrate).
+_ADDED_COLUMNS = ("hidden_at", "hidden_reason", "verification", "verified_at", "verification_detail")
 
 
 class _TokenRow(_Base):
@@ -164,6 +220,11 @@ class Entry:
         submitted_by: Name of the API token it came through (``None`` for local submissions).
         created_at: When the store accepted it (UTC).
         document: The full submission (``None`` in listings; :meth:`LeaderboardStore.get` loads it).
+        hidden: Whether a moderator hid it (hidden entries appear only to admin commands).
+        verification: ``"verified"`` when a re-run of the protocol on its checkpoints reproduced every
+            per-seed score within the protocol's tolerance, ``"mismatch"`` when it did not, ``None``
+            while self-reported.
+        verified_at: When the last verification ran (UTC), or ``None``.
     """
 
     id: int
@@ -183,6 +244,14 @@ class Entry:
     submitted_by: str | None
     created_at: _dt.datetime
     document: dict[str, Any] | None = None
+    hidden: bool = False
+    verification: str | None = None
+    verified_at: _dt.datetime | None = None
+
+    @property
+    def verified(self) -> bool:
+        """Whether the entry's scores were reproduced from its published checkpoints."""
+        return self.verification == "verified"
 
     @property
     def n_seeds(self) -> int:
@@ -208,6 +277,7 @@ class Entry:
             "evaluated_at": self.evaluated_at,
             "submitted_by": self.submitted_by,
             "created_at": self.created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "verification": self.verification or "self-reported",
         }
 
     @classmethod
@@ -230,6 +300,9 @@ class Entry:
             submitted_by=row.submitted_by,
             created_at=_utc(row.created_at),  # type: ignore[arg-type]
             document=json.loads(row.document) if with_document else None,
+            hidden=row.hidden_at is not None,
+            verification=row.verification,
+            verified_at=_utc(row.verified_at),
         )
 
 
@@ -241,6 +314,64 @@ def rank(entries: list[Entry]) -> list[Entry]:
         return (sign * e.score, sign * (e.ci_low if e.higher_is_better else e.ci_high), e.id)
 
     return sorted(entries, key=key)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One line of the audit log.
+
+    Attributes:
+        id: Its position in the log.
+        at: When it happened (UTC).
+        actor: Who did it (the admin's name, ``"server"`` or ``"verify"``).
+        action: ``"hide"``, ``"unhide"``, ``"delete"``, ``"issue-token"``, ``"revoke-token"`` or ``"verify"``.
+        entry_id: The entry acted on, if any.
+        target: The token name acted on, if any.
+        reason: The reason given.
+        detail: More about it (a deleted entry's summary, a verification's per-seed results).
+    """
+
+    id: int
+    at: _dt.datetime
+    actor: str
+    action: str
+    entry_id: int | None
+    target: str | None
+    reason: str | None
+    detail: dict[str, Any] | None
+
+    def summary(self) -> dict[str, Any]:
+        """The event as JSON data."""
+        return {**dataclasses.asdict(self), "at": self.at.isoformat(timespec="seconds").replace("+00:00", "Z")}
+
+
+def _migrate(engine: Engine) -> None:
+    """Bring a database created by an older store up to date: create missing tables, add missing columns."""
+    _Base.metadata.create_all(engine)
+    table = _SubmissionRow.__table__
+    with engine.connect() as conn:
+        present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    missing = [name for name in _ADDED_COLUMNS if name not in present]
+    for name in missing:
+        column = table.c[name]
+        ddl = f"ALTER TABLE {table.name} ADD COLUMN {name} {column.type.compile(dialect=engine.dialect)}"
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(ddl))
+        except Exception:  # noqa: BLE001 - another process may have added it first; check below
+            with engine.connect() as conn:
+                if name not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
+                    raise
+
+
+def _clean_text(value: str | None, what: str, limit: int = 500) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit or text_problems({"x": value}):
+        raise ValueError(
+            f"{what} must be at most {limit} printable characters without invisible controls, got {str(value)[:60]!r}."
+        )
+    return normalize_name(value)
 
 
 @dataclass(frozen=True)
@@ -304,9 +435,17 @@ class LeaderboardStore:
         self.engine = _make_engine(resolved)
         self.url = make_url(resolved).render_as_string(hide_password=True)
         self._write_engine = self.engine.execution_options(lb_write=True)
-        _Base.metadata.create_all(self._write_engine)
+        _migrate(self._write_engine)
+        #: Incremented by every write through this store (pages cached by the server key on it).
+        self.generation = 0
         self._verified: dict[str, str] = {}
         self._verified_lock = threading.Lock()
+        self._dummy: str | None = None
+
+    def _dummy_hash(self) -> str:
+        if self._dummy is None:
+            self._dummy = hash_secret("not-a-token")
+        return self._dummy
 
     def __repr__(self) -> str:
         return f"LeaderboardStore({self.url!r})"
@@ -376,50 +515,72 @@ class LeaderboardStore:
         )
         try:
             with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
-                existing = session.scalar(
-                    select(_SubmissionRow.id).where(_SubmissionRow.fingerprint == valid.fingerprint)
-                )
+                existing = session.execute(
+                    select(_SubmissionRow.id, _SubmissionRow.hidden_at).where(
+                        _SubmissionRow.fingerprint == valid.fingerprint
+                    )
+                ).first()
                 if existing is not None:
                     raise self._duplicate(existing)
                 session.add(row)
                 session.flush()
                 entry = Entry._from_row(row, with_document=False)
+            self.generation += 1
         except IntegrityError:  # a concurrent writer stored the same fingerprint first
             with Session(self.engine) as session:
-                existing = session.scalar(
-                    select(_SubmissionRow.id).where(_SubmissionRow.fingerprint == valid.fingerprint)
-                )
+                existing = session.execute(
+                    select(_SubmissionRow.id, _SubmissionRow.hidden_at).where(
+                        _SubmissionRow.fingerprint == valid.fingerprint
+                    )
+                ).first()
             raise self._duplicate(existing) from None
         return dataclasses.replace(entry, document=doc)
 
     @staticmethod
-    def _duplicate(existing: int | None) -> DuplicateSubmissionError:
+    def _duplicate(found: Any) -> DuplicateSubmissionError:
+        existing = found[0] if found is not None else None
+        hidden = " (hidden by a moderator)" if found is not None and found[1] is not None else ""
         return DuplicateSubmissionError(
-            f"duplicate: entry {existing} already holds this evaluation (same env, same seeds' episode hashes and "
+            f"duplicate: entry {existing} already holds this evaluation{hidden} (same env, same seeds' episode "
+            "hashes and "
             "same agent config hash); a new result needs new episodes or a different config.",
             existing_id=existing,
         )
 
-    def get(self, entry_id: int) -> Entry:
+    def get(self, entry_id: int, *, include_hidden: bool = False) -> Entry:
         """The entry ``entry_id`` with its full document.
 
+        Args:
+            entry_id: The entry's id.
+            include_hidden: Also give a hidden entry (admin views).
+
         Raises:
-            KeyError: If there is no such entry.
+            KeyError: If there is no such entry (or it is hidden and ``include_hidden`` is false).
         """
+        valid_id = _valid_id(entry_id)
         with Session(self.engine) as session:
-            row = session.get(_SubmissionRow, int(entry_id), options=[undefer(_SubmissionRow.document)])
-            if row is None:
+            row = (
+                None
+                if valid_id is None
+                else session.get(_SubmissionRow, valid_id, options=[undefer(_SubmissionRow.document)])
+            )
+            if row is None or (row.hidden_at is not None and not include_hidden):
                 raise KeyError(f"no leaderboard entry with id {entry_id}; `lm-envs leaderboard list` shows the ids.")
             return Entry._from_row(row, with_document=True)
 
-    def entries(self, env_id: str | None = None) -> list[Entry]:
+    def entries(self, env_id: str | None = None, *, include_hidden: bool = False) -> list[Entry]:
         """Entries without documents, ranked within each env (envs in id order).
 
         Args:
             env_id: Only this env's entries.
+            include_hidden: Also list hidden entries (admin views).
         """
         stmt = select(_SubmissionRow)
+        if not include_hidden:
+            stmt = stmt.where(_SubmissionRow.hidden_at.is_(None))
         if env_id is not None:
+            if not _valid_env_filter(env_id):
+                return []
             stmt = stmt.where(_SubmissionRow.env_id == env_id)
         with Session(self.engine) as session:
             rows = [Entry._from_row(r) for r in session.scalars(stmt)]
@@ -430,19 +591,22 @@ class LeaderboardStore:
 
     def env_ids(self) -> list[str]:
         """Env ids that have at least one entry, sorted."""
+        stmt = select(_SubmissionRow.env_id).where(_SubmissionRow.hidden_at.is_(None)).distinct()
         with Session(self.engine) as session:
-            return sorted(session.scalars(select(_SubmissionRow.env_id).distinct()))
+            return sorted(session.scalars(stmt))
 
     def count(self, env_id: str | None = None) -> int:
-        """Number of entries (of one env, if given)."""
-        stmt = select(func.count(_SubmissionRow.id))
+        """Number of visible entries (of one env, if given)."""
+        stmt = select(func.count(_SubmissionRow.id)).where(_SubmissionRow.hidden_at.is_(None))
         if env_id is not None:
+            if not _valid_env_filter(env_id):
+                return 0
             stmt = stmt.where(_SubmissionRow.env_id == env_id)
         with Session(self.engine) as session:
             return int(session.scalar(stmt) or 0)
 
     def iter_documents(self, env_id: str | None = None) -> Iterator[Entry]:
-        """Every entry with its document, in id order (for backups and re-validation)."""
+        """Every entry with its document, hidden ones included, in id order (for backups and re-validation)."""
         stmt = select(_SubmissionRow).options(undefer(_SubmissionRow.document)).order_by(_SubmissionRow.id)
         if env_id is not None:
             stmt = stmt.where(_SubmissionRow.env_id == env_id)
@@ -452,12 +616,13 @@ class LeaderboardStore:
 
     # ------------------------------------------------------------------ API tokens
 
-    def issue_token(self, name: str, *, replace: bool = False) -> str:
+    def issue_token(self, name: str, *, replace: bool = False, actor: str = "admin") -> str:
         """Issue an API token for ``name``; the token is returned once and stored only as a hash.
 
         Args:
             name: Who the token is for (shown as "submitted by" on entries).
             replace: Revoke ``name``'s active tokens first, instead of refusing.
+            actor: Who issues it (recorded in the audit log).
 
         Returns:
             The token.
@@ -465,8 +630,12 @@ class LeaderboardStore:
         Raises:
             ValueError: If ``name`` is empty or already has an active token and ``replace`` is false.
         """
-        if not name or not name.strip() or len(name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
-            raise ValueError(f"token name must be 1-200 printable characters, got {name!r}.")
+        if not isinstance(name, str) or not name.strip() or len(name) > 200 or text_problems({"name": name}):
+            raise ValueError(
+                f"token name must be 1-200 printable characters without invisible or bidirectional controls, "
+                f"got {name!r}."
+            )
+        name = normalize_name(name)
         token = new_token()
         now = _dt.datetime.now(_dt.timezone.utc)
         with Session(self._write_engine) as session, session.begin():
@@ -480,16 +649,205 @@ class LeaderboardStore:
             for old in active:
                 old.revoked_at = now
             session.add(_TokenRow(key_id=token.key_id, name=name, secret_hash=token.stored_hash, created_at=now))
+            self._audit(session, actor, "issue-token", target=name, detail={"key_id": token.key_id})
         return token.token
 
-    def revoke_token(self, name: str) -> int:
-        """Revoke every active token of ``name``; returns how many were revoked."""
+    def revoke_token(
+        self, name: str, *, cascade: str | None = None, actor: str = "admin", reason: str | None = None
+    ) -> int:
+        """Revoke every active token of ``name``; returns how many were revoked.
+
+        Args:
+            name: Whose tokens.
+            cascade: Also ``"hide"`` or ``"delete"`` every entry submitted through ``name``'s tokens
+                (see :meth:`cascade_entries`); ``None`` leaves them.
+            actor: Who revokes (recorded in the audit log).
+            reason: Why (recorded in the audit log).
+        """
+        reason = _clean_text(reason, "reason")
+        name = normalize_name(name)
         now = _dt.datetime.now(_dt.timezone.utc)
         with Session(self._write_engine) as session, session.begin():
             result = session.execute(
                 update(_TokenRow).where(_TokenRow.name == name, _TokenRow.revoked_at.is_(None)).values(revoked_at=now)
             )
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            revoked = int(result.rowcount or 0)  # type: ignore[attr-defined]
+            if revoked:
+                self._audit(session, actor, "revoke-token", target=name, reason=reason, detail={"tokens": revoked})
+        if cascade is not None:
+            self.cascade_entries(name, cascade, actor=actor, reason=reason or f"token of {name!r} revoked")
+        return revoked
+
+    # ------------------------------------------------------------------ moderation
+
+    def _audit(
+        self,
+        session: Session,
+        actor: str,
+        action: str,
+        *,
+        entry_id: int | None = None,
+        target: str | None = None,
+        reason: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        session.add(
+            _AuditRow(
+                at=_dt.datetime.now(_dt.timezone.utc),
+                actor=_clean_text(actor, "actor", 200) or "admin",
+                action=action,
+                entry_id=entry_id,
+                target=target,
+                reason=reason,
+                detail=json.dumps(detail, ensure_ascii=False) if detail is not None else None,
+            )
+        )
+
+    def _moderate(self, entry_id: int, action: str, actor: str, reason: str | None) -> Entry | dict[str, Any]:
+        reason = _clean_text(reason, "reason")
+        valid_id = _valid_id(entry_id)
+        with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+            row = None if valid_id is None else session.get(_SubmissionRow, valid_id)
+            if row is None:
+                raise KeyError(f"no leaderboard entry with id {entry_id}; `lm-envs leaderboard list --all` shows ids.")
+            entry = Entry._from_row(row)
+            if action == "hide":
+                if row.hidden_at is not None:
+                    raise ValueError(f"entry {entry_id} is already hidden.")
+                row.hidden_at, row.hidden_reason = _dt.datetime.now(_dt.timezone.utc), reason
+            elif action == "unhide":
+                if row.hidden_at is None:
+                    raise ValueError(f"entry {entry_id} is not hidden.")
+                row.hidden_at, row.hidden_reason = None, None
+            else:
+                session.delete(row)
+            self._audit(
+                session,
+                actor,
+                action,
+                entry_id=entry.id,
+                target=entry.submitted_by,
+                reason=reason,
+                detail={**entry.summary(), "fingerprint": row.fingerprint} if action == "delete" else None,
+            )
+            session.flush()
+        self.generation += 1
+        if action == "delete":
+            return entry.summary()
+        return dataclasses.replace(entry, hidden=action == "hide")
+
+    def hide(self, entry_id: int, *, reason: str, actor: str = "admin") -> Entry:
+        """Hide an entry from every listing, page and export; it keeps its place against duplicates.
+
+        Raises:
+            KeyError: If there is no such entry.
+            ValueError: If it is already hidden, or the reason is not printable text.
+        """
+        return self._moderate(entry_id, "hide", actor, reason)  # type: ignore[return-value]
+
+    def unhide(self, entry_id: int, *, reason: str | None = None, actor: str = "admin") -> Entry:
+        """Show a hidden entry again.
+
+        Raises:
+            KeyError: If there is no such entry.
+            ValueError: If it is not hidden.
+        """
+        return self._moderate(entry_id, "unhide", actor, reason)  # type: ignore[return-value]
+
+    def delete(self, entry_id: int, *, reason: str, actor: str = "admin") -> dict[str, Any]:
+        """Delete an entry for good (its summary and fingerprint stay in the audit log).
+
+        Returns:
+            The deleted entry's summary.
+
+        Raises:
+            KeyError: If there is no such entry.
+        """
+        return self._moderate(entry_id, "delete", actor, reason)  # type: ignore[return-value]
+
+    def cascade_entries(self, name: str, action: str, *, actor: str = "admin", reason: str | None = None) -> list[int]:
+        """Hide or delete every visible entry submitted through the tokens of ``name``.
+
+        Args:
+            name: The token name (``submitted_by``).
+            action: ``"hide"`` or ``"delete"``.
+            actor: Who does it (audit log).
+            reason: Why (audit log).
+
+        Returns:
+            The ids acted on.
+        """
+        if action not in ("hide", "delete"):
+            raise ValueError(f"cascade must be 'hide' or 'delete', got {action!r}.")
+        name = normalize_name(name)
+        stmt = select(_SubmissionRow.id).where(_SubmissionRow.submitted_by == name)
+        if action == "hide":
+            stmt = stmt.where(_SubmissionRow.hidden_at.is_(None))
+        with Session(self.engine) as session:
+            ids = list(session.scalars(stmt.order_by(_SubmissionRow.id)))
+        for entry_id in ids:
+            self._moderate(entry_id, action, actor, reason)
+        return ids
+
+    def audit_log(self, *, entry_id: int | None = None, limit: int | None = None) -> list[AuditEvent]:
+        """The audit log, newest first.
+
+        Args:
+            entry_id: Only events about this entry.
+            limit: At most this many events.
+        """
+        stmt = select(_AuditRow).order_by(_AuditRow.id.desc())
+        if entry_id is not None:
+            stmt = stmt.where(_AuditRow.entry_id == entry_id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with Session(self.engine) as session:
+            return [
+                AuditEvent(
+                    r.id,
+                    _utc(r.at),  # type: ignore[arg-type]
+                    r.actor,
+                    r.action,
+                    r.entry_id,
+                    r.target,
+                    r.reason,
+                    json.loads(r.detail) if r.detail else None,
+                )
+                for r in session.scalars(stmt)
+            ]
+
+    def set_verification(
+        self, entry_id: int, status: str | None, detail: dict[str, Any], *, actor: str = "verify"
+    ) -> Entry:
+        """Record the outcome of re-running an entry's protocol (``"verified"``, ``"mismatch"`` or ``None``).
+
+        Raises:
+            KeyError: If there is no such entry.
+        """
+        if status not in ("verified", "mismatch", None):
+            raise ValueError(f"verification status must be 'verified', 'mismatch' or None, got {status!r}.")
+        valid_id = _valid_id(entry_id)
+        now = _dt.datetime.now(_dt.timezone.utc)
+        with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+            row = None if valid_id is None else session.get(_SubmissionRow, valid_id)
+            if row is None:
+                raise KeyError(f"no leaderboard entry with id {entry_id}.")
+            row.verification, row.verified_at = status, now
+            row.verification_detail = json.dumps(detail, ensure_ascii=False)
+            self._audit(session, actor, "verify", entry_id=row.id, reason=status or "unverified", detail=detail)
+            session.flush()
+            entry = Entry._from_row(row)
+        self.generation += 1
+        return entry
+
+    def verification_detail(self, entry_id: int) -> dict[str, Any] | None:
+        """The last verification's per-seed results of an entry, or ``None`` if it was never verified."""
+        valid_id = _valid_id(entry_id)
+        if valid_id is None:
+            return None
+        with Session(self.engine) as session:
+            detail = session.scalar(select(_SubmissionRow.verification_detail).where(_SubmissionRow.id == valid_id))
+        return json.loads(detail) if detail else None
 
     def tokens(self) -> list[TokenInfo]:
         """Every issued token (active and revoked), without secrets, oldest first."""
@@ -507,9 +865,11 @@ class LeaderboardStore:
             return None
         with Session(self.engine) as session:
             row = session.scalar(select(_TokenRow).where(_TokenRow.key_id == key_id, _TokenRow.revoked_at.is_(None)))
-            if row is None:
-                return None
-            name, stored = row.name, row.secret_hash
+            name, stored = (row.name, row.secret_hash) if row is not None else (None, None)
+        if stored is None:
+            # Hash anyway, so an unknown or revoked key id takes as long as a wrong secret.
+            verify_secret(secret, self._dummy_hash())
+            return None
         # scrypt is deliberately slow; remember tokens already verified against this exact stored hash.
         digest = hashlib.sha256(token.encode()).hexdigest()
         with self._verified_lock:

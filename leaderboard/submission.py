@@ -38,7 +38,7 @@ from leaderboard.hashing import config_hash, episodes_hash, json_default
 from leaderboard.schema import SCHEMA_VERSION, Submission
 from leaderboard.validate import SubmissionError, schema_problems
 
-__all__ = ["build_submission", "episodes_hash", "load_submission", "write_submission"]
+__all__ = ["build_submission", "checkpoint_block", "episodes_hash", "load_submission", "write_submission"]
 
 #: Libraries whose versions every submission records (read from package metadata, never imported).
 LIBRARIES: tuple[str, ...] = (
@@ -127,6 +127,28 @@ def _model_block(model: str | Mapping[str, Any], tokenizer_hash: str) -> dict[st
     return block
 
 
+def checkpoint_block(checkpoint: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, str]:
+    """A seed's ``checkpoint`` block: ``{"uri", "sha256"}``.
+
+    Args:
+        checkpoint: A local checkpoint file or directory (its sha256 is computed, see
+            :func:`leaderboard.verify.checkpoint_sha256`), or a mapping with ``uri`` (a path or URL where
+            others can get it) and ``sha256``.
+
+    Raises:
+        ValueError: If a mapping lacks a field, or a path does not exist.
+    """
+    if isinstance(checkpoint, Mapping):
+        missing = {"uri", "sha256"} - set(checkpoint)
+        if missing:
+            raise ValueError(f"a checkpoint needs 'uri' and 'sha256'; {dict(checkpoint)!r} lacks {sorted(missing)}.")
+        return {"uri": str(checkpoint["uri"]), "sha256": str(checkpoint["sha256"])}
+    from leaderboard.verify import checkpoint_sha256
+
+    path = Path(checkpoint).expanduser().resolve()
+    return {"uri": str(path), "sha256": checkpoint_sha256(path)}
+
+
 def _seed_block(seed: Mapping[str, Any], num_problems: int) -> dict[str, Any]:
     missing = {"seed", "score", "episodes_hash"} - set(seed)
     if missing:
@@ -151,7 +173,9 @@ def _seed_block(seed: Mapping[str, Any], num_problems: int) -> dict[str, Any]:
                 )
             metrics[str(key)] = value
         block["metrics"] = metrics
-    extra = set(seed) - {"seed", "score", "num_episodes", "episodes_hash", "metrics"}
+    if seed.get("checkpoint") is not None:
+        block["checkpoint"] = checkpoint_block(seed["checkpoint"])
+    extra = set(seed) - {"seed", "score", "num_episodes", "episodes_hash", "metrics", "checkpoint"}
     if extra:
         raise ValueError(f"unknown seed fields {sorted(extra)}; put additional per-seed numbers under 'metrics'.")
     return block
@@ -189,7 +213,9 @@ def build_submission(
         tokenizer_hash: A hash identifying the tokenizer (e.g. sha256 of its ``tokenizer.json``).
         seeds: One mapping per evaluation seed: ``seed`` (int), ``score`` (the protocol's metric for
             that seed), ``episodes_hash`` (:func:`episodes_hash` of its per-episode records), optional
-            ``num_episodes`` (default: the protocol's count) and ``metrics`` (other numbers by name).
+            ``num_episodes`` (default: the protocol's count), ``metrics`` (other numbers by name) and
+            ``checkpoint`` (the published checkpoint that produced the seed: a path, or ``{"uri",
+            "sha256"}``; see :func:`checkpoint_block`), which lets anyone verify the score.
         wall_time_s: Wall-clock seconds of the run (training plus evaluation).
         dataset: Extra dataset identity (``revision``, ``source``) merged over the computed
             ``name``, ``split``, ``num_problems`` and ``hash``.

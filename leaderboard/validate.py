@@ -1,10 +1,14 @@
 """Validating submissions: every refusal says what is wrong and how to fix it.
 
 :func:`validate_submission` checks, in order: size (at most :data:`~leaderboard.schema.MAX_SUBMISSION_BYTES`),
-well-formed UTF-8 JSON (no duplicate keys, no NaN/Infinity), the schema version, the JSON Schema, the
-env (registered in this process, with the same spec hash, protocol and dataset as the submission
-claims), the seeds (at least the protocol's ``min_seeds``, distinct, each over the protocol's
-episodes), the agent's config hash, and the aggregates (recomputed from the per-seed scores).
+well-formed UTF-8 JSON (no duplicate keys, no NaN/Infinity, nesting at most
+:data:`~leaderboard.schema.MAX_DEPTH` deep, every number finite and every integer within 64 bits), the
+schema version, the JSON Schema, the text (no invisible or bidirectional control characters; agent and
+model names NFKC-normalized), the env (registered in this process, with the same spec hash, protocol
+and dataset as the submission claims), the seeds (at least the protocol's ``min_seeds``, distinct
+integers, each over the protocol's episodes, each score inside the metric's declared range), the
+agent's config hash, and the aggregates (recomputed from the per-seed scores; the recomputed values
+are what is stored, never the claimed ones).
 Duplicates are refused by the store, which holds the other submissions (see :attr:`ValidSubmission.fingerprint`).
 
 Example:
@@ -20,6 +24,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +35,16 @@ from jsonschema import Draft202012Validator
 from leaderboard.aggregate import aggregate_scores
 from leaderboard.envs import UnknownEnvError, check_env_id, dataset_identity, spec_hash
 from leaderboard.hashing import config_hash, sha256_json
-from leaderboard.schema import MAX_SUBMISSION_BYTES, SCHEMA_VERSION, SUBMISSION_SCHEMA
+from leaderboard.schema import (
+    MAX_DEPTH,
+    MAX_INT,
+    MAX_SUBMISSION_BYTES,
+    PROTOCOL_KEYS,
+    SCHEMA_VERSION,
+    SUBMISSION_SCHEMA,
+    SUBMISSION_SCHEMA_V1,
+    SUPPORTED_SCHEMA_VERSIONS,
+)
 
 __all__ = [
     "DuplicateSubmissionError",
@@ -40,7 +55,14 @@ __all__ = [
 ]
 
 _MAX_SCHEMA_PROBLEMS = 20
-_VALIDATOR = Draft202012Validator(SUBMISSION_SCHEMA)
+_VALIDATORS = {2: Draft202012Validator(SUBMISSION_SCHEMA), 1: Draft202012Validator(SUBMISSION_SCHEMA_V1)}
+#: Largest magnitude of a score of a metric that declares no range.
+MAX_UNBOUNDED_SCORE = 1e15
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+#: Unicode categories refused in text: controls, invisible format characters (zero-width, bidi
+#: overrides and isolates, BOM), line/paragraph separators, surrogates and private use.
+_REFUSED_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co"}
 
 
 class SubmissionError(ValueError):
@@ -113,18 +135,61 @@ class ValidSubmission:
 
 
 def fingerprint(document: Mapping[str, Any]) -> str:
-    """The duplicate key of a (schema-valid) submission: env, seeds' episode hashes, agent config hash."""
+    """The duplicate key of a (schema-valid) submission: env, seeds' episode hashes, agent config hash.
+
+    Seeds count by value (``1`` and ``1.0`` are the same seed).
+    """
     return sha256_json(
         {
             "env": document["env"]["id"],
-            "episodes": sorted([s["seed"], s["episodes_hash"]] for s in document["seeds"]),
+            "episodes": sorted([int(s["seed"]), s["episodes_hash"]] for s in document["seeds"]),
             "agent_config_hash": document["agent"]["config_hash"],
         }
     )
 
 
+class _NumberError(ValueError):
+    pass
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON; scores must be finite numbers")
+
+
+def _parse_int(text: str) -> int:
+    digits = text.lstrip("-")
+    if len(digits) > 20 or abs(int(text)) > MAX_INT:
+        shown = text if len(text) <= 24 else f"{text[:12]}...({len(digits)} digits)"
+        raise _NumberError(f"the integer {shown} is out of range; integers must lie within +-2**64.")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 24 else f"{text[:12]}...({len(text)} characters)"
+        raise _NumberError(f"the number {shown} is out of range; numbers must be finite 64-bit floats (< 1.8e308).")
+    return value
+
+
+def nesting_depth(text: str, limit: int = MAX_DEPTH) -> int:
+    """How deeply arrays and objects nest in JSON ``text`` (the root object is 1), counting up to ``limit + 1``.
+
+    Example:
+        >>> nesting_depth('{"a": [1, {"b": "[[["}]}')
+        3
+    """
+    depth = deepest = 0
+    for m in _BRACKET.finditer(_STRING.sub("", text)):
+        if m.group() in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -140,6 +205,10 @@ def _parse(submission: bytes | str | Mapping[str, Any], max_bytes: int) -> dict[
     if isinstance(submission, Mapping):
         try:
             raw = json.dumps(submission, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except RecursionError:
+            raise SubmissionError(
+                f"the document nests arrays and objects too deeply; the limit is {MAX_DEPTH} levels."
+            ) from None
         except (TypeError, ValueError, UnicodeEncodeError) as e:
             raise SubmissionError(
                 f"the document is not JSON data ({e}); build it with leaderboard.build_submission."
@@ -162,9 +231,23 @@ def _parse(submission: bytes | str | Mapping[str, Any], max_bytes: int) -> dict[
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise SubmissionError(f"the document is not UTF-8 text ({e}); save it as UTF-8 JSON.") from None
+    depth = nesting_depth(text)
+    if depth > MAX_DEPTH:
+        raise SubmissionError(
+            f"the document nests arrays and objects more than {MAX_DEPTH} levels deep; flatten 'extra' and the "
+            "agent config."
+        )
     try:
-        document = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
-    except ValueError as e:  # json.JSONDecodeError is a ValueError
+        document = json.loads(
+            text,
+            object_pairs_hook=_no_duplicate_keys,
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+        )
+    except _NumberError as e:
+        raise SubmissionError(str(e)) from None
+    except (ValueError, RecursionError) as e:  # json.JSONDecodeError is a ValueError
         raise SubmissionError(f"the document is not valid JSON: {e}.") from None
     if not isinstance(document, dict):
         raise SubmissionError(f"the document must be a JSON object, got a JSON {type(document).__name__}.")
@@ -184,9 +267,16 @@ def _json_path(path: Any) -> str:
     return out
 
 
-def schema_problems(document: Mapping[str, Any]) -> list[str]:
-    """JSON Schema violations of ``document``, one message each with its JSON path (at most 20, then a count)."""
-    errors = sorted(_VALIDATOR.iter_errors(document), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+def schema_problems(document: Mapping[str, Any], version: int = SCHEMA_VERSION) -> list[str]:
+    """JSON Schema violations of ``document``, one message each with its JSON path (at most 20, then a count).
+
+    Args:
+        document: The parsed document.
+        version: The schema version to check against (one of ``SUPPORTED_SCHEMA_VERSIONS``).
+    """
+    errors = sorted(
+        _VALIDATORS[version].iter_errors(document), key=lambda e: (list(map(str, e.absolute_path)), e.message)
+    )
     problems = []
     for error in errors[:_MAX_SCHEMA_PROBLEMS]:
         message = error.message
@@ -202,7 +292,52 @@ def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def _check_env(document: dict[str, Any]) -> list[str]:
+def _describe(char: str) -> str:
+    return f"U+{ord(char):04X} ({unicodedata.name(char, unicodedata.category(char))})"
+
+
+def text_problems(document: Mapping[str, Any]) -> list[str]:
+    """Invisible or bidirectional control characters in the document's text (names, keys, versions).
+
+    The agent's config and ``extra`` are free-form data and are not checked.
+    """
+    problems: list[str] = []
+
+    def walk(value: Any, path: list[Any]) -> None:
+        if len(problems) >= _MAX_SCHEMA_PROBLEMS:
+            return
+        if path in (["agent", "config"], ["extra"]):
+            return
+        if isinstance(value, str):
+            bad = next((c for c in value if unicodedata.category(c) in _REFUSED_CATEGORIES), None)
+            if bad is not None:
+                problems.append(
+                    f"at {_json_path(path)}: character {_describe(bad)} is a control, invisible or bidirectional "
+                    "formatting character, which lets one name pass for another; use visible text only."
+                )
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(key, [*path, "<key>"])
+                walk(item, [*path, key])
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, [*path, i])
+
+    walk(document, [])
+    return problems
+
+
+def normalize_name(name: str) -> str:
+    """A displayed name in Unicode NFKC form (full-width, ligature and compatibility forms folded).
+
+    Example:
+        >>> normalize_name("ｐｐｏ ﬁne")
+        'ppo fine'
+    """
+    return unicodedata.normalize("NFKC", name)
+
+
+def _check_env(document: dict[str, Any], version: int = SCHEMA_VERSION) -> list[str]:
     env = document["env"]
     env_id = env["id"]
     try:
@@ -217,7 +352,8 @@ def _check_env(document: dict[str, Any]) -> list[str]:
             f"(-vN); re-evaluate on the registered {env_id!r}."
         )
     expected = protocol.to_dict()
-    for key, value in expected.items():
+    for key in PROTOCOL_KEYS[version]:
+        value = expected[key]
         if env["protocol"].get(key) != value:
             problems.append(
                 f"env.protocol.{key} is {env['protocol'].get(key)!r} but {env_id!r} is evaluated with {value!r}; "
@@ -249,10 +385,37 @@ def _check_env(document: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _check_seeds_and_aggregates(document: dict[str, Any]) -> list[str]:
+def _check_scores(document: dict[str, Any]) -> list[str]:
+    """Per-seed scores outside the range the registered protocol declares for its metric."""
+    env_id = document["env"]["id"]
+    try:
+        protocol = check_env_id(env_id)
+    except UnknownEnvError:
+        return []  # reported by _check_env
+    low, high = protocol.metric_range if protocol.metric_range is not None else (None, None)
+    if protocol.metric_range is None:
+        low, high = -MAX_UNBOUNDED_SCORE, MAX_UNBOUNDED_SCORE
+    shown = f"[{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}]"
+    problems = []
+    for i, seed in enumerate(document["seeds"]):
+        score = float(seed["score"])
+        if (low is not None and score < low) or (high is not None and score > high):
+            where = "declares its range" if protocol.metric_range is not None else "declares no range, so the bound is"
+            problems.append(
+                f"seeds[{i}].score is {seed['score']!r}, outside what {protocol.metric!r} can be: {env_id!r} {where} "
+                f"{shown}. Report the protocol's metric as measured."
+            )
+    return problems
+
+
+def _check_seeds_and_aggregates(document: dict[str, Any]) -> tuple[list[str], dict[str, Any] | None]:
     problems = []
     seeds = document["seeds"]
-    values = [s["seed"] for s in seeds]
+    for i, seed in enumerate(seeds):
+        for key in ("seed", "num_episodes"):
+            if not isinstance(seed[key], int):
+                problems.append(f"seeds[{i}].{key} is {seed[key]!r}; write it as an integer ({int(seed[key])}).")
+    values = [int(s["seed"]) for s in seeds]
     repeated = sorted({v for v in values if values.count(v) > 1})
     if repeated:
         problems.append(f"seeds {repeated} appear more than once; each evaluation seed may be reported once.")
@@ -272,7 +435,7 @@ def _check_seeds_and_aggregates(document: dict[str, Any]) -> list[str]:
             problems.append(f"aggregate.{key} is {claimed[key]!r} but the protocol says {value!r}.")
     scores = [s["score"] for s in seeds]
     if not all(math.isfinite(float(v)) for v in scores):
-        return [*problems, "per-seed scores must be finite numbers."]
+        return [*problems, "per-seed scores must be finite numbers."], None
     expected = aggregate_scores(
         scores, metric=claimed["metric"], higher_is_better=claimed["higher_is_better"], primary=claimed["primary"]
     )
@@ -295,7 +458,7 @@ def _check_seeds_and_aggregates(document: dict[str, Any]) -> list[str]:
         "(rebuild with leaderboard.build_submission)."
         for m in mismatched
     )
-    return problems
+    return problems, expected
 
 
 def _check_date(document: dict[str, Any]) -> list[str]:
@@ -330,17 +493,28 @@ def validate_submission(
     """
     document = _parse(submission, max_bytes)
     version = document.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
+        supported = " and ".join(str(v) for v in SUPPORTED_SCHEMA_VERSIONS)
         raise SubmissionError(
-            f"schema_version {version!r} is not supported; this leaderboard accepts schema_version {SCHEMA_VERSION} "
+            f"schema_version {version!r} is not supported; this leaderboard accepts schema_version {supported} "
             "(build the document with leaderboard.build_submission from this lm-envs version)."
         )
-    problems = schema_problems(document)
+    version = int(version)
+    problems = schema_problems(document, version)
     if problems:
         raise SubmissionError(problems)
-    problems = _check_date(document) + _check_env(document) + _check_seeds_and_aggregates(document)
+    problems = text_problems(document)
     if problems:
         raise SubmissionError(problems)
+    checked, expected = _check_seeds_and_aggregates(document)
+    problems = _check_date(document) + _check_env(document, version) + _check_scores(document) + checked
+    if problems:
+        raise SubmissionError(problems)
+    assert expected is not None  # no problems: the scores were finite
+    # Store what the per-seed scores give, never the claimed values (equal within 1e-9 at most).
+    document["aggregate"] = expected
+    for key in ("agent", "model"):
+        document[key]["name"] = normalize_name(document[key]["name"])
     aggregate = document["aggregate"]
     primary = aggregate["primary"]
     low, high = aggregate[f"{primary}_ci"]

@@ -152,7 +152,7 @@ register(
     max_prompt_tokens=16,
     max_new_tokens=8,
     reward_threshold=0.95,
-    protocol=EvalProtocol(split="test", metric="mean_return", min_seeds=3),
+    protocol=EvalProtocol(split="test", metric="mean_return", min_seeds=3, metric_range=(0, 1)),
 )
 register(
     "LMEnv/TargetWord-v0",
@@ -161,13 +161,14 @@ register(
     max_prompt_tokens=32,
     max_new_tokens=8,
     reward_threshold=0.95,
-    protocol=EvalProtocol(split="test", metric="mean_return"),
+    protocol=EvalProtocol(split="test", metric="mean_return", metric_range=(0, 1)),
 )
 _QA = {
     "reward": "lm_envs.tasks.qa.rewards:AbstentionReward",
     "max_prompt_tokens": 64,
     "max_new_tokens": 16,
-    "protocol": EvalProtocol(split="test", metric="mean_return"),
+    # correct +1, abstain 0, wrong -t/(1-t) = -1 at the default threshold t = 0.5
+    "protocol": EvalProtocol(split="test", metric="mean_return", metric_range=(-1, 1)),
 }
 register("LMEnv/KnowledgeQA-v0", task="lm_envs.tasks.qa.world:KnowledgeQATask", **_QA)
 register("LMEnv/KnowledgeQA-v1", task="lm_envs.tasks.qa.world:knowledge_qa_v1", **_QA)

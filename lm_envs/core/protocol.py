@@ -6,6 +6,7 @@ so a new env gets a leaderboard by declaring one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,10 +27,17 @@ class EvalProtocol:
         higher_is_better: Direction of ``metric``.
         aggregate: How seeds are aggregated for ranking (``"iqm"``: interquartile mean with a 95%
             stratified-bootstrap confidence interval; ``"mean"``).
+        metric_range: ``(low, high)``, the values ``metric`` can take (either end ``None`` for
+            unbounded); the leaderboard refuses per-seed scores outside it. Default: ``(0, 1)`` for
+            ``"accuracy"``, else ``None`` (no declared range: any finite score of magnitude up to 1e15).
+        tolerance: Largest absolute difference per seed between a submitted score and the score a
+            re-run of this protocol gives, for the leaderboard to mark the entry verified.
 
     Example:
-        >>> EvalProtocol(num_episodes=100).to_dict()["metric"]
-        'accuracy'
+        >>> EvalProtocol(num_episodes=100).to_dict()["metric_range"]
+        [0.0, 1.0]
+        >>> EvalProtocol(metric="mean_return", metric_range=(-1, 1)).metric_range
+        (-1.0, 1.0)
     """
 
     split: str = "test"
@@ -38,6 +46,8 @@ class EvalProtocol:
     metric: str = "accuracy"
     higher_is_better: bool = True
     aggregate: str = "iqm"
+    metric_range: tuple[float | None, float | None] | None = None
+    tolerance: float = 0.01
 
     def __post_init__(self) -> None:
         if self.num_episodes is not None and (not isinstance(self.num_episodes, int) or self.num_episodes < 1):
@@ -46,10 +56,48 @@ class EvalProtocol:
             raise ValueError(f"min_seeds must be a positive int, got {self.min_seeds!r}.")
         if self.aggregate not in ("iqm", "mean"):
             raise ValueError(f"aggregate must be 'iqm' or 'mean', got {self.aggregate!r}.")
+        bounds = self.metric_range
+        if bounds is None and self.metric == "accuracy":
+            bounds = (0.0, 1.0)
+        if bounds is not None:
+            bounds = _range(bounds)
+        object.__setattr__(self, "metric_range", bounds)
+        if isinstance(self.tolerance, bool) or not isinstance(self.tolerance, (int, float)):
+            raise ValueError(f"tolerance must be a number >= 0, got {self.tolerance!r}.")
+        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise ValueError(f"tolerance must be a finite number >= 0, got {self.tolerance!r}.")
+        object.__setattr__(self, "tolerance", float(self.tolerance))
 
     def to_dict(self) -> dict[str, Any]:
-        """The protocol as a plain dict (for result files and the leaderboard)."""
-        return asdict(self)
+        """The protocol as a plain dict of JSON data (for result files and the leaderboard)."""
+        out = asdict(self)
+        out["metric_range"] = list(self.metric_range) if self.metric_range is not None else None
+        return out
+
+    def in_range(self, value: float) -> bool:
+        """Whether ``value`` is a value the metric can take (inside :attr:`metric_range`, ends included)."""
+        if self.metric_range is None:
+            return math.isfinite(value)
+        low, high = self.metric_range
+        return math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
+
+
+def _range(bounds: Any) -> tuple[float | None, float | None]:
+    try:
+        low, high = bounds
+    except (TypeError, ValueError):
+        raise ValueError(f"metric_range must be (low, high) with None for an open end, got {bounds!r}.") from None
+    out = []
+    for end in (low, high):
+        if end is None:
+            out.append(None)
+        elif isinstance(end, bool) or not isinstance(end, (int, float)) or not math.isfinite(end):
+            raise ValueError(f"metric_range ends must be finite numbers or None, got {bounds!r}.")
+        else:
+            out.append(float(end))
+    if out[0] is not None and out[1] is not None and not out[0] < out[1]:
+        raise ValueError(f"metric_range must have low < high, got {bounds!r}.")
+    return out[0], out[1]
 
 
 def set_protocol(env_id: str, protocol: EvalProtocol | dict[str, Any]) -> None:

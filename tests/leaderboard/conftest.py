@@ -146,9 +146,10 @@ def free_port() -> int:
 class LiveServer:
     """``python -m leaderboard serve`` in a subprocess on a free loopback port."""
 
-    def __init__(self, db_url: str, log_path: Path) -> None:
+    def __init__(self, db_url: str, log_path: Path, args: tuple[str, ...] = ()) -> None:
         self.db_url = db_url
         self.log_path = log_path
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
         self.base = ""
 
@@ -158,7 +159,7 @@ class LiveServer:
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process writes to it until stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "leaderboard", "serve", "--db", self.db_url, "--port", str(port)],
+            [sys.executable, "-m", "leaderboard", "serve", "--db", self.db_url, "--port", str(port), *self.args],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -214,8 +215,8 @@ class LiveServer:
 def live_server_factory(tmp_path: Path) -> Iterator[Any]:
     servers: list[LiveServer] = []
 
-    def start(db_url: str) -> LiveServer:
-        server = LiveServer(db_url, tmp_path / f"server-{len(servers)}.log").start()
+    def start(db_url: str, *args: str) -> LiveServer:
+        server = LiveServer(db_url, tmp_path / f"server-{len(servers)}.log", args).start()
         servers.append(server)
         return server
 

@@ -47,7 +47,7 @@ def test_submit_and_read_back(client, token, make_submission):
     assert full["document"] == make_submission(1)
     envs = {e["env_id"]: e for e in client.get("/api/v1/envs").json()}
     assert envs[ENV_ID]["entries"] == 1 and envs[ENV_ID]["protocol"]["min_seeds"] == 3
-    assert client.get("/api/v1/schema").json()["properties"]["schema_version"] == {"const": 1}
+    assert client.get("/api/v1/schema").json()["properties"]["schema_version"] == {"const": 2}
     assert client.get("/healthz").json() == {"ok": True, "entries": 1}
 
 
@@ -128,7 +128,7 @@ def test_pages(client, token, make_submission):
     for i in range(3):
         post(client, make_submission(i), token)
     index = client.get("/").text
-    assert "LMEnv/Math-v0" in index and "No submissions yet." in index  # registered envs without entries
+    assert "LMEnv/Math-v0" in index and "Envs without submissions yet" in index  # registered envs, no entries
     env_page = client.get(f"/env/{ENV_ID}").text
     assert env_page.count('<tr data-entry-id="') == 3 and env_page.count('<g class="entry"') == 3
     assert client.get("/env/LMEnv/Nope-v0").status_code == 404

@@ -157,8 +157,8 @@ def test_schema_violations(submission, mutate, message):
 
 
 def test_schema_version(submission):
-    submission["schema_version"] = 2
-    refused(submission, "schema_version 2 is not supported; this leaderboard accepts schema_version 1")
+    submission["schema_version"] = 7
+    refused(submission, "schema_version 7 is not supported; this leaderboard accepts schema_version 1 and 2")
     del submission["schema_version"]
     refused(submission, "schema_version None is not supported")
 
