@@ -40,6 +40,7 @@ def submission_from_runs(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
             repeat a seed.
     """
     from leaderboard import build_submission
+    from leaderboard.verify import checkpoint_sha256
 
     if not run_dirs:
         raise ValueError("give at least one run directory (one per seed).")
@@ -57,17 +58,19 @@ def submission_from_runs(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
         raise ValueError(f"the runs repeat a seed ({seeds}); each seed may appear once.")
     metric = lm_envs.get_protocol(first["env_id"]).metric
     blocks = []
-    for r in runs:
+    for d, r in zip(run_dirs, runs):
         m = r["metrics"]
-        blocks.append(
-            {
-                "seed": r["seed"],
-                "score": float(m[metric]),
-                "num_episodes": int(m["num_episodes"]),
-                "episodes_hash": m["episodes_hash"],
-                "metrics": {k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and k != metric},
-            }
-        )
+        block = {
+            "seed": r["seed"],
+            "score": float(m[metric]),
+            "num_episodes": int(m["num_episodes"]),
+            "episodes_hash": m["episodes_hash"],
+            "metrics": {k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and k != metric},
+        }
+        model = Path(d) / "model"  # the trained model a run writes: `lm-envs leaderboard verify` re-runs it
+        if (model / "config.json").is_file():  # replace the uri by where you publish the directory
+            block["checkpoint"] = {"uri": str(model.resolve()), "sha256": checkpoint_sha256(model)}
+        blocks.append(block)
     return build_submission(
         first["env_id"],
         agent=first["agent"],

@@ -261,6 +261,13 @@ def test_runs_of_three_seeds_combine_into_a_valid_leaderboard_submission(tmp_pat
     doc = json.loads(out.read_text())
     assert [b["seed"] for b in doc["seeds"]] == [0, 1, 2] and doc["env"]["id"] == "LMEnv/Digits-v0"
     validate_submission(out.read_bytes())  # the leaderboard accepts it as is
+    # every seed names its trained model, which the leaderboard's verification re-runs to the same score
+    from leaderboard.verify import checkpoint_sha256, evaluate_checkpoint
+
+    block = doc["seeds"][1]
+    assert block["checkpoint"] == {"uri": str(dirs[1] / "model"), "sha256": checkpoint_sha256(dirs[1] / "model")}
+    again = evaluate_checkpoint(block["checkpoint"]["uri"], "LMEnv/Digits-v0", seed=1)
+    assert again["mean_return"] == block["score"] and again["episodes_hash"] == block["episodes_hash"]
     run(smoke(tmp_path / "other", "agent=reinforce", "agent.lr=0.5", "train.iterations=1"))
     assert cli_main(["results", str(dirs[0]), str(tmp_path / "other"), "-o", str(out)]) == 2
 
