@@ -29,8 +29,11 @@ class MetricsLogger:
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         clean = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()}
         record = {"step": int(step), "time": round(time.time() - self.start, 3), **clean}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as err:  # a full or read-only disk: name the file (write errors carry no path)
+            raise OSError(err.errno, err.strerror or str(err), str(self.path)) from err
         if self.writer is not None:
             for k, v in clean.items():
                 if v is not None:

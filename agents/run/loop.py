@@ -23,6 +23,7 @@ directory, and a run may resume with another world size.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -38,7 +39,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 
-import lm_envs  # noqa: F401  (registers the LMEnv/* ids)
+import lm_envs  # registers the LMEnv/* ids
 from agents.evaluate import EvalConfig, evaluate
 from agents.learners.base import REQUIRED_METRICS, RunContext, learner_class, make_learner
 from agents.learners.pretrain import train_pretrain
@@ -46,20 +47,24 @@ from agents.learners.sft import train_sft
 from agents.policy.models import default_model_name, frozen_copy, load_model, logits_width
 from agents.policy.precision import Precision, check_dtype
 from agents.run.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, untie
-from agents.run.config import RunConfig, TrainSection
+from agents.run.config import RunConfig, TrainSection, check_known_keys, validate
 from agents.run.distributed import init_distributed
 from agents.run.logger import MetricsLogger, plot_curves
+from lm_envs.core.plugins import resolve_env_id
 from lm_envs.core.tokenizer import save_codec
 
 
 def to_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
     """A validated :class:`RunConfig` from a Hydra config (or pass one through)."""
     if isinstance(cfg, RunConfig):
+        validate(cfg)
         return cfg
+    check_known_keys(cfg)  # a '+key=value' the schema lacks would be dropped silently by to_object
     obj = OmegaConf.to_object(cfg)
     if not isinstance(obj, RunConfig):
         raise TypeError("the config must follow agents.run.config.RunConfig (compose it from conf/config.yaml).")
     learner_class(obj.agent)  # an agent/ option whose config names a Learner
+    validate(obj)
     return obj
 
 
@@ -111,6 +116,47 @@ def config_hash(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def find_env(env_id: str) -> str:
+    """The registered id a run trains on, as runs record it: ``mypkg:MyOrg/Task-v0`` becomes ``MyOrg/Task-v0``.
+
+    Imports ``$LM_ENVS_IMPORT`` (what ``lm-envs --import`` sets), the ``lm_envs.envs`` entry points and the
+    module of a ``module:Id`` id first.
+
+    Raises:
+        ValueError: When the id is not registered, naming the ways to register it.
+    """
+    lm_envs.load_plugins()
+    plain = resolve_env_id(env_id)
+    if plain not in gym.registry:
+        raise ValueError(
+            f"env.id {plain!r} is not registered (`lm-envs envs` lists the ids); for a package's env add "
+            "`--import MODULE` (lm-envs --import mypkg train env.id=...), declare an lm_envs.envs entry point, or "
+            "write env.id=MODULE:ID."
+        )
+    return plain
+
+
+def check_positions(env: Any, model: torch.nn.Module, cfg: RunConfig) -> None:
+    """Refuse episodes longer than the model's positions (GPT-2 fails late with an IndexError, Llama runs past them).
+
+    Raises:
+        ValueError: Naming the keys that fix it.
+    """
+    width = int(env.observation_space["input_ids"].shape[0])  # max_prompt_tokens + max_new_tokens
+    config = getattr(model, "config", None)
+    positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if positions is not None and width > positions:
+        fix = (
+            f"raise model.size.n_positions to at least {width}"
+            if cfg.model.name_or_path is None
+            else f"choose a model with at least {width} positions"
+        )
+        raise ValueError(
+            f"episodes of {cfg.env.id} take up to {width} tokens (max_prompt_tokens + max_new_tokens) but the model "
+            f"has {positions} positions; {fix}, or lower env.kwargs.max_new_tokens / env.kwargs.max_prompt_tokens."
+        )
+
+
 def seed_everything(seed: int) -> None:
     import random
 
@@ -122,6 +168,7 @@ def seed_everything(seed: int) -> None:
 def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     """Train and evaluate; returns the final metrics (also written to ``eval.json``)."""
     cfg = to_run_config(cfg)
+    cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, id=find_env(cfg.env.id)))  # the plain id
     check_dtype(cfg.model.dtype)
     dist, device = init_distributed(cfg.model.device)  # fails here on a device this machine lacks
     main = dist.is_main  # rank 0 alone writes the run directory
@@ -154,6 +201,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
             model.activation_checkpointing_enable({"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    check_positions(probe, model, cfg)
     env_kwargs.setdefault("vocab_size", logits_width(model))
     ctx = RunContext(
         env_id=cfg.env.id,
