@@ -23,6 +23,7 @@ directory, and a run may resume with another world size.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -46,9 +47,10 @@ from agents.learners.pretrain import train_pretrain
 from agents.learners.sft import train_sft
 from agents.policy.models import default_model_name, frozen_copy, load_model, logits_width
 from agents.policy.precision import Precision, check_dtype
-from agents.run.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, untie
+from agents.run.checkpoint import find_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, untie
 from agents.run.config import RunConfig, TrainSection, check_known_keys, validate
 from agents.run.distributed import init_distributed
+from agents.run.lock import hold_run_dir
 from agents.run.logger import MetricsLogger, plot_curves
 from lm_envs.core.plugins import resolve_env_id
 from lm_envs.core.tokenizer import save_codec
@@ -157,6 +159,29 @@ def check_positions(env: Any, model: torch.nn.Module, cfg: RunConfig) -> None:
         )
 
 
+#: Largest weight magnitude a checkpoint may hold: far above any trained model's, far below an update that
+#: exploded (Adam at a huge lr moves every weight by about lr), whose checkpoint would fail at the next update.
+MAX_WEIGHT = 1e5
+
+
+def check_weights(model: torch.nn.Module, step: int, ckpt_dir: Path) -> None:
+    """Stop before saving weights that are non-finite or exploded (``|w| > MAX_WEIGHT``).
+
+    Raises:
+        FloatingPointError: Naming the update, the fix and the checkpoint kept.
+    """
+    with torch.no_grad():
+        worst = torch.stack([p.detach().abs().max().float() for p in model.parameters()]).max().item()
+    if math.isfinite(worst) and worst <= MAX_WEIGHT:
+        return
+    kept = latest_checkpoint(ckpt_dir)
+    raise FloatingPointError(
+        f"the update of RL iteration {step} left weights of magnitude {worst:.3g}; lower agent.lr. Nothing of it was "
+        f"saved: the last good checkpoint ({kept if kept is not None else 'none yet'}) is kept, resume from it "
+        "with the lower lr."
+    )
+
+
 def seed_everything(seed: int) -> None:
     import random
 
@@ -171,10 +196,13 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, id=find_env(cfg.env.id)))  # the plain id
     check_dtype(cfg.model.dtype)
     dist, device = init_distributed(cfg.model.device)  # fails here on a device this machine lacks
-    main = dist.is_main  # rank 0 alone writes the run directory
     out = Path(dist.broadcast_object(str(cfg.output_dir)))  # one run directory, rank 0's, for every process
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
+    with hold_run_dir(out) if dist.is_main else contextlib.nullcontext():  # rank 0 holds it: one run at a time
+        return _run(cfg, dist, device, out)
+
+
+def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
+    main = dist.is_main  # rank 0 alone writes the run directory
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
     seed_everything(cfg.seed)
@@ -222,9 +250,11 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
 
     # --- resume (every rank reads the same checkpoint) ----------------------------------------------------
     state: dict[str, Any] = {"phase": "sft", "iteration": 0}
-    latest = latest_checkpoint(ckpt_dir) if cfg.resume else None
-    if latest is not None:
-        saved = load_checkpoint(latest, learner.policy, learner.optimizer if latest.name != "step-000000" else None)
+    # the newest intact checkpoint: a damaged one is skipped with a warning; none intact refuses to start over
+    found = find_resumable(ckpt_dir) if cfg.resume else None
+    if found is not None:
+        latest, contents = found
+        saved = load_checkpoint(latest, learner.policy, learner.optimizer, contents)  # step 0 (SFT) has no optimizer
         if log is not None and saved.get("config_hash") not in (None, config_hash(cfg)):
             log(saved["iteration"], {"resume/config_changed": 1.0})
         state = {"phase": saved["phase"], "iteration": saved["iteration"]}
@@ -294,6 +324,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
         for group, lr in zip(learner.optimizer.param_groups, base_lrs):
             group["lr"] = lr * lr_scale
         metrics = learner.iteration(it, ref)
+        check_weights(learner.policy, it + 1, ckpt_dir)  # exploded weights never become the "last good" checkpoint
         missing = [k for k in REQUIRED_METRICS if k not in metrics]
         if missing:
             raise KeyError(f"{type(learner).__name__}.iteration returned no {missing}; every learner reports them.")
