@@ -4,7 +4,9 @@ Layout under ``<run>/checkpoints/``::
 
     step-000040/model.safetensors   policy weights (value head included)
     step-000040/optimizer.pt        optimizer state
-    step-000040/state.json          phase, iteration, RNG states, KL controller, baseline, curriculum
+    step-000040/state.json          phase, iteration, RNG states, KL controller, baseline, curriculum,
+                                    the run's settings and how many metrics.jsonl records it had written
+    sft-000200/                     SFT part-way (its AdamW and schedule state); removed once SFT ends
     latest                          name of the newest complete checkpoint (replaced atomically)
 
 A checkpoint directory is written as ``step-N.tmp`` and renamed when complete; ``latest`` is
@@ -63,14 +65,18 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None,
     state: dict[str, Any],
     keep: int = 3,
+    prefix: str = "step",
 ) -> Path:
-    """Write checkpoint ``step`` atomically and point ``latest`` at it; keep the newest ``keep``."""
+    """Write checkpoint ``<prefix>-<step>`` atomically and point ``latest`` at it; keep the newest ``keep``.
+
+    ``prefix="sft"`` names the part-way checkpoints of the SFT stage, which any RL checkpoint supersedes.
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob("*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
-    final = root / f"step-{step:06d}"
-    tmp = root / f"step-{step:06d}.tmp"
+    final = root / f"{prefix}-{step:06d}"
+    tmp = root / f"{prefix}-{step:06d}.tmp"
     tmp.mkdir()
     try:
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -93,7 +99,7 @@ def save_checkpoint(
     pointer.write_text(final.name)
     os.replace(pointer, root / "latest")
     _fsync_dir(root)
-    done = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
+    done = sorted(p for p in root.glob(f"{prefix}-*") if p.is_dir() and not p.name.endswith(".tmp"))
     for old in done[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -108,6 +114,10 @@ def untie(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[k] = v.clone() if ptr in seen else v
         seen.setdefault(ptr, k)
     return out
+
+
+#: Checkpoint directory names, newest kind first: ``step-N`` (after SFT and RL iteration N), ``sft-N`` (SFT part-way).
+CHECKPOINT_PREFIXES = ("step", "sft")
 
 
 class CheckpointError(ValueError):
@@ -129,7 +139,11 @@ def latest_checkpoint(root: str | os.PathLike[str]) -> Path | None:
 def candidates(root: str | os.PathLike[str]) -> list[Path]:
     """The checkpoints to try when resuming, best first: the one ``latest`` names, then the others, newest first."""
     root = Path(root)
-    steps = sorted((p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp")), reverse=True)
+    steps = [
+        path
+        for prefix in CHECKPOINT_PREFIXES  # RL checkpoints first: any of them is newer than any part-way SFT one
+        for path in sorted(p for p in root.glob(f"{prefix}-*") if p.is_dir() and not p.name.endswith(".tmp"))[::-1]
+    ]
     pointer = root / "latest"
     named = [root / pointer.read_text().strip()] if pointer.is_file() else []
     return list(dict.fromkeys([*named, *steps]))

@@ -81,6 +81,8 @@ class RunConfig:
     seed: int = 0
     output_dir: str = MISSING
     resume: bool = True  # continue from output_dir/checkpoints/latest if it exists
+    # resume even though settings changed (seed, lr, ...): refused otherwise; eval.json then lists the changes
+    resume_with_changes: bool = False
     env: EnvSection = field(default_factory=EnvSection)
     model: ModelSection = field(default_factory=ModelSection)
     agent: Any = MISSING  # an algorithm's config (group agent/): a dataclass naming its Learner
@@ -121,6 +123,7 @@ AT_LEAST: dict[str, int] = {
     "sft.num_examples": 1,
     "sft.replay_rows": 0,
     "sft.replay_block_size": 2,
+    "sft.checkpoint_every": 0,
     "pretrain.steps": 0,
     "pretrain.batch_size": 1,
     "pretrain.block_size": 2,

@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import platform
+import shutil
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -110,10 +111,67 @@ def eval_metrics(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
+#: Settings a resumed run may change freely: how long it runs, how often it evaluates and saves, where it runs.
+RESUME_FREE = (
+    "output_dir",
+    "resume",
+    "resume_with_changes",
+    "train.iterations",
+    "train.eval_every",
+    "train.eval_episodes",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.progress",
+    "sft.checkpoint_every",
+    "model.device",
+    "model.threads",
+    "eval.batch_size",
+)
+
+
+def resume_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The run's settings as ``{"agent.lr": 2e-05, ...}`` (JSON values), less :data:`RESUME_FREE`."""
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+        return out
+
+    settings = json.loads(json.dumps(flat(asdict(cfg)), default=str))
+    return {k: v for k, v in settings.items() if k not in RESUME_FREE}
+
+
+def check_resume_settings(cfg: RunConfig, saved: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    """Refuse to resume a checkpoint written with other settings (seed, lr, ...), unless asked to.
+
+    Returns:
+        The changes when ``resume_with_changes=true`` allows them (``[]`` when nothing changed).
+
+    Raises:
+        ValueError: Naming the changed settings and the three ways on.
+    """
+    old = saved.get("settings")
+    if old is None:  # a checkpoint from before settings were saved: nothing to compare
+        return []
+    new = resume_settings(cfg)
+    changed = {k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    if not changed:
+        return []
+    listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+    if not cfg.resume_with_changes:
+        raise ValueError(
+            f"{path} was written with other settings ({listed}); resume with the same settings, give this run its "
+            "own directory (hydra.run.dir=...), or continue with the new ones on purpose with "
+            "resume_with_changes=true (eval.json then lists the changes)."
+        )
+    return [{"from": path.name, "changed": changed}]
+
+
 def config_hash(cfg: RunConfig) -> str:
     """sha256 of the resolved config without run directory and seed: runs of one setting share it."""
     d = asdict(cfg)
-    for key in ("output_dir", "resume", "seed"):
+    for key in ("output_dir", "resume", "resume_with_changes", "seed"):
         d.pop(key, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -252,14 +310,35 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
     state: dict[str, Any] = {"phase": "sft", "iteration": 0}
     # the newest intact checkpoint: a damaged one is skipped with a warning; none intact refuses to start over
     found = find_resumable(ckpt_dir) if cfg.resume else None
+    sft_resume: dict[str, Any] | None = None  # SFT killed part-way: its step, AdamW and schedule states
+    changes: list[dict[str, Any]] = []  # settings changed on resume (resume_with_changes=true), eval.json says so
     if found is not None:
         latest, contents = found
-        saved = load_checkpoint(latest, learner.policy, learner.optimizer, contents)  # step 0 (SFT) has no optimizer
+        part_way_sft = contents["state"].get("phase") == "sft"
+        # an RL checkpoint's optimizer is the learner's; a part-way SFT one's is SFT's own AdamW (step 0 has none)
+        saved = load_checkpoint(latest, learner.policy, None if part_way_sft else learner.optimizer, contents)
+        changes = [*saved.get("changes", []), *check_resume_settings(cfg, saved, latest)]
         if log is not None and saved.get("config_hash") not in (None, config_hash(cfg)):
             log(saved["iteration"], {"resume/config_changed": 1.0})
+        if logger is not None and saved.get("metrics_lines") is not None:
+            logger.keep_first(saved["metrics_lines"])  # the records after the checkpoint are about to be written again
         state = {"phase": saved["phase"], "iteration": saved["iteration"]}
+        if part_way_sft:
+            sft_resume = {
+                "step": saved["sft_step"],
+                "optimizer": contents["optimizer"],
+                "schedule": saved["sft_schedule"],
+            }
         learner.load_state_dict(saved.get("learner", saved))  # older checkpoints kept the state at the top level
         ctx.precision.load_state_dict(saved.get("precision", {}))
+
+    def recorded() -> dict[str, Any]:  # what every checkpoint records beside the phase
+        return {
+            "config_hash": config_hash(cfg),
+            "settings": resume_settings(cfg),
+            "changes": changes,
+            "metrics_lines": logger.lines if logger is not None else None,
+        }
 
     if main:  # written once the settings are known to fit (a refused resume keeps the run's own config.yaml)
         save_codec(codec, out / "tokenizer")
@@ -269,7 +348,7 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
     # Under torchrun every rank draws the same batches and trains on its share of their rows (DDP).
     if state["phase"] == "sft":
         progress = cfg.train.progress and main
-        if cfg.pretrain.steps > 0:  # knowledge first (the task's documents), then the task's format
+        if cfg.pretrain.steps > 0 and sft_resume is None:  # knowledge first (the task's documents), then the format
             train_pretrain(
                 model,
                 probe.task,
@@ -282,18 +361,19 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
                 dist=dist,
             )
         if cfg.sft.steps > 0:
+
+            def sft_checkpoint(done: int, optimizer: torch.optim.Optimizer, schedule: Any) -> None:
+                if main:
+                    extra = {"phase": "sft", "iteration": 0, "sft_step": done, "sft_schedule": schedule.state_dict()}
+                    save_checkpoint(ckpt_dir, done, learner.policy, optimizer, {**extra, **recorded()}, 1, "sft")
+
             kwargs = {"seed": cfg.seed, "log": log, "progress": progress, "precision": ctx.precision, "dist": dist}
-            train_sft(model, probe.task, codec, cfg.sft, **kwargs)
+            train_sft(model, probe.task, codec, cfg.sft, **kwargs, checkpoint=sft_checkpoint, resume=sft_resume)
         state = {"phase": "rl", "iteration": 0}
         if main:
-            save_checkpoint(
-                ckpt_dir,
-                0,
-                learner.policy,
-                None,
-                {**state, "config_hash": config_hash(cfg)},
-                cfg.train.keep_checkpoints,
-            )
+            save_checkpoint(ckpt_dir, 0, learner.policy, None, {**state, **recorded()}, cfg.train.keep_checkpoints)
+            for part_way in ckpt_dir.glob("sft-*"):  # superseded by the end of SFT
+                shutil.rmtree(part_way, ignore_errors=True)
 
     # --- the KL reference: the policy as RL starts (after SFT), stored once beside the checkpoints ---
     # The file is written even when no algorithm reads the reference, so a resume that turns a KL on
@@ -345,7 +425,7 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
             extra = {
                 "phase": "rl",
                 "iteration": step,
-                "config_hash": config_hash(cfg),
+                **recorded(),
                 "learner": learner.state_dict(),
                 "precision": ctx.precision.state_dict(),
                 "world_size": dist.world_size,
@@ -373,6 +453,7 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
             "before_rl": before,
             "accuracy_before_rl": before["accuracy"],
             "records": final["records"],
+            **({"resumed_with_changes": changes} if changes else {}),
             "wall_time_s": round(time.time() - started, 2),
             "hardware": {
                 "platform": platform.platform(),
