@@ -93,9 +93,10 @@ def load_plugins(modules: Iterable[str] = (), export: bool = False) -> list[str]
     """
     modules = [m for m in modules if m.strip()]
     listed = [m for m in os.environ.get(IMPORT_ENV, "").split(",") if m.strip()]
-    if export and modules:
+    done = import_env_modules(dict.fromkeys([*modules, *listed]))
+    if export and modules:  # only once they imported: a bad name must not reach later processes
         os.environ[IMPORT_ENV] = ",".join(dict.fromkeys([*listed, *modules]))
-    return [*import_env_modules(dict.fromkeys([*modules, *listed])), *load_entry_points()]
+    return [*done, *load_entry_points()]
 
 
 def split_env_id(env_id: str) -> tuple[str | None, str]:

@@ -115,3 +115,10 @@ def _clean_environment(monkeypatch):
     for name in ("LM_ENVS_TRACEBACK", "HYDRA_FULL_ERROR", "LM_ENVS_IMPORT"):  # --import and --traceback set them
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
+
+
+def test_a_module_that_fails_to_import_is_not_passed_on_to_child_processes(capsys):
+    import os
+
+    assert main(["--import", "no_such_module_xyz", "envs"]) == 2
+    assert "LM_ENVS_IMPORT" not in os.environ  # torchrun ranks and launcher jobs would all fail on it
