@@ -32,6 +32,8 @@ def main(cfg: DictConfig) -> float:
     except Exception as err:  # one line naming the setting and the fix (--traceback: the full one)
         if want_traceback():
             raise
+        if isinstance(err, OSError) and err.filename is None and err.strerror:  # a failed write names no file
+            err = OSError(err.errno, err.strerror, f"{cfg.output_dir} (the run directory)")
         raise SystemExit(report("lm-envs train", err)) from None
     finally:
         close_distributed()  # under torchrun: leave the process group before exiting

@@ -102,3 +102,11 @@ def test_a_full_disk_names_the_file(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert f"cannot write {tmp_path / 'metrics.jsonl'}: No space left on device" in err[0]
+
+
+def test_train_rm_errors_are_one_line_too(tmp_path, capsys):
+    from agents.cli import main
+
+    assert main(["train-rm", f"hydra.run.dir={tmp_path}", "heldout=2", "steps=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lm-envs train-rm: heldout must be a fraction in (0, 1), got 2"), err

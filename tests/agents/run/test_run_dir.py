@@ -108,3 +108,22 @@ def test_exploded_weights_are_never_saved_as_the_last_good_checkpoint(tmp_path):
         run(smoke(tmp_path, "agent.lr=1e30", "train.iterations=3", "train.eval_every=0"))
     latest = tmp_path / "checkpoints" / (tmp_path / "checkpoints" / "latest").read_text()
     assert max(v.abs().max().item() for v in weights(latest).values()) < 1e3, latest.name
+
+
+def test_a_checkpoint_that_cannot_be_written_names_its_directory_and_keeps_the_older_ones(tmp_path, monkeypatch):
+    import agents.run.checkpoint as checkpoint
+
+    real = torch.save
+
+    def full_disk(obj, path, *args, **kwargs):  # what torch.save raises when the disk fills mid-write
+        if "step-000002" in str(path):
+            raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file")
+        return real(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(OSError) as err:
+        run(smoke(tmp_path, "train.iterations=2"))
+    assert err.value.filename == str(tmp_path / "checkpoints" / "step-000002.tmp")
+    assert "PytorchStreamWriter failed" in str(err.value)
+    assert (tmp_path / "checkpoints" / "latest").read_text() == "step-000001"
+    assert not (tmp_path / "checkpoints" / "step-000002.tmp").exists()
