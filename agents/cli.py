@@ -1,4 +1,10 @@
-"""The ``lm-envs`` command."""
+"""The ``lm-envs`` command.
+
+Two options work with every command, before or after its name: ``--import MODULE`` (repeatable) imports a
+package that registers envs first (installed packages can declare an ``lm_envs.envs`` entry point
+instead, see :mod:`lm_envs.core.plugins`), and ``--traceback`` shows the full traceback of an error
+instead of the one line that names the setting and the fix.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,61 @@ import argparse
 import sys
 
 
+def global_options(argv: list[str]) -> tuple[list[str], list[str], bool]:
+    """Take ``--import MODULE`` / ``--import=MODULE`` and ``--traceback`` out of ``argv`` (anywhere before ``--``).
+
+    Example:
+        >>> global_options(["train", "--import", "mypkg", "seed=1", "--traceback"])
+        (['train', 'seed=1'], ['mypkg'], True)
+    """
+    rest: list[str] = []
+    imports: list[str] = []
+    traceback = False
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg == "--traceback":
+            traceback = True
+        elif arg == "--import":
+            if i + 1 >= len(argv):
+                raise SystemExit("lm-envs: --import needs a module name, e.g. --import mypkg")
+            imports.append(argv[i + 1])
+            i += 1
+        elif arg.startswith("--import="):
+            imports.append(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, imports, traceback
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lm-envs", description="Token-level RL environments for language models.")
+    from agents.errors import ask_for_tracebacks, report
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    argv, imports, traceback = global_options(argv)
+    if traceback:
+        ask_for_tracebacks()
+    command = argv[0] if argv else "lm-envs"
+    try:
+        from lm_envs import load_plugins
+
+        load_plugins(imports, export=True)  # --import, $LM_ENVS_IMPORT and the lm_envs.envs entry points
+        return _dispatch(argv)
+    except Exception as err:
+        return report(f"lm-envs {command}" if argv else "lm-envs", err)
+
+
+def _dispatch(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lm-envs",
+        description="Token-level RL environments for language models.",
+        epilog="Every command also takes --import MODULE (register a package's envs first; repeatable) and "
+        "--traceback (full tracebacks instead of one-line errors).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="roll the embedded tiny model and a gold policy through an env")
     demo.add_argument("--env", default="LMEnv/Math-v0", help="registered env id (default: %(default)s)")
@@ -31,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         help="submit, list, show, export and serve leaderboard results (lm-envs leaderboard -h)",
         add_help=False,
     )
-    argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:
         from agents.train import cli as train_cli
 

@@ -23,11 +23,18 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="pkg://lm_envs_conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Run one training job; returns the final held-out accuracy (what sweepers optimise)."""
+    from agents.errors import report, want_traceback
     from agents.run import run
     from agents.run.distributed import close_distributed
 
     try:
         result = run(cfg)
+    except Exception as err:  # one line naming the setting and the fix (--traceback: the full one)
+        if want_traceback():
+            raise
+        if isinstance(err, OSError) and err.filename is None and err.strerror:  # a failed write names no file
+            err = OSError(err.errno, err.strerror, f"{cfg.output_dir} (the run directory)")
+        raise SystemExit(report("lm-envs train", err)) from None
     finally:
         close_distributed()  # under torchrun: leave the process group before exiting
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
@@ -55,7 +62,10 @@ def cli(argv: list[str]) -> int:
     if argv[:1] == ["--nproc-per-node"] or (argv and argv[0].startswith("--nproc-per-node=")):
         return launch(argv)
     sys.argv = ["lm-envs train", *argv]
-    main()
+    try:
+        main()
+    except SystemExit as done:  # Hydra's exit on a config error, ours on a run's error
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     return 0
 
 

@@ -53,7 +53,14 @@ def run(cfg: DictConfig | RewardModelConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="pkg://lm_envs_conf", config_name="reward_model")
 def main(cfg: DictConfig) -> float:
     """Train one reward model; returns its held-out accuracy (what sweepers optimise)."""
-    result = run(cfg)
+    from agents.errors import report, want_traceback
+
+    try:
+        result = run(cfg)
+    except Exception as err:  # one line naming the setting and the fix (--traceback: the full one)
+        if want_traceback():
+            raise
+        raise SystemExit(report("lm-envs train-rm", err)) from None
     held = result["heldout"]
     print(f"\n{result['kind']} reward model: held-out accuracy {held['accuracy']:.3f}; saved in {cfg.output_dir}")
     return float(held["accuracy"])
@@ -62,7 +69,10 @@ def main(cfg: DictConfig) -> float:
 def cli(argv: list[str]) -> int:
     """Run :func:`main` with ``argv`` as Hydra's command line."""
     sys.argv = ["lm-envs train-rm", *argv]
-    main()
+    try:
+        main()
+    except SystemExit as done:  # Hydra's exit on a config error, ours on a run's error
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     return 0
 
 

@@ -56,7 +56,10 @@ def _protocol_line(board: Board) -> str:
             f"{board.protocol['min_seeds']} seeds."
         )
     else:
-        line += "; this env id is no longer registered (retired version)."
+        line += (
+            "; this env id is not registered here (a retired version, or a package not imported: "
+            "`lm-envs --import MODULE leaderboard export ...`)."
+        )
     return line
 
 

@@ -12,6 +12,7 @@ torch nor transformers.
 
 from lm_envs import builtin_envs as _builtin_envs  # noqa: F401  (registers LMEnv/* ids)
 from lm_envs.core.curriculum import ReverseCurriculum
+from lm_envs.core.plugins import load_plugins
 from lm_envs.core.problem import Problem
 from lm_envs.core.protocol import EvalProtocol, get_protocol
 from lm_envs.core.registration import make_text, register, registered_ids
@@ -39,6 +40,7 @@ __all__ = [
     "TokenVectorEnv",
     "get_protocol",
     "load_codec",
+    "load_plugins",
     "make_text",
     "register",
     "registered_ids",

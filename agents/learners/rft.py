@@ -94,22 +94,22 @@ def check_rft_config(cfg: RFTConfig) -> None:
     for name in ("group_size", "prompts_per_round", "batch_size", "num_envs"):
         value = getattr(cfg, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"rft.{name} must be a positive int, got {value!r}.")
+            raise ValueError(f"agent.{name} must be a positive int, got {value!r}.")
     if cfg.keep not in KEEP_MODES:
-        raise ValueError(f"unknown rft.keep {cfg.keep!r}; choose 'correct' (RFT/ReST-EM) or 'best' (RAFT).")
+        raise ValueError(f"unknown agent.keep {cfg.keep!r}; choose 'correct' (RFT/ReST-EM) or 'best' (RAFT).")
     if cfg.temperature < 0:
-        raise ValueError(f"rft.temperature must be >= 0, got {cfg.temperature}.")
+        raise ValueError(f"agent.temperature must be >= 0, got {cfg.temperature}.")
     if cfg.temperature == 0 and cfg.group_size > 1:
-        raise ValueError("rft.temperature=0 draws K identical greedy samples per prompt; use temperature > 0 or K=1.")
+        raise ValueError("agent.temperature=0 draws K identical greedy samples per prompt; use temperature > 0 or K=1.")
     if cfg.sft_steps < 0 or cfg.lr <= 0:
-        raise ValueError(f"rft.sft_steps must be >= 0 and rft.lr > 0, got {cfg.sft_steps} and {cfg.lr}.")
+        raise ValueError(f"agent.sft_steps must be >= 0 and agent.lr > 0, got {cfg.sft_steps} and {cfg.lr}.")
     if not 0 < cfg.max_group_success <= 1:
         raise ValueError(
-            f"rft.max_group_success must be in (0, 1] (1 keeps every prompt's samples), got {cfg.max_group_success}."
+            f"agent.max_group_success must be in (0, 1] (1 keeps every prompt's samples), got {cfg.max_group_success}."
         )
     if not 0 <= cfg.demo_fraction <= 1:
         raise ValueError(
-            f"rft.demo_fraction must be in [0, 1] (a share of each batch; the rest are kept samples; 1 trains on "
+            f"agent.demo_fraction must be in [0, 1] (a share of each batch; the rest are kept samples; 1 trains on "
             f"the demonstrations only), got {cfg.demo_fraction}."
         )
 
@@ -233,7 +233,7 @@ def finetune(
             with precision.autocast():
                 loss = nll(model, batch)  # mean NLL of the generated tokens (labels -100 on prompt and padding)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"RFT loss became {loss.item()}; lower rft.lr.")
+            raise FloatingPointError(f"RFT loss became {loss.item()}; lower agent.lr.")
         optimizer.zero_grad(set_to_none=True)
         precision.backward(loss)
         precision.step(optimizer, model.parameters(), cfg.max_grad_norm, "the RFT gradient")
@@ -344,7 +344,7 @@ def rft_round(
     train_model = model if train_model is None else train_model
     check_rft_config(cfg)
     if cfg.accumulate and pool is None:
-        raise ValueError("rft.accumulate needs the pool of earlier rounds: pass the same list as pool= every round.")
+        raise ValueError("agent.accumulate needs the pool of earlier rounds: pass the same list as pool= every round.")
     kwargs = dict(env_kwargs or {})
     venvs = {} if venvs is None else venvs
     K = cfg.group_size

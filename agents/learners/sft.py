@@ -48,6 +48,11 @@ class SFTConfig:
     num_examples: int | None = None  # use only the split's first N problems (a fixed demonstration set); None: all
     replay_rows: int = 0  # rows of the task's pre-training documents added to every batch (rehearsal); 0: none
     replay_block_size: int = 64  # tokens per replay row
+    checkpoint_every: int = 200  # checkpoint every N steps, so a killed SFT resumes part-way (0: only at the end)
+
+
+#: ``checkpoint(steps_done, optimizer, schedule)``: what :func:`fit` calls to save a stage part-way.
+Checkpointer = Callable[[int, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler], None]
 
 
 def encode_demo(codec: TextCodec, problem: Problem, env_config: EnvConfig | None = None) -> tuple[list[int], list[int]]:
@@ -123,7 +128,7 @@ def lr_lambda(cfg: Any) -> Callable[[int], float]:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
         progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-        return 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress))
+        return float(0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress)))  # a float: checkpoints load it weights-only
 
     return f
 
@@ -139,17 +144,23 @@ def train_sft(
     precision: Precision | None = None,
     dist: Dist | None = None,
     env_config: EnvConfig | None = None,
+    checkpoint: Checkpointer | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> torch.optim.Optimizer:
     """Run ``cfg.steps`` SFT steps on ``model`` (in place); ``log(step, metrics)`` every 10 steps.
 
     ``progress`` shows a progress bar with the live loss; ``precision``: autocast and loss scaling;
     ``env_config``: the env's prompt format (see :func:`encode_demo`).
+    ``checkpoint(steps_done, optimizer, schedule)`` is called every ``cfg.checkpoint_every`` steps;
+    ``resume`` (``{"step", "optimizer", "schedule"}``, what such a checkpoint saved) continues from there
+    with the batches, optimizer state and lr the uninterrupted run would have had.
     Returns the optimizer, so a checkpoint can hold its state.
     """
     batches = demo_batches(task, codec, cfg, np.random.default_rng([seed, 7]), env_config)
     if cfg.replay_rows:
         batches = with_replay(batches, task, codec, cfg, np.random.default_rng([seed, 13]))
-    return fit(model, batches, cfg, "sft", log, progress, precision, dist)
+    every = cfg.checkpoint_every if checkpoint is not None else 0
+    return fit(model, batches, cfg, "sft", log, progress, precision, dist, checkpoint, every, resume)
 
 
 def with_replay(
@@ -237,8 +248,15 @@ def fit(
     progress: bool = False,
     precision: Precision | None = None,
     dist: Dist | None = None,
+    checkpoint: Checkpointer | None = None,
+    checkpoint_every: int = 0,
+    resume: dict[str, Any] | None = None,
 ) -> torch.optim.Optimizer:
     """Minimise :func:`nll` over ``cfg.steps`` batches with AdamW, warm-up + cosine and clipping.
+
+    ``checkpoint(steps_done, optimizer, schedule)`` runs every ``checkpoint_every`` steps (0: never);
+    ``resume`` continues after ``resume["step"]`` steps: the batches drawn so far are drawn again and
+    dropped (every batch is a function of the seed), the optimizer and schedule states are restored.
 
     The loop shared by SFT and pre-training (:mod:`agents.learners.pretrain`): ``cfg`` needs ``steps``,
     ``lr``, ``weight_decay``, ``warmup_steps`` and ``max_grad_norm``; metrics are logged as
@@ -254,8 +272,15 @@ def fit(
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    with tqdm(total=cfg.steps, desc=tag, unit="step", disable=not progress) as bar:  # closed even on an error
-        for step in range(cfg.steps):
+    start = 0
+    if resume is not None:
+        start = int(resume["step"])
+        optimizer.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["schedule"])
+        for _ in range(start):
+            next(batches)
+    with tqdm(total=cfg.steps, initial=start, desc=tag, unit="step", disable=not progress) as bar:
+        for step in range(start, cfg.steps):
             batch = {k: v.to(device) for k, v in next(batches).items()}
             if dist.distributed:
                 local, scale = shard_batch(batch, dist)
@@ -285,5 +310,8 @@ def fit(
                     log(step, metrics)
                 bar.set_postfix(loss=f"{metrics[f'{tag}/loss']:.3f}", refresh=False)
             bar.update(1)
+            done = step + 1
+            if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0 and done < cfg.steps:
+                checkpoint(done, optimizer, schedule)  # not after the last step: the run saves the stage's end
     model.eval()
     return optimizer

@@ -4,7 +4,9 @@ Layout under ``<run>/checkpoints/``::
 
     step-000040/model.safetensors   policy weights (value head included)
     step-000040/optimizer.pt        optimizer state
-    step-000040/state.json          phase, iteration, RNG states, KL controller, baseline, curriculum
+    step-000040/state.json          phase, iteration, RNG states, KL controller, baseline, curriculum,
+                                    the run's settings and how many metrics.jsonl records it had written
+    sft-000200/                     SFT part-way (its AdamW and schedule state); removed once SFT ends
     latest                          name of the newest complete checkpoint (replaced atomically)
 
 A checkpoint directory is written as ``step-N.tmp`` and renamed when complete; ``latest`` is
@@ -14,10 +16,12 @@ checkpoint, never a partial one. Leftover ``*.tmp`` directories are removed on t
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,23 +65,32 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None,
     state: dict[str, Any],
     keep: int = 3,
+    prefix: str = "step",
 ) -> Path:
-    """Write checkpoint ``step`` atomically and point ``latest`` at it; keep the newest ``keep``."""
+    """Write checkpoint ``<prefix>-<step>`` atomically and point ``latest`` at it; keep the newest ``keep``.
+
+    ``prefix="sft"`` names the part-way checkpoints of the SFT stage, which any RL checkpoint supersedes.
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob("*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
-    final = root / f"step-{step:06d}"
-    tmp = root / f"step-{step:06d}.tmp"
+    final = root / f"{prefix}-{step:06d}"
+    tmp = root / f"{prefix}-{step:06d}.tmp"
     tmp.mkdir()
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(untie(weights), tmp / "model.safetensors")
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({**state, "step": step, "rng": rng_state()}))
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+    try:
+        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(untie(weights), tmp / "model.safetensors")
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps({**state, "step": step, "rng": rng_state()}))
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    except (OSError, RuntimeError) as err:  # a full disk: torch and safetensors name no file; the older ones stay
+        shutil.rmtree(tmp, ignore_errors=True)
+        code = err.errno if isinstance(err, OSError) and err.errno else errno.ENOSPC
+        raise OSError(code, getattr(err, "strerror", None) or str(err), str(tmp)) from err
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -86,7 +99,7 @@ def save_checkpoint(
     pointer.write_text(final.name)
     os.replace(pointer, root / "latest")
     _fsync_dir(root)
-    done = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
+    done = sorted(p for p in root.glob(f"{prefix}-*") if p.is_dir() and not p.name.endswith(".tmp"))
     for old in done[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -103,38 +116,128 @@ def untie(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+#: Checkpoint directory names, newest kind first: ``step-N`` (after SFT and RL iteration N), ``sft-N`` (SFT part-way).
+CHECKPOINT_PREFIXES = ("step", "sft")
+
+
+class CheckpointError(ValueError):
+    """No checkpoint of a run directory can be resumed from."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint was skipped for an older intact one."""
+
+
 def latest_checkpoint(root: str | os.PathLike[str]) -> Path | None:
-    """The newest complete checkpoint, or ``None``."""
+    """The checkpoint ``latest`` names when it is complete, else the newest complete one, else ``None``."""
+    for path in candidates(root):
+        if (path / "state.json").is_file() and (path / "model.safetensors").is_file():
+            return path
+    return None
+
+
+def candidates(root: str | os.PathLike[str]) -> list[Path]:
+    """The checkpoints to try when resuming, best first: the one ``latest`` names, then the others, newest first."""
     root = Path(root)
+    steps = [
+        path
+        for prefix in CHECKPOINT_PREFIXES  # RL checkpoints first: any of them is newer than any part-way SFT one
+        for path in sorted(p for p in root.glob(f"{prefix}-*") if p.is_dir() and not p.name.endswith(".tmp"))[::-1]
+    ]
     pointer = root / "latest"
-    if not pointer.is_file():
-        return None
-    path = root / pointer.read_text().strip()
-    return path if (path / "state.json").is_file() and (path / "model.safetensors").is_file() else None
+    named = [root / pointer.read_text().strip()] if pointer.is_file() else []
+    return list(dict.fromkeys([*named, *steps]))
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read every file of a checkpoint, applying nothing: ``{"state", "weights", "optimizer"}``.
+
+    Raises:
+        CheckpointError: Naming the file that is missing or damaged (truncated, not JSON, not a torch file).
+    """
+    path = Path(path)
+    name = "state.json"
+    try:
+        state = json.loads((path / name).read_text())
+        if not isinstance(state, dict) or "rng" not in state:
+            raise ValueError("no RNG state")
+        name = "model.safetensors"
+        weights = load_file(path / name)
+        name = "optimizer.pt"
+        optimizer = torch.load(path / name, weights_only=True, map_location="cpu") if (path / name).is_file() else None
+    except Exception as err:  # damaged or missing: the caller falls back to an older checkpoint
+        reason = "missing" if isinstance(err, FileNotFoundError) else f"damaged ({type(err).__name__}: {err})"
+        raise CheckpointError(f"{path / name} is {' '.join(reason.split())[:200]}") from err
+    return {"state": state, "weights": weights, "optimizer": optimizer}
+
+
+def find_resumable(root: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]] | None:
+    """The newest intact checkpoint under ``root`` and its contents, or ``None`` when there is none at all.
+
+    A damaged or missing checkpoint (the one ``latest`` names included) is skipped with a
+    :class:`CheckpointWarning` saying which file and which checkpoint the run resumes from instead.
+
+    Raises:
+        CheckpointError: When checkpoints exist but none is intact (resuming would silently start over
+            and overwrite them).
+    """
+    root = Path(root)
+    problems = []
+    for path in candidates(root):
+        if not path.is_dir():
+            problems.append(f"{path} (named by {root / 'latest'}) does not exist")
+            continue
+        try:
+            contents = read_checkpoint(path)
+        except CheckpointError as err:
+            problems.append(str(err))
+            continue
+        if problems:
+            warnings.warn(
+                f"skipped damaged checkpoints ({'; '.join(problems)}); resuming from {path}, the newest intact one.",
+                CheckpointWarning,
+                stacklevel=2,
+            )
+        return path, contents
+    if problems:
+        raise CheckpointError(
+            f"no intact checkpoint in {root} ({'; '.join(problems)}); nothing was overwritten. Move the run "
+            "directory away, or set resume=false to start this directory over."
+        )
+    return None
 
 
 def load_checkpoint(
-    path: str | os.PathLike[str], model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
+    path: str | os.PathLike[str],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    contents: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Load weights (and optimizer state) into place, restore RNG states; return the saved state."""
+    """Load weights (and optimizer state) into place, restore RNG states; return the saved state.
+
+    ``contents`` is :func:`read_checkpoint`'s output when already read. Every file is read before anything
+    is applied, so a damaged checkpoint leaves the model and optimizer as they were.
+
+    Raises:
+        CheckpointError: When a file is missing or damaged.
+        ValueError: When the checkpoint does not fit the model or optimizer (other settings).
+    """
     path = Path(path)
-    missing, unexpected = model.load_state_dict(load_file(path / "model.safetensors"), strict=False)
+    contents = read_checkpoint(path) if contents is None else contents
+    missing, unexpected = model.load_state_dict(contents["weights"], strict=False)
     if unexpected or [k for k in missing if not k.endswith("lm_head.weight")]:
         raise ValueError(
             f"checkpoint {path} does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
             "resume with the same model and agent settings, or start a new run directory."
         )
-    if optimizer is not None and (path / "optimizer.pt").is_file():
-        saved = torch.load(
-            path / "optimizer.pt", weights_only=True, map_location="cpu"
-        )  # the optimizer casts to its params
+    if optimizer is not None and contents["optimizer"] is not None:
         try:
-            optimizer.load_state_dict(saved)
+            optimizer.load_state_dict(contents["optimizer"])  # the optimizer casts to its params
         except ValueError as err:  # e.g. agent.value_lr set on one side only: one Adam group vs two
             raise ValueError(
                 f"checkpoint {path}'s optimizer state does not match this run's optimizer ({err}); resume with "
                 "the same agent settings (agent.value_lr included), or start a new run directory."
             ) from err
-    state = json.loads((path / "state.json").read_text())
+    state = contents["state"]
     set_rng_state(state["rng"])
     return state

@@ -20,17 +20,51 @@ class MetricsLogger:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / "metrics.jsonl"
         self.start = time.time()
+        self.lines = self._repair()  # complete records in the file (checkpoints save it: a resume cuts back to it)
+        self.torn = False
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
 
+    def _repair(self) -> int:
+        """Cut a torn last line (a run killed mid-write, a full disk) so the next record starts a line; the count."""
+        if not self.path.is_file():
+            return 0
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            with open(self.path, "r+b") as f:
+                f.truncate(end)
+        return data.count(b"\n")
+
+    def keep_first(self, lines: int) -> None:
+        """Drop the records after the first ``lines`` (those a resumed run is about to write again)."""
+        if lines >= self.lines:
+            return
+        data = self.path.read_bytes()
+        cut = 0
+        for _ in range(lines):
+            cut = data.index(b"\n", cut) + 1
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_bytes(data[:cut])
+        tmp.replace(self.path)
+        self.lines = lines
+
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         clean = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()}
         record = {"step": int(step), "time": round(time.time() - self.start, 3), **clean}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            if self.torn:  # the last write failed part-way: its half line must not swallow this record
+                self._repair()
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as err:  # a full or read-only disk: name the file (write errors carry no path)
+            self.torn = True
+            raise OSError(err.errno, err.strerror or str(err), str(self.path)) from err
+        self.torn = False
+        self.lines += 1
         if self.writer is not None:
             for k, v in clean.items():
                 if v is not None:

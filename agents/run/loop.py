@@ -24,10 +24,13 @@ directory, and a run may resume with another world size.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import math
 import platform
+import shutil
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -39,7 +42,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 
-import lm_envs  # noqa: F401  (registers the LMEnv/* ids)
+import lm_envs  # registers the LMEnv/* ids
 from agents.evaluate import EvalConfig, evaluate
 from agents.learners.base import REQUIRED_METRICS, RunContext, learner_class, make_learner
 from agents.learners.pretrain import train_pretrain
@@ -48,21 +51,26 @@ from agents.policy.lora import AdapterOff, adapter_state, add_lora, fold_lora
 from agents.policy.models import default_model_name, export_model, frozen_copy, load_model, logits_width
 from agents.policy.precision import Precision, check_dtype
 from agents.policy.pretrained import display_name, resolve_model
-from agents.run.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, untie
-from agents.run.config import RunConfig, TrainSection
+from agents.run.checkpoint import find_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, untie
+from agents.run.config import RunConfig, TrainSection, check_known_keys, validate
 from agents.run.distributed import init_distributed
+from agents.run.lock import hold_run_dir
 from agents.run.logger import MetricsLogger, plot_curves
+from lm_envs.core.plugins import resolve_env_id
 from lm_envs.core.tokenizer import save_codec
 
 
 def to_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
     """A validated :class:`RunConfig` from a Hydra config (or pass one through)."""
     if isinstance(cfg, RunConfig):
+        validate(cfg)
         return cfg
+    check_known_keys(cfg)  # a '+key=value' the schema lacks would be dropped silently by to_object
     obj = OmegaConf.to_object(cfg)
     if not isinstance(obj, RunConfig):
         raise TypeError("the config must follow agents.run.config.RunConfig (compose it from conf/config.yaml).")
     learner_class(obj.agent)  # an agent/ option whose config names a Learner
+    validate(obj)
     return obj
 
 
@@ -106,12 +114,133 @@ def eval_metrics(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
+#: Settings a resumed run may change freely: how long it runs, how often it evaluates and saves, where it runs.
+RESUME_FREE = (
+    "output_dir",
+    "resume",
+    "resume_with_changes",
+    "train.iterations",
+    "train.eval_every",
+    "train.eval_episodes",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.progress",
+    "sft.checkpoint_every",
+    "model.device",
+    "model.threads",
+    "eval.batch_size",
+)
+
+
+def resume_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The run's settings as ``{"agent.lr": 2e-05, ...}`` (JSON values), less :data:`RESUME_FREE`."""
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+        return out
+
+    settings = json.loads(json.dumps(flat(asdict(cfg)), default=str))
+    return {k: v for k, v in settings.items() if k not in RESUME_FREE}
+
+
+def check_resume_settings(cfg: RunConfig, saved: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    """Refuse to resume a checkpoint written with other settings (seed, lr, ...), unless asked to.
+
+    Returns:
+        The changes when ``resume_with_changes=true`` allows them (``[]`` when nothing changed).
+
+    Raises:
+        ValueError: Naming the changed settings and the three ways on.
+    """
+    old = saved.get("settings")
+    if old is None:  # a checkpoint from before settings were saved: nothing to compare
+        return []
+    new = resume_settings(cfg)
+    changed = {k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    if not changed:
+        return []
+    listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+    if not cfg.resume_with_changes:
+        raise ValueError(
+            f"{path} was written with other settings ({listed}); resume with the same settings, give this run its "
+            "own directory (hydra.run.dir=...), or continue with the new ones on purpose with "
+            "resume_with_changes=true (eval.json then lists the changes)."
+        )
+    return [{"from": path.name, "changed": changed}]
+
+
 def config_hash(cfg: RunConfig) -> str:
     """sha256 of the resolved config without run directory and seed: runs of one setting share it."""
     d = asdict(cfg)
-    for key in ("output_dir", "resume", "seed"):
+    for key in ("output_dir", "resume", "resume_with_changes", "seed"):
         d.pop(key, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def find_env(env_id: str) -> str:
+    """The registered id a run trains on, as runs record it: ``mypkg:MyOrg/Task-v0`` becomes ``MyOrg/Task-v0``.
+
+    Imports ``$LM_ENVS_IMPORT`` (what ``lm-envs --import`` sets), the ``lm_envs.envs`` entry points and the
+    module of a ``module:Id`` id first.
+
+    Raises:
+        ValueError: When the id is not registered, naming the ways to register it.
+    """
+    lm_envs.load_plugins()
+    plain = resolve_env_id(env_id)
+    if plain not in gym.registry:
+        raise ValueError(
+            f"env.id {plain!r} is not registered (`lm-envs envs` lists the ids); for a package's env add "
+            "`--import MODULE` (lm-envs --import mypkg train env.id=...), declare an lm_envs.envs entry point, or "
+            "write env.id=MODULE:ID."
+        )
+    return plain
+
+
+def check_positions(env: Any, model: torch.nn.Module, cfg: RunConfig) -> None:
+    """Refuse episodes longer than the model's positions (GPT-2 fails late with an IndexError, Llama runs past them).
+
+    Raises:
+        ValueError: Naming the keys that fix it.
+    """
+    width = int(env.observation_space["input_ids"].shape[0])  # max_prompt_tokens + max_new_tokens
+    config = getattr(model, "config", None)
+    positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if positions is not None and width > positions:
+        fix = (
+            f"raise model.size.n_positions to at least {width}"
+            if cfg.model.name_or_path is None
+            else f"choose a model with at least {width} positions"
+        )
+        raise ValueError(
+            f"episodes of {cfg.env.id} take up to {width} tokens (max_prompt_tokens + max_new_tokens) but the model "
+            f"has {positions} positions; {fix}, or lower env.kwargs.max_new_tokens / env.kwargs.max_prompt_tokens."
+        )
+
+
+#: Largest weight magnitude a checkpoint may hold: far above any trained model's, far below an update that
+#: exploded (Adam at a huge lr moves every weight by about lr), whose checkpoint would fail at the next update.
+MAX_WEIGHT = 1e5
+
+
+def check_weights(model: torch.nn.Module, step: int, ckpt_dir: Path) -> None:
+    """Stop before saving weights that are non-finite or exploded (``|w| > MAX_WEIGHT``).
+
+    Raises:
+        FloatingPointError: Naming the update, the fix and the checkpoint kept.
+    """
+    with torch.no_grad():
+        worst = torch.stack([p.detach().abs().max().float() for p in model.parameters()]).max().item()
+    if math.isfinite(worst) and worst <= MAX_WEIGHT:
+        return
+    kept = latest_checkpoint(ckpt_dir)
+    raise FloatingPointError(
+        f"the update of RL iteration {step} left weights of magnitude {worst:.3g}; lower agent.lr. Nothing of it was "
+        f"saved: the last good checkpoint ({kept if kept is not None else 'none yet'}) is kept, resume from it "
+        "with the lower lr."
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -125,12 +254,16 @@ def seed_everything(seed: int) -> None:
 def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     """Train and evaluate; returns the final metrics (also written to ``eval.json``)."""
     cfg = to_run_config(cfg)
+    cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, id=find_env(cfg.env.id)))  # the plain id
     check_dtype(cfg.model.dtype)
     dist, device = init_distributed(cfg.model.device)  # fails here on a device this machine lacks
-    main = dist.is_main  # rank 0 alone writes the run directory
     out = Path(dist.broadcast_object(str(cfg.output_dir)))  # one run directory, rank 0's, for every process
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
+    with hold_run_dir(out) if dist.is_main else contextlib.nullcontext():  # rank 0 holds it: one run at a time
+        return _run(cfg, dist, device, out)
+
+
+def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
+    main = dist.is_main  # rank 0 alone writes the run directory
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
     seed_everything(cfg.seed)
@@ -165,6 +298,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
             model.activation_checkpointing_enable({"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    check_positions(probe, model, cfg)
     env_kwargs.setdefault("vocab_size", logits_width(model))
     ctx = RunContext(
         env_id=cfg.env.id,
@@ -185,14 +319,37 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
 
     # --- resume (every rank reads the same checkpoint) ----------------------------------------------------
     state: dict[str, Any] = {"phase": "sft", "iteration": 0}
-    latest = latest_checkpoint(ckpt_dir) if cfg.resume else None
-    if latest is not None:
-        saved = load_checkpoint(latest, learner.policy, learner.optimizer if latest.name != "step-000000" else None)
+    # the newest intact checkpoint: a damaged one is skipped with a warning; none intact refuses to start over
+    found = find_resumable(ckpt_dir) if cfg.resume else None
+    sft_resume: dict[str, Any] | None = None  # SFT killed part-way: its step, AdamW and schedule states
+    changes: list[dict[str, Any]] = []  # settings changed on resume (resume_with_changes=true), eval.json says so
+    if found is not None:
+        latest, contents = found
+        part_way_sft = contents["state"].get("phase") == "sft"
+        # an RL checkpoint's optimizer is the learner's; a part-way SFT one's is SFT's own AdamW (step 0 has none)
+        saved = load_checkpoint(latest, learner.policy, None if part_way_sft else learner.optimizer, contents)
+        changes = [*saved.get("changes", []), *check_resume_settings(cfg, saved, latest)]
         if log is not None and saved.get("config_hash") not in (None, config_hash(cfg)):
             log(saved["iteration"], {"resume/config_changed": 1.0})
+        if logger is not None and saved.get("metrics_lines") is not None:
+            logger.keep_first(saved["metrics_lines"])  # the records after the checkpoint are about to be written again
         state = {"phase": saved["phase"], "iteration": saved["iteration"]}
+        if part_way_sft:
+            sft_resume = {
+                "step": saved["sft_step"],
+                "optimizer": contents["optimizer"],
+                "schedule": saved["sft_schedule"],
+            }
         learner.load_state_dict(saved.get("learner", saved))  # older checkpoints kept the state at the top level
         ctx.precision.load_state_dict(saved.get("precision", {}))
+
+    def recorded() -> dict[str, Any]:  # what every checkpoint records beside the phase
+        return {
+            "config_hash": config_hash(cfg),
+            "settings": resume_settings(cfg),
+            "changes": changes,
+            "metrics_lines": logger.lines if logger is not None else None,
+        }
 
     if main:  # written once the settings are known to fit (a refused resume keeps the run's own config.yaml)
         save_codec(codec, out / "tokenizer")
@@ -202,7 +359,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     # Under torchrun every rank draws the same batches and trains on its share of their rows (DDP).
     if state["phase"] == "sft":
         progress = cfg.train.progress and main
-        if cfg.pretrain.steps > 0:  # knowledge first (the task's documents), then the task's format
+        if cfg.pretrain.steps > 0 and sft_resume is None:  # knowledge first (the task's documents), then the format
             train_pretrain(
                 model,
                 probe.task,
@@ -215,21 +372,22 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
                 dist=dist,
             )
         if cfg.sft.steps > 0:
+
+            def sft_checkpoint(done: int, optimizer: torch.optim.Optimizer, schedule: Any) -> None:
+                if main:
+                    extra = {"phase": "sft", "iteration": 0, "sft_step": done, "sft_schedule": schedule.state_dict()}
+                    save_checkpoint(ckpt_dir, done, learner.policy, optimizer, {**extra, **recorded()}, 1, "sft")
+
             kwargs = {"seed": cfg.seed, "log": log, "progress": progress, "precision": ctx.precision, "dist": dist}
             kwargs["env_config"] = probe.episodes.config  # the env's prompt format (plain or chat template)
-            train_sft(model, probe.task, codec, cfg.sft, **kwargs)
+            train_sft(model, probe.task, codec, cfg.sft, **kwargs, checkpoint=sft_checkpoint, resume=sft_resume)
         if lora:  # the SFT adapter goes into the base weights: adapters-off is then the policy as RL starts
             fold_lora(model)
         state = {"phase": "rl", "iteration": 0}
         if main:
-            save_checkpoint(
-                ckpt_dir,
-                0,
-                learner.policy,
-                None,
-                {**state, "config_hash": config_hash(cfg)},
-                cfg.train.keep_checkpoints,
-            )
+            save_checkpoint(ckpt_dir, 0, learner.policy, None, {**state, **recorded()}, cfg.train.keep_checkpoints)
+            for part_way in ckpt_dir.glob("sft-*"):  # superseded by the end of SFT
+                shutil.rmtree(part_way, ignore_errors=True)
 
     # --- the KL reference: the policy as RL starts (after SFT), stored once beside the checkpoints ---
     # The file is written even when no algorithm reads the reference, so a resume that turns a KL on
@@ -265,6 +423,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
         for group, lr in zip(learner.optimizer.param_groups, base_lrs):
             group["lr"] = lr * lr_scale
         metrics = learner.iteration(it, ref)
+        check_weights(learner.policy, it + 1, ckpt_dir)  # exploded weights never become the "last good" checkpoint
         missing = [k for k in REQUIRED_METRICS if k not in metrics]
         if missing:
             raise KeyError(f"{type(learner).__name__}.iteration returned no {missing}; every learner reports them.")
@@ -285,7 +444,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
             extra = {
                 "phase": "rl",
                 "iteration": step,
-                "config_hash": config_hash(cfg),
+                **recorded(),
                 "learner": learner.state_dict(),
                 "precision": ctx.precision.state_dict(),
                 "world_size": dist.world_size,
@@ -315,6 +474,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
             "before_rl": before,
             "accuracy_before_rl": before["accuracy"],
             "records": final["records"],
+            **({"resumed_with_changes": changes} if changes else {}),
             "wall_time_s": round(time.time() - started, 2),
             "hardware": {
                 "platform": platform.platform(),

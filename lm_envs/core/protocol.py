@@ -109,12 +109,20 @@ def get_protocol(env_id: str) -> EvalProtocol:
     """The evaluation protocol of ``env_id``.
 
     Raises:
-        KeyError: If the id declared none (pass ``protocol=`` to :func:`lm_envs.register`).
+        KeyError: If the id is not registered in this process (import the package that registers it:
+            ``lm-envs --import MODULE``), or was registered without :func:`lm_envs.register`.
     """
     try:
         return _PROTOCOLS[env_id]
     except KeyError:
+        import gymnasium as gym
+
+        if env_id in gym.registry:
+            raise KeyError(
+                f"env {env_id!r} has no evaluation protocol; register it with "
+                "lm_envs.register(..., protocol=EvalProtocol(...))."
+            ) from None
         raise KeyError(
-            f"env {env_id!r} has no evaluation protocol; register it with "
-            "lm_envs.register(..., protocol=EvalProtocol(...))."
+            f"env {env_id!r} is not registered in this process; import the package that registers it "
+            "(lm-envs --import MODULE ..., or an lm_envs.envs entry point; see lm_envs.load_plugins)."
         ) from None

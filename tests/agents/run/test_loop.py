@@ -175,7 +175,17 @@ def test_ppo_without_kl_builds_no_reference_and_a_resume_that_needs_one_reads_th
 
     built = []
     monkeypatch.setattr(run_module, "frozen_copy", lambda model: built.append(frozen_copy(model)) or built[-1])
-    run(smoke(tmp_path, *overrides, "agent.kl_coef=0.0", "agent.kl_target=1.0", "train.iterations=3"))
+    # turning the adaptive controller on is a change of settings: asked for on purpose
+    run(
+        smoke(
+            tmp_path,
+            *overrides,
+            "agent.kl_coef=0.0",
+            "agent.kl_target=1.0",
+            "train.iterations=3",
+            "resume_with_changes=true",
+        )
+    )
     assert len(built) == 1  # the adaptive controller measures the KL: it needs the reference
     ref = built[0].state_dict()
     assert all(torch.equal(ref[k], v) for k, v in start.items())  # the saved start, not the step-2 weights
@@ -184,7 +194,7 @@ def test_ppo_without_kl_builds_no_reference_and_a_resume_that_needs_one_reads_th
     # the other way: a resume keeps the saved beta, so a run started with a KL keeps its reference
     other = tmp_path / "other"
     run(smoke(other, *overrides))
-    run(smoke(other, *overrides, "agent.kl_coef=0.0", "train.iterations=3"))
+    run(smoke(other, *overrides, "agent.kl_coef=0.0", "train.iterations=3", "resume_with_changes=true"))
     assert len(built) == 3 and kl_logged(other)[2] != 0.0
 
 

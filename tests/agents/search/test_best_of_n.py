@@ -154,7 +154,7 @@ def test_bad_inputs_are_refused_clearly():
     with pytest.raises(ValueError, match="temperature 0"):
         best_of_n(model, ENV, BestOfNConfig(n=2, temperature=0.0))
     for bad, match in [
-        ({"keep": "top"}, "rft.keep"),
+        ({"keep": "top"}, "agent.keep"),
         ({"group_size": 0}, "group_size"),
         ({"prompts_per_round": 0}, "prompts_per_round"),
         ({"temperature": -1.0}, "temperature"),
