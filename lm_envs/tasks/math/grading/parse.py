@@ -1,0 +1,539 @@
+"""Parsing: a bounded recursive-descent parser from normalized text to a tree of tuples."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Any
+
+from .common import (
+    _FUNCS,
+    _INF_WORDS,
+    _KNOWN_WORDS,
+    EXPONENT_TOO_LARGE,
+    MAX_DEPTH,
+    MAX_ITEMS,
+    MAX_NUMBER_DIGITS,
+    NUMBER_TOO_LONG,
+    TOO_DEEP,
+    TOO_MANY_ITEMS,
+    _Refused,
+    _Syntax,
+)
+
+#
+# Scalars:  ("num", numerator, denominator, is_decimal)  ("sym", name)  ("inf",)
+#           ("add", terms)  ("neg", x)  ("mul", factors)  ("inv", x)  ("pow", base, exp)
+#           ("root", x, index | None)  ("fact", x)  ("binom", n, k)  ("func", name, x)
+#           ("log", x, base | None)  ("abs", x)
+# Containers: ("tuple", open, close, items)  ("set", items)  ("list", items)  ("union", items)
+#           ("rel", ops, operands)
+
+
+_TOKEN_RE = re.compile(
+    r"(?P<ws>\s+)"
+    r"|(?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
+    r"|(?P<word>[A-Za-z]+)"
+    r"|(?P<cmd>\\(?:[A-Za-z]+|.))"
+    r"|(?P<op><=|>=|!=|\*\*|[-+*/^_!()\[\]{},=<>|])",
+    re.S,
+)
+_CONTAINERS = frozenset({"tuple", "set", "list", "union", "rel"})
+_GREEK = frozenset(
+    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi rho sigma "  # noqa: SIM905 (a word list)
+    "tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega".split()
+)
+_INVERSE_TRIG = {"sin": "arcsin", "cos": "arccos", "tan": "arctan"}
+_MAX_LETTER_RUN = 3
+_RELOPS = {"=": "=", "<": "<", ">": ">", "<=": "<=", ">=": ">=", "!=": "!="}
+_RELCMDS = {"\\approx": "~", "\\in": "in"}
+_PI = ("sym", "\\pi")
+_INF = ("inf",)
+
+# Token: (kind, text, space_before); space_before is None for the rest of a token whose first
+# character was taken as a one-character LaTeX argument (\frac12), which may multiply implicitly.
+_Token = tuple[str, str, "bool | None"]
+
+
+def _tokenize(s: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    pos, n, space = 0, len(s), False
+    while pos < n:
+        m = _TOKEN_RE.match(s, pos)
+        if m is None:
+            raise _Syntax(f"unexpected character {s[pos]!r} at {pos}")
+        kind = m.lastgroup or ""
+        text = m.group()
+        pos = m.end()
+        if kind == "ws":
+            space = "\n" not in text  # a line break never joins a mixed number
+            continue
+        if kind == "num":
+            mantissa, _, exponent = text.lower().partition("e")
+            if sum(c.isdigit() for c in mantissa) > MAX_NUMBER_DIGITS:
+                raise _Refused(f"{NUMBER_TOO_LONG}: more than {MAX_NUMBER_DIGITS} digits")
+            if exponent and abs(int(exponent[:8])) > MAX_NUMBER_DIGITS:
+                raise _Refused(f"{EXPONENT_TOO_LARGE}: scientific exponent {exponent[:20]}")
+        elif kind == "word" and len(text) > _MAX_LETTER_RUN and text not in _KNOWN_WORDS:
+            raise _Syntax(f"word {text[:40]!r} is not mathematics")
+        tokens.append((kind, text, space))
+        space = False
+    tokens.append(("end", "", space))
+    return tokens
+
+
+def _number_node(text: str) -> tuple[Any, ...]:
+    mantissa, _, exponent = text.lower().partition("e")
+    if "." in mantissa:
+        whole, frac = mantissa.split(".")
+        q = Fraction(int(whole or "0") * 10 ** len(frac) + int(frac or "0"), 10 ** len(frac))
+    else:
+        q = Fraction(int(mantissa))
+    if exponent:
+        q *= Fraction(10) ** int(exponent)
+    return ("num", q.numerator, q.denominator, "." in mantissa or bool(exponent))
+
+
+def _scalar(node: tuple[Any, ...]) -> tuple[Any, ...]:
+    if node[0] in _CONTAINERS:
+        kind = {"rel": "a relation", "set": "a set", "union": "a union"}.get(node[0], "a tuple")
+        raise _Syntax(f"arithmetic on {kind}")
+    return node
+
+
+class _Parser:
+    """Recursive descent over the token list; every recursion goes through :meth:`_enter`."""
+
+    def __init__(self, tokens: list[_Token]) -> None:
+        self.toks = tokens
+        self.i = 0
+        self.depth = 0
+
+    # -- helpers ------------------------------------------------------------------------------
+    def peek(self) -> _Token:
+        return self.toks[self.i]
+
+    def advance(self) -> _Token:
+        tok = self.toks[self.i]
+        if tok[0] != "end":
+            self.i += 1
+        return tok
+
+    def at(self, kind: str, *texts: str) -> bool:
+        tok = self.toks[self.i]
+        return tok[0] == kind and (not texts or tok[1] in texts)
+
+    def expect(self, kind: str, text: str) -> None:
+        if not self.at(kind, text):
+            got = self.peek()[1] or "end of input"
+            raise _Syntax(f"expected {text!r}, got {got!r}")
+        self.advance()
+
+    def _enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _Refused(f"{TOO_DEEP}: more than {MAX_DEPTH} levels")
+
+    # -- grammar ------------------------------------------------------------------------------
+    def parse(self) -> tuple[Any, ...]:
+        items = self.parse_items()
+        if not self.at("end"):
+            raise _Syntax(f"unexpected {self.peek()[1]!r}")
+        return items[0] if len(items) == 1 else ("list", tuple(items))
+
+    def parse_items(self) -> list[tuple[Any, ...]]:
+        items = [self.parse_relation()]
+        while self.at("op", ","):
+            self.advance()
+            items.append(self.parse_relation())
+            if len(items) > MAX_ITEMS:
+                raise _Refused(f"{TOO_MANY_ITEMS}: more than {MAX_ITEMS}")
+        return items
+
+    def parse_relation(self) -> tuple[Any, ...]:
+        operands = [self.parse_union()]
+        ops: list[str] = []
+        while True:
+            tok = self.peek()
+            if tok[0] == "op" and tok[1] in _RELOPS:
+                ops.append(_RELOPS[tok[1]])
+            elif tok[0] == "cmd" and tok[1] in _RELCMDS:
+                ops.append(_RELCMDS[tok[1]])
+            else:
+                break
+            self.advance()
+            operands.append(self.parse_union())
+        return operands[0] if not ops else ("rel", tuple(ops), tuple(operands))
+
+    def parse_union(self) -> tuple[Any, ...]:
+        first = self.parse_sum()
+        if not self.at("cmd", "\\cup"):
+            return first
+        items = [first]
+        while self.at("cmd", "\\cup"):
+            self.advance()
+            items.append(self.parse_sum())
+            if len(items) > MAX_ITEMS:
+                raise _Refused(f"{TOO_MANY_ITEMS}: more than {MAX_ITEMS}")
+        for item in items:
+            if item[0] not in ("tuple", "set"):
+                raise _Syntax("\\cup needs intervals or sets on both sides")
+        return ("union", tuple(items))
+
+    def parse_sum(self) -> tuple[Any, ...]:
+        pm_at = None  # index of the term after \pm: a \pm b is the set {a + b, a - b}
+        if self.at("cmd", "\\pm", "\\mp"):
+            self.advance()
+            pm_at = 0
+        terms = [self.parse_term()]
+        while True:
+            if self.at("op", "+", "-"):
+                op = self.advance()[1]
+                term = _scalar(self.parse_term())
+                terms.append(term if op == "+" else ("neg", term))
+            elif pm_at is None and self.at("cmd", "\\pm", "\\mp"):
+                self.advance()
+                pm_at = len(terms)
+                terms.append(_scalar(self.parse_term()))
+            else:
+                break
+        if pm_at is None and len(terms) == 1:
+            return terms[0]
+        for term in terms:
+            _scalar(term)
+        if pm_at is None:
+            return ("add", tuple(terms))
+        minus = list(terms)
+        minus[pm_at] = ("neg", terms[pm_at])
+        return ("set", tuple(t[0] if len(t) == 1 else ("add", tuple(t)) for t in (terms, minus)))
+
+    def parse_term(self) -> tuple[Any, ...]:
+        factors = [self.parse_unary()]
+        while True:
+            tok = self.peek()
+            if tok[0] == "op" and tok[1] in ("*", "/"):
+                self.advance()
+                factor = _scalar(self.parse_unary())
+                factors.append(factor if tok[1] == "*" else ("inv", factor))
+            elif self._implicit_factor_follows(tok):
+                factors.append(_scalar(self.parse_power()))
+            else:
+                break
+        if len(factors) == 1:
+            return factors[0]
+        _scalar(factors[0])
+        return ("mul", tuple(factors))
+
+    @staticmethod
+    def _implicit_factor_follows(tok: _Token) -> bool:
+        kind, text, space = tok
+        if kind == "word":
+            return True
+        if kind == "num":
+            return space is None  # only the rest of a split one-character argument (\frac123)
+        if kind == "cmd":
+            name = text[1:]
+            return name in ("frac", "sqrt", "binom", "pi", "infty") or name in _FUNCS or name in _GREEK
+        return kind == "op" and text in ("(", "{")
+
+    def parse_unary(self) -> tuple[Any, ...]:
+        if self.at("op", "-", "+"):
+            sign = self.advance()[1]
+            self._enter()
+            operand = _scalar(self.parse_unary())
+            self.depth -= 1
+            return ("neg", operand) if sign == "-" else operand
+        return self.parse_power()
+
+    def parse_power(self) -> tuple[Any, ...]:
+        base = self.parse_postfix()
+        if self.at("op", "^", "**"):
+            self.advance()
+            self._enter()
+            exponent = _scalar(self.parse_unary())
+            self.depth -= 1
+            return ("pow", _scalar(base), exponent)
+        return base
+
+    def parse_postfix(self) -> tuple[Any, ...]:
+        node = self.parse_atom()
+        entered = 0
+        while self.at("op", "!"):
+            self.advance()
+            self._enter()
+            entered += 1
+            node = ("fact", _scalar(node))
+        self.depth -= entered
+        return node
+
+    def parse_atom(self) -> tuple[Any, ...]:
+        kind, text, space = self.peek()
+        if kind == "num":
+            self.advance()
+            node = _number_node(text)
+            if node[2] == 1 and not node[3]:
+                mixed = self._mixed_number(node)
+                if mixed is not None:
+                    return mixed
+            return node
+        if kind == "word":
+            return self._word()
+        if kind == "cmd":
+            return self._command(text[1:])
+        if kind == "op":
+            if text in ("(", "["):
+                return self._bracketed()
+            if text == "{":
+                self.advance()
+                return self._braced("}")
+            if text == "|":
+                self.advance()
+                self._enter()
+                inner = _scalar(self.parse_sum())
+                self.expect("op", "|")
+                self.depth -= 1
+                return ("abs", inner)
+        raise _Syntax(f"unexpected {text!r}" if text else "unexpected end of input")
+
+    def _mixed_number(self, whole: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """``7 3/4`` or ``7\\frac{3}{4}`` right after the integer ``whole``, as whole + fraction."""
+        t = self.toks
+        i = self.i
+
+        def int_lit(k: int, spaced: bool | None = False) -> bool:
+            tok = t[k]
+            return tok[0] == "num" and tok[1].isdigit() and (spaced is False or tok[2] is True)
+
+        frac: tuple[int, int] | None = None
+        if int_lit(i, spaced=True) and t[i + 1][:2] == ("op", "/") and int_lit(i + 2):
+            if not (t[i + 3][0] == "op" and t[i + 3][1] in ("^", "!", "**")):
+                frac, used = (int(t[i][1]), int(t[i + 2][1])), 3
+        elif t[i][:2] == ("cmd", "\\frac"):
+            if (
+                t[i + 1][:2] == ("op", "{")
+                and int_lit(i + 2)
+                and t[i + 3][:2] == ("op", "}")
+                and t[i + 4][:2] == ("op", "{")
+                and int_lit(i + 5)
+                and t[i + 6][:2] == ("op", "}")
+            ):
+                frac, used = (int(t[i + 2][1]), int(t[i + 5][1])), 7
+            elif t[i + 1][0] == "num" and len(t[i + 1][1]) == 2 and t[i + 1][1].isdigit():
+                frac, used = (int(t[i + 1][1][0]), int(t[i + 1][1][1])), 2
+        if frac is None:
+            return None
+        self.i += used
+        numerator = ("num", frac[0], 1, False)
+        denominator = ("num", frac[1], 1, False)
+        return ("add", (whole, ("mul", (numerator, ("inv", denominator)))))
+
+    def _word(self) -> tuple[Any, ...]:
+        kind, text, space = self.peek()
+        if text in _FUNCS:
+            self.advance()
+            return self._function(text)
+        if text == "pi":
+            self.advance()
+            return _PI
+        if text in _INF_WORDS:
+            self.advance()
+            return _INF
+        # A run of letters is a product of single-letter symbols: take the first one.
+        self._take_first_char()
+        name = text[0]
+        if self.at("op", "_"):
+            name += "_" + self._subscript()
+        return ("sym", name)
+
+    def _take_first_char(self) -> str:
+        kind, text, space = self.peek()
+        if len(text) > 1:
+            self.toks[self.i] = (kind, text[1:], None)
+        else:
+            self.advance()
+        return text[0]
+
+    def _subscript(self) -> str:
+        self.advance()  # "_"
+        if self.at("op", "{"):
+            self.advance()
+            parts: list[str] = []
+            depth = 1
+            while True:
+                kind, text, _ = self.advance()
+                if kind == "end":
+                    raise _Syntax("unclosed subscript")
+                if text == "{":
+                    depth += 1
+                elif text == "}":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                parts.append(text)
+                if len(parts) > 20:
+                    raise _Syntax("subscript too long")
+            return "{" + "".join(parts) + "}"
+        kind, text, _ = self.peek()
+        if kind in ("num", "word"):
+            return self._take_first_char()
+        if kind == "cmd" and text[1:] in _GREEK:
+            self.advance()
+            return text
+        raise _Syntax("bad subscript")
+
+    def _command(self, name: str) -> tuple[Any, ...]:
+        self.advance()
+        if name == "frac":
+            numerator = self._argument()
+            denominator = self._argument()
+            return ("mul", (numerator, ("inv", denominator)))
+        if name == "sqrt":
+            index = None
+            if self.at("op", "["):
+                self.advance()
+                self._enter()
+                index = _scalar(self.parse_sum())
+                self.expect("op", "]")
+                self.depth -= 1
+            return ("root", self._argument(), index)
+        if name == "binom":
+            return ("binom", self._argument(), self._argument())
+        if name == "pi":
+            return _PI
+        if name == "infty":
+            return _INF
+        if name in _FUNCS:
+            return self._function(name)
+        if name in _GREEK:
+            symbol = "\\" + name
+            if self.at("op", "_"):
+                symbol += "_" + self._subscript()
+            return ("sym", symbol)
+        if name == "{":
+            return self._braced("\\}")
+        raise _Syntax(f"unsupported command \\{name}")
+
+    def _argument(self) -> tuple[Any, ...]:
+        """A LaTeX macro argument: a ``{...}`` group or a single character/command."""
+        kind, text, _ = self.peek()
+        if kind == "op" and text == "{":
+            self.advance()
+            self._enter()
+            node = _scalar(self.parse_sum())
+            self.expect("op", "}")
+            self.depth -= 1
+            return node
+        if kind == "num":
+            first = self._take_first_char()
+            if not first.isdigit():
+                raise _Syntax("bad macro argument")
+            return ("num", int(first), 1, False)
+        if kind == "word":
+            return ("sym", self._take_first_char())
+        if kind == "cmd":
+            self._enter()
+            node = _scalar(self.parse_atom())
+            self.depth -= 1
+            return node
+        raise _Syntax(f"missing macro argument before {text!r}")
+
+    def _function(self, name: str) -> tuple[Any, ...]:
+        power = None
+        if name != "sqrt" and self.at("op", "^"):
+            self.advance()
+            self._enter()
+            power = _scalar(self.parse_unary())
+            self.depth -= 1
+        base = None
+        if name == "log" and self.at("op", "_"):
+            self.advance()
+            base = self._argument()
+        self._enter()
+        if self.at("op", "(", "{"):
+            arg = _scalar(self.parse_atom())
+        else:  # LaTeX habit: \sin 2x is sin(2x), \sin x \cos x is sin(x) cos(x)
+            factors = [_scalar(self.parse_power())]
+            while self._implicit_factor_follows(self.peek()) and not self._function_follows():
+                factors.append(_scalar(self.parse_power()))
+            arg = factors[0] if len(factors) == 1 else ("mul", tuple(factors))
+        self.depth -= 1
+        if power == ("neg", ("num", 1, 1, False)) and name in _INVERSE_TRIG:
+            name, power = _INVERSE_TRIG[name], None  # \tan^{-1} x is arctan x
+        if name == "sqrt":
+            node: tuple[Any, ...] = ("root", arg, None)
+        elif name in ("log", "ln"):
+            node = ("log", arg, base)
+        else:
+            node = ("func", name, arg)
+        return node if power is None else ("pow", node, power)
+
+    def _function_follows(self) -> bool:
+        kind, text, _ = self.peek()
+        return (kind == "word" and text in _FUNCS) or (kind == "cmd" and text[1:] in _FUNCS)
+
+    def _bracketed(self) -> tuple[Any, ...]:
+        opener = self.advance()[1]
+        self._enter()
+        items = self.parse_items()
+        tok = self.advance()
+        self.depth -= 1
+        closer = tok[1]
+        if tok[0] != "op" or closer not in (")", "]"):
+            raise _Syntax(f"expected ')' or ']', got {closer or 'end of input'!r}")
+        if len(items) == 1:
+            if (opener, closer) not in (("(", ")"), ("[", "]")):
+                raise _Syntax(f"mismatched brackets {opener}{closer}")
+            return items[0]
+        return ("tuple", opener, closer, tuple(items))
+
+    def _braced(self, closer: str) -> tuple[Any, ...]:
+        """After ``{`` (a group, or a set when it has commas) or ``\\{`` (always a set)."""
+        self._enter()
+        if closer == "\\}" and self.at("cmd", "\\}"):
+            self.advance()
+            self.depth -= 1
+            return ("set", ())
+        items = self.parse_items()
+        if closer == "}":
+            self.expect("op", "}")
+        else:
+            self.expect("cmd", "\\}")
+        self.depth -= 1
+        if closer == "}" and len(items) == 1:
+            return items[0]
+        return ("set", tuple(items))
+
+
+def _parse(s: str) -> tuple[Any, ...]:
+    return _Parser(_tokenize(s)).parse()
+
+
+def _reduce_assignment(node: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``x = 5`` → ``5``; ``a = b = c`` → ``c``; ``a \\approx b`` → ``a``; also ``5 = x``."""
+    if node[0] != "rel" or not set(node[1]) <= {"=", "~", "in"}:
+        return node
+    ops, operands = list(node[1]), list(node[2])
+    if _is_symbolic_target(operands[0]):
+        ops, operands = ops[1:], operands[1:]
+    elif set(ops) == {"="} and _is_symbolic_target(operands[-1]):
+        ops, operands = ops[:-1], operands[:-1]
+    elif "~" not in ops and len(ops) < 2:
+        return node  # one equation without a symbol side, such as 2x + 3y = 6
+    if "~" in ops:
+        return operands[ops.index("~")]
+    return operands[-1]
+
+
+def _is_symbolic_target(node: tuple[Any, ...]) -> bool:
+    if node[0] == "sym":
+        return node[1] not in ("\\pi", "e", "i")
+    return node[0] == "tuple" and all(item[0] == "sym" for item in node[3])
+
+
+def _prepare(node: tuple[Any, ...]) -> tuple[Any, ...]:
+    node = _reduce_assignment(node)
+    if node[0] == "list":
+        return ("list", tuple(_reduce_assignment(item) for item in node[1]))
+    if node[0] == "set":
+        return ("set", tuple(_reduce_assignment(item) for item in node[1]))
+    return node
