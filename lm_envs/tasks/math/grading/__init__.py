@@ -168,7 +168,7 @@ from .compare import grade, is_equivalent
 from .extract import extract_answer
 from .normalize import _normalize, _squash
 from .parse import _parse, _prepare
-from .worker import _POOL, _STATS, _run_symbolic, _Timeout, _Unavailable, close_workers
+from .worker import _POOL, _STATS, _run_symbolic, _Timeout, _Unavailable, close_workers, start_workers
 
 __all__ = [
     "MAX_ANSWER_CHARS",
@@ -183,4 +183,5 @@ __all__ = [
     "extract_answer",
     "grade",
     "is_equivalent",
+    "start_workers",
 ]

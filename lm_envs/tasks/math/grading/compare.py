@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import time
 from typing import Any
 
 from .common import (
@@ -30,7 +32,7 @@ from .common import (
 )
 from .fast import _has_decimal, _is_int_literal, _NotPolyType, _Poly, _poly_equal, _poly_proportional, _to_poly
 from .normalize import _normalize, _squash
-from .parse import _CONTAINERS, _parse, _prepare
+from .parse import _CONTAINERS, _align_labels, _parse, _prepare
 from .worker import _run_symbolic, _Timeout, _Unavailable
 
 _STRENGTH = {NUMERIC: 0, TOLERANCE: 1, ALGEBRAIC: 2, SYMBOLIC: 3}
@@ -107,26 +109,40 @@ def _compare(g: tuple[Any, ...], p: tuple[Any, ...], cmp: _Comparison) -> bool:
     """
     gt, pt = g[0], p[0]
     if gt == "list":
+        if pt == "list" and _all_tuples(g[1]) and _all_tuples(p[1]):
+            return _unordered(g[1], p[1], cmp)  # solutions of a system: a set of tuples
         if pt == "list" or (pt == "tuple" and p[1:3] == ("(", ")")):
             return _ordered(g[1], p[-1], cmp)
+        if pt in ("set", "bset"):
+            return _unordered(g[1], p[1], cmp)
         return False
-    if gt == "set":
-        if pt in ("set", "list"):
+    if gt in ("set", "bset"):
+        if pt in ("set", "bset", "list"):
             return _unordered(g[1], p[1], cmp)
         return False
     if gt == "tuple":
         if pt == "tuple" and g[1:3] == p[1:3]:
             return _ordered(g[3], p[3], cmp)
-        if pt == "list" and g[1:3] == ("(", ")"):
+        if pt in ("list", "bset") and g[1:3] == ("(", ")"):
             return _ordered(g[3], p[1], cmp)
         return False
     if gt == "union":
         return pt == "union" and _unordered(g[1], p[1], cmp)
     if gt == "rel":
         return pt == "rel" and _compare_relations(g, p, cmp)
+    if gt == "ratio":
+        return pt == "ratio" and _ordered(g[1], p[1], cmp)
+    if gt == "matrix":
+        if pt != "matrix" or len(g[1]) != len(p[1]):
+            return False
+        return all([_ordered(a, b, cmp) for a, b in zip(g[1], p[1], strict=True)])
     if pt in _CONTAINERS:
         return False
     return cmp.scalars(g, p)
+
+
+def _all_tuples(items: tuple[Any, ...]) -> bool:
+    return all(item[0] == "tuple" for item in items)
 
 
 def _ordered(gs: tuple[Any, ...], ps: tuple[Any, ...], cmp: _Comparison) -> bool:
@@ -225,32 +241,70 @@ def grade(gold: str, pred: str | None, *, timeout: float = 1.0) -> Verdict:
         return Verdict(False, f"{UNPARSEABLE}: internal error {type(exc).__name__}: {str(exc)[:200]}")
 
 
+_DECIMAL_COMMA_RE = re.compile(r"-?\d+,\d+")
+
+
 def _grade(gold: str, pred: str, timeout: float) -> Verdict:
     for side, text in (("gold", gold), ("pred", pred)):
         if len(text) > MAX_ANSWER_CHARS:
             return Verdict(False, f"{TOO_LONG}: {side} has {len(text)} characters (limit {MAX_ANSWER_CHARS})")
+    deadline = time.monotonic() + timeout
     g_norm, p_norm = _normalize(gold), _normalize(pred)
     if not g_norm:
         return Verdict(False, f"{EMPTY}: gold")
     if not p_norm:
         return Verdict(False, EMPTY)
+    verdict = _grade_normalized(g_norm, p_norm, (deadline, timeout))
+    if verdict.equivalent or verdict.reason.startswith((TIMEOUT, UNAVAILABLE)):
+        return verdict
+    # The decimal comma (1,5 = 1.5): a lone "digits,digits" against an answer without a comma.
+    g_strip, p_strip = g_norm.strip(), p_norm.strip()
+    if _DECIMAL_COMMA_RE.fullmatch(g_strip) and "," not in p_strip:
+        retry = _grade_normalized(g_strip.replace(",", "."), p_norm, (deadline, timeout))
+    elif _DECIMAL_COMMA_RE.fullmatch(p_strip) and "," not in g_strip:
+        retry = _grade_normalized(g_norm, p_strip.replace(",", "."), (deadline, timeout))
+    else:
+        return verdict
+    return retry if retry.equivalent else verdict
+
+
+def _grade_normalized(g_norm: str, p_norm: str, budget: tuple[float, float]) -> Verdict:
     g_flat, p_flat = _squash(g_norm), _squash(p_norm)
     if g_flat == p_flat:
         return Verdict(True, EXACT)
     if g_flat.isascii() and g_flat.isalpha() and len(g_flat) > 1 and g_flat.lower() not in _KNOWN_WORDS:
         return _text_verdict(g_flat, p_flat)
     try:
-        g_tree = _parse(g_norm)
+        g_raw = _parse(g_norm)
     except _Syntax:
         return _text_verdict(g_flat, p_flat)
     except _Refused as exc:
         return Verdict(False, f"{exc.reason}: gold")
     try:
-        p_tree = _parse(p_norm)
+        p_raw = _parse(p_norm)
     except _Syntax as exc:
         return Verdict(False, f"{UNPARSEABLE}: {exc}")
-    g_tree, p_tree = _prepare(g_tree), _prepare(p_tree)
+    p_raw = _align_labels(g_raw, p_raw)
+    g_tree, p_tree = _prepare(g_raw), _prepare(p_raw)
+    verdict = _decide(g_tree, p_tree, budget)
+    if verdict.equivalent or verdict.reason.startswith((TIMEOUT, UNAVAILABLE)):
+        return verdict
+    # An equation against an equivalent one written as an assignment: 2x+4y-3=0 vs y=-x/2+3/4.
+    if g_tree[0] == "rel" and p_raw[0] == "rel" and p_tree is not p_raw:
+        retry = _decide(g_tree, p_raw, budget)
+    elif p_tree[0] == "rel" and g_raw[0] == "rel" and g_tree is not g_raw:
+        retry = _decide(g_raw, p_tree, budget)
+    else:
+        return verdict
+    return retry if retry.equivalent or retry.reason.startswith((TIMEOUT, UNAVAILABLE)) else verdict
 
+
+def _decide(g_tree: tuple[Any, ...], p_tree: tuple[Any, ...], budget: tuple[float, float]) -> Verdict:
+    """Compare two prepared trees: the fast path, then one batch of sympy jobs for what is left.
+
+    ``budget`` is (deadline on ``time.monotonic()``, the caller's timeout in seconds).
+    """
+    deadline, timeout = budget
     cmp = _Comparison()
     if _compare(g_tree, p_tree, cmp):
         return Verdict(True, cmp.reason())
@@ -269,8 +323,11 @@ def _grade(gold: str, pred: str, timeout: float) -> Verdict:
         return index[id(node)]
 
     jobs = [[kind, ref(a), ref(b), tolerant] for kind, a, b, tolerant in cmp.pending.values()]
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return Verdict(False, f"{TIMEOUT}: symbolic comparison took more than {timeout:g} s")
     try:
-        answers = _run_symbolic({"nodes": nodes, "jobs": jobs}, timeout)
+        answers = _run_symbolic({"nodes": nodes, "jobs": jobs}, remaining)
     except _Timeout:
         return Verdict(False, f"{TIMEOUT}: symbolic comparison took more than {timeout:g} s")
     except _Unavailable as exc:

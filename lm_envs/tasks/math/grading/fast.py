@@ -289,6 +289,9 @@ def _to_poly(node: tuple[Any, ...]) -> _Poly | _NotPolyType:
             return _NOT
         if index == 2:
             return _psqrt(q)
+        if q < 0 and index % 2 == 1:  # \sqrt[3]{-8} is the real root -2
+            root = _exact_root(-q, int(index))
+            return _NOT if root is None else _const(-root)
         root = _exact_root(q, int(index))
         return _NOT if root is None else _const(root)
     if tag == "fact":

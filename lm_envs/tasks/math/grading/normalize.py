@@ -6,7 +6,7 @@ import re
 import unicodedata
 
 from .common import _KNOWN_WORDS
-from .extract import _last_boxed
+from .extract import _answer_region, _undouble
 
 _UNICODE = str.maketrans(
     {
@@ -123,7 +123,10 @@ _UNIT_TEXT_CMDS = frozenset({"text", "textrm", "textnormal", "mathrm", "mbox", "
 _UNIT_TAIL_RE = re.compile(r"(?:\^\{?[23]\}?)?\.?")
 _LETTERS_RE = re.compile(r"[A-Za-z][A-Za-z ]*")
 _WORD_OPS_RE = re.compile(r"(?<!\s)\s+(?:and|or)\s+")  # starts only where a run of spaces starts
-_THOUSANDS_COMMA_RE = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?!\d)")
+_THOUSANDS_COMMA_RE = re.compile(r"(?<![\d.])[1-9]\d{0,2}(?:,\d{3})+(?!\d)")
+# Unambiguous LaTeX thousands separators between digits: 14{,}916, 14 {, }916, 32,\!349.
+_LATEX_THOUSANDS_RE = re.compile(r"(?<=\d)\s*(?:\{\s*,\s*\}|,\\!)\s*(?=\d{3}(?!\d))")
+_BRACKET_WORD_OPS_RE = re.compile(r"(?<=[)\]}])\s*(?:or|and)\s*(?=[(\[{\\])")
 _THOUSANDS_SPACE_RE = re.compile(r"(?<![\d.])\d{1,3}(?: \d{3})+(?![\d./])")
 _UNIT_WORDS = frozenset(
     "cm mm km m2 kg mg ml ft in yd mi hr hrs min mins sec secs lb lbs oz mph kph kmh sq cu deg pct "  # noqa: SIM905 (a word list)
@@ -140,10 +143,11 @@ def _normalize(s: str) -> str:
         s = unicodedata.normalize("NFKC", s)
         s = "".join(" " if unicodedata.category(c)[0] == "C" and c not in "\t\n\r" else c for c in s)
     s = _CONTROL_RE.sub(" ", s)
-    if "\\boxed" in s or "\\fbox" in s:
-        boxed = _last_boxed(s)
-        if boxed is not None:
-            s = boxed
+    if "\\" in s:
+        s = _undouble(s)
+    s = _answer_region(s)
+    if "," in s:
+        s = _LATEX_THOUSANDS_RE.sub("", s)
     for old, new in _PRE_REPLACE:
         if old in s:
             s = s.replace(old, new)
@@ -152,10 +156,12 @@ def _normalize(s: str) -> str:
     s = s.replace("$", " ")
     if "\\" in s:
         s = _unwrap_text(s)
-    s = s.replace("%", " ")
+    s = s.replace("%", " ").replace(";", ",")
     s = _WORD_OPS_RE.sub(", ", s)
+    if "or" in s or "and" in s:
+        s = _BRACKET_WORD_OPS_RE.sub(", ", s)
     if "," in s:
-        s = _THOUSANDS_COMMA_RE.sub(lambda m: m.group().replace(",", ""), s)
+        s = _THOUSANDS_COMMA_RE.sub(_join_thousands, s)
     if " " in s:
         s = _THOUSANDS_SPACE_RE.sub(lambda m: m.group().replace(" ", ""), s)
     s = _strip_units(s)
@@ -165,9 +171,21 @@ def _normalize(s: str) -> str:
     return s
 
 
+def _join_thousands(m: re.Match[str]) -> str:
+    """``1,000`` → ``1000``, except a lone pair in brackets: ``(12,102)`` is an interval."""
+    text, start, end = m.string, m.start(), m.end()
+    if text.count(",", start, end) == 1 and text[start - 1 : start] in ("(", "[") and text[end : end + 1] in (")", "]"):
+        return m.group()
+    return m.group().replace(",", "")
+
+
 def _replace_command(m: re.Match[str]) -> str:
     name = m.group(1)
     if name is not None:
+        if name not in _CMD_MAP and name.startswith("quad") and len(name) > 4:  # \quadx: \quad x
+            return " " + name[4:]
+        if name not in _CMD_MAP and name.startswith("qquad") and len(name) > 5:
+            return " " + name[5:]
         return _CMD_MAP.get(name, m.group())
     return _ESCAPE_MAP.get(m.group(2), m.group())
 

@@ -20,6 +20,7 @@ from .common import (
     _Refused,
     _Syntax,
 )
+from .fast import _rational, _to_poly
 
 #
 # Scalars:  ("num", numerator, denominator, is_decimal)  ("sym", name)  ("inf",)
@@ -27,6 +28,8 @@ from .common import (
 #           ("root", x, index | None)  ("fact", x)  ("binom", n, k)  ("func", name, x)
 #           ("log", x, base | None)  ("abs", x)
 # Containers: ("tuple", open, close, items)  ("set", items)  ("list", items)  ("union", items)
+#           ("bset", items): {a, b} with plain braces (a set, or a list in order against a tuple)
+#           ("ratio", items): a:b   ("matrix", rows): rows of scalars
 #           ("rel", ops, operands)
 
 
@@ -35,10 +38,11 @@ _TOKEN_RE = re.compile(
     r"|(?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
     r"|(?P<word>[A-Za-z]+)"
     r"|(?P<cmd>\\(?:[A-Za-z]+|.))"
-    r"|(?P<op><=|>=|!=|\*\*|[-+*/^_!()\[\]{},=<>|])",
+    r"|(?P<op><=|>=|!=|\*\*|[-+*/^_!()\[\]{},=<>|:&])",
     re.S,
 )
-_CONTAINERS = frozenset({"tuple", "set", "list", "union", "rel"})
+_CONTAINERS = frozenset({"tuple", "set", "bset", "list", "union", "rel", "ratio", "matrix"})
+_MATRIX_ENVS = frozenset({"pmatrix", "bmatrix", "Bmatrix", "matrix", "smallmatrix", "array"})
 _GREEK = frozenset(
     "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi rho sigma "  # noqa: SIM905 (a word list)
     "tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega".split()
@@ -74,12 +78,21 @@ def _tokenize(s: str) -> list[_Token]:
                 raise _Refused(f"{NUMBER_TOO_LONG}: more than {MAX_NUMBER_DIGITS} digits")
             if exponent and abs(int(exponent[:8])) > MAX_NUMBER_DIGITS:
                 raise _Refused(f"{EXPONENT_TOO_LARGE}: scientific exponent {exponent[:20]}")
-        elif kind == "word" and len(text) > _MAX_LETTER_RUN and text not in _KNOWN_WORDS:
+        elif kind == "word" and len(text) > _MAX_LETTER_RUN and text not in _KNOWN_WORDS and not _names_group(tokens):
             raise _Syntax(f"word {text[:40]!r} is not mathematics")
         tokens.append((kind, text, space))
         space = False
     tokens.append(("end", "", space))
     return tokens
+
+
+def _names_group(tokens: list[_Token]) -> bool:
+    """Whether the next token is the name in ``\\begin{...}``, ``\\end{...}`` or a subscript ``_{...}``."""
+    return (
+        len(tokens) >= 2
+        and tokens[-1][:2] == ("op", "{")
+        and tokens[-2][:2] in (("cmd", "\\begin"), ("cmd", "\\end"), ("op", "_"))
+    )
 
 
 def _number_node(text: str) -> tuple[Any, ...]:
@@ -96,7 +109,7 @@ def _number_node(text: str) -> tuple[Any, ...]:
 
 def _scalar(node: tuple[Any, ...]) -> tuple[Any, ...]:
     if node[0] in _CONTAINERS:
-        kind = {"rel": "a relation", "set": "a set", "union": "a union"}.get(node[0], "a tuple")
+        kind = {"rel": "a relation", "set": "a set", "bset": "a set", "union": "a union"}.get(node[0], "a tuple")
         raise _Syntax(f"arithmetic on {kind}")
     return node
 
@@ -151,7 +164,7 @@ class _Parser:
         return items
 
     def parse_relation(self) -> tuple[Any, ...]:
-        operands = [self.parse_union()]
+        operands = [self.parse_ratio()]
         ops: list[str] = []
         while True:
             tok = self.peek()
@@ -162,8 +175,20 @@ class _Parser:
             else:
                 break
             self.advance()
-            operands.append(self.parse_union())
+            operands.append(self.parse_ratio())
         return operands[0] if not ops else ("rel", tuple(ops), tuple(operands))
+
+    def parse_ratio(self) -> tuple[Any, ...]:
+        first = self.parse_union()
+        if not self.at("op", ":"):
+            return first
+        items = [_scalar(first)]
+        while self.at("op", ":"):
+            self.advance()
+            items.append(_scalar(self.parse_union()))
+            if len(items) > MAX_ITEMS:
+                raise _Refused(f"{TOO_MANY_ITEMS}: more than {MAX_ITEMS}")
+        return ("ratio", tuple(items))
 
     def parse_union(self) -> tuple[Any, ...]:
         first = self.parse_sum()
@@ -176,7 +201,7 @@ class _Parser:
             if len(items) > MAX_ITEMS:
                 raise _Refused(f"{TOO_MANY_ITEMS}: more than {MAX_ITEMS}")
         for item in items:
-            if item[0] not in ("tuple", "set"):
+            if item[0] not in ("tuple", "set", "bset"):
                 raise _Syntax("\\cup needs intervals or sets on both sides")
         return ("union", tuple(items))
 
@@ -372,7 +397,7 @@ class _Parser:
                 parts.append(text)
                 if len(parts) > 20:
                     raise _Syntax("subscript too long")
-            return "{" + "".join(parts) + "}"
+            return "".join(parts) if len(parts) == 1 else "{" + "".join(parts) + "}"
         kind, text, _ = self.peek()
         if kind in ("num", "word"):
             return self._take_first_char()
@@ -411,7 +436,57 @@ class _Parser:
             return ("sym", symbol)
         if name == "{":
             return self._braced("\\}")
+        if name == "begin":
+            return self._matrix()
         raise _Syntax(f"unsupported command \\{name}")
+
+    def _env_name(self) -> str:
+        self.expect("op", "{")
+        kind, text, _ = self.advance()
+        if kind != "word":
+            raise _Syntax("bad environment name")
+        self.expect("op", "}")
+        return text
+
+    def _matrix(self) -> tuple[Any, ...]:
+        """``\\begin{pmatrix} a & b \\\\ c & d \\end{pmatrix}`` (also bmatrix, array) as rows of scalars."""
+        env = self._env_name()
+        if env not in _MATRIX_ENVS:
+            raise _Syntax(f"unsupported environment {env}")
+        if env == "array" and self.at("op", "{"):  # the column spec
+            self.advance()
+            for _ in range(MAX_ITEMS):
+                if self.advance()[1] == "}":
+                    break
+            else:
+                raise _Syntax("bad array column spec")
+        self._enter()
+        rows: list[tuple[Any, ...]] = []
+        row: list[tuple[Any, ...]] = []
+        while True:
+            if self.at("cmd", "\\end"):
+                self.advance()
+                if self._env_name() != env:
+                    raise _Syntax("mismatched \\end")
+                break
+            if self.at("end"):
+                raise _Syntax(f"unclosed {env}")
+            row.append(_scalar(self.parse_sum()))
+            if self.at("op", "&"):
+                self.advance()
+                continue
+            if self.at("cmd", "\\\\"):
+                self.advance()
+            rows.append(tuple(row))
+            row = []
+            if len(rows) > MAX_ITEMS:
+                raise _Refused(f"{TOO_MANY_ITEMS}: more than {MAX_ITEMS} rows")
+        if row:
+            rows.append(tuple(row))
+        self.depth -= 1
+        if not rows or any(len(r) != len(rows[0]) for r in rows):
+            raise _Syntax("ragged matrix")
+        return ("matrix", tuple(rows))
 
     def _argument(self) -> tuple[Any, ...]:
         """A LaTeX macro argument: a ``{...}`` group or a single character/command."""
@@ -499,8 +574,8 @@ class _Parser:
         else:
             self.expect("cmd", "\\}")
         self.depth -= 1
-        if closer == "}" and len(items) == 1:
-            return items[0]
+        if closer == "}":
+            return items[0] if len(items) == 1 else ("bset", tuple(items))
         return ("set", tuple(items))
 
 
@@ -525,15 +600,95 @@ def _reduce_assignment(node: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _is_symbolic_target(node: tuple[Any, ...]) -> bool:
-    if node[0] == "sym":
+    """Whether ``node`` names the answer: ``x``, ``(x, y)``, ``f(x)``, ``AB``, ``|AB|``, ``V_1:V_2``."""
+    tag = node[0]
+    if tag == "sym":
         return node[1] not in ("\\pi", "e", "i")
-    return node[0] == "tuple" and all(item[0] == "sym" for item in node[3])
+    if tag == "tuple":
+        return all(item[0] == "sym" for item in node[3])
+    if tag in ("mul", "ratio"):
+        return all(_is_label_factor(item) for item in node[1])
+    if tag == "abs":
+        return _is_symbolic_target(node[1])
+    return False
+
+
+def _is_label_factor(node: tuple[Any, ...]) -> bool:
+    if node[0] == "inv":
+        node = node[1]
+    return _is_symbolic_target(node)
+
+
+def _is_assignment(node: tuple[Any, ...]) -> bool:
+    return node[0] == "rel" and node[1] == ("=",) and _is_symbolic_target(node[2][0])
+
+
+def _has_variable(node: Any) -> bool:
+    if isinstance(node, tuple) and node:
+        if node[0] == "sym":
+            return node[1] not in ("\\pi", "e", "i")
+        return any(_has_variable(child) for child in node[1:])
+    return False
+
+
+_FLIP = {">": "<", ">=": "<="}
+
+
+def _as_interval(node: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``a < x <= b`` (constants around an expression in one variable) → the interval ``(a, b]``."""
+    if node[0] != "rel" or len(node[1]) != 2:
+        return node
+    ops, operands = node[1], node[2]
+    if all(op in _FLIP for op in ops):
+        ops, operands = tuple(_FLIP[op] for op in reversed(ops)), tuple(reversed(operands))
+    if not all(op in ("<", "<=") for op in ops):
+        return node
+    low, middle, high = operands
+    if low[0] in _CONTAINERS or high[0] in _CONTAINERS or middle[0] in _CONTAINERS:
+        return node
+    if not _has_variable(middle) or _has_variable(low) or _has_variable(high):
+        return node
+    left, right = "(" if ops[0] == "<" else "[", ")" if ops[1] == "<" else "]"
+    if middle[0] == "abs" and _positive_constant(low):  # a <= |x| <= b: [-b, -a] U [a, b]
+        mirrored = ("tuple", "(" if right == ")" else "[", ")" if left == "(" else "]", (("neg", high), ("neg", low)))
+        return ("union", (mirrored, ("tuple", left, right, (low, high))))
+    return ("tuple", left, right, (low, high))
+
+
+def _positive_constant(node: tuple[Any, ...]) -> bool:
+    value = _rational(_to_poly(node))
+    return value is not None and value > 0
+
+
+def _label_key(node: tuple[Any, ...]) -> str:
+    return repr(node)
+
+
+def _align_labels(g: tuple[Any, ...], p: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``a_3 = 2, a_37 = 19`` against ``a_37 = 19, a_3 = 2``: ``p`` reordered by ``g``'s labels."""
+    if g[0] != "list" or p[0] != "list" or len(g[1]) != len(p[1]):
+        return p
+    if not all(_is_assignment(item) for item in g[1] + p[1]):
+        return p
+    by_label: dict[str, list[tuple[Any, ...]]] = {}
+    for item in p[1]:
+        by_label.setdefault(_label_key(item[2][0]), []).append(item)
+    ordered = []
+    for item in g[1]:
+        bucket = by_label.get(_label_key(item[2][0]))
+        if not bucket:
+            return p
+        ordered.append(bucket.pop(0))
+    return ("list", tuple(ordered))
 
 
 def _prepare(node: tuple[Any, ...]) -> tuple[Any, ...]:
-    node = _reduce_assignment(node)
     if node[0] == "list":
-        return ("list", tuple(_reduce_assignment(item) for item in node[1]))
-    if node[0] == "set":
-        return ("set", tuple(_reduce_assignment(item) for item in node[1]))
-    return node
+        items = node[1]
+        if _is_assignment(items[0]) and not any(item[0] == "rel" for item in items[1:]):
+            # "a = 4, -8, -10": the values of one unknown, a set
+            return ("set", (_reduce_assignment(items[0]), *items[1:]))
+        return ("list", tuple(_as_interval(_reduce_assignment(item)) for item in items))
+    if node[0] in ("set", "bset"):
+        return (node[0], tuple(_as_interval(_reduce_assignment(item)) for item in node[1]))
+    return _as_interval(_reduce_assignment(node))

@@ -127,7 +127,12 @@ def _to_sympy(node: list[Any], sp: Any) -> Any:
         return sp.Pow(base, e)
     if tag == "root":
         x = _to_sympy(node[1], sp)
-        return sp.sqrt(x) if node[2] is None else sp.root(x, _to_sympy(node[2], sp))
+        if node[2] is None:
+            return sp.sqrt(x)
+        index = _to_sympy(node[2], sp)
+        if index.is_Integer and index % 2 == 1 and x.is_number and x.is_negative:
+            return -sp.root(-x, index)  # \sqrt[3]{-8} is the real root -2
+        return sp.root(x, index)
     if tag == "fact":
         x = _to_sympy(node[1], sp)
         if x.is_Integer and (x > MAX_FACTORIAL or x < 0):

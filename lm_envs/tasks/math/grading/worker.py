@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import json
 import os
@@ -125,66 +126,116 @@ class _Worker:
 
 
 class _WorkerPool:
-    """Workers, one lent per symbolic call (threads never share one), at most ``MAX_WORKERS``."""
+    """Workers lent one per symbolic call (threads never share one), at most ``MAX_WORKERS``.
+
+    A spare worker is kept started and idle: after a worker is lent out or killed, a replacement
+    starts in a background thread, so the next call does not wait for sympy's import. A caller
+    waits for a worker only until its deadline, except for the very first worker of the process
+    (the cold start, like an import, up to ``WORKER_START_TIMEOUT``; :func:`start_workers` pays
+    it ahead of time).
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._idle: list[_Worker] = []
-        self._slots = threading.BoundedSemaphore(MAX_WORKERS)
+        self._starting = 0
+        self._busy = 0
+        self._warm = False  # a worker has started in this process
+        self._error: str | None = None  # why the last start failed
 
-    def acquire(self) -> _Worker:
-        """Lend a worker, starting one if none is idle; the caller must :meth:`release` it."""
-        if not self._slots.acquire(timeout=WORKER_START_TIMEOUT):
-            raise _Unavailable(f"all {MAX_WORKERS} symbolic workers stayed busy for {WORKER_START_TIMEOUT:g} s")
-        try:
-            return self._take()
-        except BaseException:
-            self._slots.release()
-            raise
+    def acquire(self, deadline: float) -> _Worker:
+        """Lend a ready worker, waiting until ``deadline`` (``time.monotonic()``) at most."""
+        with self._cond:
+            cold_limit = time.monotonic() + WORKER_START_TIMEOUT
+            while True:
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.alive():
+                        self._busy += 1
+                        self._ensure_spare()
+                        return worker
+                    _kill_later(worker)
+                self._ensure_spare()
+                if self._starting == 0 and self._error is not None:
+                    error, self._error = self._error, None
+                    raise _Unavailable(error)
+                limit = deadline if self._warm else max(deadline, cold_limit)
+                remaining = limit - time.monotonic()
+                if remaining <= 0:
+                    raise _Timeout("no symbolic worker was free" if self._warm else "the symbolic worker did not start")
+                self._cond.wait(remaining)
 
-    def _take(self) -> _Worker:
-        with self._lock:
-            while self._idle:
-                worker = self._idle.pop()
-                if worker.alive():
-                    return worker
-                worker.kill()
+    def _ensure_spare(self) -> None:
+        """Start a worker in the background unless one is idle or starting (call with the lock)."""
+        total = len(self._idle) + self._starting + self._busy
+        if len(self._idle) + self._starting < _SPARES and total < MAX_WORKERS:
+            self._starting += 1
+            threading.Thread(target=self._start_one, name="lm-envs-grading-start", daemon=True).start()
+
+    def _start_one(self) -> None:
+        worker: _Worker | None = None
+        error = None
         try:
             worker = _Worker()
-        except OSError as exc:
-            raise _Unavailable(f"cannot start the symbolic worker: {exc}") from None
-        try:
             worker.wait_ready(WORKER_START_TIMEOUT)
-        except BaseException:
-            worker.kill()
-            raise
-        _STATS["worker_starts"] += 1
-        return worker
+        except (_Unavailable, _Timeout, OSError) as exc:
+            error = str(exc) or f"the symbolic worker did not start within {WORKER_START_TIMEOUT:g} s"
+            if worker is not None:
+                worker.kill()
+            worker = None
+        with self._cond:
+            self._starting -= 1
+            if worker is not None:
+                self._idle.append(worker)
+                self._warm = True
+                _STATS["worker_starts"] += 1
+            else:
+                self._error = f"cannot start the symbolic worker: {error}"
+            self._cond.notify_all()
 
     def release(self, worker: _Worker, *, kill: bool = False) -> None:
-        """Take back a lent worker (killed when ``kill`` or when enough are idle)."""
-        try:
-            with self._lock:
-                if not kill and len(self._idle) < _MAX_IDLE_WORKERS and worker.alive():
-                    self._idle.append(worker)
-                    return
-            worker.kill()
-        finally:
-            self._slots.release()
+        """Take back a lent worker (killed, in the background, when ``kill`` or when enough are idle)."""
+        with self._cond:
+            self._busy -= 1
+            if not kill and len(self._idle) < _MAX_IDLE_WORKERS and worker.alive():
+                self._idle.append(worker)
+                worker = None  # type: ignore[assignment]
+            self._ensure_spare()
+            self._cond.notify_all()
+        if worker is not None:
+            _kill_later(worker)
+
+    def warm(self, timeout: float) -> bool:
+        """Start the spare worker if needed and wait up to ``timeout`` s until one is ready."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._ensure_spare()
+            while not self._idle:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self._starting == 0 and self._error is not None):
+                    return False
+                self._cond.wait(remaining)
+            return True
 
     def close(self) -> None:
-        with self._lock:
+        with self._cond:
             idle, self._idle = self._idle, []
         for worker in idle:
             worker.kill()
 
     def forget(self) -> None:
         """After ``fork``: the workers belong to the parent process; start afresh."""
-        self._lock = threading.Lock()
-        self._idle = []
-        self._slots = threading.BoundedSemaphore(MAX_WORKERS)
+        self.__init__()  # type: ignore[misc]
 
 
+def _kill_later(worker: _Worker) -> None:
+    """Kill a worker without making the caller wait for the process to be reaped."""
+    with contextlib.suppress(OSError):
+        worker.proc.kill()
+    threading.Thread(target=worker.kill, name="lm-envs-grading-reap", daemon=True).start()
+
+
+_SPARES = 1
 _POOL = _WorkerPool()
 atexit.register(_POOL.close)
 if hasattr(os, "register_at_fork"):
@@ -199,19 +250,32 @@ def close_workers() -> None:
     _POOL.close()
 
 
+def start_workers(timeout: float = WORKER_START_TIMEOUT) -> bool:
+    """Start the symbolic worker now (importing sympy takes about a second) instead of on first use.
+
+    Args:
+        timeout: Seconds to wait for it to be ready.
+
+    Returns:
+        Whether a worker is ready.
+    """
+    return _POOL.warm(timeout)
+
+
 def _run_symbolic(payload: dict[str, Any], timeout: float) -> list[Any]:
-    """Send one batch of jobs to a worker; kill it if it has not answered within ``timeout``."""
+    """Send one batch of jobs to a worker; everything (waiting for a worker included) gets ``timeout`` s.
+
+    A worker that has not answered in time is killed; a spare takes its place.
+    """
     _STATS["symbolic_calls"] += 1
+    deadline = time.monotonic() + timeout
+    worker = _POOL.acquire(deadline)
     try:
-        worker = _POOL.acquire()
-    except _Timeout:
-        raise _Unavailable(f"the symbolic worker did not start within {WORKER_START_TIMEOUT:g} s") from None
-    try:
-        answers = worker.request(payload, timeout)
+        answers = worker.request(payload, max(deadline - time.monotonic(), 0.0))
     except _Timeout:
         _STATS["timeouts"] += 1
         _POOL.release(worker, kill=True)
-        raise
+        raise _Timeout(f"symbolic comparison took more than {timeout:g} s") from None
     except BaseException:
         _POOL.release(worker, kill=True)
         raise
