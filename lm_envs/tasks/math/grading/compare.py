@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from fractions import Fraction
 from typing import Any
 
 from .common import (
@@ -18,6 +19,7 @@ from .common import (
     NO_ANSWER,
     NOT_EQUIVALENT,
     NUMERIC,
+    REL_TOL,
     SYMBOLIC,
     TIMEOUT,
     TOLERANCE,
@@ -272,6 +274,8 @@ def _grade_normalized(g_norm: str, p_norm: str, budget: tuple[float, float]) -> 
     g_flat, p_flat = _squash(g_norm), _squash(p_norm)
     if g_flat == p_flat:
         return Verdict(True, EXACT)
+    if _PLAIN_NUMBER_RE.fullmatch(g_flat) and _PLAIN_NUMBER_RE.fullmatch(p_flat):
+        return _plain_numbers(g_flat, p_flat)
     if g_flat.isascii() and g_flat.isalpha() and len(g_flat) > 1 and g_flat.lower() not in _KNOWN_WORDS:
         return _text_verdict(g_flat, p_flat)
     try:
@@ -297,6 +301,25 @@ def _grade_normalized(g_norm: str, p_norm: str, budget: tuple[float, float]) -> 
     else:
         return verdict
     return retry if retry.equivalent or retry.reason.startswith((TIMEOUT, UNAVAILABLE)) else verdict
+
+
+_PLAIN_NUMBER_RE = re.compile(r"-?(?:\d{1,300}(?:\.\d{0,300})?|\.\d{1,300})")
+
+
+def _plain_numbers(g_flat: str, p_flat: str) -> Verdict:
+    """Two decimal literals (the commonest answers), decided without the parser.
+
+    The same rules as the general path: integer gold needs the exact value, otherwise a decimal
+    gold allows the relative tolerance.
+    """
+    g_value, p_value = Fraction(g_flat), Fraction(p_flat)
+    if g_value == p_value:
+        return Verdict(True, NUMERIC)
+    if "." in g_flat:
+        a, b = float(g_value), float(p_value)
+        if abs(a - b) <= REL_TOL * max(abs(a), abs(b)):
+            return Verdict(True, TOLERANCE)
+    return Verdict(False, NOT_EQUIVALENT)
 
 
 def _decide(g_tree: tuple[Any, ...], p_tree: tuple[Any, ...], budget: tuple[float, float]) -> Verdict:
