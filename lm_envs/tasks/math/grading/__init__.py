@@ -25,11 +25,14 @@ Example:
     False
 
 How a comparison runs:
-    1. **Normalize** both answers (pure string rewriting, linear time): unicode cleanup, ``\boxed``
-       unwrapping, ``$``/``\$``/``\(``/``\[`` delimiters, ``\left``/``\right``, spacing commands,
+    1. **Normalize** both answers (pure string rewriting, linear time): unicode cleanup, the
+       answer region (the final run of ``\boxed{}``; else, when prose stands around math
+       delimiters, as in ``Answer $9$`` or ``$125$ miles``, the final run of ``$...$``/``\(...\)``/
+       ``\[...\]`` spans), ``$``/``\$`` signs, ``\left``/``\right``, spacing commands,
        ``\dfrac``/``\tfrac`` → ``\frac``, ``\cdot``/``\times`` → ``*``, degrees, percent signs,
        ``\text{}``/``\mathrm{}`` wrappers, trailing units, thousands separators, trailing period.
-    2. **Exact path**: equal normalized strings (spaces ignored) → ``"exact"``.
+    2. **Exact path**: equal normalized strings (spaces ignored) → ``"exact"``; two decimal
+       literals are compared right away, without the parser.
     3. **Parse** both with a small recursive-descent parser (no eval) into a tree of numbers,
        symbols, ``+ - * / ^ !``, ``\frac``, ``\sqrt``, functions, tuples, intervals, sets and
        relations, refusing input beyond the limits below.
@@ -42,10 +45,13 @@ How a comparison runs:
     5. **Symbolic path**: what the canonical form cannot hold (division by a sum, trigonometry,
        logarithms, roots of sums, symbolic exponents, ...) is sent to a persistent worker
        subprocess that builds sympy objects from the parsed tree (never from text) and tests
-       ``simplify(a - b) == 0`` / ``(a - b).equals(0)`` (``"symbolic"``). The whole batch for one
-       :func:`grade` call has ``timeout`` seconds; past that the worker is killed and restarted and
-       the verdict is ``Verdict(False, "timeout: ...")``. Starting a worker (importing sympy, about
-       a second, once per process or after a kill) is not counted in ``timeout``.
+       ``simplify(a - b) == 0`` / ``(a - b).equals(0)`` (``"symbolic"``). One :func:`grade` call
+       has ``timeout`` seconds for everything, waiting for a free worker included; past that the
+       verdict is ``Verdict(False, "timeout: ...")`` and a worker that was computing is killed. A
+       spare worker is kept started: a killed or lent worker is replaced by a background thread,
+       so no caller pays for a restart. Only the very first worker of a process (importing sympy,
+       about a second) is waited for beyond ``timeout``, like an import; :func:`start_workers`
+       starts it ahead of time.
 
 Conventions (gold always first; the reference graders are Math-Verify ``verify``, hendrycks MATH
 ``is_equiv`` and PRM800K ``grade_answer``):
@@ -62,10 +68,14 @@ Conventions (gold always first; the reference graders are Math-Verify ``verify``
       places. ``1/3`` vs ``0.333333`` is equal; ``1/3`` vs ``0.333`` is not.
     * **Integer gold** (an integer literal such as ``5`` or ``-1,000``): the answer must be exactly
       that integer, no tolerance: ``5`` vs ``5.0000001`` is not equivalent (PRM800K's rule).
-    * **Thousands separators**: ``1,000``, ``1{,}000``, ``1\,000`` and ``1 000`` are one thousand. A
-      comma followed by exactly three digits is a separator, so ``(1,000)`` is a number, not a
-      pair. The decimal comma (``1,5``, which Math-Verify reads as 1.5) is *not* supported: it
-      reads as the list ``1, 5``.
+    * **Thousands separators**: ``1,000``, ``1{,}000``, ``14 {, }916``, ``32,\!349``, ``1\,000`` and
+      ``1 000`` are one thousand. A comma followed by exactly three digits is a separator, unless
+      the group starts with 0 (``0,111``) or the number alone fills brackets: ``(12,102)`` is an
+      interval (MATH writes those far more often than a bracketed thousand). ``32, 349`` (a space
+      after a plain comma) is a list (Math-Verify's tests).
+    * **Decimal comma** (Math-Verify): a lone ``digits,digits`` answer against an answer without
+      a comma is also read with a decimal comma, ``1,22`` == ``1.22`` and ``0,111`` == ``0.111``;
+      against a list it stays the list ``1, 22``.
     * **Mixed numbers**: ``7 3/4`` (PRM800K, Math-Verify) and ``7\frac{3}{4}`` are 31/4; an integer
       followed by a fraction of two integer literals is a mixed number, anything else multiplies.
     * **Scientific notation**: ``1.5e3``, ``1.5E+3``, ``1.5 \times 10^{3}`` are 1500. A digit
@@ -81,22 +91,47 @@ Conventions (gold always first; the reference graders are Math-Verify ``verify``
       product of single-letter symbols (``xyz``); a longer word is text. Two adjacent numbers
       (``12 13``) are not multiplied: the answer is unparseable.
     * **Text answers**: a gold answer that is a single word (``Evelyn``, ``yes``) or that does not
-      parse is compared as text, case-insensitively and ignoring spaces. Matrices and other
-      unsupported notation fall back to this text comparison. Number words (``five``) are text.
-    * **Plus-minus**: ``a \pm b`` is the set ``\{a + b, a - b\}`` (so it matches a set gold or the
-      gold ``a \pm b``, not a plain list gold, see Containers).
+      parse is compared as text, case-insensitively and ignoring spaces. Unsupported notation
+      (``\sum``, unknown commands) falls back to this text comparison. Number words are text.
+    * **Matrices**: ``pmatrix``, ``bmatrix``, ``Bmatrix``, ``matrix``, ``smallmatrix`` and
+      ``array`` (also inside ``\left[...\right]``) are rows of scalars, equal entry by entry with
+      the same shape; a matrix never equals a tuple. Matrix arithmetic is not evaluated (a sum of
+      two matrices is unparseable; Math-Verify evaluates it).
+    * **Roots**: ``\sqrt[n]{x}`` of a negative number with odd ``n`` is the real root
+      (``\sqrt[3]{-8}`` == ``-2``, as MATH means it); ``(-8)^{1/3}`` stays sympy's principal root.
+    * **Doubly escaped commands** (``\\frac``, ``\\left``: text escaped twice) read as one
+      backslash; a lone ``\\`` (a matrix row break) is left alone.
+    * **Plus-minus**: ``a \pm b`` is the set ``\{a + b, a - b\}`` (so it matches a set, a list
+      or the gold ``a \pm b``, see Containers).
     * **Equations**: when either side is ``symbol = value`` (or ``(x, y) = (1, 2)``, or
       ``x \in [1, 2]``), only the value is compared (Math-Verify; hendrycks strips ``k =`` when the
       left side has at most two characters). A chain ``a = b = c`` keeps the last value, and
       ``\approx`` keeps the exact value before it. Other equations and inequalities are compared as
       ``lhs - rhs`` up to a nonzero constant factor (positive for inequalities), so ``x < 1`` ==
-      ``1 > x`` == ``2x < 2``.
+      ``1 > x`` == ``2x < 2``; an assignment is also compared as the equation it is, so
+      ``2x+4y-3=0`` == ``y=-\frac{1}{2}x+\frac{3}{4}``. Relations in either spelling: ``\geq``,
+      ``\ge``, ``>=``, ``≥``; ``\lt``, ``<``; ``\neq``, ``!=``.
+    * **Labels** (Math-Verify's numina cases): what names the answer is dropped like ``x =``: a
+      symbol, a tuple of symbols, a product or ratio of symbols (``AB``, ``f(x)``, ``\frac{NO}{BO}``,
+      ``V_1:V_2``), their absolute value (``|AB|``). Lists of labelled values are matched by label
+      (``a_3 = 2, a_{37} = 19`` == ``a_{37} = 19, a_3 = 2``), a list that starts with one label
+      (``a = 4, -8, -10``) is the set of that unknown's values, and ``AB=4, CD=5`` == ``4, 5``.
+    * **Inequalities as intervals**: ``a < x <= b`` with constants around an expression in a
+      variable is the interval ``(a, b]`` (``0<f(x)<1`` == ``(0,1)``, ``x \in [-2,7]`` ==
+      ``-2 \le x \le 7``), and ``a <= |x| <= b`` with ``a > 0`` is ``[-b, -a] \cup [a, b]``. A single
+      inequality is not an interval (``x > 5`` != ``(5, \infty)``).
+    * **Ratios** ``a:b`` are ordered pairs: ``11:21`` != ``21:11`` and ``12:00`` is not ``12``.
     * **Containers**: tuples ``(1, 2)`` are ordered; intervals keep their bracket types
       (``[1, 3)`` != ``(1, 3)``; an open interval and a pair are the same thing); unions of
       intervals are unordered; sets ``\{1, 2\}`` (or ``{1, 2}``) are unordered with set semantics.
-      A plain list ``1, 2`` is an ordered tuple, except against a set gold, where it is unordered.
-      A plain list matches a parenthesized gold tuple in the same order; a set never equals a tuple
-      or a list gold (Math-Verify strict mode).
+      A plain list ``1, 2`` is ordered against a plain list (hendrycks: ``10, 4, -2`` !=
+      ``4, 10, -2``) and matches a parenthesized gold tuple in the same order; a list and a set
+      compare as sets (Math-Verify: ``-12;-11`` == ``\{-11, -12\}``); a list of tuples is a set
+      of solutions (``(1, 2), (3, 4)`` == ``(3, 4), (1, 2)``). ``{1, 3}`` with plain braces matches
+      the tuple ``(1, 3)`` in order; ``\{1, 3\}`` never equals a tuple. ``;`` separates like ``,``,
+      and so do "and"/"or" between answers (``(11,7)or(7,11)``). Several boxes separated only by
+      commas, "and", "or", ``\quad`` or a one-letter label (``\boxed{1}$ and $y = \boxed{2}``)
+      are one answer, the set of their contents; repeats of one box count once.
     * **Units** are dropped after a number: a trailing ``\text{...}``/``\mathrm{...}`` word, known
       unit words (``cm``, ``kg``, ``mph``, ...), and any word of three or more letters after a
       space (``18 apples``). Degrees (``^\circ``, ``°``) and currency signs are dropped.
@@ -118,8 +153,8 @@ Modules (the stages above, in order): :mod:`.extract`, :mod:`.normalize`, :mod:`
 Processes: the symbolic worker is a plain ``python -c ...`` subprocess talking JSON lines over
 pipes (not ``multiprocessing``, so user scripts need no ``__main__`` guard), with a 2 GiB address
 space limit. It is safe to call :func:`grade` from any thread; concurrent symbolic checks use
-separate workers (at most :data:`MAX_WORKERS`; waiting for one, like starting one, is not
-charged to ``timeout``). Importing this module does not import sympy.
+separate workers (at most :data:`MAX_WORKERS`; waiting for one is charged to ``timeout``).
+Importing this module does not import sympy.
 """
 
 from __future__ import annotations

@@ -41,8 +41,9 @@ def extract_answer(text: str, *, fallback_last_math: bool = False, fallback_last
 
     1. ``\boxed{...}`` or ``\fbox{...}`` (balanced braces, nesting allowed; ``\boxed 5`` too): the
        last complete box, together with the boxes just before it when only separators stand
-       between them (commas, "and", "or", ``\quad``, math delimiters: ``\boxed{1} and \boxed{2}``
-       is ``1, 2``; repeats of the same box count once); an unclosed last box is skipped;
+       between them (commas, "and", "or", ``\quad``, math delimiters, a one-letter label such as
+       ``y =``): ``\boxed{1} and \boxed{2}`` is the set ``\{1, 2\}``; repeats of the same box count
+       once); an unclosed last box is skipped;
     2. the last ``#### X`` line (GSM8K), skipping markdown headings (``#### Step 2``: the text
        after ``####`` starts with a word of two or more letters);
     3. the last "answer is X" / "answer: X" phrase (case-insensitive, so "The final answer is",
@@ -79,7 +80,7 @@ def extract_answer(text: str, *, fallback_last_math: bool = False, fallback_last
         >>> extract_answer("Final Answer: The final answer is $28\\%$. I hope it is correct.")
         '28\\%'
         >>> extract_answer(r"The roots are $\boxed{2}$ and $\boxed{3}$.")
-        '2, 3'
+        '\\{2, 3\\}'
         >>> extract_answer("I think it is 12.") is None
         True
         >>> extract_answer(r"Therefore $x \geq 5$ is the solution.", fallback_last_math=True)

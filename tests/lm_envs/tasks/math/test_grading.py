@@ -494,7 +494,36 @@ SLOW = (r"(x+1)^{9999}", "x")  # sympy expands this for many seconds
 
 
 def _warm_worker() -> None:
+    assert grading.start_workers()  # a killed worker's replacement may still be importing sympy
     assert grade(r"\sin^2 x + \cos^2 x", "1").reason == "symbolic"
+
+
+def _wait_for_spares() -> None:
+    deadline = time.monotonic() + 60
+    while grading._POOL._starting and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_killed_worker_does_not_cost_the_next_caller_a_restart() -> None:
+    _warm_worker()  # lending a worker started a spare in the background
+    _wait_for_spares()
+    assert grade(*SLOW, timeout=0.3).reason.startswith("timeout")  # kills the worker it used
+    # No waiting here: the spare is ready, and a replacement starts without a caller. Importing
+    # sympy takes about a second, so a verdict that paid for a restart would be a timeout.
+    assert grade(r"\frac{x^2-1}{x-1}", "x+1", timeout=1.0).reason == "symbolic"
+    assert grading.start_workers(timeout=60)
+
+
+def test_the_budget_covers_waiting_for_a_worker() -> None:
+    _warm_worker()
+    grading.close_workers()  # no idle worker; the spare starts now and takes about a second
+    start = time.perf_counter()
+    verdict = grade(r"\sin^2 x + \cos^2 x", "1", timeout=0.05)
+    elapsed = time.perf_counter() - start
+    # Either the spare was already there (fast machine) or the verdict is a timeout: never a wait.
+    assert verdict.reason in ("symbolic", "timeout: symbolic comparison took more than 0.05 s"), verdict
+    assert elapsed < 0.05 + 0.5
+    _warm_worker()
 
 
 def test_timeout_kills_a_sleeping_worker() -> None:
