@@ -95,8 +95,9 @@ Conventions (gold always first; the reference graders are Math-Verify ``verify``
       (``\sum``, unknown commands) falls back to this text comparison. Number words are text.
     * **Matrices**: ``pmatrix``, ``bmatrix``, ``Bmatrix``, ``matrix``, ``smallmatrix`` and
       ``array`` (also inside ``\left[...\right]``) are rows of scalars, equal entry by entry with
-      the same shape; a matrix never equals a tuple. Matrix arithmetic is not evaluated (a sum of
-      two matrices is unparseable; Math-Verify evaluates it).
+      the same shape; a matrix never equals a tuple. Sums of matrices, scalar multiples and
+      products (in order) are evaluated entry by entry, like Math-Verify; a matrix plus a scalar
+      is unparseable.
     * **Roots**: ``\sqrt[n]{x}`` of a negative number with odd ``n`` is the real root
       (``\sqrt[3]{-8}`` == ``-2``, as MATH means it); ``(-8)^{1/3}`` stays sympy's principal root.
     * **Doubly escaped commands** (``\\frac``, ``\\left``: text escaped twice) read as one

@@ -31,6 +31,7 @@ _BOX_GAP_RE = re.compile(
     r"[A-Za-z](?:_\{?[A-Za-z0-9]{1,4}\}?)?\s*=)[\s,;.$]*)*"
 )
 _MAX_BOX_GAP = 40
+_ENDS_WITH_AND_RE = re.compile(r"(?<![A-Za-z])(?:and|or)(?:\s|\$|\}|\\[()\[\]])*$")
 
 
 def extract_answer(text: str, *, fallback_last_math: bool = False, fallback_last_number: bool = False) -> str | None:
@@ -42,8 +43,9 @@ def extract_answer(text: str, *, fallback_last_math: bool = False, fallback_last
     1. ``\boxed{...}`` or ``\fbox{...}`` (balanced braces, nesting allowed; ``\boxed 5`` too): the
        last complete box, together with the boxes just before it when only separators stand
        between them (commas, "and", "or", ``\quad``, math delimiters, a one-letter label such as
-       ``y =``): ``\boxed{1} and \boxed{2}`` is the set ``\{1, 2\}``; repeats of the same box count
-       once); an unclosed last box is skipped;
+       ``y =``, or a few words without digits that end in "and"/"or": ``\boxed{1} papers and
+       \boxed{2}``): ``\boxed{1} and \boxed{2}`` is the set ``\{1, 2\}``; repeats of the same box
+       count once); an unclosed last box is skipped;
     2. the last ``#### X`` line (GSM8K), skipping markdown headings (``#### Step 2``: the text
        after ``####`` starts with a word of two or more letters);
     3. the last "answer is X" / "answer: X" phrase (case-insensitive, so "The final answer is",
@@ -182,7 +184,14 @@ def _join_run(
 
 
 def _box_gap_ok(gap: str) -> bool:
-    return len(gap) <= _MAX_BOX_GAP and _BOX_GAP_RE.fullmatch(gap) is not None
+    """Separators only, or a few words without digits that end in "and"/"or" ("papers and")."""
+    if len(gap) > _MAX_BOX_GAP:
+        return False
+    if _BOX_GAP_RE.fullmatch(gap) is not None:
+        return True
+    if any(c.isdigit() or c == "=" for c in gap):
+        return False
+    return _ENDS_WITH_AND_RE.search(gap) is not None
 
 
 def _final_boxes(text: str) -> tuple[int, str] | None:

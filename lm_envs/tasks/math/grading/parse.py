@@ -86,6 +86,55 @@ def _tokenize(s: str) -> list[_Token]:
     return tokens
 
 
+def _operand(node: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A scalar or a matrix (the operands of + - and *)."""
+    return node if node[0] == "matrix" else _scalar(node)
+
+
+def _negate(node: tuple[Any, ...]) -> tuple[Any, ...]:
+    if node[0] == "matrix":
+        return ("matrix", tuple(tuple(("neg", e) for e in row) for row in node[1]))
+    return ("neg", node)
+
+
+_MAX_MATRIX_PRODUCT = 16
+"""Largest inner dimension of a matrix product that is expanded."""
+
+
+def _matrix_sum(terms: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """A sum of matrices of one shape, entry by entry."""
+    shape = None
+    for term in terms:
+        if term[0] != "matrix":
+            raise _Syntax("a matrix plus a scalar")
+        term_shape = (len(term[1]), len(term[1][0]))
+        if shape is not None and term_shape != shape:
+            raise _Syntax("a sum of matrices of different shapes")
+        shape = term_shape
+    assert shape is not None
+    rows, cols = shape
+    return ("matrix", tuple(tuple(("add", tuple(t[1][i][j] for t in terms)) for j in range(cols)) for i in range(rows)))
+
+
+def _matrix_product(factors: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Scalars times matrices, the matrices multiplied in order."""
+    scalars = [f for f in factors if f[0] != "matrix"]
+    matrices = [f for f in factors if f[0] == "matrix"]
+    result = matrices[0][1]
+    for other in matrices[1:]:
+        right = other[1]
+        inner = len(result[0])
+        if inner != len(right) or inner > _MAX_MATRIX_PRODUCT or len(result) * len(right[0]) > MAX_ITEMS:
+            raise _Syntax("a matrix product of mismatched or too large shapes")
+        result = tuple(
+            tuple(("add", tuple(("mul", (row[k], right[k][j])) for k in range(inner))) for j in range(len(right[0])))
+            for row in result
+        )
+    if scalars:
+        result = tuple(tuple(("mul", (*scalars, e)) for e in row) for row in result)
+    return ("matrix", result)
+
+
 def _names_group(tokens: list[_Token]) -> bool:
     """Whether the next token is the name in ``\\begin{...}``, ``\\end{...}`` or a subscript ``_{...}``."""
     return (
@@ -214,8 +263,8 @@ class _Parser:
         while True:
             if self.at("op", "+", "-"):
                 op = self.advance()[1]
-                term = _scalar(self.parse_term())
-                terms.append(term if op == "+" else ("neg", term))
+                term = _operand(self.parse_term())
+                terms.append(term if op == "+" else _negate(term))
             elif pm_at is None and self.at("cmd", "\\pm", "\\mp"):
                 self.advance()
                 pm_at = len(terms)
@@ -224,6 +273,8 @@ class _Parser:
                 break
         if pm_at is None and len(terms) == 1:
             return terms[0]
+        if pm_at is None and any(term[0] == "matrix" for term in terms):
+            return _matrix_sum(terms)
         for term in terms:
             _scalar(term)
         if pm_at is None:
@@ -238,14 +289,16 @@ class _Parser:
             tok = self.peek()
             if tok[0] == "op" and tok[1] in ("*", "/"):
                 self.advance()
-                factor = _scalar(self.parse_unary())
-                factors.append(factor if tok[1] == "*" else ("inv", factor))
+                factor = _operand(self.parse_unary()) if tok[1] == "*" else ("inv", _scalar(self.parse_unary()))
+                factors.append(factor)
             elif self._implicit_factor_follows(tok):
-                factors.append(_scalar(self.parse_power()))
+                factors.append(_operand(self.parse_power()))
             else:
                 break
         if len(factors) == 1:
             return factors[0]
+        if any(factor[0] == "matrix" for factor in factors):
+            return _matrix_product(factors)
         _scalar(factors[0])
         return ("mul", tuple(factors))
 
@@ -258,16 +311,16 @@ class _Parser:
             return space is None  # only the rest of a split one-character argument (\frac123)
         if kind == "cmd":
             name = text[1:]
-            return name in ("frac", "sqrt", "binom", "pi", "infty") or name in _FUNCS or name in _GREEK
+            return name in ("frac", "sqrt", "binom", "pi", "infty", "begin") or name in _FUNCS or name in _GREEK
         return kind == "op" and text in ("(", "{")
 
     def parse_unary(self) -> tuple[Any, ...]:
         if self.at("op", "-", "+"):
             sign = self.advance()[1]
             self._enter()
-            operand = _scalar(self.parse_unary())
+            operand = _operand(self.parse_unary())
             self.depth -= 1
-            return ("neg", operand) if sign == "-" else operand
+            return _negate(operand) if sign == "-" else operand
         return self.parse_power()
 
     def parse_power(self) -> tuple[Any, ...]:

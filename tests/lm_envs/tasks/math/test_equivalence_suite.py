@@ -22,24 +22,23 @@ KNOWN_MISSES = {
     35: "an equation between numbers is not reduced to its last side ('2 + 3 = 5' is not the answer 5)",
     62: "a box that spans math delimiters (\\boxed{12 $ and $13 })",
     109: "an unknown command in the gold (\\zzz)",
-    123: "matrix arithmetic (a sum of matrices) is not evaluated",
-    124: "matrix arithmetic (a product of matrices) is not evaluated",
     184: "boxes separated by '++++++' are not one answer",
     196: "groups of assignments separated by ';' are not read as tuples",
     211: "an unclosed, doubly escaped box in the gold",
-    231: "boxes separated by words ('for part (a) and') are not one answer",
-    244: "boxes separated by words ('papers and') are not one answer",
     252: "\\sum is not supported",
 }
+
+
+TIMEOUT = 10.0  # coverage, not speed: a loaded test machine must not turn a verdict into a timeout
 
 
 def ours(case: dict) -> bool:
     """The suite's harness (its "harness" field)."""
     if case["kind"] == "short":
-        return grade(case["gold"], case["pred"]).equivalent
+        return grade(case["gold"], case["pred"], timeout=TIMEOUT).equivalent
     gold = extract_answer(case["gold"], fallback_last_math=True)
     pred = extract_answer(case["pred"], fallback_last_math=True, fallback_last_number=True)
-    return grade(case["gold"] if gold is None else gold, pred).equivalent
+    return grade(case["gold"] if gold is None else gold, pred, timeout=TIMEOUT).equivalent
 
 
 def test_suite_records_its_provenance() -> None:

@@ -81,12 +81,32 @@ FAMILIES: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {
             (r"\begin{pmatrix}1 & 0 \\ 0 & 1\end{pmatrix}", r"\begin{bmatrix}1 & 0 \\ 0 & 1\end{bmatrix}"),
             (r"\begin{pmatrix}1 & 2 \\3 & 4\end{pmatrix}", r"\left[\begin{array}{cc}1 & 2 \\3 & 4\end{array}\right]"),
             (r"\begin{pmatrix}\frac{1}{2} \\ 2\end{pmatrix}", r"\begin{pmatrix}0.5 \\ \sqrt{4}\\\end{pmatrix}"),
+            # arithmetic: sums, scalar multiples, products in order
+            (
+                r"\begin{pmatrix}6 & 8 \\ 10 & 12\end{pmatrix}",
+                r"\begin{pmatrix}1 & 2 \\ 3 & 4\end{pmatrix} + \begin{pmatrix}5 & 6 \\ 7 & 8\end{pmatrix}",
+            ),
+            (
+                r"\begin{pmatrix}19 & 22 \\ 43 & 50\end{pmatrix}",
+                r"\begin{pmatrix}1 & 2 \\ 3 & 4\end{pmatrix} \begin{pmatrix}5 & 6 \\ 7 & 8\end{pmatrix}",
+            ),
+            (r"\begin{pmatrix}2 & 4\end{pmatrix}", r"2\begin{pmatrix}1 & 2\end{pmatrix}"),
+            (r"\begin{pmatrix}-1 \\ -2\end{pmatrix}", r"-\begin{pmatrix}1 \\ 2\end{pmatrix}"),
         ],
         [
             (r"\begin{pmatrix}1 & 2 \\ 3 & 4\end{pmatrix}", r"\begin{pmatrix}1 & 2 \\ 3 & 5\end{pmatrix}"),
             (r"\begin{pmatrix}1 & 2 \\ 3 & 4\end{pmatrix}", r"\begin{pmatrix}1 & 3 \\ 2 & 4\end{pmatrix}"),
             (r"\begin{pmatrix}1 & 2 \\ 3 & 4\end{pmatrix}", r"\begin{pmatrix}1 & 2 & 3 & 4\end{pmatrix}"),
             (r"\begin{pmatrix}1 \\ 2\end{pmatrix}", "(1, 2)"),
+            (
+                r"\begin{pmatrix}19 & 22 \\ 43 & 50\end{pmatrix}",
+                r"\begin{pmatrix}5 & 6 \\ 7 & 8\end{pmatrix} \begin{pmatrix}1 & 2 \\ 3 & 4\end{pmatrix}",
+            ),
+            ("5", r"\begin{pmatrix}1 & 2 \\ 3 & 4\end{pmatrix} + 1"),
+            (
+                r"\begin{pmatrix}1 & 2\end{pmatrix}",
+                r"\begin{pmatrix}1 & 2\end{pmatrix} \begin{pmatrix}1 & 2\end{pmatrix}",
+            ),
         ],
     ),
     "sets and tuples with other separators or orders": (
@@ -100,6 +120,8 @@ FAMILIES: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {
             ("1, 2, 3", r"\boxed{1} and \boxed{2} and \boxed{3}"),
             ("(2, 2), (6, 2)", r"\boxed{(2, 2)} \quad \text{and} \quad \boxed{(6, 2)}"),
             ("1, 2", "1 and 2"),
+            ("(3, 3), (1, 1)", r"\boxed{(3, 3)} \text{ for part (a) and } \boxed{(1, 1)}"),
+            ("1, 2", r"\boxed{1} papers and \boxed{2} bins"),
         ],
         [
             ("(1,2),(3,4)", "(1,2),(3,5)"),
