@@ -200,21 +200,28 @@ def suite_columns(name: str, decide) -> dict[str, object]:  # noqa: ANN001
     }
 
 
-def baseline_fast_path(rev: str) -> float:
-    """Fast-path answers/s of the single-file grader at git revision ``rev`` (before the package split)."""
+def load_baseline(rev: str, tmp: str):  # noqa: ANN201
+    """The single-file grader at git revision ``rev`` (before the package split), as a module."""
     source = subprocess.run(
         ["git", "show", f"{rev}:lm_envs/tasks/math/grading.py"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "grading_baseline.py"
-        path.write_text(source)
-        spec = importlib.util.spec_from_file_location("grading_baseline", path)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules["grading_baseline"] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-        rate, _ = throughput(lambda pair: module.grade(*pair), FAST_MIX, 2.0)
-        module.close_workers()
-    return rate
+    path = Path(tmp) / "grading_baseline.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("grading_baseline", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["grading_baseline"] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def interleaved_rates(graders: dict[str, object], rounds: int = 6, seconds: float = 0.4) -> dict[str, float]:
+    """Best fast-path answers/s of each grader over rounds taken in turn (the machine's load varies)."""
+    best = dict.fromkeys(graders, 0.0)
+    for _ in range(rounds):
+        for name, grade in graders.items():
+            rate, _ = throughput(lambda pair, g=grade: g(*pair), FAST_MIX, seconds)
+            best[name] = max(best[name], rate)
+    return best
 
 
 def main() -> None:
@@ -232,12 +239,15 @@ def main() -> None:
     result["extract_mean_completion_chars"] = round(statistics.mean(len(t) for t in texts))
 
     calls_before = grading._STATS["symbolic_calls"]
-    rate, _ = throughput(lambda pair: grading.grade(*pair), FAST_MIX, 2.0)
-    result["fast_path_answers_per_s"] = round(rate)
-    if args.baseline:
-        result[f"fast_path_answers_per_s_at_{args.baseline}"] = round(baseline_fast_path(args.baseline))
-        rate, _ = throughput(lambda pair: grading.grade(*pair), FAST_MIX, 2.0)
-        result["fast_path_answers_per_s_again"] = round(rate)
+    with tempfile.TemporaryDirectory() as tmp:
+        graders = {"fast_path_answers_per_s": grading.grade}
+        if args.baseline:
+            baseline = load_baseline(args.baseline, tmp)
+            graders[f"fast_path_answers_per_s_at_{args.baseline}"] = baseline.grade
+        for name, rate in interleaved_rates(graders).items():
+            result[name] = round(rate)
+        if args.baseline:
+            baseline.close_workers()
     result["fast_path_symbolic_calls"] = grading._STATS["symbolic_calls"] - calls_before
     result["fast_path_reasons"] = dict(Counter(grading.grade(*p).reason.split(":")[0] for p in FAST_MIX))
     exact_pairs = [p for p in FAST_MIX if grading.grade(*p).reason == "exact"]
@@ -287,15 +297,16 @@ def main() -> None:
     result["symbolic_verdict_right_after_timeouts"] = verdict.reason
     result["timeout_s"] = 1.0
     result["note"] = (
-        "answers_per_s counts grade(gold, pred) calls; a verdict's time includes waiting for a worker; "
-        "killed workers are replaced in the background"
+        "answers_per_s counts grade(gold, pred) calls (fast path: the best of 6 rounds of 0.4 s, taken "
+        "in turn with the baseline); a verdict's time includes waiting for a worker; killed workers are "
+        "replaced in the background"
     )
 
     result.update(suite_columns("ours", lambda case: grade_suite_case(case, grading.grade, grading.extract_answer)))
     if importlib.util.find_spec("math_verify") is not None:
-        import math_verify
+        from importlib.metadata import version
 
-        result["math_verify_version"] = getattr(math_verify, "__version__", "unknown")
+        result["math_verify_version"] = version("math-verify")
         result.update(suite_columns("math_verify", math_verify_case))
     else:
         result["math_verify"] = "not installed (pip install math-verify)"

@@ -32,7 +32,16 @@ from .common import (
     _Refused,
     _Syntax,
 )
-from .fast import _has_decimal, _is_int_literal, _NotPolyType, _Poly, _poly_equal, _poly_proportional, _to_poly
+from .fast import (
+    _ONE_KEY,
+    _has_decimal,
+    _is_int_literal,
+    _NotPolyType,
+    _Poly,
+    _poly_equal,
+    _poly_proportional,
+    _to_poly,
+)
 from .normalize import _normalize, _squash
 from .parse import _CONTAINERS, _align_labels, _parse, _prepare
 from .worker import _run_symbolic, _Timeout, _Unavailable
@@ -83,14 +92,16 @@ class _Comparison:
 
     def scalars(self, g: tuple[Any, ...], p: tuple[Any, ...]) -> bool:
         gp, pp = self.poly(g, "gold"), self.poly(p, "pred")
-        tolerant = not _is_int_literal(g) and (_has_decimal(g) or _has_decimal(p))
-        if not isinstance(gp, _NotPolyType) and not isinstance(pp, _NotPolyType):
-            how = _poly_equal(gp, pp, tolerant)
+        if gp.__class__ is dict and pp.__class__ is dict:
+            if gp == pp:  # the common case first: no need to know whether decimals are involved
+                self.how.add(ALGEBRAIC if any(k != _ONE_KEY for k in gp) else NUMERIC)
+                return True
+            how = _poly_equal(gp, pp, _tolerant(g, p))
             if how is not None:
                 self.how.add(how)
                 return True
             return False
-        return self._decided(("eq", id(g), id(p)), ("eq", g, p, tolerant))
+        return self._decided(("eq", id(g), id(p)), ("eq", g, p, _tolerant(g, p)))
 
     def proportional(self, g: tuple[Any, ...], p: tuple[Any, ...], positive: bool) -> bool:
         gp, pp = self.poly(g, "gold"), self.poly(p, "pred")
@@ -101,6 +112,11 @@ class _Comparison:
                 return True
             return False
         return self._decided((kind, id(g), id(p)), (kind, g, p, False))
+
+
+def _tolerant(g: tuple[Any, ...], p: tuple[Any, ...]) -> bool:
+    """Whether the decimal tolerance applies: a decimal literal on either side, gold not an integer."""
+    return not _is_int_literal(g) and (_has_decimal(g) or _has_decimal(p))
 
 
 def _compare(g: tuple[Any, ...], p: tuple[Any, ...], cmp: _Comparison) -> bool:

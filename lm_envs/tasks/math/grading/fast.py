@@ -248,7 +248,7 @@ def _to_poly(node: tuple[Any, ...]) -> _Poly | _NotPolyType:
     """
     tag = node[0]
     if tag == "num":
-        return _const(Fraction(node[1], node[2]))
+        return _const(Fraction(node[1]) if node[2] == 1 else Fraction(node[1], node[2]))
     if tag == "sym":
         if node[1] == "i":
             return {(-1, ()): Fraction(1)}
@@ -382,10 +382,16 @@ def _poly_proportional(a: _Poly, b: _Poly, positive: bool) -> bool:
 
 
 def _has_decimal(node: Any) -> bool:
-    if isinstance(node, tuple):
-        if node and node[0] == "num":
-            return bool(node[3])
-        return any(_has_decimal(child) for child in node)
+    """Whether a tree holds a decimal literal (an explicit stack: trees are shallow but wide)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if item.__class__ is tuple and item:
+            if item[0] == "num":
+                if item[3]:
+                    return True
+            else:
+                stack.extend(item)
     return False
 
 

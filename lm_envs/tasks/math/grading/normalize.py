@@ -142,23 +142,28 @@ def _normalize(s: str) -> str:
         s = s.translate(_UNICODE)
         s = unicodedata.normalize("NFKC", s)
         s = "".join(" " if unicodedata.category(c)[0] == "C" and c not in "\t\n\r" else c for c in s)
-    s = _CONTROL_RE.sub(" ", s)
+    if not s.isprintable():
+        s = _CONTROL_RE.sub(" ", s)
     if "\\" in s:
         s = _undouble(s)
-    s = _answer_region(s)
+    if "\\" in s or "$" in s:
+        s = _answer_region(s)
     if "," in s:
         s = _LATEX_THOUSANDS_RE.sub("", s)
-    for old, new in _PRE_REPLACE:
-        if old in s:
-            s = s.replace(old, new)
+    if "\\" in s or "{" in s:
+        for old, new in _PRE_REPLACE:
+            if old in s:
+                s = s.replace(old, new)
     if "\\" in s:
         s = _CMD_RE.sub(_replace_command, s)
-    s = s.replace("$", " ")
+    if "$" in s:
+        s = s.replace("$", " ")
     if "\\" in s:
         s = _unwrap_text(s)
-    s = s.replace("%", " ").replace(";", ",")
-    s = _WORD_OPS_RE.sub(", ", s)
+    if "%" in s or ";" in s:
+        s = s.replace("%", " ").replace(";", ",")
     if "or" in s or "and" in s:
+        s = _WORD_OPS_RE.sub(", ", s)
         s = _BRACKET_WORD_OPS_RE.sub(", ", s)
     if "," in s:
         s = _THOUSANDS_COMMA_RE.sub(_join_thousands, s)
@@ -237,6 +242,9 @@ def _unwrap_text(s: str) -> str:
 def _strip_units(s: str) -> str:
     """Drop up to four unit words after a number (``5 cm``, ``3 square feet``, ``5cm``)."""
     t = s.rstrip().rstrip(".").rstrip()
+    last = t[-1:]
+    if not last or last in ")]|" or (last.isdigit() and last not in "23"):
+        return s  # no unit can end here
     for _ in range(4):
         u = _TRAILING_POWER_RE.sub("", t).rstrip()
         j = len(u)

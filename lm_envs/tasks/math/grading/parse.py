@@ -145,6 +145,8 @@ def _names_group(tokens: list[_Token]) -> bool:
 
 
 def _number_node(text: str) -> tuple[Any, ...]:
+    if text.isdigit():  # the common case
+        return ("num", int(text), 1, False)
     mantissa, _, exponent = text.lower().partition("e")
     if "." in mantissa:
         whole, frac = mantissa.split(".")
@@ -229,7 +231,7 @@ class _Parser:
 
     def parse_ratio(self) -> tuple[Any, ...]:
         first = self.parse_union()
-        if not self.at("op", ":"):
+        if self.toks[self.i][1] != ":":
             return first
         items = [_scalar(first)]
         while self.at("op", ":"):
@@ -273,7 +275,7 @@ class _Parser:
                 break
         if pm_at is None and len(terms) == 1:
             return terms[0]
-        if pm_at is None and any(term[0] == "matrix" for term in terms):
+        if pm_at is None and any(term[0] == "matrix" for term in terms):  # rare: only sums of 2+ terms
             return _matrix_sum(terms)
         for term in terms:
             _scalar(term)
@@ -297,8 +299,9 @@ class _Parser:
                 break
         if len(factors) == 1:
             return factors[0]
-        if any(factor[0] == "matrix" for factor in factors):
-            return _matrix_product(factors)
+        for factor in factors:
+            if factor[0] == "matrix":
+                return _matrix_product(factors)
         _scalar(factors[0])
         return ("mul", tuple(factors))
 
