@@ -116,7 +116,9 @@ Conventions (gold always first; the reference graders are Math-Verify ``verify``
       symbol, a tuple of symbols, a product or ratio of symbols (``AB``, ``f(x)``, ``\frac{NO}{BO}``,
       ``V_1:V_2``), their absolute value (``|AB|``). Lists of labelled values are matched by label
       (``a_3 = 2, a_{37} = 19`` == ``a_{37} = 19, a_3 = 2``), a list that starts with one label
-      (``a = 4, -8, -10``) is the set of that unknown's values, and ``AB=4, CD=5`` == ``4, 5``.
+      (``a = 4, -8, -10``) is the set of that unknown's values, and ``AB=4, CD=5`` == ``4, 5``;
+      ``p=5,q=2;p=7,q=2`` (";" between solutions) is ``(5, 2), (7, 2)``. A lone unknown command
+      that is a whole operand (``1 = \zzz = x = 0``) is a symbol.
     * **Inequalities as intervals**: ``a < x <= b`` with constants around an expression in a
       variable is the interval ``(a, b]`` (``0<f(x)<1`` == ``(0,1)``, ``x \in [-2,7]`` ==
       ``-2 \le x \le 7``), and ``a <= |x| <= b`` with ``a > 0`` is ``[-b, -a] \cup [a, b]``. A single

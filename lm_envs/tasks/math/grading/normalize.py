@@ -160,6 +160,8 @@ def _normalize(s: str) -> str:
         s = s.replace("$", " ")
     if "\\" in s:
         s = _unwrap_text(s)
+    if ";" in s and "=" in s:
+        s = _assignment_groups(s)
     if "%" in s or ";" in s:
         s = s.replace("%", " ").replace(";", ",")
     if "or" in s or "and" in s:
@@ -174,6 +176,22 @@ def _normalize(s: str) -> str:
     while s and s[-1] in ".^":
         s = s[:-1].rstrip()
     return s
+
+
+_ASSIGNMENT_RE = re.compile(r"\s*([A-Za-z](?:_\{?\w{1,8}\}?)?)\s*=\s*([^=]{1,200}?)\s*")
+
+
+def _assignment_groups(s: str) -> str:
+    """``p=5,q=2;p=7,q=2`` → ``(p,q)=(5,2), (p,q)=(7,2)``: ";" separates solutions of several unknowns."""
+    groups = []
+    for part in s.split(";"):
+        items = [_ASSIGNMENT_RE.fullmatch(item) for item in part.split(",")]
+        if len(items) < 2 or not all(items):
+            return s
+        labels = ",".join(m.group(1) for m in items)  # type: ignore[union-attr]
+        values = ",".join(m.group(2) for m in items)  # type: ignore[union-attr]
+        groups.append(f"({labels})=({values})")
+    return ", ".join(groups)
 
 
 def _join_thousands(m: re.Match[str]) -> str:

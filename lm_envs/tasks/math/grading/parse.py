@@ -494,7 +494,13 @@ class _Parser:
             return self._braced("\\}")
         if name == "begin":
             return self._matrix()
+        if name.isalpha() and self._operand_ends():  # "1 = \\zzz = x = 0": a whole operand, a symbol
+            return ("sym", "\\" + name)
         raise _Syntax(f"unsupported command \\{name}")
+
+    def _operand_ends(self) -> bool:
+        kind, text, _ = self.peek()
+        return kind == "end" or (kind == "op" and text in ("=", "<", ">", "<=", ">=", "!=", ",", ":"))
 
     def _env_name(self) -> str:
         self.expect("op", "{")

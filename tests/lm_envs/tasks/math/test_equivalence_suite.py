@@ -21,9 +21,7 @@ KNOWN_MISSES = {
     7: "prose around a bare number, no math delimiters, graded as a short answer ('Soucis : 2,74 $ a..')",
     35: "an equation between numbers is not reduced to its last side ('2 + 3 = 5' is not the answer 5)",
     62: "a box that spans math delimiters (\\boxed{12 $ and $13 })",
-    109: "an unknown command in the gold (\\zzz)",
     184: "boxes separated by '++++++' are not one answer",
-    196: "groups of assignments separated by ';' are not read as tuples",
     211: "an unclosed, doubly escaped box in the gold",
     252: "\\sum is not supported",
 }

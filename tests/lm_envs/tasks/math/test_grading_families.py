@@ -145,6 +145,8 @@ FAMILIES: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {
             ("a_3 = 2, a_{37} = 19", "a_{37} = 19, a_3 = 2"),
             ("-10, -8, 4", "a = 4, -8, -10"),
             ("x = -5, p = 14/3", r"-5, \frac{14}{3}"),
+            ("p=5,q=2;p=7,q=2", "(5,2),(7,2)"),
+            (r"1 = \zzz = x = 0", "0"),
         ],
         [
             ("2", "f(x)=1"),
@@ -154,6 +156,9 @@ FAMILIES: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {
             ("-10, -8, 4", "a = 4, -8, -11"),
             ("1", "2x + z = 1"),
             ("0", "a^2 + b = 0"),
+            ("p=5,q=2;p=7,q=2", "(2,5),(2,7)"),
+            ("p=5,q=2;p=7,q=2", "(5,2),(7,3)"),
+            (r"1 = \zzz = x = 0", "1"),
         ],
     ),
     "an equation against an equivalent one": (
