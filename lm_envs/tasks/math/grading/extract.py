@@ -169,11 +169,12 @@ def _join_run(
     """
     if not parts:
         return None
-    run = [parts[-1]]
+    run = [parts[-1]]  # built backwards, then reversed
     for part in reversed(parts[:-1]):
-        if not gap_ok(text[part[1] : run[0][0]]):
+        if not gap_ok(text[part[1] : run[-1][0]]):
             break
-        run.insert(0, part)
+        run.append(part)
+    run.reverse()
     contents: list[str] = []
     for _, _, content in run:
         if not contents or contents[-1] != content:

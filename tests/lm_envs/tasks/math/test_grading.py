@@ -376,6 +376,13 @@ def test_extract_then_grade() -> None:
         "$" * 100_000,
         "1," * 50_000,
         "a" * 1_000_000,
+        "$1$ " * 40_000,
+        "$1$ and $2$ " * 15_000,
+        "\\boxed{1} and " * 12_000,
+        "\\(" * 60_000,
+        "\\\\frac" * 30_000,
+        "$1$" + " and" * 40_000 + " x $2$",
+        ("\\boxed{1}" + " x" * 15 + " and ") * 5_000,
     ],
 )
 def test_extract_is_linear_on_huge_inputs(text: str) -> None:
@@ -389,7 +396,7 @@ def test_extract_is_linear_on_huge_inputs(text: str) -> None:
         for _ in range(3):
             start = time.perf_counter()
             extract_answer(t)
-            extract_answer(t, fallback_last_number=True)
+            extract_answer(t, fallback_last_math=True, fallback_last_number=True)
             best = min(best, time.perf_counter() - start)
         return best
 
