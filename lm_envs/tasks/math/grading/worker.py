@@ -236,6 +236,8 @@ def _kill_later(worker: _Worker) -> None:
 
 
 _SPARES = 1
+_KILL_MARGIN = 0.02
+"""Seconds of the caller's budget kept for killing an overrunning worker and returning."""
 _POOL = _WorkerPool()
 atexit.register(_POOL.close)
 if hasattr(os, "register_at_fork"):
@@ -268,7 +270,9 @@ def _run_symbolic(payload: dict[str, Any], timeout: float) -> list[Any]:
     A worker that has not answered in time is killed; a spare takes its place.
     """
     _STATS["symbolic_calls"] += 1
-    deadline = time.monotonic() + timeout
+    # The request ends a little before the caller's deadline, so that killing the worker and
+    # unwinding fit inside the budget too.
+    deadline = time.monotonic() + timeout - min(_KILL_MARGIN, 0.05 * timeout)
     worker = _POOL.acquire(deadline)
     try:
         answers = worker.request(payload, max(deadline - time.monotonic(), 0.0))
