@@ -13,7 +13,7 @@ import pytest
 
 from lm_envs.tasks.math.grading import extract_answer, grade
 
-SUITE = json.loads((Path(__file__).resolve().parents[3] / "data" / "math_equivalence_suite.json").read_text())
+SUITE = json.loads((Path(__file__).resolve().parents[4] / "data" / "math_equivalence_suite.json").read_text())
 CASES = SUITE["cases"]
 
 # Equivalent pairs the grader does not recognise (false negatives), and why.

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from lm_envs.tasks.math import grading
 from lm_envs.tasks.math.grading import Verdict, extract_answer, grade, is_equivalent
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
+REPO_ROOT = Path(__file__).resolve().parents[5]
 
 # (gold, pred): each convention of the module docstring, in both directions where it is symmetric.
 EQUIVALENT = [
