@@ -50,7 +50,9 @@ def extract_answer(text: str, *, fallback_last_math: bool = False, fallback_last
        after ``####`` starts with a word of two or more letters);
     3. the last "answer is X" / "answer: X" phrase (case-insensitive, so "The final answer is",
        "**Answer:**"): X is the ``$...$``, ``$$...$$``, ``\(...\)`` or ``\[...\]`` span that
-       follows, else the rest of the line up to the end of the sentence; when that is prose
+       follows (with the spans after it across separators: "the answer is $5$ or $6$" is the
+       list ``5, 6``, so hedging never pays), else the rest of the line up to the end of the
+       sentence; when that is prose
        ("The largest $n$ is 34"), its last math span, else what follows its last " is ", else
        its last number;
     4. only with ``fallback_last_math=True``: the last ``$...$``, ``$$...$$``, ``\(...\)`` or
@@ -313,11 +315,22 @@ def _last_phrase(text: str) -> tuple[int, str] | None:
 
 def _phrase_value(text: str, start: int) -> str | None:
     s = text[start : start + 4 * MAX_ANSWER_CHARS].lstrip()
-    for opener, closer in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+    for opener in ("$$", "$", "\\(", "\\["):
         if s.startswith(opener):
-            end = s.find(closer, len(opener))
-            if end >= 0:
-                return s[len(opener) : end].strip() or None
+            spans = _math_spans(s)
+            if spans and spans[0][0] == 0:
+                # The span after the phrase, with the spans that follow it across separators only:
+                # "the answer is $5$ or $6$" is the list 5, 6, not 5.
+                run = [spans[0]]
+                for span in spans[1:]:
+                    if not _math_gap_ok(s[run[-1][1] : span[0]]):
+                        break
+                    run.append(span)
+                contents: list[str] = []
+                for _, _, content in run:
+                    if content.strip() and (not contents or contents[-1] != content.strip()):
+                        contents.append(content.strip())
+                return ", ".join(contents) or None
             s = s[len(opener) :]
             break
     line = s.split("\n", 1)[0]

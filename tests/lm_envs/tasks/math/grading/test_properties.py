@@ -14,7 +14,7 @@ from fractions import Fraction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lm_envs.tasks.math.grading import grade
+from lm_envs.tasks.math.grading import extract_answer, grade
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -216,3 +216,25 @@ def test_decimal_commas_equal_only_their_value(whole: int, frac: int, delta: int
     assert grade(f"{whole}.{digits}", f"{whole},{digits}").equivalent
     assert not grade(f"{whole}.{digits}", f"{whole},{int(digits) + delta:02d}").equivalent
     assert not grade(f"{whole}{digits}", f"{whole},{digits}").equivalent
+
+
+@SETTINGS
+@given(values, values, spelling_index, st.integers(0, 5))
+def test_hedging_between_answers_never_pays(q: Fraction, r: Fraction, i: int, form: int) -> None:
+    """Listing the right value beside a wrong one is not the right answer (a reward must not pay it)."""
+    if q == r:
+        r = r + 1
+    a, b = pick(spellings(q), i), pick(spellings(r), i + 1)
+    pred = [
+        rf"\boxed{{{a}}} or \boxed{{{b}}}",
+        rf"\boxed{{{b}}} and \boxed{{{a}}}",
+        f"${a}$ or ${b}$",
+        f"{a}, {b}",
+        rf"\{{{a}, {b}\}}",
+        f"x = {a} or x = {b}",
+    ][form]
+    gold = pick(spellings(q), i + 2)
+    assert not grade(gold, pred).equivalent, (gold, pred)
+    text = f"The answer is {pred}."
+    found = extract_answer(text, fallback_last_math=True, fallback_last_number=True)
+    assert not grade(gold, found).equivalent, (gold, text, found)
