@@ -155,10 +155,10 @@ class _WorkerPool:
                         self._ensure_spare()
                         return worker
                     _kill_later(worker)
-                self._ensure_spare()
                 if self._starting == 0 and self._error is not None:
-                    error, self._error = self._error, None
+                    error, self._error = self._error, None  # the next call tries again
                     raise _Unavailable(error)
+                self._ensure_spare()
                 limit = deadline if self._warm else max(deadline, cold_limit)
                 remaining = limit - time.monotonic()
                 if remaining <= 0:

@@ -521,6 +521,18 @@ def test_a_killed_worker_does_not_cost_the_next_caller_a_restart() -> None:
     assert grading.start_workers(timeout=60)
 
 
+def test_a_worker_that_cannot_start_gives_a_verdict_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lm_envs.tasks.math.grading import worker
+
+    monkeypatch.setattr(worker, "_BOOT", "import sys; sys.exit(3)")  # as if sympy were missing
+    monkeypatch.setattr(worker, "_POOL", worker._WorkerPool())
+    start = time.perf_counter()
+    verdict = grade(r"\sin^2 x + \cos^2 x", "1", timeout=30.0)
+    assert verdict.reason.startswith("symbolic check unavailable"), verdict
+    assert time.perf_counter() - start < 20.0  # one failed start, not retries until the timeout
+    assert grade("1/2", "0.5").equivalent  # the fast path does not need the worker
+
+
 def test_the_budget_covers_waiting_for_a_worker() -> None:
     _warm_worker()
     grading.close_workers()  # no idle worker; the spare starts now and takes about a second
