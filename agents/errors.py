@@ -35,6 +35,8 @@ def one_line(err: BaseException) -> str:
         >>> one_line(OSError(28, "No space left on device", "/runs/a/metrics.jsonl"))
         'cannot write /runs/a/metrics.jsonl: No space left on device; free space or write elsewhere.'
     """
+    while type(err).__name__ == "InterpolationResolutionError" and (err.__cause__ or err.__context__):
+        err = err.__cause__ or err.__context__  # a config resolver's own advice (`${required:...}`), unwrapped
     if isinstance(err, OSError) and err.filename is not None and err.strerror:
         if err.errno in WRITE_ERRORS:
             return f"cannot write {err.filename}: {err.strerror}; free space or write elsewhere."

@@ -1,11 +1,12 @@
 """Generated tokens/s through the token env (KV-cached rollout) vs raw ``model.generate``.
 
-Same tiny default model, same prompts (LMEnv/Math-v0 test problems), same batch and sampling
-settings (temperature 1, no top-k/top-p, the env's 96-token budget), side by side in one process.
+Same model (the tiny default, or ``--model smollm2`` / any transformers directory, whose prompts then go
+through its chat template), same prompts (LMEnv/Math-v0 test problems), same batch and sampling settings
+(temperature 1, no top-k/top-p, the env's 96-token budget), side by side in one process.
 Our side includes everything an agent pays for: the env's per-token steps, reward calls (grading)
 and the bookkeeping of log-probs and rewards. Prints one JSON object.
 
-    python bench/bench_rollout.py [--batches 64 256] [--repeats 3]
+    python bench/bench_rollout.py [--batches 64 256] [--repeats 3] [--model smollm2] [--threads 2]
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-import lm_envs  # noqa: F401
-from agents.policy.models import build_default_model
+import lm_envs
+from agents.policy.models import build_default_model, load_model, logits_width
+from agents.policy.pretrained import display_name, resolve_model
 from agents.policy.sampling import collect, left_pad_prompts
 
 
@@ -28,11 +30,20 @@ def main() -> None:
     parser.add_argument("--env", default="LMEnv/Math-v0")
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default=None, help="smollm2, a transformers directory or a .gguf file")
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    results = {"env": args.env, "torch_threads": torch.get_num_threads(), "batches": []}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    path = resolve_model(args.model)
+    kwargs = {"tokenizer": path} if path else {}
+    results = {"env": args.env, "model": display_name(args.model) or "lm-envs/tiny-gpt2", "batches": []}
+    results["torch_threads"] = torch.get_num_threads()
+    codec = lm_envs.load_codec(path)
+    model = load_model(path, codec) if path else build_default_model(codec, seed=0)
+    kwargs["vocab_size"] = logits_width(model)  # a model's logits may be wider than its tokenizer
     for batch in args.batches:
-        venv = gym.make_vec(args.env, num_envs=batch, autoreset_mode="Disabled")
-        model = build_default_model(venv.codec, seed=0)
+        venv = gym.make_vec(args.env, num_envs=batch, autoreset_mode="Disabled", **kwargs)
         budget = venv.episodes.config.max_new_tokens
         options = {"split": "test", "index": list(range(batch))}
         obs, _ = venv.reset(options=options)

@@ -115,3 +115,13 @@ def test_a_model_directory_without_tokenizer_files_is_refused_naming_the_fix(tmp
     build_default_model(lm_envs.load_codec(), n_layer=1, n_embd=32).save_pretrained(tmp_path / "m")
     with pytest.raises(ValueError, match="holds no tokenizer files .* tokenizer=PATH"):
         gym.make("LMEnv/Math-v0", tokenizer=str(tmp_path / "m"))
+
+
+def test_cli_names_the_fix_for_model_hf_without_a_path_and_for_an_unknown_model(tmp_path, capsys):
+    from agents.cli import main
+
+    assert main(["train", "model=hf", f"hydra.run.dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lm-envs train: model=hf needs model.name_or_path=PATH") and "\n" not in err
+    assert main(["fetch-model", "gpt5"]) == 2
+    assert "give one of ['smollm2'] or a .gguf file" in capsys.readouterr().err
