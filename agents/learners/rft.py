@@ -136,15 +136,18 @@ def build_examples(
     Returns:
         ``(examples, stats)``: each example is ``(prompt_ids, generated_ids)``, the prompt as the env
         encoded it (left padding removed) and the generated ids up to the episode's end; stats count
-        ``samples``, ``kept`` (after dedupe), ``duplicates``, ``groups``, ``groups_kept`` and the sum of
-        kept returns ``kept_return_sum``.
+        ``samples``, ``kept`` (after dedupe), ``duplicates``, ``groups``, ``groups_kept``, the sum of
+        kept returns ``kept_return_sum`` and, aligned with ``examples``, their returns ``kept_returns``.
     """
     if keep not in KEEP_MODES:
         raise ValueError(f"unknown keep mode {keep!r}; choose 'correct' (RFT/ReST-EM) or 'best' (RAFT).")
     rollouts = [rollouts] if isinstance(rollouts, Rollout) else list(rollouts)
     examples: list[Example] = []
     seen: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
-    stats = dict.fromkeys(("samples", "kept", "duplicates", "groups", "groups_kept", "kept_return_sum"), 0.0)
+    stats: dict[str, Any] = dict.fromkeys(
+        ("samples", "kept", "duplicates", "groups", "groups_kept", "kept_return_sum"), 0.0
+    )
+    stats["kept_returns"] = []
     for r in rollouts:
         if keep == "correct" and not any("is_success" in info for info in r.infos):
             raise ValueError("keep='correct' needs env info 'is_success' (this env reports none); use keep='best'.")
@@ -175,6 +178,7 @@ def build_examples(
             examples.append((prompt, generated))
             stats["kept"] += 1
             stats["kept_return_sum"] += float(returns[i])
+            stats["kept_returns"].append(float(returns[i]))
     return examples, stats
 
 
@@ -388,17 +392,18 @@ def rft_round(
     generated = sum(r.num_tokens for r in rollouts)
     if dist.distributed:  # every rank's kept samples, in rank order: the one-process order
         gathered = dist.gather_objects((examples, stats))
-        examples, seen = [], set()
-        for part, _ in gathered:
-            for e in part:
+        examples, seen, kept_return = [], set(), 0.0
+        for part, part_stats in gathered:
+            for e, ret in zip(part, part_stats["kept_returns"], strict=True):
                 key = (tuple(e[0]), tuple(e[1]))
                 if cfg.dedupe and key in seen:
-                    continue
+                    continue  # another rank kept the same sample: count it (and its return) once
                 seen.add(key)
                 examples.append(e)
-        stats = {k: sum(s[k] for _, s in gathered) for k in stats}
+                kept_return += ret
+        stats = {k: sum(s[k] for _, s in gathered) for k in stats if k != "kept_returns"}
         stats["duplicates"] += sum(len(p) for p, _ in gathered) - len(examples)
-        stats["kept"] = len(examples)
+        stats["kept"], stats["kept_return_sum"] = len(examples), kept_return
         sums = dist.sum_floats(
             {"n": len(returns), "ret": float(returns.sum()), "ok": float(success.sum()), "tok": generated}
         )

@@ -36,6 +36,8 @@ CASES = {
         "agent.accumulate=true",
     ],
 }
+# near-greedy sampling: both ranks keep the same samples, which the merged round must count once
+CASES["rft_duplicates"] = [*CASES["rft"], "agent.temperature=0.05"]
 
 
 def torchrun(nproc: int, out: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
@@ -68,6 +70,13 @@ def test_two_processes_end_where_one_process_ends(tmp_path, agent):
     assert float(moved.mean()) > 0, "it did not train"
     assert float(diff.mean()) < 1e-3 * float(moved.mean()), f"{agent}: {diff.mean()} vs moved {moved.mean()}"
     assert float(diff.max()) < 1e-4, f"{agent}: max difference {diff.max()}"
+    # the logged metrics are the one-process run's too (RFT: samples kept by both ranks count once)
+    logged = [[r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())] for d in (one, two)]
+    keys = ("rollout/return_mean", "rft/kept", "rft/kept_return", "rft/duplicates", "reinforce/kl_ref")
+    for x, y in zip(*logged, strict=True):
+        for k in keys:
+            if k in x:
+                assert abs(x[k] - y[k]) < 1e-4, f"{agent}: {k} {x[k]} vs {y[k]}"
     # rank 0 alone wrote the run directory; it records the world it ran in
     assert json.loads((two / "eval.json").read_text())["hardware"]["world_size"] == 2
     assert not list(two.glob("metrics*.jsonl"))[1:]
