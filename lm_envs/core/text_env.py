@@ -80,13 +80,22 @@ class TextEnv(gym.Env):
         truncation_penalty: float = 0.0,
         chat_template: bool | None = None,
         system_prompt: str | None = None,
+        max_turn_tokens: int | None = None,
+        max_turns: int | None = None,
         split: str = "train",
         curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
         max_chars: int = 1 << 16,
         render_mode: str | None = None,
     ) -> None:
         self.config = EnvConfig(
-            max_prompt_tokens, max_new_tokens, step_separator, truncation_penalty, chat_template, system_prompt
+            max_prompt_tokens,
+            max_new_tokens,
+            step_separator,
+            truncation_penalty,
+            chat_template,
+            system_prompt,
+            max_turn_tokens,
+            max_turns,
         )
         self.task = resolve_task(task, task_kwargs)
         self.task.check_split(split)

@@ -60,6 +60,8 @@ class TokenVectorEnv(VectorEnv):
         truncation_penalty: float = 0.0,
         chat_template: bool | None = None,
         system_prompt: str | None = None,
+        max_turn_tokens: int | None = None,
+        max_turns: int | None = None,
         split: str = "train",
         curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
@@ -74,7 +76,14 @@ class TokenVectorEnv(VectorEnv):
                 f"autoreset_mode {autoreset_mode!r} is not one of {[m.value for m in AutoresetMode]}."
             ) from None
         config = EnvConfig(
-            max_prompt_tokens, max_new_tokens, step_separator, truncation_penalty, chat_template, system_prompt
+            max_prompt_tokens,
+            max_new_tokens,
+            step_separator,
+            truncation_penalty,
+            chat_template,
+            system_prompt,
+            max_turn_tokens,
+            max_turns,
         )
         self.episodes = build_episodes(
             num_envs, task, reward, task_kwargs, reward_kwargs, tokenizer, vocab_size, config, split, curriculum
@@ -218,7 +227,9 @@ class TokenVectorEnv(VectorEnv):
             infos = self._add_info(infos, self._start(int(i), {}), int(i))
         self._needs_reset[restart] = False
 
-        r, term, trunc, final_infos = episodes.step(rows, a)
+        r, term, trunc, final_infos, turn_infos = episodes.step(rows, a)
+        for j, info in turn_infos.items():
+            infos = self._add_info(infos, info, int(rows[j]))
         rewards[rows] = r
         self._terminated[rows] = term
         self._truncated[rows] = trunc
