@@ -5,6 +5,12 @@ column); then each vector step is one cached forward of one token per *running* 
 episode ended are dropped from the cache, so finished envs stop costing compute. The env receives
 the exact sampled token ids and the training losses score exactly those ids (token in, token out):
 nothing is decoded and re-tokenized between the env and the loss.
+
+Multi-turn envs append tokens of their own after some of the policy's turns (a tool's output, feedback):
+they land in the rollout between the policy's tokens, in the order the env holds them, and
+:attr:`Rollout.policy_mask` tells them apart. The sampler prefills them in the forward that follows:
+one batched forward per vector step, each row's new tokens left-padded to the longest, so rows keep
+going independently (a row without env tokens feeds its one sampled token).
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ class Rollout:
         group_size: Episodes per problem (consecutive rows share a problem and start state).
         values: ``(N, T)`` ``V(s_t)``, the value before each token, under the value head ``collect``
             was given (``None`` without one).
+        policy_mask: ``(N, T)`` True on the tokens the policy sampled, False on tokens a multi-turn
+            env appended (which the model attends to but never trains on); ``None``: every token of
+            ``mask`` (single-turn envs). Use :attr:`action_mask`.
     """
 
     prompt_ids: torch.Tensor
@@ -48,6 +57,12 @@ class Rollout:
     reset_infos: list[dict[str, Any]]
     group_size: int = 1
     values: torch.Tensor | None = None
+    policy_mask: torch.Tensor | None = None
+
+    @property
+    def action_mask(self) -> torch.Tensor:
+        """``(N, T)`` True on the policy's tokens: where losses, KL and value targets apply."""
+        return self.mask if self.policy_mask is None else self.policy_mask
 
     @property
     def returns(self) -> torch.Tensor:
@@ -56,8 +71,8 @@ class Rollout:
 
     @property
     def num_tokens(self) -> int:
-        """Generated tokens in the rollout."""
-        return int(self.mask.sum())
+        """Tokens the policy generated in the rollout (env tokens of multi-turn episodes excluded)."""
+        return int(self.action_mask.sum())
 
     def success(self) -> torch.Tensor:
         """1.0 where the env reported ``is_success``, else 0.0 (on the rollout's device)."""
@@ -213,6 +228,9 @@ def collect(
     rewards = torch.zeros(n, budget, dtype=torch.float64)
     mask = torch.zeros(n, budget, dtype=torch.bool)
     values = torch.zeros(n, budget) if hidden else None
+    multi_turn = venv.episodes.multi_turn
+    policy_mask = torch.zeros(n, budget, dtype=torch.bool) if multi_turn else None
+    cursor = torch.zeros(n, dtype=torch.long)  # column of each env's next token (== t single-turn)
     infos: list[dict[str, Any]] = [{} for _ in range(n)]
     rows = torch.arange(n)  # env index of each row of the model batch
     live = torch.ones(n, dtype=torch.bool)  # whose episode has not ended
@@ -231,18 +249,30 @@ def collect(
         every = bool(alive.all())  # the common case: no row of the batch has ended yet
         live_rows = rows if every else rows[alive]
         token_cpu, logp = (token_cpu, logp.cpu()) if every else (token_cpu[alive], logp.cpu()[alive])
-        tokens[live_rows, t] = token_cpu
-        logprobs[live_rows, t] = logp
+        col = cursor[live_rows] if multi_turn else t
+        tokens[live_rows, col] = token_cpu
+        logprobs[live_rows, col] = logp
         if values is not None:  # V(s_t), from the forward whose logits sampled token t
             v = value_head(out.hidden_states[-1][:, -1]).squeeze(-1).float().cpu()
-            values[live_rows, t] = v if every else v[alive]
-        mask[live_rows, t] = True
+            values[live_rows, col] = v if every else v[alive]
+        mask[live_rows, col] = True
         actions[live_rows.numpy()] = token_cpu.numpy()
         _, r, term, trunc, info = venv.step(actions)
-        rewards[live_rows, t] = torch.from_numpy(r[live_rows.numpy()])
+        rewards[live_rows, col] = torch.from_numpy(r[live_rows.numpy()])
         for i in np.flatnonzero(info.get("_completion", ())):
             infos[i] = _final_info(info, int(i))
         live[live_rows] = torch.from_numpy(~(term | trunc)[live_rows.numpy()])
+        injected: dict[int, list[int]] = {}
+        if multi_turn:
+            policy_mask[live_rows, col] = True
+            cursor[live_rows] += 1
+            for i in np.flatnonzero(info.get("_env_tokens", ())):  # env tokens after this turn: recorded, not actions
+                ids = list(info["env_tokens"][i])
+                c = int(cursor[i])
+                tokens[i, c : c + len(ids)] = torch.tensor(ids, dtype=torch.long)
+                mask[i, c : c + len(ids)] = True
+                cursor[i] = c + len(ids)
+                injected[int(i)] = ids
         running = live[rows]
         if not running.any():
             break
@@ -250,16 +280,20 @@ def collect(
             keep = running.nonzero()[:, 0].to(device)
             past.batch_select_indices(keep)
             rows, attn, next_pos, token = rows[running], attn[keep], next_pos[keep], token[keep]
-        attn = torch.cat([attn, attn.new_ones(len(rows), 1)], dim=1)
+        if injected:
+            token, new_attn, step_pos = _with_env_tokens(token, rows, injected, next_pos, pad)
+        else:
+            new_attn, step_pos = attn.new_ones(len(rows), 1), next_pos
+        attn = torch.cat([attn, new_attn], dim=1)
         out = model(
             input_ids=token,
             attention_mask=attn,
-            position_ids=next_pos,
+            position_ids=step_pos,
             past_key_values=past,
             use_cache=True,
             output_hidden_states=hidden,
         )
-        past, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos + 1
+        past, logits, next_pos = out.past_key_values, out.logits[:, -1], step_pos[:, -1:] + 1
     used = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 0
     reset_infos = [{k: _item(v, i) for k, v in reset_info.items() if not k.startswith("_")} for i in range(n)]
     group = int((options or {}).get("group_size", 1))
@@ -274,7 +308,33 @@ def collect(
         reset_infos,
         group,
         values[:, :used] if values is not None else None,
+        policy_mask[:, :used] if policy_mask is not None else None,
     )
+
+
+def _with_env_tokens(
+    token: torch.Tensor, rows: torch.Tensor, injected: dict[int, list[int]], next_pos: torch.Tensor, pad: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The next forward's input when some envs appended tokens: each row's sampled token and env tokens.
+
+    Rows are left-padded to the longest (pads masked out, so the cache holds a hole there), so every
+    row's last real token sits in the last column, where the next logits are read.
+
+    Returns:
+        ``(input_ids, attention_mask columns, position_ids)``, each ``(len(rows), L)``.
+    """
+    sampled = token[:, 0].tolist()
+    seqs = [[sampled[b], *injected.get(int(i), [])] for b, i in enumerate(rows.tolist())]
+    width = max(len(q) for q in seqs)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    att = torch.zeros(len(rows), width, dtype=torch.long)
+    for b, q in enumerate(seqs):  # pads, the sampled token, then the env's tokens
+        ids[b, width - len(q) :] = torch.tensor(q, dtype=torch.long)
+        att[b, width - len(q) :] = 1
+    ids, att = ids.to(token.device), att.to(token.device)
+    # positions count real tokens only: the sampled token keeps next_pos, env tokens follow it
+    pos = next_pos + (att.cumsum(1) - 1).clamp(min=0)
+    return ids, att, pos
 
 
 def _item(value: Any, i: int) -> Any:
