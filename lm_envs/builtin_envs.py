@@ -65,6 +65,15 @@ because scores are tied to it. Each id's "Version History" is kept here.
     Version History:
         * v0: initial release.
 
+``LMEnv/DigitTurns-v0``
+    The two-turn trivially learnable env (:class:`~lm_envs.tasks.digits.DigitTurnsTask`): a digit
+    ends the policy's turn and pays 0.5; after the first the env appends ``" next:"``, after the
+    second it ends the episode. Optimum 1.0 in two tokens. Checks that agents learn across env
+    tokens without training on them. Budget: 16 prompt tokens, 16 tokens after the prompt.
+
+    Version History:
+        * v0: initial release.
+
 ``LMEnv/TargetWord-v0``
     Repeat a target word (:class:`~lm_envs.tasks.target_word.TargetWordTask`); reward
     :class:`~lm_envs.tasks.target_word.PrefixMatchReward` (0.8 x correct leading characters / length
@@ -192,6 +201,15 @@ register(
     reward="lm_envs.tasks.digits:DigitCountReward",
     max_prompt_tokens=16,
     max_new_tokens=8,
+    reward_threshold=0.95,
+    protocol=EvalProtocol(split="test", metric="mean_return", min_seeds=3, metric_range=(0, 1)),
+)
+register(
+    "LMEnv/DigitTurns-v0",
+    task="lm_envs.tasks.digits:DigitTurnsTask",
+    reward="lm_envs.tasks.digits:ZeroReward",
+    max_prompt_tokens=16,
+    max_new_tokens=16,
     reward_threshold=0.95,
     protocol=EvalProtocol(split="test", metric="mean_return", min_seeds=3, metric_range=(0, 1)),
 )

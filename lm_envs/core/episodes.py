@@ -518,7 +518,9 @@ def chat_reply_framing(codec: TextCodec, config: EnvConfig) -> Any:
     """
     head = [{"role": "system", "content": config.system_prompt}] if config.system_prompt is not None else []
     user, said, sent = {"role": "user", "content": "What is 1+1?"}, "It is 2.", "Try again."
-    eos = codec.decode([codec.eos_token_id])
+    hf = codec.hf_tokenizer
+    eos = hf.convert_ids_to_tokens(codec.eos_token_id) if hf is not None else ""
+    eos = eos if isinstance(eos, str) else ""
     prefix = codec.render_chat([*head, user]) + said + eos
     full = codec.render_chat([*head, user, {"role": "assistant", "content": said}, {"role": "user", "content": sent}])
     if not eos or not full.startswith(prefix):
