@@ -8,13 +8,14 @@ nothing is decoded and re-tokenized between the env and the loss.
 
 Multi-turn envs append tokens of their own after some of the policy's turns (a tool's output, feedback):
 they land in the rollout between the policy's tokens, in the order the env holds them, and
-:attr:`Rollout.policy_mask` tells them apart. The sampler prefills them in the forward that follows:
-one batched forward per vector step, each row's new tokens left-padded to the longest, so rows keep
-going independently (a row without env tokens feeds its one sampled token).
+:attr:`Rollout.policy_mask` tells them apart. The sampler prefills them in batched *catch-up* forwards
+(every waiting row's tokens at once, left-padded to the longest), holding those rows back meanwhile
+while the others keep going one token per step (see :func:`_next_input`).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -235,7 +236,11 @@ def collect(
     rows = torch.arange(n)  # env index of each row of the model batch
     live = torch.ones(n, dtype=torch.bool)  # whose episode has not ended
     actions = np.full(n, pad, dtype=np.int64)
-    for t in range(budget):
+    ready = torch.ones(n, dtype=torch.bool)  # multi-turn: envs whose model state is current (their logits are)
+    queue: dict[int, list[int]] = {}  # multi-turn: env -> tokens the model must read before it samples again
+    queued_at: dict[int, int] = {}
+    waited = 0  # hole columns paid by held-back rows since the last catch-up forward
+    for t in itertools.count():
         uniforms = None
         if global_rows is not None and temperature > 0:
             offset, total = global_rows
@@ -244,8 +249,9 @@ def collect(
         token, logp = sample_next(logits, temperature, top_k, top_p, generator, uniforms)
         token_cpu = token[:, 0].cpu()
         # Rows whose episode ended stay in the batch until pruning (the KV cache is cut in bulk); what
-        # they sample is never sent to the env and never recorded: only live rows are.
-        alive = live[rows]
+        # they sample is never sent to the env and never recorded: only live rows are (multi-turn: and
+        # only rows whose model state has caught up with their env's tokens).
+        alive = live[rows] & ready[rows] if queue else live[rows]
         every = bool(alive.all())  # the common case: no row of the batch has ended yet
         live_rows = rows if every else rows[alive]
         token_cpu, logp = (token_cpu, logp.cpu()) if every else (token_cpu[alive], logp.cpu()[alive])
@@ -257,12 +263,16 @@ def collect(
             values[live_rows, col] = v if every else v[alive]
         mask[live_rows, col] = True
         actions[live_rows.numpy()] = token_cpu.numpy()
-        _, r, term, trunc, info = venv.step(actions)
+        if queue:  # held-back envs do not act
+            active = np.zeros(n, dtype=bool)
+            active[live_rows.numpy()] = True
+            _, r, term, trunc, info = venv.step(actions, active=active)
+        else:
+            _, r, term, trunc, info = venv.step(actions)
         rewards[live_rows, col] = torch.from_numpy(r[live_rows.numpy()])
         for i in np.flatnonzero(info.get("_completion", ())):
             infos[i] = _final_info(info, int(i))
         live[live_rows] = torch.from_numpy(~(term | trunc)[live_rows.numpy()])
-        injected: dict[int, list[int]] = {}
         if multi_turn:
             policy_mask[live_rows, col] = True
             cursor[live_rows] += 1
@@ -272,7 +282,9 @@ def collect(
                 tokens[i, c : c + len(ids)] = torch.tensor(ids, dtype=torch.long)
                 mask[i, c : c + len(ids)] = True
                 cursor[i] = c + len(ids)
-                injected[int(i)] = ids
+                queue[int(i)] = [int(tokens[i, c - 1]), *ids]  # the sampled token, then the env's
+                queued_at[int(i)] = t
+                ready[i] = False
         running = live[rows]
         if not running.any():
             break
@@ -280,10 +292,21 @@ def collect(
             keep = running.nonzero()[:, 0].to(device)
             past.batch_select_indices(keep)
             rows, attn, next_pos, token = rows[running], attn[keep], next_pos[keep], token[keep]
-        if injected:
-            token, new_attn, step_pos = _with_env_tokens(token, rows, injected, next_pos, pad)
+        if queue:
+            token, new_attn, step_pos, caught_up = _next_input(
+                token, rows, queue, live, next_pos, pad, waited, t - min(queued_at.values())
+            )
+            if caught_up:
+                ready[rows] = True
+                queue.clear()
+                queued_at.clear()
+                waited = 0
+            else:
+                waited += sum(int(i) in queue for i in rows.tolist())
+            next_pos_after = next_pos + new_attn.sum(1, keepdim=True)
         else:
             new_attn, step_pos = attn.new_ones(len(rows), 1), next_pos
+            next_pos_after = next_pos + 1
         attn = torch.cat([attn, new_attn], dim=1)
         out = model(
             input_ids=token,
@@ -293,7 +316,7 @@ def collect(
             use_cache=True,
             output_hidden_states=hidden,
         )
-        past, logits, next_pos = out.past_key_values, out.logits[:, -1], step_pos[:, -1:] + 1
+        past, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos_after
     used = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 0
     reset_infos = [{k: _item(v, i) for k, v in reset_info.items() if not k.startswith("_")} for i in range(n)]
     group = int((options or {}).get("group_size", 1))
@@ -312,29 +335,54 @@ def collect(
     )
 
 
-def _with_env_tokens(
-    token: torch.Tensor, rows: torch.Tensor, injected: dict[int, list[int]], next_pos: torch.Tensor, pad: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The next forward's input when some envs appended tokens: each row's sampled token and env tokens.
+#: A held-back row waits at most this many vector steps for the catch-up forward.
+MAX_WAIT = 16
 
-    Rows are left-padded to the longest (pads masked out, so the cache holds a hole there), so every
-    row's last real token sits in the last column, where the next logits are read.
+
+def _next_input(
+    token: torch.Tensor,
+    rows: torch.Tensor,
+    queue: dict[int, list[int]],
+    live: torch.Tensor,
+    next_pos: torch.Tensor,
+    pad: int,
+    waited: int,
+    longest_wait: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """The next forward's input when some envs appended tokens the model has not read yet.
+
+    A forward is one rectangle: rows that feed fewer tokens than the widest leave masked holes in the
+    KV cache, which cost as much compute as tokens. So rows with env tokens are held back (they feed a
+    hole, and skip their env's step) until a *catch-up* forward feeds every queued row its sampled
+    token and env tokens at once, left-padded to the longest, while the other rows feed their one
+    token. The catch-up happens when the holes paid by waiting reach the holes it would leave (the
+    ski-rental rule: at most twice the waste of the best schedule), when every live row waits, or
+    after :data:`MAX_WAIT` steps.
 
     Returns:
-        ``(input_ids, attention_mask columns, position_ids)``, each ``(len(rows), L)``.
+        ``(input_ids, attention_mask columns, position_ids, caught_up)``, the tensors ``(len(rows), L)``.
     """
+    env_rows = rows.tolist()
+    lengths = [len(queue[i]) if i in queue else 1 for i in env_rows]
+    width = max(lengths)
+    holes = sum(width - k for k in lengths)
+    every_live_waits = all(i in queue for i in env_rows if live[i])
+    caught_up = every_live_waits or waited >= holes or longest_wait >= MAX_WAIT
     sampled = token[:, 0].tolist()
-    seqs = [[sampled[b], *injected.get(int(i), [])] for b, i in enumerate(rows.tolist())]
-    width = max(len(q) for q in seqs)
+    if caught_up:
+        seqs = [queue.get(i, [sampled[b]]) for b, i in enumerate(env_rows)]
+    else:
+        width = 1
+        seqs = [[] if i in queue else [sampled[b]] for b, i in enumerate(env_rows)]
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     att = torch.zeros(len(rows), width, dtype=torch.long)
-    for b, q in enumerate(seqs):  # pads, the sampled token, then the env's tokens
-        ids[b, width - len(q) :] = torch.tensor(q, dtype=torch.long)
-        att[b, width - len(q) :] = 1
+    for b, q in enumerate(seqs):  # pads, then the row's tokens
+        if q:
+            ids[b, width - len(q) :] = torch.tensor(q, dtype=torch.long)
+            att[b, width - len(q) :] = 1
     ids, att = ids.to(token.device), att.to(token.device)
-    # positions count real tokens only: the sampled token keeps next_pos, env tokens follow it
-    pos = next_pos + (att.cumsum(1) - 1).clamp(min=0)
-    return ids, att, pos
+    pos = next_pos + (att.cumsum(1) - 1).clamp(min=0)  # positions count real tokens only
+    return ids, att, pos, caught_up
 
 
 def _item(value: Any, i: int) -> Any:

@@ -198,7 +198,15 @@ class TokenVectorEnv(VectorEnv):
 
     # ------------------------------------------------------------------ step
 
-    def step(self, actions: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(
+        self, actions: Any, active: np.ndarray | None = None
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every env with its token; ``active`` (a bool array, optional) steps only those envs.
+
+        An env left out by ``active`` ignores its action this step (reward 0, its flags unchanged),
+        as a finished env does without autoreset: a batched model can hold some envs back, e.g.
+        while it catches up on tokens a multi-turn env appended.
+        """
         if not self._started:
             raise RuntimeError("call reset() before step(): no episode is running.")
         n, episodes = self.num_envs, self.episodes
@@ -211,6 +219,11 @@ class TokenVectorEnv(VectorEnv):
         mode = self.autoreset_mode
         restart = self._needs_reset if mode == AutoresetMode.NEXT_STEP else np.zeros(n, dtype=bool)
         rows = np.flatnonzero(episodes.running & ~restart)
+        if active is not None:
+            active = np.asarray(active)
+            if active.shape != (n,) or active.dtype != np.bool_:
+                raise ValueError(f"step(active=...) must be a bool array of shape ({n},), got {active!r}.")
+            rows = rows[active[rows]]
         a = actions[rows].astype(np.int64, copy=False)
         if len(a) and (a.min() < 0 or a.max() >= episodes.action_size):
             bad = int(rows[np.flatnonzero((a < 0) | (a >= episodes.action_size))[0]])

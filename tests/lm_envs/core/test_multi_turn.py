@@ -206,3 +206,15 @@ def test_a_template_without_an_end_of_turn_marker_fails_on_creation_naming_the_f
 def test_bad_turn_budgets_name_the_fix(bad):
     with pytest.raises(ValueError, match="must be a positive int or None"):
         TokenEnv(Asker(), says_yes, **bad)
+
+
+def test_envs_left_out_by_active_ignore_their_action_this_step():
+    venv = TokenVectorEnv(2, Asker(), says_yes, max_new_tokens=20, autoreset_mode="Disabled")
+    obs0, _ = venv.reset(seed=0)
+    a = np.array(venv.codec.encode("a") * 2)
+    obs, r, term, trunc, _ = venv.step(a, active=np.array([True, False]))
+    assert obs["attention_mask"][0].sum() == obs0["attention_mask"][0].sum() + 1
+    np.testing.assert_array_equal(obs["input_ids"][1], obs0["input_ids"][1])
+    assert r[1] == 0 and not term[1] and not trunc[1]
+    with pytest.raises(ValueError, match="bool array of shape"):
+        venv.step(a, active=[1, 0])
