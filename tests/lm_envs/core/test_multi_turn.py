@@ -218,3 +218,42 @@ def test_envs_left_out_by_active_ignore_their_action_this_step():
     assert r[1] == 0 and not term[1] and not trunc[1]
     with pytest.raises(ValueError, match="bool array of shape"):
         venv.step(a, active=[1, 0])
+
+
+@pytest.mark.parametrize(
+    "env_id, turns",
+    [
+        ("LMEnv/MathTools-v0", ["Ann has <calc>12*37</calc>", " pens.\n#### 444\nignored"]),
+        ("LMEnv/MathRetry-v0", ["12 * 3 = 37\n#### 37\n", "12 * 3 = 36\n#### 36"]),
+        ("LMEnv/MathRetry-v0", ["#### 1", "#### 2", "#### 3"]),
+        ("LMEnv/MathTools-v0", ["<calc>1+" * 60]),  # a call never closed: truncated by the turn budget
+    ],
+)
+def test_text_env_turns_pay_what_the_token_env_pays_for_the_same_conversation(env_id, turns):
+    problem = Problem("t", "Twelve boxes of 3 pens. How many?\nSolution:\n", "36")
+    text_env = lm_envs.make_text(env_id)
+    obs, _ = text_env.reset(options={"problem": problem})
+    text_total, played = 0.0, []
+    for turn in turns:
+        obs, r, term, trunc, text_info = text_env.step(turn)
+        text_total += r
+        played.append(turn)
+        if term or trunc:
+            break
+    assert term or trunc
+    token_env = gym.make(env_id).unwrapped
+    token_env.reset(options={"problem": problem})
+    token_total = 0.0
+    for turn in played:
+        used = turn[: len(turn) - len(text_info.get("unused_text", ""))] if turn is played[-1] else turn
+        for t in [*token_env.codec.encode(used), token_env.codec.eos_token_id]:
+            _, r, t_term, t_trunc, token_info = token_env.step(t)
+            token_total += r
+            if t_term or t_trunc or "env_tokens" in token_info:  # the turn ended (these turns all get replies)
+                break
+        if t_term or t_trunc:
+            break
+    assert (t_term, t_trunc) == (term, trunc)
+    assert token_total == pytest.approx(text_total)
+    assert token_info["completion"] == text_info["completion"] and token_info["turns"] == text_info["turns"]
+    assert obs.endswith(text_info["completion"])
