@@ -292,6 +292,8 @@ def collect(
             keep = running.nonzero()[:, 0].to(device)
             past.batch_select_indices(keep)
             rows, attn, next_pos, token = rows[running], attn[keep], next_pos[keep], token[keep]
+        if multi_turn and 4 * (attn.shape[1] - int(attn.sum(1).max())) > attn.shape[1]:  # a quarter is droppable
+            attn = _compact_cache(past, attn)
         if queue:
             token, new_attn, step_pos, caught_up = _next_input(
                 token, rows, queue, live, next_pos, pad, waited, t - min(queued_at.values())
@@ -333,6 +335,26 @@ def collect(
         values[:, :used] if values is not None else None,
         policy_mask[:, :used] if policy_mask is not None else None,
     )
+
+
+def _compact_cache(past: Any, attn: torch.Tensor) -> torch.Tensor:
+    """Drop the KV cache's masked columns (left padding, holes of held-back rows); returns the new mask.
+
+    Each row's real entries move right, in order, and columns that are then masked in every row go:
+    attention and the cache's per-step copy cost what the cache holds, real or not. Positions are
+    explicit (and rotary keys are stored rotated), so moving entries changes no result. A cache
+    without per-layer ``keys``/``values`` tensors is left as it is.
+    """
+    layers = getattr(past, "layers", None)
+    if not layers or not all(isinstance(getattr(layer, "keys", None), torch.Tensor) for layer in layers):
+        return attn
+    keep = int(attn.sum(1).max())
+    order = torch.sort(attn, dim=1, stable=True).indices[:, -keep:]  # masked first, then real, in order
+    for layer in layers:
+        idx = order[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[-1])
+        layer.keys = layer.keys.gather(2, idx.to(layer.keys.device))
+        layer.values = layer.values.gather(2, idx.to(layer.values.device))
+    return attn.gather(1, order)
 
 
 #: A held-back row waits at most this many vector steps for the catch-up forward.

@@ -10,6 +10,7 @@ from agents.learners.ppo import compute_gae
 from agents.learners.reinforce import ReinforceConfig, group_advantages, reinforce_update
 from agents.learners.rft import build_examples
 from agents.learners.sft import collate
+from agents.policy import sampling
 from agents.policy.models import build_default_model, positions
 from agents.policy.sampling import collect
 from agents.policy.scoring import response_logprobs, sequence_inputs
@@ -46,10 +47,14 @@ def chatty_rollout():
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
-def test_batched_prefill_of_env_tokens_gives_the_full_forward_log_probs(arch):
+def test_batched_prefill_of_env_tokens_gives_the_full_forward_log_probs(arch, monkeypatch):
     venv = make()
     model = build_default_model(venv.codec, seed=1, arch=arch)
+    compactions = []
+    original = sampling._compact_cache
+    monkeypatch.setattr(sampling, "_compact_cache", lambda past, attn: compactions.append(1) or original(past, attn))
     rollout = collect(model, venv, seed=3, generator=torch.Generator().manual_seed(0), prune_fraction=0.01)
+    assert compactions, "the KV cache was never compacted: the test no longer covers it"
     pm = rollout.policy_mask
     assert (rollout.mask & ~pm).any(), "the env appended no tokens: the test needs replies"
     obs = venv.episodes.observation()
