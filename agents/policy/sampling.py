@@ -239,7 +239,7 @@ def collect(
     ready = torch.ones(n, dtype=torch.bool)  # multi-turn: envs whose model state is current (their logits are)
     queue: dict[int, list[int]] = {}  # multi-turn: env -> tokens the model must read before it samples again
     queued_at: dict[int, int] = {}
-    waited = 0  # hole columns paid by held-back rows since the last catch-up forward
+    waited = 0.0  # cost (in KV columns) paid by held-back rows since the last catch-up forward
     for t in itertools.count():
         uniforms = None
         if global_rows is not None and temperature > 0:
@@ -304,7 +304,9 @@ def collect(
                 queued_at.clear()
                 waited = 0
             else:
-                waited += sum(int(i) in queue for i in rows.tolist())
+                # a held-back row wastes its column and its share of the forward's fixed cost
+                held = sum(int(i) in queue for i in rows.tolist())
+                waited += held * (1 + FORWARD_OVERHEAD / len(rows))
             next_pos_after = next_pos + new_attn.sum(1, keepdim=True)
         else:
             new_attn, step_pos = attn.new_ones(len(rows), 1), next_pos
@@ -359,6 +361,10 @@ def _compact_cache(past: Any, attn: torch.Tensor) -> torch.Tensor:
 
 #: A held-back row waits at most this many vector steps for the catch-up forward.
 MAX_WAIT = 16
+#: The fixed cost of one forward, in KV-cache columns of one row: a one-token forward of the tiny model on
+#: CPU costs about as much again as 64 rows' columns. A held-back row loses its share of it each step, so
+#: small batches (where forwards cost mostly that) catch up sooner than large ones.
+FORWARD_OVERHEAD = 64.0
 
 
 def _next_input(
@@ -368,7 +374,7 @@ def _next_input(
     live: torch.Tensor,
     next_pos: torch.Tensor,
     pad: int,
-    waited: int,
+    waited: float,
     longest_wait: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     """The next forward's input when some envs appended tokens the model has not read yet.
@@ -377,7 +383,8 @@ def _next_input(
     KV cache, which cost as much compute as tokens. So rows with env tokens are held back (they feed a
     hole, and skip their env's step) until a *catch-up* forward feeds every queued row its sampled
     token and env tokens at once, left-padded to the longest, while the other rows feed their one
-    token. The catch-up happens when the holes paid by waiting reach the holes it would leave (the
+    token. The catch-up happens when the cost paid by waiting (holes, plus each held-back row's share
+    of a forward's fixed cost, :data:`FORWARD_OVERHEAD`) reaches the holes it would leave (the
     ski-rental rule: at most twice the waste of the best schedule), when every live row waits, or
     after :data:`MAX_WAIT` steps.
 
