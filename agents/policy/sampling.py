@@ -34,8 +34,10 @@ class Rollout:
     Attributes:
         prompt_ids: ``(N, P)`` left-padded prompt (plus start-state prefix) token ids.
         prompt_mask: ``(N, P)`` 1 on real prompt tokens.
-        tokens: ``(N, T)`` generated token ids (pad after the episode's end).
-        mask: ``(N, T)`` True on tokens the env received.
+        tokens: ``(N, T)`` token ids after the prompt, in the env's order (pad after the episode's end):
+            the generated ones and, multi-turn, the env's replies between them.
+        mask: ``(N, T)`` True on the episode's tokens (what the model attends to); the policy's own
+            are :attr:`action_mask`.
         logprobs: ``(N, T)`` log-probs of ``tokens`` under the sampling policy (temperature applied).
         rewards: ``(N, T)`` env reward on each token (process rewards where steps closed, outcome last).
         infos: End-of-episode info of each env (``completion``, ``outcome``, ...).
