@@ -387,7 +387,7 @@ def _next_input(
     token and env tokens at once, left-padded to the longest, while the other rows feed their one
     token. The catch-up happens when the cost paid by waiting (holes, plus each held-back row's share
     of a forward's fixed cost, :data:`FORWARD_OVERHEAD`) reaches the holes it would leave (the
-    ski-rental rule: at most twice the waste of the best schedule), when every live row waits, or
+    ski-rental rule: wait until waiting has cost what catching up would), when every live row waits, or
     after :data:`MAX_WAIT` steps.
 
     Returns:
