@@ -30,10 +30,46 @@ because scores are tied to it. Each id's "Version History" is kept here.
     Version History:
         * v0: initial release.
 
+``LMEnv/MathTools-v0``
+    ``LMEnv/Math-v0``'s problems, prompts and reward, with a calculator
+    (:class:`~lm_envs.tasks.math.multi_turn.MathToolsTask`): ``</calc>`` ends the policy's turn, and
+    the env appends `` = <value>`` of the expression after the last ``<calc>`` (exact arithmetic by
+    the step verifier's safe parser, no ``eval``; an expression over 200 characters or one that
+    does not parse gets `` = error: <why>``). The outcome is graded on the whole transcript (the
+    ``####`` line). Budget: 160 prompt tokens, 160 tokens after the prompt (policy's and env's),
+    96 per turn (a call never closed is truncated there, ``end_reason="max_turn_tokens"``), 8 turns.
+    The prompt does not mention the tool: teach it by demonstrations or a system prompt.
+
+    Version History:
+        * v0: initial release.
+
+``LMEnv/MathRetry-v0``
+    Self-correction on ``LMEnv/Math-v0``'s problems (:class:`~lm_envs.tasks.math.multi_turn.MathRetryTask`,
+    3 attempts): after a wrong final answer the env appends ``"Verifier: wrong answer. Try again."``
+    and the policy answers again. Reward :class:`~lm_envs.tasks.math.multi_turn.RetryReward`: 1 if
+    the final attempt is correct (``reward_kwargs={"attempt_discount": 0.5}`` discounts later
+    attempts); evaluation adds ``first_attempt_accuracy``, ``accuracy_at_k`` and
+    ``correct_to_wrong``. ``task_kwargs``: ``{"point_to_step": True}`` names the first step the step
+    verifier flags; ``{"feedback": "always"}`` asks for a re-check after every attempt without
+    saying whether it was right. Budget: 160 prompt tokens, 288 tokens after the prompt, 96 per
+    attempt.
+
+    Version History:
+        * v0: initial release.
+
 ``LMEnv/Digits-v0``
     Write digits (:class:`~lm_envs.tasks.digits.DigitsTask`): each of the 8 generated tokens that
     is a digit earns 1/8. A trivially learnable env (the optimum is obvious and every token gets its
     own credit) for checking that agents learn, as SB3's identity envs do.
+
+    Version History:
+        * v0: initial release.
+
+``LMEnv/DigitTurns-v0``
+    The two-turn trivially learnable env (:class:`~lm_envs.tasks.digits.DigitTurnsTask`): a digit
+    ends the policy's turn and pays 0.5; after the first the env appends ``" next:"``, after the
+    second it ends the episode. Optimum 1.0 in two tokens. Checks that agents learn across env
+    tokens without training on them. Budget: 16 prompt tokens, 16 tokens after the prompt.
 
     Version History:
         * v0: initial release.
@@ -145,12 +181,35 @@ register(
     **{**_MATH, "reward_kwargs": {"process": "rule"}},
     protocol=EvalProtocol(split="test", metric="accuracy"),
 )
+_MATH_TURNS = {**_MATH, "max_turn_tokens": 96, "protocol": EvalProtocol(split="test", metric="accuracy")}
+register(
+    "LMEnv/MathTools-v0",
+    **{**_MATH_TURNS, "task": "lm_envs.tasks.math.multi_turn:MathToolsTask", "max_new_tokens": 160, "max_turns": 8},
+)
+register(
+    "LMEnv/MathRetry-v0",
+    **{
+        **_MATH_TURNS,
+        "task": "lm_envs.tasks.math.multi_turn:MathRetryTask",
+        "reward": "lm_envs.tasks.math.multi_turn:RetryReward",
+        "max_new_tokens": 288,
+    },
+)
 register(
     "LMEnv/Digits-v0",
     task="lm_envs.tasks.digits:DigitsTask",
     reward="lm_envs.tasks.digits:DigitCountReward",
     max_prompt_tokens=16,
     max_new_tokens=8,
+    reward_threshold=0.95,
+    protocol=EvalProtocol(split="test", metric="mean_return", min_seeds=3, metric_range=(0, 1)),
+)
+register(
+    "LMEnv/DigitTurns-v0",
+    task="lm_envs.tasks.digits:DigitTurnsTask",
+    reward="lm_envs.tasks.digits:ZeroReward",
+    max_prompt_tokens=16,
+    max_new_tokens=16,
     reward_threshold=0.95,
     protocol=EvalProtocol(split="test", metric="mean_return", min_seeds=3, metric_range=(0, 1)),
 )

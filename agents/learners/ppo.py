@@ -151,7 +151,9 @@ def compute_gae(
     Args:
         rewards: ``(N, T)`` per-token rewards.
         values: ``(N, T)`` ``V(s_t)``, the value before emitting token ``t``.
-        mask: ``(N, T)`` 1 on valid tokens (a prefix of each row).
+        mask: ``(N, T)`` 1 on the policy's tokens: a prefix of each row, or with a multi-turn env's
+            tokens in between (masked out: the recursion skips them, so the value and advantage of a
+            turn's last token bootstrap from the next turn's first policy token).
         gamma: Discount.
         lam: GAE lambda.
 
@@ -164,10 +166,12 @@ def compute_gae(
     next_value = torch.zeros(rewards.shape[0], dtype=rewards.dtype, device=rewards.device)
     for t in reversed(range(rewards.shape[1])):
         m = mask[:, t]
+        valid = m.bool()
         delta = rewards[:, t] + gamma * next_value - values[:, t]
-        last = (delta + gamma * lam * last) * m
-        advantages[:, t] = last
-        next_value = values[:, t] * m  # invalid tail tokens contribute V = 0
+        # on a masked token (the tail after the episode, or an env token) carry the recursion through
+        last = torch.where(valid, delta + gamma * lam * last, last)
+        advantages[:, t] = last * m
+        next_value = torch.where(valid, values[:, t], next_value)  # after the episode's end V = 0
     return advantages, (advantages + values) * mask
 
 
@@ -232,7 +236,7 @@ def ppo_update(
     """
     precision, dist = precision or Precision(), dist or Dist()
     train = ddp if ddp is not None else policy  # the forward whose backward is all-reduced
-    mask = rollout.mask.float()
+    mask = rollout.action_mask.float()  # the policy's tokens (not a multi-turn env's)
     n, K = rollout.tokens.shape[0], rollout.group_size
     if n % K:
         raise ValueError(f"{n} episodes do not split into groups of {K}.")

@@ -146,7 +146,7 @@ def reinforce_update(
     dist = dist or Dist()
     if cfg.baseline not in BASELINES:
         raise ValueError(f"unknown baseline {cfg.baseline!r}; choose one of {BASELINES}.")
-    mask = rollout.mask.float()
+    mask = rollout.action_mask.float()  # the policy's tokens (not a multi-turn env's)
     T = rollout.tokens.shape[1]
     old_logp = rollout.logprobs
     use_kl = cfg.kl_coef > 0 and ref is not None

@@ -58,8 +58,9 @@ from agents.policy.precision import Precision
 from agents.policy.sampling import Rollout, sample_per_problem
 from agents.run.distributed import Dist
 
-#: An SFT example: prompt token ids (as the env encoded them) and generated token ids.
-Example = tuple[list[int], list[int]]
+#: An SFT example: prompt token ids (as the env encoded them) and generated token ids; a multi-turn
+#: episode's adds a third element, True on the policy's tokens (env tokens are attended to, not trained on).
+Example = tuple[list[int], list[int]] | tuple[list[int], list[int], list[bool]]
 
 KEEP_MODES = ("correct", "best")
 
@@ -135,7 +136,8 @@ def build_examples(
 
     Returns:
         ``(examples, stats)``: each example is ``(prompt_ids, generated_ids)``, the prompt as the env
-        encoded it (left padding removed) and the generated ids up to the episode's end; stats count
+        encoded it (left padding removed) and the generated ids up to the episode's end (a multi-turn
+        env's tokens included, plus a third element that is True on the policy's tokens); stats count
         ``samples``, ``kept`` (after dedupe), ``duplicates``, ``groups``, ``groups_kept``, the sum of
         kept returns ``kept_return_sum`` and, aligned with ``examples``, their returns ``kept_returns``.
     """
@@ -175,7 +177,10 @@ def build_examples(
                 stats["duplicates"] += 1
                 continue
             seen.add(key)
-            examples.append((prompt, generated))
+            if r.policy_mask is None:
+                examples.append((prompt, generated))
+            else:
+                examples.append((prompt, generated, r.policy_mask[i][r.mask[i]].tolist()))
             stats["kept"] += 1
             stats["kept_return_sum"] += float(returns[i])
             stats["kept_returns"].append(float(returns[i]))
@@ -227,7 +232,7 @@ def finetune(
         batch_examples = [examples[i] for i in rows] + (demos(n_demo) if n_demo else [])
         if dist.distributed:  # this rank's share of the batch's rows (at least one; an extra one counts 0)
             share = np.array_split(np.arange(len(batch_examples)), dist.world_size)[dist.rank]
-            tokens = sum(len(t) for _, t in batch_examples)
+            tokens = sum(len(e[1]) for e in batch_examples)
             mine = [batch_examples[i] for i in share] or batch_examples[:1]
             batch = {k: v.to(device) for k, v in collate(mine, pad_id).items()}
             with precision.autocast():
@@ -420,11 +425,11 @@ def rft_round(
     }
     if examples:
         metrics["rft/kept_return"] = stats["kept_return_sum"] / stats["kept"]
-        metrics["rft/kept_tokens"] = sum(len(t) for _, t in examples)
+        metrics["rft/kept_tokens"] = sum(len(e[1]) for e in examples)
     if cfg.accumulate:  # expert iteration: the pool grows by this round's samples not already in it
         assert pool is not None
         if cfg.dedupe:
-            known = {(tuple(p), tuple(t)) for p, t in pool}
+            known = {(tuple(e[0]), tuple(e[1])) for e in pool}
             examples = [e for e in examples if (tuple(e[0]), tuple(e[1])) not in known]
         pool.extend(examples)
         metrics["rft/pool_new"] = len(examples)
@@ -526,4 +531,4 @@ class RFTLearner:
         return {"rft_pool": self.pool} if self.pool else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pool[:] = [(list(p), list(t)) for p, t in state.get("rft_pool", [])]
+        self.pool[:] = [tuple(list(x) for x in e) for e in state.get("rft_pool", [])]

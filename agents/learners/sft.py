@@ -19,7 +19,7 @@ documents' and the solutions' alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,17 +71,24 @@ def encode_demo(codec: TextCodec, problem: Problem, env_config: EnvConfig | None
     return prompt, target
 
 
-def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded batch with labels ``-100`` on prompt and padding positions."""
-    width = max(len(p) + len(t) for p, t in examples)
+def collate(examples: Sequence[tuple[list[int], ...]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch with labels ``-100`` on prompt and padding positions.
+
+    An example is ``(prompt_ids, target_ids)``, or ``(prompt_ids, target_ids, trained)`` where
+    ``trained`` is False on targets that are not the model's to learn (a multi-turn env's tokens).
+    """
+    width = max(len(e[0]) + len(e[1]) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     att = torch.zeros((len(examples), width), dtype=torch.long)
     labels = torch.full((len(examples), width), -100, dtype=torch.long)
-    for i, (p, t) in enumerate(examples):
+    for i, (p, t, *rest) in enumerate(examples):
         seq = p + t
         ids[i, : len(seq)] = torch.tensor(seq)
         att[i, : len(seq)] = 1
-        labels[i, len(p) : len(seq)] = torch.tensor(t)
+        target = torch.tensor(t)
+        if rest:
+            target = target.masked_fill(~torch.tensor(rest[0], dtype=torch.bool), -100)
+        labels[i, len(p) : len(seq)] = target
     return {"input_ids": ids, "attention_mask": att, "labels": labels}
 
 

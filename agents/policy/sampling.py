@@ -5,10 +5,17 @@ column); then each vector step is one cached forward of one token per *running* 
 episode ended are dropped from the cache, so finished envs stop costing compute. The env receives
 the exact sampled token ids and the training losses score exactly those ids (token in, token out):
 nothing is decoded and re-tokenized between the env and the loss.
+
+Multi-turn envs append tokens of their own after some of the policy's turns (a tool's output, feedback):
+they land in the rollout between the policy's tokens, in the order the env holds them, and
+:attr:`Rollout.policy_mask` tells them apart. The sampler prefills them in batched *catch-up* forwards
+(every waiting row's tokens at once, left-padded to the longest), holding those rows back meanwhile
+while the others keep going one token per step (see :func:`_next_input`).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -27,8 +34,10 @@ class Rollout:
     Attributes:
         prompt_ids: ``(N, P)`` left-padded prompt (plus start-state prefix) token ids.
         prompt_mask: ``(N, P)`` 1 on real prompt tokens.
-        tokens: ``(N, T)`` generated token ids (pad after the episode's end).
-        mask: ``(N, T)`` True on tokens the env received.
+        tokens: ``(N, T)`` token ids after the prompt, in the env's order (pad after the episode's end):
+            the generated ones and, multi-turn, the env's replies between them.
+        mask: ``(N, T)`` True on the episode's tokens (what the model attends to); the policy's own
+            are :attr:`action_mask`.
         logprobs: ``(N, T)`` log-probs of ``tokens`` under the sampling policy (temperature applied).
         rewards: ``(N, T)`` env reward on each token (process rewards where steps closed, outcome last).
         infos: End-of-episode info of each env (``completion``, ``outcome``, ...).
@@ -36,6 +45,9 @@ class Rollout:
         group_size: Episodes per problem (consecutive rows share a problem and start state).
         values: ``(N, T)`` ``V(s_t)``, the value before each token, under the value head ``collect``
             was given (``None`` without one).
+        policy_mask: ``(N, T)`` True on the tokens the policy sampled, False on tokens a multi-turn
+            env appended (which the model attends to but never trains on); ``None``: every token of
+            ``mask`` (single-turn envs). Use :attr:`action_mask`.
     """
 
     prompt_ids: torch.Tensor
@@ -48,6 +60,12 @@ class Rollout:
     reset_infos: list[dict[str, Any]]
     group_size: int = 1
     values: torch.Tensor | None = None
+    policy_mask: torch.Tensor | None = None
+
+    @property
+    def action_mask(self) -> torch.Tensor:
+        """``(N, T)`` True on the policy's tokens: where losses, KL and value targets apply."""
+        return self.mask if self.policy_mask is None else self.policy_mask
 
     @property
     def returns(self) -> torch.Tensor:
@@ -56,8 +74,8 @@ class Rollout:
 
     @property
     def num_tokens(self) -> int:
-        """Generated tokens in the rollout."""
-        return int(self.mask.sum())
+        """Tokens the policy generated in the rollout (env tokens of multi-turn episodes excluded)."""
+        return int(self.action_mask.sum())
 
     def success(self) -> torch.Tensor:
         """1.0 where the env reported ``is_success``, else 0.0 (on the rollout's device)."""
@@ -213,11 +231,18 @@ def collect(
     rewards = torch.zeros(n, budget, dtype=torch.float64)
     mask = torch.zeros(n, budget, dtype=torch.bool)
     values = torch.zeros(n, budget) if hidden else None
+    multi_turn = venv.episodes.multi_turn
+    policy_mask = torch.zeros(n, budget, dtype=torch.bool) if multi_turn else None
+    cursor = torch.zeros(n, dtype=torch.long)  # column of each env's next token (== t single-turn)
     infos: list[dict[str, Any]] = [{} for _ in range(n)]
     rows = torch.arange(n)  # env index of each row of the model batch
     live = torch.ones(n, dtype=torch.bool)  # whose episode has not ended
     actions = np.full(n, pad, dtype=np.int64)
-    for t in range(budget):
+    ready = torch.ones(n, dtype=torch.bool)  # multi-turn: envs whose model state is current (their logits are)
+    queue: dict[int, list[int]] = {}  # multi-turn: env -> tokens the model must read before it samples again
+    queued_at: dict[int, int] = {}
+    waited = 0.0  # cost (in KV columns) paid by held-back rows since the last catch-up forward
+    for t in itertools.count():
         uniforms = None
         if global_rows is not None and temperature > 0:
             offset, total = global_rows
@@ -226,23 +251,42 @@ def collect(
         token, logp = sample_next(logits, temperature, top_k, top_p, generator, uniforms)
         token_cpu = token[:, 0].cpu()
         # Rows whose episode ended stay in the batch until pruning (the KV cache is cut in bulk); what
-        # they sample is never sent to the env and never recorded: only live rows are.
-        alive = live[rows]
+        # they sample is never sent to the env and never recorded: only live rows are (multi-turn: and
+        # only rows whose model state has caught up with their env's tokens).
+        alive = live[rows] & ready[rows] if queue else live[rows]
         every = bool(alive.all())  # the common case: no row of the batch has ended yet
         live_rows = rows if every else rows[alive]
         token_cpu, logp = (token_cpu, logp.cpu()) if every else (token_cpu[alive], logp.cpu()[alive])
-        tokens[live_rows, t] = token_cpu
-        logprobs[live_rows, t] = logp
+        col = cursor[live_rows] if multi_turn else t
+        tokens[live_rows, col] = token_cpu
+        logprobs[live_rows, col] = logp
         if values is not None:  # V(s_t), from the forward whose logits sampled token t
             v = value_head(out.hidden_states[-1][:, -1]).squeeze(-1).float().cpu()
-            values[live_rows, t] = v if every else v[alive]
-        mask[live_rows, t] = True
+            values[live_rows, col] = v if every else v[alive]
+        mask[live_rows, col] = True
         actions[live_rows.numpy()] = token_cpu.numpy()
-        _, r, term, trunc, info = venv.step(actions)
-        rewards[live_rows, t] = torch.from_numpy(r[live_rows.numpy()])
+        if queue:  # held-back envs do not act
+            active = np.zeros(n, dtype=bool)
+            active[live_rows.numpy()] = True
+            _, r, term, trunc, info = venv.step(actions, active=active)
+        else:
+            _, r, term, trunc, info = venv.step(actions)
+        rewards[live_rows, col] = torch.from_numpy(r[live_rows.numpy()])
         for i in np.flatnonzero(info.get("_completion", ())):
             infos[i] = _final_info(info, int(i))
         live[live_rows] = torch.from_numpy(~(term | trunc)[live_rows.numpy()])
+        if multi_turn:
+            policy_mask[live_rows, col] = True
+            cursor[live_rows] += 1
+            for i in np.flatnonzero(info.get("_env_tokens", ())):  # env tokens after this turn: recorded, not actions
+                ids = list(info["env_tokens"][i])
+                c = int(cursor[i])
+                tokens[i, c : c + len(ids)] = torch.tensor(ids, dtype=torch.long)
+                mask[i, c : c + len(ids)] = True
+                cursor[i] = c + len(ids)
+                queue[int(i)] = [int(tokens[i, c - 1]), *ids]  # the sampled token, then the env's
+                queued_at[int(i)] = t
+                ready[i] = False
         running = live[rows]
         if not running.any():
             break
@@ -250,16 +294,35 @@ def collect(
             keep = running.nonzero()[:, 0].to(device)
             past.batch_select_indices(keep)
             rows, attn, next_pos, token = rows[running], attn[keep], next_pos[keep], token[keep]
-        attn = torch.cat([attn, attn.new_ones(len(rows), 1)], dim=1)
+        if multi_turn and 4 * (attn.shape[1] - int(attn.sum(1).max())) > attn.shape[1]:  # a quarter is droppable
+            attn = _compact_cache(past, attn)
+        if queue:
+            token, new_attn, step_pos, caught_up = _next_input(
+                token, rows, queue, live, next_pos, pad, waited, t - min(queued_at.values())
+            )
+            if caught_up:
+                ready[rows] = True
+                queue.clear()
+                queued_at.clear()
+                waited = 0
+            else:
+                # a held-back row wastes its column and its share of the forward's fixed cost
+                held = sum(int(i) in queue for i in rows.tolist())
+                waited += held * (1 + FORWARD_OVERHEAD / len(rows))
+            next_pos_after = next_pos + new_attn.sum(1, keepdim=True)
+        else:
+            new_attn, step_pos = attn.new_ones(len(rows), 1), next_pos
+            next_pos_after = next_pos + 1
+        attn = torch.cat([attn, new_attn], dim=1)
         out = model(
             input_ids=token,
             attention_mask=attn,
-            position_ids=next_pos,
+            position_ids=step_pos,
             past_key_values=past,
             use_cache=True,
             output_hidden_states=hidden,
         )
-        past, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos + 1
+        past, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos_after
     used = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 0
     reset_infos = [{k: _item(v, i) for k, v in reset_info.items() if not k.startswith("_")} for i in range(n)]
     group = int((options or {}).get("group_size", 1))
@@ -274,7 +337,83 @@ def collect(
         reset_infos,
         group,
         values[:, :used] if values is not None else None,
+        policy_mask[:, :used] if policy_mask is not None else None,
     )
+
+
+def _compact_cache(past: Any, attn: torch.Tensor) -> torch.Tensor:
+    """Drop the KV cache's masked columns (left padding, holes of held-back rows); returns the new mask.
+
+    Each row's real entries move right, in order, and columns that are then masked in every row go:
+    attention and the cache's per-step copy cost what the cache holds, real or not. Positions are
+    explicit (and rotary keys are stored rotated), so moving entries changes no result. A cache
+    without per-layer ``keys``/``values`` tensors is left as it is.
+    """
+    layers = getattr(past, "layers", None)
+    if not layers or not all(isinstance(getattr(layer, "keys", None), torch.Tensor) for layer in layers):
+        return attn
+    keep = int(attn.sum(1).max())
+    order = torch.sort(attn, dim=1, stable=True).indices[:, -keep:]  # masked first, then real, in order
+    for layer in layers:
+        idx = order[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[-1])
+        layer.keys = layer.keys.gather(2, idx.to(layer.keys.device))
+        layer.values = layer.values.gather(2, idx.to(layer.values.device))
+    return attn.gather(1, order)
+
+
+#: A held-back row waits at most this many vector steps for the catch-up forward.
+MAX_WAIT = 16
+#: The fixed cost of one forward, in KV-cache columns of one row: a one-token forward of the tiny model on
+#: CPU costs about as much again as 64 rows' columns. A held-back row loses its share of it each step, so
+#: small batches (where forwards cost mostly that) catch up sooner than large ones.
+FORWARD_OVERHEAD = 64.0
+
+
+def _next_input(
+    token: torch.Tensor,
+    rows: torch.Tensor,
+    queue: dict[int, list[int]],
+    live: torch.Tensor,
+    next_pos: torch.Tensor,
+    pad: int,
+    waited: float,
+    longest_wait: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """The next forward's input when some envs appended tokens the model has not read yet.
+
+    A forward is one rectangle: rows that feed fewer tokens than the widest leave masked holes in the
+    KV cache, which cost as much compute as tokens. So rows with env tokens are held back (they feed a
+    hole, and skip their env's step) until a *catch-up* forward feeds every queued row its sampled
+    token and env tokens at once, left-padded to the longest, while the other rows feed their one
+    token. The catch-up happens when the cost paid by waiting (holes, plus each held-back row's share
+    of a forward's fixed cost, :data:`FORWARD_OVERHEAD`) reaches the holes it would leave (the
+    ski-rental rule: wait until waiting has cost what catching up would), when every live row waits, or
+    after :data:`MAX_WAIT` steps.
+
+    Returns:
+        ``(input_ids, attention_mask columns, position_ids, caught_up)``, the tensors ``(len(rows), L)``.
+    """
+    env_rows = rows.tolist()
+    lengths = [len(queue[i]) if i in queue else 1 for i in env_rows]
+    width = max(lengths)
+    holes = sum(width - k for k in lengths)
+    every_live_waits = all(i in queue for i in env_rows if live[i])
+    caught_up = every_live_waits or waited >= holes or longest_wait >= MAX_WAIT
+    sampled = token[:, 0].tolist()
+    if caught_up:
+        seqs = [queue.get(i, [sampled[b]]) for b, i in enumerate(env_rows)]
+    else:
+        width = 1
+        seqs = [[] if i in queue else [sampled[b]] for b, i in enumerate(env_rows)]
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    att = torch.zeros(len(rows), width, dtype=torch.long)
+    for b, q in enumerate(seqs):  # pads, then the row's tokens
+        if q:
+            ids[b, width - len(q) :] = torch.tensor(q, dtype=torch.long)
+            att[b, width - len(q) :] = 1
+    ids, att = ids.to(token.device), att.to(token.device)
+    pos = next_pos + (att.cumsum(1) - 1).clamp(min=0)  # positions count real tokens only
+    return ids, att, pos, caught_up
 
 
 def _item(value: Any, i: int) -> Any:

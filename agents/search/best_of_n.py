@@ -119,7 +119,7 @@ class Samples:
         """Group a rollout's episodes by problem: ``group_size`` consecutive envs make one row."""
         k = rollout.group_size
         n_problems = len(rollout.infos) // k
-        mask = rollout.mask.float()
+        mask = rollout.action_mask.float()  # the policy's tokens (not a multi-turn env's)
         mean_logp = (rollout.logprobs * mask).sum(1) / mask.sum(1).clamp(min=1)
         return cls(
             prompts=[

@@ -25,7 +25,12 @@ from lm_envs.core.tokenizer import TextCodec
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """Settings shared by the token, vector and text environments (validated on creation)."""
+    """Settings shared by the token, vector and text environments (validated on creation).
+
+    ``max_new_tokens`` is the episode's budget of tokens after the prompt (the policy's and, in
+    multi-turn episodes, the env's); ``max_turn_tokens`` bounds the policy's tokens in one turn and
+    ``max_turns`` the policy's turns (both multi-turn only; ``None``: no limit).
+    """
 
     max_prompt_tokens: int = 256
     max_new_tokens: int = 256
@@ -33,12 +38,16 @@ class EnvConfig:
     truncation_penalty: float = 0.0
     chat_template: bool | None = None
     system_prompt: str | None = None
+    max_turn_tokens: int | None = None
+    max_turns: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_prompt_tokens", "max_new_tokens"):
+        for name in ("max_prompt_tokens", "max_new_tokens", "max_turn_tokens", "max_turns"):
             value = getattr(self, name)
+            if value is None and name in ("max_turn_tokens", "max_turns"):
+                continue
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+                raise ValueError(f"{name} must be a positive int{' or None' if 'turn' in name else ''}, got {value!r}.")
         if not isinstance(self.step_separator, str) or not self.step_separator:
             raise ValueError(f"step_separator must be a non-empty str (default '\\n'), got {self.step_separator!r}.")
         penalty = float(self.truncation_penalty)
@@ -168,6 +177,10 @@ class EpisodeBatch:
         self.text_end = np.full(n, -1, dtype=np.int64)  # generated-byte cut after a stop, -1 if none
         self.stages = np.zeros(n, dtype=np.int64)  # curriculum stage of each episode, 0 if none
 
+        self.multi_turn = task.multi_turn
+        if self.multi_turn:
+            self._init_turns(n)
+
     # ------------------------------------------------------------------ start
 
     def start(self, i: int, problem: Problem, prefix: str = "", stage: int = 0) -> None:
@@ -219,6 +232,12 @@ class EpisodeBatch:
             carry = progress.carry
         self.histories[i], self.carries[i] = history, carry
         self.region_offset[i] = -len(carry)
+        if self.multi_turn:
+            self.source[i].fill(SOURCE_PROMPT)
+            self.turn_start[i] = p
+            self.turn_byte_start[i] = len(prefix.encode("utf-8")) if prefix else 0
+            self.turn_tokens[i] = self.policy_tokens[i] = 0
+            self.turns[i], self.turn_rewards[i] = [], []
 
     # ------------------------------------------------------------------ step
 
@@ -226,8 +245,9 @@ class EpisodeBatch:
         """Append ``actions[j]`` to episode ``rows[j]`` for every running row.
 
         Returns:
-            ``(rewards, terminated, truncated, final_infos)`` aligned with ``rows``, where
-            ``final_infos`` maps a position ``j`` whose episode ended to its end-of-episode info.
+            ``(rewards, terminated, truncated, final_infos, turn_infos)`` aligned with ``rows``, where
+            ``final_infos`` maps a position ``j`` whose episode ended to its end-of-episode info and
+            ``turn_infos`` (multi-turn) one whose turn ended with an env reply to the reply's info.
         """
         cfg = self.config
         pos = self.length[rows]
@@ -239,6 +259,8 @@ class EpisodeBatch:
         eos = self.is_eos[actions]
         terminated = eos.copy()
         truncated = (gen >= cfg.max_new_tokens) & ~eos
+        if self.multi_turn:
+            turn_end, reasons = self._mark_turns(rows, actions, pos, eos, truncated)
         ended = terminated | truncated
         rewards = np.zeros(len(rows), dtype=np.float64)
 
@@ -272,6 +294,11 @@ class EpisodeBatch:
                     rewards[j] += score
                     self.step_rewards[i].append(score)
 
+        turn_infos: dict[int, dict[str, Any]] = {}
+        if self.multi_turn:
+            turn_infos = self._end_turns(rows, turn_end, terminated, truncated, rewards, reasons)
+            ended = terminated | truncated
+
         infos: dict[int, dict[str, Any]] = {}
         done = np.flatnonzero(ended)
         if len(done):
@@ -289,7 +316,9 @@ class EpisodeBatch:
                 if self.curriculum is not None and self.stages[i] > 0:
                     self.curriculum.record(int(self.stages[i]), bool(out.record.get("correct", out.reward > 0)))
                 infos[int(j)] = self.final_info(i, text, out)
-        return rewards, terminated, truncated, infos
+                if self.multi_turn:
+                    infos[int(j)].update(self.turn_summary(i, reasons.get(int(j), "")))
+        return rewards, terminated, truncated, infos, turn_infos
 
     # ------------------------------------------------------------------ text
 
@@ -331,5 +360,174 @@ class EpisodeBatch:
         }
 
     def observation(self, rows: int | slice | np.ndarray = slice(None)) -> dict[str, np.ndarray]:
-        """Copies of the token buffer and mask for ``rows``."""
-        return {"input_ids": self.tokens[rows].copy(), "attention_mask": self.mask[rows].copy()}
+        """Copies of the token buffer and mask for ``rows`` (and, multi-turn, each token's source)."""
+        obs = {"input_ids": self.tokens[rows].copy(), "attention_mask": self.mask[rows].copy()}
+        if self.multi_turn:
+            obs["source"] = self.source[rows].copy()
+        return obs
+
+    # ------------------------------------------------------------------ turns
+
+    def _init_turns(self, n: int) -> None:
+        """Multi-turn state (only multi-turn envs pay for it; single-turn envs never touch it)."""
+        self.source = np.zeros((n, self.width), dtype=np.int8)
+        self.turn_stops = tuple(s.encode("utf-8") for s in self.task.turn_stops)
+        if any(not s for s in self.turn_stops):
+            raise ValueError(f"task {self.task.name!r} has an empty turn stop string; remove it from turn_stops.")
+        lasts = {s[-1:] for s in self.turn_stops}
+        self.may_end_turn = self.codec.lookup_table(self.action_size, lambda b: any(x in b for x in lasts))
+        self.turn_start = np.zeros(n, dtype=np.int64)  # buffer index where the policy's current turn starts
+        self.turn_byte_start = np.zeros(n, dtype=np.int64)  # its offset in the bytes after the prompt
+        self.turn_tokens = np.zeros(n, dtype=np.int64)  # policy tokens in the current turn
+        self.policy_tokens = np.zeros(n, dtype=np.int64)
+        self.turns: list[list[str]] = [[] for _ in range(n)]
+        self.turn_rewards: list[list[float]] = [[] for _ in range(n)]
+        self.reply_suffix = chat_reply_framing(self.codec, self.config) if self.config.chat_template else None
+
+    def _mark_turns(
+        self, rows: np.ndarray, actions: np.ndarray, pos: np.ndarray, eos: np.ndarray, truncated: np.ndarray
+    ) -> tuple[np.ndarray, dict[int, str]]:
+        """Record the policy's token, find the turns a turn stop string ends, apply the turn budget.
+
+        Returns ``(turn_end, reasons)``: whether the token ends a (non-final) turn, and the end
+        reason of rows truncated here. Updates ``truncated`` in place.
+        """
+        cfg = self.config
+        self.source[rows, pos] = SOURCE_POLICY
+        self.policy_tokens[rows] += 1
+        count = self.turn_tokens[rows] + 1
+        self.turn_tokens[rows] = count
+        turn_end = np.zeros(len(rows), dtype=bool)
+        for j in np.flatnonzero(self.may_end_turn[actions] & ~eos):
+            i = int(rows[j])
+            data = self.codec.decode_bytes(self.tokens[i, self.turn_start[i] : pos[j] + 1].tolist())
+            width = len(self.codec.token_bytes[int(actions[j])])
+            turn_end[j] = any(s in data[-(width + len(s) - 1) :] for s in self.turn_stops)
+        reasons = {int(j): "max_new_tokens" for j in np.flatnonzero(truncated)}
+        if cfg.max_turn_tokens is not None:
+            over = (count >= cfg.max_turn_tokens) & ~eos & ~turn_end & ~truncated
+            for j in np.flatnonzero(over):
+                reasons[int(j)] = "max_turn_tokens"
+            truncated |= over
+        return turn_end, reasons
+
+    def _end_turns(
+        self,
+        rows: np.ndarray,
+        turn_end: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        rewards: np.ndarray,
+        reasons: dict[int, str],
+    ) -> dict[int, dict[str, Any]]:
+        """Ask the task to respond to every turn that ended; append its replies (updates the arrays in place)."""
+        cfg, codec = self.config, self.codec
+        infos: dict[int, dict[str, Any]] = {}
+        for j in np.flatnonzero((turn_end | terminated) & ~truncated):
+            i, j = int(rows[j]), int(j)
+            final = bool(terminated[j])
+            data = codec.decode_bytes(self.tokens[i, self.prompt_length[i] : self.length[i]].tolist())
+            end = int(self.text_end[i]) if final and self.text_end[i] >= 0 else len(data)
+            self.turns[i].append(data[self.turn_byte_start[i] : end].decode("utf-8", errors="replace"))
+            problem = self.problems[i]
+            assert problem is not None
+            reply = self.task.respond(problem, tuple(self.turns[i]), final)
+            score = 0.0 if reply is None else float(reply.reward)
+            if score != score or abs(score) == float("inf"):
+                raise ValueError(f"task {self.task.name!r} replied with a non-finite turn reward {reply.reward!r}.")
+            rewards[j] += score
+            self.turn_rewards[i].append(score)
+            if reply is not None and reply.done:
+                terminated[j] = True
+                reasons[j] = "task"
+                continue
+            if reply is None or not reply.text:
+                if not final:  # a new turn starts right after the stop string, with nothing appended
+                    self.turn_start[i], self.turn_byte_start[i], self.turn_tokens[i] = self.length[i], len(data), 0
+                continue
+            if cfg.max_turns is not None and len(self.turns[i]) >= cfg.max_turns:
+                terminated[j], truncated[j] = False, True
+                reasons[j] = "max_turns"
+                continue
+            text = reply.text
+            if final and self.reply_suffix is not None and self.tokens[i, self.length[i] - 1] == codec.eos_token_id:
+                text = self.reply_suffix(text)
+            ids = codec.encode(text)
+            if self.generated[i] + len(ids) >= cfg.max_new_tokens:
+                terminated[j], truncated[j] = False, True
+                reasons[j] = "reply_over_budget"
+                continue
+            if ids and max(ids) >= self.action_size:
+                raise ValueError(
+                    f"the tokenizer produced id {max(ids)} for a reply of task {self.task.name!r}, outside the action "
+                    f"space of size {self.action_size}; pass vocab_size= equal to the model's logits width."
+                )
+            start, stop = int(self.length[i]), int(self.length[i]) + len(ids)
+            self.tokens[i, start:stop] = ids
+            self.mask[i, start:stop] = 1
+            self.source[i, start:stop] = SOURCE_ENV
+            self.length[i] = stop
+            self.generated[i] += len(ids)
+            terminated[j] = False
+            injected = len(codec.decode_bytes(ids))
+            self.turn_start[i], self.turn_byte_start[i], self.turn_tokens[i] = stop, len(data) + injected, 0
+            self.text_end[i] = -1
+            if self.track_steps:  # env text is no step of the policy's: the next turn starts a fresh one
+                self.carries[i], self.region_start[i], self.region_offset[i] = b"", stop, len(data) + injected
+            infos[j] = {
+                "env_tokens": list(ids),
+                "env_text": text,
+                "turn": len(self.turns[i]),
+                "turn_reward": score,
+                "reply": dict(reply.info),
+            }
+        return infos
+
+    def turn_summary(self, i: int, reason: str) -> dict[str, Any]:
+        """End-of-episode multi-turn info: the turns, their rewards, the policy's token count, why it ended."""
+        if not reason:
+            last = int(self.tokens[i, self.length[i] - 1])
+            reason = "eos" if last == self.codec.eos_token_id and self.source[i, self.length[i] - 1] else "stop"
+        return {
+            "turns": list(self.turns[i]),
+            "turn_rewards": list(self.turn_rewards[i]),
+            "num_turns": len(self.turns[i]),
+            "policy_tokens": int(self.policy_tokens[i]),
+            "end_reason": reason,
+        }
+
+
+#: Values of the multi-turn observation's ``source`` array: prompt (and padding), policy, env.
+SOURCE_PROMPT, SOURCE_POLICY, SOURCE_ENV = 0, 1, 2
+
+#: ``info["end_reason"]`` of a truncated multi-turn episode (``truncation_penalty`` is added to its reward):
+#: the episode's token budget ran out, a turn's, the turn limit stopped a reply, or a reply did not fit.
+TRUNCATION_REASONS = ("max_new_tokens", "max_turn_tokens", "max_turns", "reply_over_budget")
+
+
+def chat_reply_framing(codec: TextCodec, config: EnvConfig) -> Any:
+    """A function that renders an env reply as the chat template's next user turn (plus generation prompt).
+
+    The policy's reply ends on EOS (the template's end-of-turn); what follows in a from-scratch
+    rendering of the conversation is the framing this function adds around the env's text, so the
+    buffer equals that rendering token for token (checked here once, on creation).
+
+    Raises:
+        ValueError: When the template does not end an assistant turn with the EOS token's text, or
+            would render earlier turns differently once a later one is added.
+    """
+    head = [{"role": "system", "content": config.system_prompt}] if config.system_prompt is not None else []
+    user, said, sent = {"role": "user", "content": "What is 1+1?"}, "It is 2.", "Try again."
+    hf = codec.hf_tokenizer
+    eos = hf.convert_ids_to_tokens(codec.eos_token_id) if hf is not None else ""
+    eos = eos if isinstance(eos, str) else ""
+    prefix = codec.render_chat([*head, user]) + said + eos
+    full = codec.render_chat([*head, user, {"role": "assistant", "content": said}, {"role": "user", "content": sent}])
+    if not eos or not full.startswith(prefix):
+        raise ValueError(
+            f"the chat template of tokenizer {codec.name!r} does not end an assistant turn with the EOS token "
+            f"({eos!r}) or rewrites earlier turns once a later one is added ({full[-80:]!r}), so env replies cannot be "
+            "appended token for token; use chat_template=False for this multi-turn env."
+        )
+    before, _, after = full[len(prefix) :].partition(sent)
+    return lambda text: before + text + after

@@ -3,8 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from lm_envs.core.problem import Problem
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a multi-turn task says when one of the policy's turns ends (see :meth:`Task.respond`).
+
+    Attributes:
+        text: Text the env appends after the policy's turn (a tool's output, feedback, a user's
+            reply), encoded on its own and never re-tokenized with earlier text; ``""``: none.
+            When the turn ended on EOS and the env uses a chat template, it is rendered as the
+            next user turn followed by the generation prompt.
+        reward: Turn-level reward, paid on the token that ended the policy's turn.
+        done: End the episode now (``terminated``, the outcome reward is paid).
+        info: JSON-serialisable details, reported in the step's ``info["reply"]``.
+    """
+
+    text: str = ""
+    reward: float = 0.0
+    done: bool = False
+    info: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Task:
@@ -44,6 +66,31 @@ class Task:
     def has_stop_rule(self) -> bool:
         """Whether :meth:`stops` can fire (environments skip step bookkeeping when it cannot)."""
         return type(self).stops is not Task.stops
+
+    #: Strings that end the policy's turn where they appear in its text (e.g. a tool call's
+    #: ``"</calc>"``); EOS and the stop rule end a turn too. Empty: only those.
+    turn_stops: tuple[str, ...] = ()
+
+    def respond(self, problem: Problem, turns: Sequence[str], final: bool) -> Reply | None:
+        """The env's answer when one of the policy's turns ends (multi-turn tasks override it).
+
+        Called when the policy's text reaches one of :attr:`turn_stops` (``final=False``) or would
+        end the episode on EOS or the stop rule (``final=True``). ``None`` lets the episode go on as
+        it would (a final turn ends it); a :class:`Reply` with text appends that text and hands the
+        turn back, even after a final turn (a retry). The default never replies: single-turn.
+
+        Args:
+            problem: The episode's problem.
+            turns: Text of each of the policy's turns so far, this one last (env text excluded; a
+                final turn is cut after the stopping step).
+            final: Whether this turn would end the episode.
+        """
+        return None
+
+    @property
+    def multi_turn(self) -> bool:
+        """Whether episodes can have several turns (the env then tracks turns, sources and budgets)."""
+        return bool(self.turn_stops) or type(self).respond is not Task.respond
 
     def corpus(self) -> Iterator[str]:
         """Representative text (prompts and solutions) for training the default tokenizer.

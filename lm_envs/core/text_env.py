@@ -9,9 +9,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from lm_envs.core.components import RewardSpec, TaskSpec, resolve_reward, resolve_task
+from lm_envs.core.components import RewardSpec, TaskSpec, resolve_action_size, resolve_reward, resolve_task
 from lm_envs.core.curriculum import ReverseCurriculum, make_curriculum
-from lm_envs.core.episodes import EnvConfig, tracks_steps
+from lm_envs.core.episodes import EnvConfig, EpisodeBatch, tracks_steps
 from lm_envs.core.problem import Problem
 from lm_envs.core.reward import as_outcome
 from lm_envs.core.steps import advance_steps
@@ -61,6 +61,12 @@ class TextEnv(gym.Env):
     truncation penalty), and the reward is the sum of the step rewards and the outcome.
 
     Use it to evaluate models that act at text level (an external API, ``model.generate``).
+
+    Multi-turn tasks (:attr:`~lm_envs.Task.multi_turn`): one action is one turn's text, and the
+    observation is the conversation so far (prompt, the policy's turns, the env's replies). Each
+    turn's text is encoded and run through the token env's own episode state machine, so the same
+    conversation pays the same turn, step and outcome rewards, under the same budgets, as in
+    :class:`~lm_envs.TokenEnv`; ``info`` is the token env's reply or end-of-episode info.
     """
 
     metadata = {"render_modes": []}
@@ -80,13 +86,22 @@ class TextEnv(gym.Env):
         truncation_penalty: float = 0.0,
         chat_template: bool | None = None,
         system_prompt: str | None = None,
+        max_turn_tokens: int | None = None,
+        max_turns: int | None = None,
         split: str = "train",
         curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
         max_chars: int = 1 << 16,
         render_mode: str | None = None,
     ) -> None:
         self.config = EnvConfig(
-            max_prompt_tokens, max_new_tokens, step_separator, truncation_penalty, chat_template, system_prompt
+            max_prompt_tokens,
+            max_new_tokens,
+            step_separator,
+            truncation_penalty,
+            chat_template,
+            system_prompt,
+            max_turn_tokens,
+            max_turns,
         )
         self.task = resolve_task(task, task_kwargs)
         self.task.check_split(split)
@@ -105,6 +120,11 @@ class TextEnv(gym.Env):
         self._problem: Problem | None = None
         self._prefix = ""
         self._done = True
+        # Multi-turn tasks: the token env's own episode state machine, fed each turn's tokens.
+        self._turns: EpisodeBatch | None = None
+        if self.task.multi_turn:
+            size = resolve_action_size(self.codec, vocab_size)
+            self._turns = EpisodeBatch(1, self.task, self.reward, self.codec, size, self.config, self.curriculum)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
@@ -112,6 +132,8 @@ class TextEnv(gym.Env):
             self.task, options, self.split, self.np_random, self.curriculum
         )
         self._problem, self._prefix, self._done = problem, prefix, False
+        if self._turns is not None:
+            self._turns.start(0, problem, prefix, self._stage)
         info = {"prompt": problem.prompt, "prefix": prefix, "problem_id": problem.id, "split": split, "index": index}
         if self.curriculum is not None:
             info["stage"] = self._stage
@@ -119,9 +141,14 @@ class TextEnv(gym.Env):
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._problem is None or self._done:
-            raise RuntimeError("call reset() before step(): each episode takes exactly one completion.")
+            raise RuntimeError(
+                "call reset() before step(): each episode takes exactly one completion (multi-turn: one turn per "
+                "step until the episode ends)."
+            )
         if not isinstance(action, str):
             raise ValueError(f"a TextEnv action is the completion text (a str), got {type(action).__name__}.")
+        if self._turns is not None:
+            return self._step_turn(action)
         reward, terminated, truncated, info = self.score(self._problem, action, self._prefix)
         self._done = True
         if self.curriculum is not None:
@@ -130,6 +157,39 @@ class TextEnv(gym.Env):
             info["curriculum"] = self.curriculum.info()
         prompt = self.config.prompt_text(self.codec, self._problem.prompt)
         return prompt + self._prefix + info["completion"], reward, terminated, truncated, info
+
+    def _step_turn(self, text: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """One turn of a multi-turn task: ``text``'s tokens go through the token env's state machine.
+
+        The turn ends where the token env's would: on the token that completes a turn stop string,
+        or closes a step that fires the stop rule; otherwise an EOS after the text ends it (a final
+        turn). Text after the turn's end is not used (``info["unused_text"]``). So a conversation
+        pays the same rewards here as its turns' tokens pay in :class:`~lm_envs.TokenEnv`.
+        """
+        episodes, rows = self._turns, np.zeros(1, dtype=np.int64)
+        assert episodes is not None
+        ids = self.codec.encode(text) + [self.codec.eos_token_id]
+        turns, total = len(episodes.turns[0]), 0.0
+        info: dict[str, Any] = {}
+        terminated = truncated = False
+        for k, token in enumerate(ids):
+            rewards, term, trunc, infos, turn_infos = episodes.step(rows, np.array([token], dtype=np.int64))
+            total += float(rewards[0])
+            terminated, truncated = bool(term[0]), bool(trunc[0])
+            info = infos.get(0, turn_infos.get(0, {}))
+            if terminated or truncated or len(episodes.turns[0]) > turns:
+                used = self.codec.decode_bytes(ids[: k + 1]).decode("utf-8", errors="replace")
+                if len(used) < len(text):
+                    info = {**info, "unused_text": text[len(used) :]}
+                break
+        self._done = terminated or truncated
+        if self._done and self.curriculum is not None:
+            if self._stage > 0:
+                self.curriculum.record(self._stage, bool(info["outcome"].get("correct", info["outcome_reward"] > 0)))
+            info["curriculum"] = self.curriculum.info()
+        assert self._problem is not None
+        prompt = self.config.prompt_text(self.codec, self._problem.prompt)
+        return prompt + self._prefix + episodes.completion(0), total, terminated, truncated, info
 
     def score(self, problem: Problem, completion: str, prefix: str = "") -> tuple[float, bool, bool, dict[str, Any]]:
         """Score ``completion`` for ``problem`` as the token env would; see the class docstring.

@@ -41,14 +41,18 @@ def build_episodes(
 
 
 def observation_space(batch: EpisodeBatch) -> spaces.Dict:
-    """Fixed-shape token buffer plus attention mask (int Boxes: batches to arrays, passes SB3's checker)."""
+    """Fixed-shape token buffer plus attention mask (int Boxes: batches to arrays, passes SB3's checker).
+
+    Multi-turn envs add ``source``: 0 prompt (and padding), 1 the policy's token, 2 the env's.
+    """
     shape = (batch.width,)
-    return spaces.Dict(
-        {
-            "input_ids": spaces.Box(0, batch.action_size - 1, shape=shape, dtype=np.int64),
-            "attention_mask": spaces.Box(0, 1, shape=shape, dtype=np.int8),
-        }
-    )
+    boxes = {
+        "input_ids": spaces.Box(0, batch.action_size - 1, shape=shape, dtype=np.int64),
+        "attention_mask": spaces.Box(0, 1, shape=shape, dtype=np.int8),
+    }
+    if batch.multi_turn:
+        boxes["source"] = spaces.Box(0, 2, shape=shape, dtype=np.int8)
+    return spaces.Dict(boxes)
 
 
 def choose_problem(
@@ -146,6 +150,10 @@ class TokenEnv(gym.Env):
             on creation).
         system_prompt: A system turn before the user turn (chat prompts only; ``None``: the
             template's own default, if any).
+        max_turn_tokens: Multi-turn tasks: the policy's token budget of one turn; reaching it
+            without ending the turn truncates the episode (``None``: only ``max_new_tokens``).
+        max_turns: Multi-turn tasks: the most turns of the policy; a reply that would start one
+            more truncates the episode instead (``None``: no limit).
         split: Default split that ``reset`` samples from.
         curriculum: Reverse-curriculum start states: ``None``, ``"mixed"``, ``"staged"``, a dict of
             :class:`~lm_envs.ReverseCurriculum` arguments or an instance.
@@ -160,6 +168,19 @@ class TokenEnv(gym.Env):
     ``completion`` (generated text), ``outcome`` (the reward's record), ``outcome_reward``,
     ``num_tokens``, ``step_rewards`` (with process rewards), ``is_success`` (when the record says
     ``correct``) and, with a curriculum, ``curriculum`` (current stage, per-stage success rates).
+
+    Multi-turn tasks (:attr:`Task.multi_turn`, see :meth:`Task.respond`): when the policy's turn
+    ends (a turn stop string of the task, EOS or the stop rule), the task may reply; the reply's
+    tokens are appended to the buffer in the same ``step`` (``source`` 2 in the observation, 1 for
+    the policy's tokens) and the step's ``info`` holds ``env_tokens``, ``env_text``, ``turn``,
+    ``turn_reward`` and ``reply``. The turn reward is paid on the token that ended the turn. Env
+    tokens are never actions. ``max_new_tokens`` counts every token after the prompt. The final
+    info adds ``turns`` (the policy's turn texts), ``turn_rewards``, ``num_turns``,
+    ``policy_tokens`` and ``end_reason``: ``"eos"``, ``"stop"`` (stop rule), ``"task"`` (a reply
+    said done), or one of the truncations (the truncation penalty is added): ``"max_new_tokens"``,
+    ``"max_turn_tokens"`` (a turn that never ends, e.g. a tool call never closed),
+    ``"max_turns"`` and ``"reply_over_budget"`` (a reply that leaves no room for the policy).
+    ``completion`` is the text after the prompt, env replies included.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -179,6 +200,8 @@ class TokenEnv(gym.Env):
         truncation_penalty: float = 0.0,
         chat_template: bool | None = None,
         system_prompt: str | None = None,
+        max_turn_tokens: int | None = None,
+        max_turns: int | None = None,
         split: str = "train",
         curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
         render_mode: str | None = None,
@@ -188,7 +211,14 @@ class TokenEnv(gym.Env):
                 f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}."
             )
         config = EnvConfig(
-            max_prompt_tokens, max_new_tokens, step_separator, truncation_penalty, chat_template, system_prompt
+            max_prompt_tokens,
+            max_new_tokens,
+            step_separator,
+            truncation_penalty,
+            chat_template,
+            system_prompt,
+            max_turn_tokens,
+            max_turns,
         )
         self.episodes = build_episodes(
             1, task, reward, task_kwargs, reward_kwargs, tokenizer, vocab_size, config, split, curriculum
@@ -220,8 +250,10 @@ class TokenEnv(gym.Env):
         if not self.episodes.running[0]:
             raise RuntimeError("this episode has ended (terminated or truncated); call reset() to start another.")
         token = check_action(action, self.episodes.action_size)
-        rewards, terminated, truncated, infos = self.episodes.step(self._rows, np.array([token], dtype=np.int64))
-        info = infos.get(0, {})
+        rewards, terminated, truncated, infos, turn_infos = self.episodes.step(
+            self._rows, np.array([token], dtype=np.int64)
+        )
+        info = infos.get(0, turn_infos.get(0, {}))
         return self.episodes.observation(0), float(rewards[0]), bool(terminated[0]), bool(truncated[0]), info
 
     def render(self) -> str | None:

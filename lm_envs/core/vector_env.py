@@ -60,6 +60,8 @@ class TokenVectorEnv(VectorEnv):
         truncation_penalty: float = 0.0,
         chat_template: bool | None = None,
         system_prompt: str | None = None,
+        max_turn_tokens: int | None = None,
+        max_turns: int | None = None,
         split: str = "train",
         curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
@@ -74,7 +76,14 @@ class TokenVectorEnv(VectorEnv):
                 f"autoreset_mode {autoreset_mode!r} is not one of {[m.value for m in AutoresetMode]}."
             ) from None
         config = EnvConfig(
-            max_prompt_tokens, max_new_tokens, step_separator, truncation_penalty, chat_template, system_prompt
+            max_prompt_tokens,
+            max_new_tokens,
+            step_separator,
+            truncation_penalty,
+            chat_template,
+            system_prompt,
+            max_turn_tokens,
+            max_turns,
         )
         self.episodes = build_episodes(
             num_envs, task, reward, task_kwargs, reward_kwargs, tokenizer, vocab_size, config, split, curriculum
@@ -189,7 +198,15 @@ class TokenVectorEnv(VectorEnv):
 
     # ------------------------------------------------------------------ step
 
-    def step(self, actions: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(
+        self, actions: Any, active: np.ndarray | None = None
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every env with its token; ``active`` (a bool array, optional) steps only those envs.
+
+        An env left out by ``active`` ignores its action this step (reward 0, its flags unchanged),
+        as a finished env does without autoreset: a batched model can hold some envs back, e.g.
+        while it catches up on tokens a multi-turn env appended.
+        """
         if not self._started:
             raise RuntimeError("call reset() before step(): no episode is running.")
         n, episodes = self.num_envs, self.episodes
@@ -202,6 +219,11 @@ class TokenVectorEnv(VectorEnv):
         mode = self.autoreset_mode
         restart = self._needs_reset if mode == AutoresetMode.NEXT_STEP else np.zeros(n, dtype=bool)
         rows = np.flatnonzero(episodes.running & ~restart)
+        if active is not None:
+            active = np.asarray(active)
+            if active.shape != (n,) or active.dtype != np.bool_:
+                raise ValueError(f"step(active=...) must be a bool array of shape ({n},), got {active!r}.")
+            rows = rows[active[rows]]
         a = actions[rows].astype(np.int64, copy=False)
         if len(a) and (a.min() < 0 or a.max() >= episodes.action_size):
             bad = int(rows[np.flatnonzero((a < 0) | (a >= episodes.action_size))[0]])
@@ -218,7 +240,9 @@ class TokenVectorEnv(VectorEnv):
             infos = self._add_info(infos, self._start(int(i), {}), int(i))
         self._needs_reset[restart] = False
 
-        r, term, trunc, final_infos = episodes.step(rows, a)
+        r, term, trunc, final_infos, turn_infos = episodes.step(rows, a)
+        for j, info in turn_infos.items():
+            infos = self._add_info(infos, info, int(rows[j]))
         rewards[rows] = r
         self._terminated[rows] = term
         self._truncated[rows] = trunc

@@ -8,9 +8,11 @@ learner's return rises from about 0.01 to near 1.0 within a short run; a broken 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from lm_envs.core.problem import Problem
 from lm_envs.core.reward import Outcome, Reward
-from lm_envs.core.task import Task
+from lm_envs.core.task import Reply, Task
 
 PROMPT = "Write a long number:\n"
 
@@ -46,3 +48,28 @@ class DigitCountReward(Reward):
     def outcome(self, problem: Problem, completion: str) -> Outcome:
         digits = sum(c.isdigit() for c in completion)
         return Outcome(min(digits, self.length) / self.length, {"correct": digits >= self.length, "digits": digits})
+
+
+class DigitTurnsTask(DigitsTask):
+    """The two-turn version: a digit ends the policy's turn; the env says ``" next:"`` once, then ends it.
+
+    Each turn ended by a digit pays a turn reward of 0.5 (on the digit's token), so the optimum is a
+    digit at once, twice: return 1.0 in two turns. A random policy rarely writes a digit within the
+    budget. The env's ``" next:"`` sits between the policy's turns: agents that trained on it, or lost
+    the turn structure, would not learn this as fast as the single-turn ``LMEnv/Digits-v0``.
+    """
+
+    name = "digit-turns"
+    turn_stops = tuple("0123456789")
+
+    def respond(self, problem: Problem, turns: Sequence[str], final: bool) -> Reply | None:
+        if final:
+            return None
+        return Reply(" next:", reward=0.5) if len(turns) < 2 else Reply(reward=0.5, done=True)
+
+
+class ZeroReward(Reward):
+    """No outcome reward (for envs whose turns carry all of it)."""
+
+    def outcome(self, problem: Problem, completion: str) -> Outcome:
+        return Outcome(0.0)

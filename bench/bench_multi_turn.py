@@ -1,0 +1,153 @@
+"""Multi-turn rollout speed: KV-cached rollouts on MathTools-v0 vs the same model's single-turn Math-v0 rollout.
+
+Same tiny default model, same test prompts, same batch, same 160-token budget after the prompt, side by
+side in one process, alternating rounds. The untrained model never writes ``</calc>`` by itself, so the
+multi-turn side uses ``LMEnv/MathTools-v0``'s task with ``y`` as an extra turn stop (``--stop``), answered
+by the calculator (`` = 74``): an untrained model then makes a few calls per episode, two or three env
+tokens each, prefilled in batched forwards.
+
+Reports tokens/s counting every token after the prompt (policy and env), the policy's tokens/s, and
+``env_token_cost``: the rollout seconds the env tokens added, per env token, over the seconds of one
+policy token in the single-turn rollout ((t_multi - policy_tokens * t_single_per_token) / env_tokens /
+t_single_per_token). Below 1 means an injected token costs less than a generated one (the issue's bar).
+
+With ``--baseline DIR`` (a checkout of the code before multi-turn support) it also times the single-turn
+env step (``bench_env.env_step_times`` on Math-v0) in subprocesses on both trees, alternating, so the
+single-turn hot path can be compared before and after in one run.
+
+    python bench/bench_multi_turn.py [--batches 16 64] [--repeats 3] [--baseline /tmp/base]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import lm_envs  # noqa: F401
+from agents.policy.models import build_default_model
+from agents.policy.sampling import collect
+from lm_envs import Problem, TokenVectorEnv
+from lm_envs.core.task import Reply
+from lm_envs.tasks.math.multi_turn import CALL_CLOSE, MathToolsTask, calculate
+from lm_envs.tasks.math.rewards import MathReward
+
+BUDGET = 160
+
+
+class WordTools(MathToolsTask):
+    """MathTools-v0's task where a ``y`` also ends a turn and gets a short number back, as a calculator's.
+
+    An untrained model writes a ``y`` in about one token in 25 (``--stop s``: one in five), so an
+    episode makes a few tool calls of two or three tokens each.
+    """
+
+    turn_stops = ("</calc>", "y")
+
+    def respond(self, problem: Problem, turns: Sequence[str], final: bool) -> Reply | None:
+        if final or CALL_CLOSE in turns[-1][-16:]:
+            return super().respond(problem, turns, final)
+        return Reply(f" = {calculate(f'{len(turns)} * 37')}")
+
+
+def rollouts(batch: int, repeats: int, stop: str) -> dict[str, float]:
+    WordTools.turn_stops = (CALL_CLOSE, stop)
+    single = gym.make_vec("LMEnv/Math-v0", num_envs=batch, autoreset_mode="Disabled", max_new_tokens=BUDGET)
+    multi = TokenVectorEnv(
+        batch,
+        WordTools(distinct_test=False),
+        MathReward(),
+        max_prompt_tokens=160,
+        max_new_tokens=BUDGET,
+        autoreset_mode="Disabled",
+    )
+    model = build_default_model(single.codec, seed=0)
+    options = {"split": "test", "index": list(range(batch))}
+    t_single, t_multi, n_single, n_policy, n_env = [], [], [], [], []
+    for r in range(repeats + 1):  # the first round warms up both
+        start = time.perf_counter()
+        a = collect(model, single, options=options, generator=torch.Generator().manual_seed(r))
+        ts = time.perf_counter() - start
+        start = time.perf_counter()
+        b = collect(model, multi, options=options, generator=torch.Generator().manual_seed(r))
+        tm = time.perf_counter() - start
+        if r:
+            t_single.append(ts)
+            t_multi.append(tm)
+            n_single.append(int(a.mask.sum()))
+            n_policy.append(int(b.policy_mask.sum()))
+            n_env.append(int((b.mask & ~b.policy_mask).sum()))
+    ts, tm = float(np.median(t_single)), float(np.median(t_multi))
+    single_tokens, policy, env = float(np.mean(n_single)), float(np.mean(n_policy)), float(np.mean(n_env))
+    per_token = ts / single_tokens
+    return {
+        "batch": batch,
+        "turns_per_episode": float(np.mean([i.get("num_turns", 0) for i in b.infos])),
+        "single_turn_s": ts,
+        "single_turn_tokens": single_tokens,
+        "single_turn_tokens_per_s": single_tokens / ts,
+        "multi_turn_s": tm,
+        "multi_turn_policy_tokens": policy,
+        "multi_turn_env_tokens": env,
+        "multi_turn_tokens_per_s": (policy + env) / tm,
+        "multi_turn_policy_tokens_per_s": policy / tm,
+        "tokens_per_s_ratio_multi_over_single": ((policy + env) / tm) / (single_tokens / ts),
+        "env_token_cost": (tm - policy * per_token) / env / per_token,
+    }
+
+
+def env_step_compare(baseline: str, batches: list[int], rounds: int) -> dict[str, object]:
+    """Mean single-turn env step (Math-v0, 256 tokens) on the baseline tree and this one, alternating."""
+    here = str(Path(__file__).resolve().parents[1])
+    code = (
+        "import sys, json; sys.path.insert(0, sys.argv[1] + '/bench'); import bench_env; "
+        "print(json.dumps([float(bench_env.env_step_times('LMEnv/Math-v0', b, 256).mean()) for b in "
+        "json.loads(sys.argv[2])]))"
+    )
+    out: dict[str, list[list[float]]] = {"baseline": [], "this": []}
+    for _ in range(rounds):
+        for name, tree in (("baseline", baseline), ("this", here)):
+            env = {**os.environ, "PYTHONPATH": tree, "OMP_NUM_THREADS": "1"}
+            res = subprocess.run(
+                [sys.executable, "-c", code, tree, json.dumps(batches)], env=env, capture_output=True, text=True
+            )
+            if res.returncode:
+                raise RuntimeError(res.stderr[-2000:])
+            out[name].append(json.loads(res.stdout.strip().splitlines()[-1]))
+    rows = []
+    for k, b in enumerate(batches):
+        base = float(np.median([r[k] for r in out["baseline"]]))
+        this = float(np.median([r[k] for r in out["this"]]))
+        rows.append(
+            {"batch": b, "baseline_env_step_s": base, "this_env_step_s": this, "this_over_baseline": this / base}
+        )
+    return {"baseline_tree": baseline, "rounds": rounds, "batches": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batches", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", default=None, help="a checkout before multi-turn support, for the env step")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--stop", default="y", help="the extra turn stop (y: ~4%% of tokens, s: ~20%%)")
+    args = parser.parse_args()
+    results: dict[str, object] = {"torch_threads": torch.get_num_threads(), "budget": BUDGET}
+    results["stop"] = args.stop
+    results["rollouts"] = [rollouts(b, args.repeats, args.stop) for b in args.batches]
+    if args.baseline:
+        results["single_turn_env_step"] = env_step_compare(args.baseline, [1, 64, 256], args.rounds)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
