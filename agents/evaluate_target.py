@@ -13,7 +13,11 @@ maj@k needs a *grader*: a reward whose outcome record names the extracted answer
 ``LMEnv/Math-v0``'s; or ``prediction``); equivalent answers vote together (math answers through
 :func:`lm_envs.tasks.math.grading.grade`, others when equal after stripping). Every setting is checked
 before any sampling: a target that does not load, an env without a grader when ``--maj`` asks for one,
-more samples than ``--token-budget`` allows.
+more samples than ``--token-budget`` allows, a search whose beam width is above its ``N`` or whose worst case
+exceeds the budget.
+
+``--search beam|dvts|lookahead|best_of_n`` (with ``--prm DIR`` or ``--prm rule``) also runs a step-level
+search (:mod:`agents.search.tree`) on the same problems and reports its accuracy and generated tokens.
 
 The JSON written by ``-o`` holds, per seed, the leaderboard's seed block (``seed``, ``score``,
 ``num_episodes``, ``episodes_hash``, ``metrics``) and the records; with at least the protocol's
@@ -52,6 +56,14 @@ class EvaluateSettings:
     token_budget: int | None = None  # most generated tokens per problem the sampled pass may spend
     batch_size: int = 128
     device: str = "cpu"
+    # step-level search (agents.search.tree) on the same problems: strategy, rows, width, verifier
+    search: str | None = None  # best_of_n | beam | dvts | lookahead (None: no search)
+    search_n: int = 8
+    width: int = 4
+    lookahead: int = 0
+    aggregate: str = "last"
+    select: str = "score"
+    prm: str | None = None  # a learned PRM directory, or "rule" (the math step verifier)
 
 
 def ks(n: int) -> list[int]:
@@ -166,6 +178,22 @@ def check_settings(settings: EvaluateSettings) -> None:
         raise ValueError(f"--episodes must be >= 1, got {settings.episodes}.")
 
 
+def search_config(settings: EvaluateSettings) -> Any:
+    """The :class:`~agents.search.tree.SearchConfig` of ``--search``."""
+    from agents.search.tree import SearchConfig
+
+    return SearchConfig(
+        strategy=str(settings.search),
+        n=settings.search_n,
+        width=settings.width,
+        lookahead=settings.lookahead,
+        aggregate=settings.aggregate,
+        select=settings.select,
+        temperature=settings.temperature,
+        token_budget=settings.token_budget,
+    )
+
+
 def check(settings: EvaluateSettings, env_id: str, env: Any) -> str | None:
     """Every check that needs no sampling; returns the answer key for maj@k (``None``: no maj@k).
 
@@ -181,7 +209,18 @@ def check(settings: EvaluateSettings, env_id: str, env: Any) -> str | None:
             f"generate {settings.samples * budget} tokens per problem, over --token-budget {settings.token_budget}; "
             f"use --samples {most} or less, or raise --token-budget."
         )
-    key = answer_key(env) if settings.samples > 1 else None
+    if settings.search is not None:
+        from agents.search.tree import check_config
+
+        check_config(search_config(settings), budget)
+        if settings.prm is None and not (settings.search == "best_of_n" and settings.select == "majority"):
+            raise ValueError(
+                f"--search {settings.search} needs a step verifier: --prm DIR (a learned PRM) or --prm rule "
+                "(the math step verifier); only --search best_of_n --select majority needs none."
+            )
+        if settings.prm not in (None, "rule") and not Path(settings.prm, "config.json").is_file():
+            raise ValueError(f"--prm {settings.prm} is not a model directory (no config.json); give a trained PRM.")
+    key = answer_key(env) if settings.samples > 1 or settings.search else None
     if settings.maj and key is None:
         raise ValueError(
             f"{env_id}'s reward records no final answer ({' or '.join(ANSWER_KEYS)} in its outcome record), so there "
@@ -270,6 +309,30 @@ def evaluate_target(target: str, settings: EvaluateSettings) -> dict[str, Any]:
                 classes = np.array([vote_classes([r["outcome"].get(key) for r in rs], same) for rs in rows])
                 for k in ks(settings.samples):
                     metrics[f"maj@{k}"] = maj_at_k(classes, success, k, seed=seed)
+        if settings.search is not None:
+            from agents.search.tree import search, verifier_step_scorer
+
+            scorer = None
+            if settings.prm == "rule":
+                scorer = verifier_step_scorer()
+            elif settings.prm is not None:
+                from lm_envs.tasks.math.prm import LearnedPRM
+
+                scorer = LearnedPRM(settings.prm, device=settings.device).step_probabilities
+            n_problems = metrics["num_problems"]
+            found = search(
+                loaded.model,
+                env_id,
+                search_config(settings),
+                scorer,
+                range(int(n_problems)),
+                split=split,
+                seed=seed,
+                env_kwargs=env_kwargs,
+            )
+            name = f"{settings.search}@{settings.search_n}"
+            metrics[f"search/{name}"] = found.accuracy
+            metrics[f"search/{name}/tokens"] = found.mean_tokens
         score_name = protocol.metric if protocol.metric in metrics else "accuracy"
         blocks.append(
             {
@@ -332,7 +395,7 @@ def summary(doc: dict[str, Any]) -> str:
     """One line per metric family, for the terminal."""
     mean = doc["mean"]
     parts = [f"{doc['env_id']} {doc['protocol']['metric']} {mean['score']:.4f} (greedy, {len(doc['seeds'])} seed(s))"]
-    for family in ("pass@", "maj@"):
+    for family in ("pass@", "maj@", "search/"):
         items = [(k, v) for k, v in mean.items() if k.startswith(family)]
         if items:
             parts.append(" ".join(f"{k} {v:.3f}" for k, v in items))
@@ -357,6 +420,14 @@ def cli(argv: list[str]) -> int:
     maj.add_argument("--maj", dest="maj", action="store_true", default=None, help="require maj@k (a graded env)")
     maj.add_argument("--no-maj", dest="maj", action="store_false", help="skip maj@k")
     parser.add_argument("--token-budget", type=int, default=None, help="most generated tokens per problem")
+    search = parser.add_argument_group("step-level search (agents.search.tree) on the same problems")
+    search.add_argument("--search", choices=("best_of_n", "beam", "dvts", "lookahead"), default=None)
+    search.add_argument("--search-n", type=int, default=8, help="rows per problem (N)")
+    search.add_argument("--width", type=int, default=4, help="expansions per kept row (beam width M)")
+    search.add_argument("--lookahead", type=int, default=0, help="greedy steps that rate a candidate (lookahead)")
+    search.add_argument("--aggregate", choices=("last", "min", "product"), default="last")
+    search.add_argument("--select", choices=("score", "weighted", "majority"), default="score")
+    search.add_argument("--prm", default=None, help="a learned PRM directory, or 'rule' (the math step verifier)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("-o", "--output", default=None, help="write the JSON result here")
@@ -372,6 +443,13 @@ def cli(argv: list[str]) -> int:
         token_budget=args.token_budget,
         batch_size=args.batch_size,
         device=args.device,
+        search=args.search,
+        search_n=args.search_n,
+        width=args.width,
+        lookahead=args.lookahead,
+        aggregate=args.aggregate,
+        select=args.select,
+        prm=args.prm,
     )
     if args.output is not None and Path(args.output).is_dir():
         raise ValueError(f"-o {args.output} is a directory; give a file name, e.g. -o {args.output}/eval.json.")

@@ -129,6 +129,15 @@ def test_vote_and_maj_at_k_by_hand():
         (["--samples", "64", "--token-budget", "100"], r"over --token-budget 100; use --samples 12"),
         (["--samples", "4", "--temperature", "0"], "identical greedy"),
         (["--env", "LMEnv/Nope-v0"], "Nope"),
+        (
+            ["--env", "LMEnv/Math-v0", "--search", "beam", "--search-n", "2", "--width", "4"],
+            "beam width 4 is above n=2",
+        ),
+        (["--env", "LMEnv/Math-v0", "--search", "dvts"], r"needs a step verifier: --prm DIR"),
+        (
+            ["--env", "LMEnv/Math-v0", "--search", "beam", "--prm", "rule", "--samples", "1", "--token-budget", "200"],
+            "over token_budget",
+        ),
     ],
 )
 def test_bad_settings_fail_in_one_line_before_any_sampling(runs, capsys, monkeypatch, args, message):
@@ -183,3 +192,28 @@ def test_enough_seeds_of_the_whole_protocol_make_a_valid_leaderboard_submission(
     submission = doc["submission"]
     validate_submission(submission)
     assert [s["seed"] for s in submission["seeds"]] == [0, 1, 2] and submission["agent"]["name"] == "grpo"
+
+
+def test_evaluate_runs_a_step_level_search_on_the_same_problems(runs, tmp_path):
+    out = tmp_path / "s.json"
+    args = ["--env", "LMEnv/Math-v0", "--episodes", "2", "--samples", "1", "-o", str(out)]
+    assert (
+        main(
+            [
+                "evaluate",
+                str(runs / "grpo"),
+                *args,
+                "--search",
+                "beam",
+                "--search-n",
+                "4",
+                "--width",
+                "2",
+                "--prm",
+                "rule",
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads(out.read_text())["seeds"][0]["metrics"]
+    assert 0 <= metrics["search/beam@4"] <= 1 and metrics["search/beam@4/tokens"] > 0
