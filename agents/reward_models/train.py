@@ -101,6 +101,9 @@ class RewardModelConfig:
     shepherd_rollouts: int = 8  # K completions per step (Math-Shepherd uses 8)
     soft_labels: bool = False  # shepherd: the fraction of successful completions instead of any-success
     balance: bool = True  # orm / prm: draw positive and negative texts equally often (rare wrong answers matter)
+    # orm: "bce" (right/wrong per solution) or "pairwise" (Bradley-Terry between a right and a wrong solution of
+    # the SAME problem: only what tells one problem's solutions apart is learnt, not which problems are easy)
+    objective: str = "bce"
     heldout_samples: int | None = None  # solutions per held-out problem (None: samples_per_problem)
     # --- optimisation
     steps: int = 300
@@ -127,6 +130,10 @@ def check_config(cfg: RewardModelConfig) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}.")
     if not 0 < cfg.heldout < 1:
         raise ValueError(f"heldout must be a fraction in (0, 1), got {cfg.heldout}.")
+    if cfg.objective not in ("bce", "pairwise"):
+        raise ValueError(f"unknown objective {cfg.objective!r}; choose 'bce' or 'pairwise'.")
+    if cfg.objective == "pairwise" and cfg.kind != "orm":
+        raise ValueError("objective=pairwise compares whole solutions of one problem: use it with rm=orm.")
     if cfg.heldout_samples is not None and cfg.heldout_samples < 1:
         raise ValueError(f"heldout_samples must be >= 1 (or null), got {cfg.heldout_samples}.")
     if cfg.policy is not None and (Path(cfg.policy) / "config.yaml").is_file():
@@ -722,6 +729,18 @@ def train_reward_model(
         return {**metrics, **selection_metrics(model, tokenizer, cfg, held_sol)}
 
     draw = balanced_draws(train_labels) if cfg.kind != "preference" and cfg.balance else None
+    pairs: list[tuple[list[int], list[int]]] = []  # objective=pairwise: per problem, its right and wrong solutions
+    if cfg.objective == "pairwise":
+        by_problem: dict[str, tuple[list[int], list[int]]] = {}
+        for i, sol in enumerate(train_sol):
+            by_problem.setdefault(sol.problem.id, ([], []))[0 if sol.correct else 1].append(i)
+        pairs = [(right, wrong) for right, wrong in by_problem.values() if right and wrong]
+        if not pairs:
+            raise ValueError(
+                "objective=pairwise needs problems with both right and wrong sampled solutions, and there are none; "
+                "raise samples_per_problem or the temperature, or use objective=bce."
+            )
+        data_info["pairwise_problems"] = len(pairs)
     history = []
     for step in range(cfg.steps):
         model.train()
@@ -734,6 +753,11 @@ def train_reward_model(
             r = score_texts(model, tokenizer, [t for p in batch for t in p.texts()], cfg.max_length).view(-1, 2)
             margins = torch.tensor([p.margin for p in batch], device=r.device) + cfg.margin
             loss, metrics = bradley_terry_loss(r[:, 0], r[:, 1], margins, cfg.center_coef)
+        elif pairs:  # a right and a wrong solution of one problem in each pair: [r_1, w_1, r_2, w_2, ...]
+            chosen = [pairs[k] for k in rng.integers(len(pairs), size=max(1, cfg.batch_size // 2))]
+            texts = [train_texts[int(rng.choice(side))] for right, wrong in chosen for side in (right, wrong)]
+            r = score_texts(model, tokenizer, texts, cfg.max_length).view(-1, 2)
+            loss, metrics = bradley_terry_loss(r[:, 0], r[:, 1], cfg.margin, cfg.center_coef)
         else:
             logits = score_texts(model, tokenizer, [train_texts[i] for i in idx], cfg.max_length)
             y = torch.tensor([train_labels[i] for i in idx], device=logits.device)

@@ -285,6 +285,34 @@ def test_within_problem_metrics_ignore_which_problems_are_easy():
     assert m["within_problem_auc"] == 0.0 and m["selection_accuracy"] == 0.0 and m["oracle_accuracy"] == 1.0
 
 
+def test_pairwise_orm_compares_solutions_of_one_problem_only(tmp_path, monkeypatch):
+    import agents.reward_models.train as train
+
+    cfg = RewardModelConfig(
+        kind="orm", objective="pairwise", output_dir=str(tmp_path), num_problems=12, heldout_problems=3, steps=3,
+        batch_size=4, **TINY,
+    )  # fmt: skip
+    sols = train.perturbed_solutions(word_problems("easy"), "train", 12, 4, 0)
+    problem_of = {s.problem.prompt + "\n".join(s.steps): (s.problem.id, s.correct) for s in sols}
+    batches = []
+    real = train.score_texts
+
+    def spy(model, tokenizer, texts, max_length):
+        batches.append(list(texts))
+        return real(model, tokenizer, texts, max_length)
+
+    monkeypatch.setattr(train, "score_texts", spy)
+    result = train_reward_model(cfg)
+    assert result["data"]["pairwise_problems"] > 0
+    for texts in batches[:3]:  # the training steps: [right, wrong] of one problem, pair after pair
+        assert len(texts) == 4
+        for right, wrong in zip(texts[::2], texts[1::2]):
+            (p1, ok1), (p2, ok2) = problem_of[right], problem_of[wrong]
+            assert p1 == p2 and ok1 and not ok2
+    with pytest.raises(ValueError, match="use it with rm=orm"):
+        check_config(RewardModelConfig(kind="prm", objective="pairwise"))
+
+
 def test_balanced_draws_see_each_class_half_the_time():
     from agents.reward_models.train import balanced_draws
 
