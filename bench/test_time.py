@@ -4,13 +4,16 @@
 2024) in miniature, end to end on the embedded default (no downloads):
 
 1. SFT a tiny math policy (``bench/best_of_n.py``'s recipe: the 2x128 rotary form of the embedded default);
-2. train an ORM and a PRM (rule-verifier step labels) on the policy's own sampled train solutions, class-balanced,
+2. train an ORM (per-solution right/wrong, class-balanced), a pairwise ORM (a right against a wrong solution of the
+   same problem) and a PRM (rule-verifier step labels, class-balanced) on the policy's own sampled train solutions,
    initialised from the policy's backbone; their held-out within-problem AUC and selection accuracy are reported;
 3. per seed: sample ``N`` completions per test problem and pick with every selector for ``n = 1, 2, 4, ..., N``
    (pass@n is the oracle; majority vote; ORM top score; PRM top score by ``min`` / ``last`` / ``product``;
    ORM- and PRM-weighted votes; the policy's likelihood); each ``n`` costs ``n`` times the mean sampled length in
    generated tokens;
 4. per seed: PRM beam search and DVTS (:mod:`agents.search.tree`) at several ``n``, counting their generated tokens;
+   with ``--rule-verifier`` (default) also best-of-N and search guided by the exact arithmetic step checker
+   (:func:`lm_envs.tasks.math.steps.check_step`), the verifier a learned PRM would be at best;
 5. problems binned by difficulty (thirds by the policy's own pass rate over the ``N`` samples of the first seed); for
    each bin the accuracy of beam search and of PRM best-of-N at about the same generated tokens;
 6. mean and 95% t-interval over seeds; where each verifier's curve peaks and how far it falls by ``N``;
@@ -38,8 +41,9 @@ import torch
 import lm_envs  # noqa: F401
 from agents.policy.models import load_model
 from agents.policy.sampling import sample_per_problem
+from agents.reward_models.train import split_steps
 from agents.search.best_of_n import ClassifierScorer, Samples, best_of_n_curve, score_samples
-from agents.search.tree import SearchConfig, search
+from agents.search.tree import SearchConfig, search, verifier_step_scorer
 from lm_envs.core.tokenizer import load_codec
 from lm_envs.tasks.math.prm import LearnedPRM, aggregate
 
@@ -129,17 +133,22 @@ def plot(summary: dict, path: Path) -> None:
         "likelihood": "C4-d",
         "orm": "C1-s",
         "orm_weighted": "C1:s",
+        "orm_pairwise": "C6-s",
+        "orm_pairwise_weighted": "C6:s",
         "prm_min": "C2-^",
         "prm_last": "C2--v",
         "prm_product": "C2-.>",
         "prm_min_weighted": "C2:^",
+        "rule_min": "C7-x",
     }
     for name, style in styles.items():
+        if name not in summary["curves"]:
+            continue
         mean = [100 * m for m, _ in summary["curves"][name]]
         err = [100 * h for _, h in summary["curves"][name]]
         left.errorbar(ns, mean, yerr=err, fmt=style, label=name, markersize=4, capsize=2)
         right.plot(tokens, mean, style, label=f"best-of-N {name}", markersize=4)
-    for strat, style in (("beam", "C3-*"), ("dvts", "C5-P")):
+    for strat, style in (("beam", "C3-*"), ("dvts", "C5-P"), ("rule_beam", "C7-*"), ("rule_dvts", "C7--P")):
         pts = summary["search"].get(strat, [])
         if pts:
             right.errorbar(
@@ -147,7 +156,7 @@ def plot(summary: dict, path: Path) -> None:
                 [100 * p["accuracy"] for p in pts],
                 yerr=[100 * p["ci"] for p in pts],
                 fmt=style,
-                label=f"{strat} (PRM)",
+                label=f"{strat.removeprefix('rule_')} ({'rule checker' if strat.startswith('rule_') else 'PRM'})",
                 markersize=7,
                 capsize=2,
             )
@@ -176,6 +185,12 @@ def main() -> None:
     ap.add_argument("--search-n", type=int, nargs="+", default=[4, 16, 64], help="rows per problem of beam/DVTS")
     ap.add_argument("--width", type=int, default=4, help="beam width M (kept rows expand M times)")
     ap.add_argument("--search-aggregate", default="last", help="step-score aggregate guiding beam/DVTS")
+    ap.add_argument(
+        "--rule-verifier",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also select and search with the exact arithmetic step checker (the ceiling of a learned PRM)",
+    )
     ap.add_argument("--sft-steps", type=int, default=1000)
     ap.add_argument("--arch", default="llama")
     ap.add_argument("--n-layer", type=int, default=2)
@@ -206,12 +221,20 @@ def main() -> None:
         "orm": recipes.train_rm(out, "orm", policy_path, args, kind="orm"),
         "prm": recipes.train_rm(out, "prm", policy_path, args, kind="prm", labels="rule"),
     }
+    try:  # needs problems with right and wrong samples: a policy that never solves anything has none
+        rms["orm_pairwise"] = recipes.train_rm(out, "orm_pairwise", policy_path, args, kind="orm", objective="pairwise")
+    except ValueError as err:
+        print(f"orm_pairwise skipped: {err}", flush=True)
     timings["verifiers_s"] = time.time() - t
     policy = load_model(str(policy_path), load_codec(str(policy_path))).to(args.device)
     kwargs = {"tokenizer": str(policy_path)}
     orm = ClassifierScorer(str(out / "orm"), device=args.device, max_length=256)
+    orm_pairwise = None
+    if "orm_pairwise" in rms:
+        orm_pairwise = ClassifierScorer(str(out / "orm_pairwise"), device=args.device, max_length=256)
     prm_fast = recipes.StepScorer(str(out / "prm"), args.device)
     prm_steps = LearnedPRM(str(out / "prm"), device=args.device, max_length=256).step_probabilities
+    rule_steps = verifier_step_scorer(correct=1.0, unverifiable=0.5, wrong=0.0)
 
     per_seed = []
     difficulty = None
@@ -222,6 +245,7 @@ def main() -> None:
         timings[f"seed{s}_sampling_s"] = time.time() - t
         t = time.time()
         orm_scores = score_samples(replace(samples), orm).scores
+        pairwise_scores = None if orm_pairwise is None else score_samples(replace(samples), orm_pairwise).scores
         prompts = [p for p in samples.prompts for _ in range(samples.n)]
         completions = [c for row in samples.completions for c in row]
         probs = prm_fast.step_probabilities(prompts, completions)
@@ -230,6 +254,16 @@ def main() -> None:
             for how in ("min", "last", "product")
         }
         table = selector_curves(samples, orm_scores, prm, args.trials, seed, recipes)
+        if args.rule_verifier:  # best-of-N by the exact step checker (min over steps): the discriminating-PRM ceiling
+            rule = np.array(
+                [min(rule_steps([], [], split_steps(c)) or [1.0]) for c in completions], dtype=np.float64
+            ).reshape(samples.returns.shape)
+            table["rule_min"] = recipes.curve_for(samples, rule, args.trials, seed)
+        if pairwise_scores is not None:
+            table["orm_pairwise"] = recipes.curve_for(samples, pairwise_scores, args.trials, seed)
+            table["orm_pairwise_weighted"] = recipes.curve_for(
+                samples, 1 / (1 + np.exp(-pairwise_scores)), args.trials, seed, "weighted_majority"
+            )
         timings[f"seed{s}_scoring_s"] = time.time() - t
         if difficulty is None:
             difficulty = samples.success.mean(1)  # the policy's own pass rate per problem
@@ -237,15 +271,19 @@ def main() -> None:
         for n in args.search_n:
             first = np.where(samples.answer_classes()[:, :n] >= 0, prm["min"][:, :n], -np.inf)
             bon_problem[n] = samples.success[np.arange(args.problems), first.argmax(1)].tolist()
+            if args.rule_verifier:
+                first = np.where(samples.answer_classes()[:, :n] >= 0, rule[:, :n], -np.inf)
+                bon_problem[f"rule_{n}"] = samples.success[np.arange(args.problems), first.argmax(1)].tolist()
         searches = {}
         t = time.time()
-        for strat in ("beam", "dvts"):
-            for n in args.search_n:
-                cfg = SearchConfig(
-                    strategy=strat, n=n, width=args.width, aggregate=args.search_aggregate, select="score"
-                )
-                result = search(policy, ENV, cfg, prm_steps, range(args.problems), seed=seed, env_kwargs=kwargs)
-                searches[f"{strat}@{n}"] = {
+        guides = [("", prm_steps, args.search_aggregate)]
+        if args.rule_verifier:  # the exact arithmetic checker as the step verifier: a PRM that discriminates
+            guides.append(("rule_", rule_steps, "min"))
+        for prefix, guide, how in guides:
+            for strat, n in ((strat, n) for strat in ("beam", "dvts") for n in args.search_n):
+                cfg = SearchConfig(strategy=strat, n=n, width=args.width, aggregate=how, select="score")
+                result = search(policy, ENV, cfg, guide, range(args.problems), seed=seed, env_kwargs=kwargs)
+                searches[f"{prefix}{strat}@{n}"] = {
                     "accuracy": result.accuracy,
                     "tokens": result.mean_tokens,
                     "success": result.success,
@@ -260,7 +298,12 @@ def main() -> None:
                 "search": searches,
                 "bon_prm_success": bon_problem,
                 "verifier_auc": recipes.verifier_diagnostics(
-                    {"orm": orm_scores, "likelihood": samples.logprobs, **{f"prm_{k}": v for k, v in prm.items()}},
+                    {
+                        "orm": orm_scores,
+                        **({"orm_pairwise": pairwise_scores} if pairwise_scores is not None else {}),
+                        "likelihood": samples.logprobs,
+                        **{f"prm_{k}": v for k, v in prm.items()},
+                    },
                     samples.success,
                 ),
             }
@@ -294,6 +337,13 @@ def main() -> None:
             dvts = [float(np.mean(np.asarray(r["search"][f"dvts@{n}"]["success"])[mask])) for r in per_seed]
             bon = [float(np.mean(np.asarray(r["bon_prm_success"][n])[mask])) for r in per_seed]
             rows[str(n)] = {"beam": ci95(beam), "dvts": ci95(dvts), "best_of_n_prm_min": ci95(bon)}
+            if args.rule_verifier:
+                rows[str(n)]["rule_beam"] = ci95(
+                    [float(np.mean(np.asarray(r["search"][f"rule_beam@{n}"]["success"])[mask])) for r in per_seed]
+                )
+                rows[str(n)]["best_of_n_rule_min"] = ci95(
+                    [float(np.mean(np.asarray(r["bon_prm_success"][f"rule_{n}"])[mask])) for r in per_seed]
+                )
         rate = difficulty[mask]
         by_difficulty[name] = {
             "problems": int(mask.sum()),
@@ -315,7 +365,11 @@ def main() -> None:
         "by_difficulty": by_difficulty,
         "peaks": peaks({"n": ns, **mean_table}),
         "ordering_at_N": sorted(
-            ((name, mean_table[name][-1]) for name in ("majority", "orm", "prm_min", "prm_last", "prm_product")),
+            (
+                (name, mean_table[name][-1])
+                for name in ("majority", "orm", "orm_pairwise", "prm_min", "prm_last", "prm_product", "rule_min")
+                if name in mean_table
+            ),
             key=lambda kv: -kv[1],
         ),
         "verifiers": {k: {"heldout": v["heldout"], "data": v["data"]} for k, v in rms.items()},
