@@ -148,7 +148,7 @@ def plot(summary: dict, path: Path) -> None:
         err = [100 * h for _, h in summary["curves"][name]]
         left.errorbar(ns, mean, yerr=err, fmt=style, label=name, markersize=4, capsize=2)
         right.plot(tokens, mean, style, label=f"best-of-N {name}", markersize=4)
-    for strat, style in (("beam", "C3-*"), ("dvts", "C5-P"), ("rule_beam", "C7-*"), ("rule_dvts", "C7--P")):
+    for strat, style in (("beam", "C3-*"), ("dvts", "C5-P"), ("rule_beam", "C9-*"), ("rule_dvts", "C9--P")):
         pts = summary["search"].get(strat, [])
         if pts:
             right.errorbar(
