@@ -16,7 +16,9 @@
    (:func:`lm_envs.tasks.math.steps.check_step`), the verifier a learned PRM would be at best;
 5. problems binned by difficulty (thirds by the policy's own pass rate over the ``N`` samples of the first seed); for
    each bin the accuracy of beam search and of PRM best-of-N at about the same generated tokens;
-6. mean and 95% t-interval over seeds; where each verifier's curve peaks and how far it falls by ``N``;
+6. with the step checker, the compute-optimal mode (:mod:`agents.search.compute_optimal`): a setting per
+   difficulty third fitted on ``--co-dev`` train problems within ``--co-budget`` tokens, run on the test problems;
+7. mean and 95% t-interval over seeds; where each verifier's curve peaks and how far it falls by ``N``;
    ``test_time.json`` and ``test_time.png`` (accuracy against N, and against generated tokens per problem).
 
     OMP_NUM_THREADS=1 python bench/test_time.py --out runs/test_time                      # the full run: N=256, 3 seeds
@@ -43,6 +45,7 @@ from agents.policy.models import load_model
 from agents.policy.sampling import sample_per_problem
 from agents.reward_models.train import split_steps
 from agents.search.best_of_n import ClassifierScorer, Samples, best_of_n_curve, score_samples
+from agents.search.compute_optimal import compute_optimal_search, fit, name_of
 from agents.search.tree import SearchConfig, search, verifier_step_scorer
 from lm_envs.core.tokenizer import load_codec
 from lm_envs.tasks.math.prm import LearnedPRM, aggregate
@@ -148,7 +151,8 @@ def plot(summary: dict, path: Path) -> None:
         err = [100 * h for _, h in summary["curves"][name]]
         left.errorbar(ns, mean, yerr=err, fmt=style, label=name, markersize=4, capsize=2)
         right.plot(tokens, mean, style, label=f"best-of-N {name}", markersize=4)
-    for strat, style in (("beam", "C3-*"), ("dvts", "C5-P"), ("rule_beam", "C9-*"), ("rule_dvts", "C9--P")):
+    styles_search = (("beam", "C3-*"), ("dvts", "C5-P"), ("rule_beam", "C9-*"), ("rule_dvts", "C9--P"))
+    for strat, style in (*styles_search, ("rule_compute_optimal", "rD")):
         pts = summary["search"].get(strat, [])
         if pts:
             right.errorbar(
@@ -191,6 +195,8 @@ def main() -> None:
         default=True,
         help="also select and search with the exact arithmetic step checker (the ceiling of a learned PRM)",
     )
+    ap.add_argument("--co-budget", type=float, default=400, help="compute-optimal: tokens per problem (0: off)")
+    ap.add_argument("--co-dev", type=int, default=60, help="compute-optimal: train problems its table is fitted on")
     ap.add_argument("--sft-steps", type=int, default=1000)
     ap.add_argument("--arch", default="llama")
     ap.add_argument("--n-layer", type=int, default=2)
@@ -236,6 +242,22 @@ def main() -> None:
     prm_steps = LearnedPRM(str(out / "prm"), device=args.device, max_length=256).step_probabilities
     rule_steps = verifier_step_scorer(correct=1.0, unverifiable=0.5, wrong=0.0)
 
+    table_co = None
+    if args.rule_verifier and args.co_budget > 0:  # compute-optimal: a setting per difficulty third, fitted on train
+        t = time.time()
+        candidates = [
+            SearchConfig(strategy=strat, n=n, width=min(args.width, n), aggregate="min")
+            for n in args.search_n
+            for strat in ("best_of_n", "beam")
+        ]
+        try:
+            table_co = fit(
+                policy, ENV, rule_steps, candidates, range(args.co_dev), args.co_budget, probe=2, seed=args.seed,
+                env_kwargs=kwargs, how="min",
+            )  # fmt: skip
+        except ValueError as err:  # no candidate fits the budget
+            print(f"compute-optimal skipped: {err}", flush=True)
+        timings["compute_optimal_fit_s"] = time.time() - t
     per_seed = []
     difficulty = None
     for s in range(args.seeds):
@@ -288,6 +310,24 @@ def main() -> None:
                     "tokens": result.mean_tokens,
                     "success": result.success,
                 }
+        if table_co is not None:
+            co, co_bins = compute_optimal_search(
+                policy,
+                ENV,
+                rule_steps,
+                table_co,
+                range(args.problems),
+                probe=2,
+                seed=seed,
+                env_kwargs=kwargs,
+                how="min",
+            )
+            searches["rule_compute_optimal"] = {
+                "accuracy": co.accuracy,
+                "tokens": co.mean_tokens,
+                "success": co.success,
+            }
+            searches["rule_compute_optimal"]["bins"] = {b: co_bins.count(b) for b in ("easy", "medium", "hard")}
         timings[f"seed{s}_search_s"] = time.time() - t
         per_seed.append(
             {
@@ -319,7 +359,7 @@ def main() -> None:
     }
     search_summary: dict[str, list[dict]] = {}
     for key in per_seed[0]["search"]:
-        strat, n = key.split("@")
+        strat, n = key.split("@") if "@" in key else (key, "0")
         acc = ci95([r["search"][key]["accuracy"] for r in per_seed])
         tok = float(np.mean([r["search"][key]["tokens"] for r in per_seed]))
         search_summary.setdefault(strat, []).append({"n": int(n), "accuracy": acc[0], "ci": acc[1], "tokens": tok})
@@ -379,6 +419,14 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
     }
+    if table_co is not None:
+        summary["compute_optimal"] = {
+            "budget": args.co_budget,
+            "dev_problems": args.co_dev,
+            "choice": {b: name_of(cfg) for b, cfg in table_co.choice.items()},
+            "dev_tokens": table_co.dev_tokens,
+            "dev_accuracy": table_co.dev_accuracy,
+        }
     (out / "test_time.json").write_text(json.dumps({**summary, "per_seed": per_seed}, indent=1))
     plot(summary, out / "test_time.png")
     print(json.dumps({k: summary[k] for k in ("ordering_at_N", "peaks", "search", "by_difficulty", "timings_s")}))

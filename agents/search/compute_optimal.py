@@ -60,14 +60,17 @@ def estimate_difficulty(
     split: str = "test",
     seed: int = 0,
     env_kwargs: dict[str, Any] | None = None,
+    how: str = "last",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Model-predicted difficulty of each problem (0 easy .. 1 hard) and the probe's generated tokens.
 
-    ``probe`` independent samples per problem, each scored by the verifier (last step score); no grader is read.
+    ``probe`` independent samples per problem, each scored by the verifier (its step scores aggregated by ``how``:
+    the last step's, Snell et al.'s choice, or ``min`` for a checker that rates answer lines alike); no grader is
+    read.
     """
-    cfg = SearchConfig(strategy="best_of_n", n=probe, aggregate="last")
+    cfg = SearchConfig(strategy="best_of_n", n=probe, aggregate=how)
     result = search(model, env_id, cfg, scorer, indices, split=split, seed=seed, env_kwargs=env_kwargs)
-    trust = [np.mean([aggregate(c["step_scores"], "last") for c in cands]) for cands in result.candidates]
+    trust = [np.mean([aggregate(c["step_scores"], how) for c in cands]) for cands in result.candidates]
     return 1.0 - np.asarray(trust, dtype=np.float64), np.asarray(result.generated_tokens, dtype=np.float64)
 
 
@@ -127,9 +130,12 @@ def fit(
     split: str = "train",
     seed: int = 0,
     env_kwargs: dict[str, Any] | None = None,
+    how: str = "last",
 ) -> Table:
     """Run every candidate on development problems (graded), bin them by estimated difficulty, fit the table."""
-    difficulty, probe_tokens = estimate_difficulty(model, env_id, scorer, dev_indices, probe, split, seed, env_kwargs)
+    difficulty, probe_tokens = estimate_difficulty(
+        model, env_id, scorer, dev_indices, probe, split, seed, env_kwargs, how
+    )
     bins, edges = difficulty_bins(difficulty)
     success, tokens, configs = {}, {}, {}
     for cfg in candidates:
@@ -151,13 +157,14 @@ def compute_optimal_search(
     split: str = "test",
     seed: int = 0,
     env_kwargs: dict[str, Any] | None = None,
+    how: str = "last",
 ) -> tuple[SearchResult, list[str]]:
     """Probe, bin with the table's edges, and run each bin's setting; returns the merged result and each bin name.
 
-    Each problem's generated tokens include its probe's.
+    Each problem's generated tokens include its probe's; ``how`` must be the one the table was fitted with.
     """
     indices = list(indices)
-    difficulty, probe_tokens = estimate_difficulty(model, env_id, scorer, indices, probe, split, seed, env_kwargs)
+    difficulty, probe_tokens = estimate_difficulty(model, env_id, scorer, indices, probe, split, seed, env_kwargs, how)
     bins, _ = difficulty_bins(difficulty, table.edges)
     merged: dict[int, tuple[list[dict[str, Any]], int, bool, int]] = {}
     for b, label in enumerate(BINS):

@@ -12,7 +12,22 @@ SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "test_time.py"
 
 def test_tiny_test_time_bench_writes_curves_search_points_difficulty_bins_and_the_plot(tmp_path):
     tiny = ["--n", "8", "--problems", "6", "--seeds", "2", "--search-n", "4", "8", "--width", "4"]
-    train = ["--sft-steps", "5", "--rm-problems", "4", "--rm-samples", "2", "--rm-steps", "2", "--trials", "2"]
+    train = [
+        "--co-dev",
+        "4",
+        "--co-budget",
+        "5000",
+        "--sft-steps",
+        "5",
+        "--rm-problems",
+        "4",
+        "--rm-samples",
+        "2",
+        "--rm-steps",
+        "2",
+        "--trials",
+        "2",
+    ]
     out = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(tmp_path), *tiny, *train],
         capture_output=True,
@@ -29,6 +44,9 @@ def test_tiny_test_time_bench_writes_curves_search_points_difficulty_bins_and_th
         points = result["search"][strat]
         assert [p["n"] for p in points] == [4, 8] and all(p["tokens"] > 0 for p in points)
     assert set(result["by_difficulty"]) == {"hard", "medium", "easy"}
+    assert set(result["compute_optimal"]["choice"]) == {"easy", "medium", "hard"}
+    (point,) = result["search"]["rule_compute_optimal"]
+    assert 0 <= point["accuracy"] <= 1 and point["tokens"] > 0
     assert sum(b["problems"] for b in result["by_difficulty"].values()) == 6
     # a 5-step policy solves nothing: no problem has right and wrong samples to pair, and the bench says so
     assert "orm_pairwise" not in result["verifiers"] and "orm_pairwise skipped" in out.stdout
