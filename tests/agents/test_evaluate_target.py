@@ -30,10 +30,11 @@ def smoke(path, *overrides):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A finished GRPO run (``lm.``-prefixed checkpoints), a LoRA one, and a run of another model size."""
+    """Finished GRPO (``lm.``-prefixed checkpoints), LoRA and PPO (value head) runs, and one of another model size."""
     root = tmp_path_factory.mktemp("runs")
     run(smoke(root / "grpo"))
     run(smoke(root / "lora", "model.lora.r=4", "agent.lr=1e-2"))
+    run(smoke(root / "ppo", "agent=ppo", "agent.num_envs=8", "agent.lr=1e-3"))  # a value head beside lm.*
     run(smoke(root / "small", "model.size.n_layer=1", "model.size.n_embd=64", "train.iterations=1"))
     return root
 
@@ -63,12 +64,14 @@ def test_export_is_a_plain_transformers_directory_with_the_trained_weights(runs,
     assert torch.allclose(logits(model), logits(trained))
 
 
-@pytest.mark.parametrize("name", ["grpo", "lora"])
+@pytest.mark.parametrize("name", ["grpo", "lora", "ppo"])
 def test_a_run_without_model_dir_is_rebuilt_from_its_config_and_latest_checkpoint(runs, tmp_path, name):
     from transformers import AutoModelForCausalLM
 
     part = unfinished(runs, tmp_path, name)
-    assert any(k.startswith("lm.") for k in load_file(part / "checkpoints" / "step-000002" / "model.safetensors"))
+    saved = load_file(part / "checkpoints" / "step-000002" / "model.safetensors")
+    assert any(k.startswith("lm.") for k in saved)
+    assert any(k.startswith("value_head.") for k in saved) == (name == "ppo")  # the critic is not exported
     assert main(["export", str(part), "-o", str(tmp_path / "out")]) == 0
     exported = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
     assert not any("lora" in k for k in exported.state_dict())  # adapters merged into plain weights
