@@ -86,6 +86,15 @@ def _dispatch(argv: list[str]) -> int:
     results.add_argument("runs", nargs="+", help="run directories holding eval.json")
     results.add_argument("-o", "--output", default="submission.json")
     sub.add_parser(
+        "evaluate",
+        help="evaluate a run directory, checkpoint or model: protocol metric, pass@k, maj@k (lm-envs evaluate -h)",
+        add_help=False,
+    )
+    export = sub.add_parser("export", help="write a run (or checkpoint) as a plain transformers model directory")
+    export.add_argument("run", help="run directory, checkpoint (<run>/checkpoints/step-N) or model directory")
+    export.add_argument("-o", "--output", required=True, help="the directory to write")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    sub.add_parser(
         "leaderboard",
         help="submit, list, show, export and serve leaderboard results (lm-envs leaderboard -h)",
         add_help=False,
@@ -98,6 +107,10 @@ def _dispatch(argv: list[str]) -> int:
         from agents.train_rm import cli as train_rm_cli
 
         return train_rm_cli(argv[1:])
+    if argv[:1] == ["evaluate"]:
+        from agents.evaluate_target import cli as evaluate_cli
+
+        return evaluate_cli(argv[1:])
     if argv[:1] == ["leaderboard"]:
         from leaderboard.cli import main as leaderboard_main
 
@@ -127,6 +140,11 @@ def _dispatch(argv: list[str]) -> int:
         print(
             f"wrote {args.output}: {doc['env']['id']} {agg['metric']} IQM {agg['iqm']:.4f} over {agg['n_seeds']} seeds"
         )
+        return 0
+    if args.command == "export":
+        from agents.targets import export as export_target
+
+        print(f"wrote {export_target(args.run, args.output, overwrite=args.overwrite)}")
         return 0
     if args.command == "fetch-model":
         from agents.policy.pretrained import SHIPPED, resolve_model

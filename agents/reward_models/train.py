@@ -100,6 +100,11 @@ class RewardModelConfig:
     labels: str = "rule"  # prm: rule | shepherd
     shepherd_rollouts: int = 8  # K completions per step (Math-Shepherd uses 8)
     soft_labels: bool = False  # shepherd: the fraction of successful completions instead of any-success
+    balance: bool = True  # orm / prm: draw positive and negative texts equally often (rare wrong answers matter)
+    # orm: "bce" (right/wrong per solution) or "pairwise" (Bradley-Terry between a right and a wrong solution of
+    # the SAME problem: only what tells one problem's solutions apart is learnt, not which problems are easy)
+    objective: str = "bce"
+    heldout_samples: int | None = None  # solutions per held-out problem (None: samples_per_problem)
     # --- optimisation
     steps: int = 300
     batch_size: int = 16  # pairs (preference) or texts (orm / prm) per step
@@ -125,6 +130,17 @@ def check_config(cfg: RewardModelConfig) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}.")
     if not 0 < cfg.heldout < 1:
         raise ValueError(f"heldout must be a fraction in (0, 1), got {cfg.heldout}.")
+    if cfg.objective not in ("bce", "pairwise"):
+        raise ValueError(f"unknown objective {cfg.objective!r}; choose 'bce' or 'pairwise'.")
+    if cfg.objective == "pairwise" and cfg.kind != "orm":
+        raise ValueError("objective=pairwise compares whole solutions of one problem: use it with rm=orm.")
+    if cfg.heldout_samples is not None and cfg.heldout_samples < 1:
+        raise ValueError(f"heldout_samples must be >= 1 (or null), got {cfg.heldout_samples}.")
+    if cfg.policy is not None and (Path(cfg.policy) / "config.yaml").is_file():
+        raise ValueError(
+            f"policy={cfg.policy} is a run directory; export its trained model first "
+            f"(lm-envs export {cfg.policy} -o DIR) and pass policy=DIR."
+        )
 
 
 # ============================================================================================
@@ -525,16 +541,116 @@ def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
+def balanced_draws(labels: Sequence[float]) -> np.ndarray | None:
+    """Sampling probabilities under which each class (``label > 0.5`` or not) is drawn half the time.
+
+    The wrong answers of a good policy (or the right ones of a weak one) are then seen as often as the
+    other class; ``None`` when one class is missing (uniform draws).
+
+    Example:
+        >>> balanced_draws([1.0, 0.0, 0.0, 0.0]).round(3).tolist()
+        [0.5, 0.167, 0.167, 0.167]
+    """
+    positive = np.asarray(labels, dtype=np.float64) > 0.5
+    if not 0 < positive.sum() < len(positive):
+        return None
+    draw = np.where(positive, 0.5 / positive.sum(), 0.5 / (~positive).sum())
+    return draw / draw.sum()
+
+
+def within_problem(scores: Sequence[float], correct: Sequence[bool], groups: Sequence[Any]) -> dict[str, float]:
+    """What selection needs from a verifier, over solutions grouped by problem.
+
+    ``within_problem_auc``: the mean over problems with right and wrong solutions of the AUC among that
+    problem's solutions (a verifier that only learned which problems are easy scores 0.5 here);
+    ``selection_accuracy``: the fraction of problems whose top-scored solution is right, beside
+    ``random_pick_accuracy`` (the mean correctness: what picking blindly gets) and ``oracle_accuracy``
+    (some solution is right).
+
+    Example:
+        >>> m = within_problem([0.9, 0.1, 0.2, 0.8], [True, False, True, False], ["a", "a", "b", "b"])
+        >>> m["within_problem_auc"], m["selection_accuracy"], m["random_pick_accuracy"]
+        (0.5, 0.5, 0.5)
+    """
+    by: dict[Any, list[int]] = {}
+    for i, g in enumerate(groups):
+        by.setdefault(g, []).append(i)
+    aucs, picks, oracle = [], [], []
+    for members in by.values():
+        s = [scores[i] for i in members]
+        c = [bool(correct[i]) for i in members]
+        picks.append(c[int(np.argmax(s))])
+        oracle.append(any(c))
+        if 0 < sum(c) < len(c):
+            aucs.append(auc(s, c))
+    return {
+        "within_problem_auc": float(np.mean(aucs)) if aucs else float("nan"),
+        "problems_with_both": float(len(aucs)),
+        "selection_accuracy": float(np.mean(picks)) if picks else float("nan"),
+        "random_pick_accuracy": float(np.mean([bool(c) for c in correct])) if len(correct) else float("nan"),
+        "oracle_accuracy": float(np.mean(oracle)) if oracle else float("nan"),
+    }
+
+
+@torch.no_grad()
+def selection_metrics(
+    model: torch.nn.Module, tokenizer: Any, cfg: RewardModelConfig, solutions: Sequence[Solution]
+) -> dict[str, float]:
+    """:func:`within_problem` of the verifier's solution scores on held-out solutions.
+
+    ORM: its score on the whole text; PRM: the minimum over the step probabilities, and ``*_last`` /
+    ``*_product`` beside it.
+    """
+    model.eval()
+    groups = [sol.problem.id for sol in solutions]
+    correct = [sol.correct for sol in solutions]
+    if cfg.kind == "orm":
+        texts = [
+            s.problem.prompt + (s.completion if s.completion is not None else "\n".join(s.steps)) for s in solutions
+        ]
+        scores = torch.cat(
+            [score_texts(model, tokenizer, texts[i : i + 64], cfg.max_length) for i in range(0, len(texts), 64)]
+        )
+        return within_problem(scores.cpu().tolist(), correct, groups)
+    texts, spans = [], []
+    for sol in solutions:
+        start = len(texts)
+        texts.extend(step_text(sol.problem, sol.steps[:t], sol.steps[t]) for t in range(len(sol.steps)))
+        spans.append((start, len(texts)))
+    logits = [score_texts(model, tokenizer, texts[i : i + 64], cfg.max_length) for i in range(0, len(texts), 64)]
+    probs = torch.sigmoid(torch.cat(logits)).cpu().tolist() if logits else []
+    out: dict[str, float] = {}
+    for how in ("min", "last", "product"):
+        from lm_envs.tasks.math.prm import aggregate
+
+        scores = [aggregate(probs[a:b], how) for a, b in spans]
+        metrics = within_problem(scores, correct, groups)
+        out.update(
+            metrics
+            if how == "min"
+            else {f"{k}_{how}": v for k, v in metrics.items() if "pick" not in k and "oracle" not in k}
+        )
+    return out
+
+
 @torch.no_grad()
 def evaluate_classifier(
     model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], labels: Sequence[float], max_length: int
 ) -> dict[str, float]:
-    """Held-out accuracy (``sigmoid > 0.5`` vs ``label > 0.5``), AUC, loss and the positive rate."""
+    """Held-out classification metrics of a one-logit classifier.
+
+    Accuracy (``sigmoid > 0.5`` vs ``label > 0.5``) beside the majority-class rate it must beat, the balanced
+    accuracy (mean of the two classes' recalls), AUC, loss and the positive rate.
+    """
     model.eval()
     logits = torch.cat([score_texts(model, tokenizer, texts[s : s + 64], max_length) for s in range(0, len(texts), 64)])
     y = torch.tensor(list(labels), dtype=torch.float32, device=logits.device)
     return {
         "accuracy": float(((logits > 0) == (y > 0.5)).float().mean()),
+        "majority_class_rate": float(max((y > 0.5).float().mean(), (y <= 0.5).float().mean())),
+        "balanced_accuracy": float(
+            np.nanmean([((logits > 0) == cls)[(y > 0.5) == cls].float().mean().item() for cls in (True, False)])
+        ),
         "auc": auc(logits.cpu().tolist(), (y > 0.5).cpu().tolist()),
         "loss": float(classifier_loss(logits, y)),
         "positive_rate": float((y > 0.5).float().mean()),
@@ -578,11 +694,15 @@ def train_reward_model(
             if policy is None:
                 policy, _ = _load_policy(cfg.policy, cfg.device)
             train_sol = policy_solutions(cfg, "train", cfg.num_problems, policy)
-            held_sol = policy_solutions(cfg, "test", cfg.heldout_problems, policy)
+            held_cfg = RewardModelConfig(
+                **{**asdict(cfg), "samples_per_problem": cfg.heldout_samples or cfg.samples_per_problem}
+            )
+            held_sol = policy_solutions(held_cfg, "test", cfg.heldout_problems, policy)
             completer = policy_completer(policy, cfg.env_id, {"tokenizer": cfg.policy}, cfg.temperature, cfg.seed)
         else:
             train_sol = perturbed_solutions(task, "train", cfg.num_problems, cfg.samples_per_problem, cfg.seed)
-            held_sol = perturbed_solutions(task, "test", cfg.heldout_problems, cfg.samples_per_problem, cfg.seed)
+            held_n = cfg.heldout_samples or cfg.samples_per_problem
+            held_sol = perturbed_solutions(task, "test", cfg.heldout_problems, held_n, cfg.seed)
         train_texts, train_labels = math_examples(cfg, train_sol, completer)
         held_cfg = RewardModelConfig(**{**asdict(cfg), "labels": "rule" if cfg.kind == "prm" else cfg.labels})
         # Held-out labels: rule-based for PRMs (cheap and exact on arithmetic), so label methods compare alike.
@@ -605,18 +725,39 @@ def train_reward_model(
     def evaluate() -> dict[str, float]:
         if cfg.kind == "preference":
             return evaluate_pairs(model, tokenizer, held_pairs, cfg.max_length)
-        return evaluate_classifier(model, tokenizer, held_texts, held_labels, cfg.max_length)
+        metrics = evaluate_classifier(model, tokenizer, held_texts, held_labels, cfg.max_length)
+        return {**metrics, **selection_metrics(model, tokenizer, cfg, held_sol)}
 
+    draw = balanced_draws(train_labels) if cfg.kind != "preference" and cfg.balance else None
+    pairs: list[tuple[list[int], list[int]]] = []  # objective=pairwise: per problem, its right and wrong solutions
+    if cfg.objective == "pairwise":
+        by_problem: dict[str, tuple[list[int], list[int]]] = {}
+        for i, sol in enumerate(train_sol):
+            by_problem.setdefault(sol.problem.id, ([], []))[0 if sol.correct else 1].append(i)
+        pairs = [(right, wrong) for right, wrong in by_problem.values() if right and wrong]
+        if not pairs:
+            raise ValueError(
+                "objective=pairwise needs problems with both right and wrong sampled solutions, and there are none; "
+                "raise samples_per_problem or the temperature, or use objective=bce."
+            )
+        data_info["pairwise_problems"] = len(pairs)
     history = []
     for step in range(cfg.steps):
         model.train()
-        idx = rng.integers(n_train, size=cfg.batch_size)
+        idx = (
+            rng.integers(n_train, size=cfg.batch_size) if draw is None else rng.choice(n_train, cfg.batch_size, p=draw)
+        )
         if cfg.kind == "preference":
             batch = [train_pairs[i] for i in idx]
             # Chosen and rejected in one forward: [c_1, r_1, c_2, r_2, ...].
             r = score_texts(model, tokenizer, [t for p in batch for t in p.texts()], cfg.max_length).view(-1, 2)
             margins = torch.tensor([p.margin for p in batch], device=r.device) + cfg.margin
             loss, metrics = bradley_terry_loss(r[:, 0], r[:, 1], margins, cfg.center_coef)
+        elif pairs:  # a right and a wrong solution of one problem in each pair: [r_1, w_1, r_2, w_2, ...]
+            chosen = [pairs[k] for k in rng.integers(len(pairs), size=max(1, cfg.batch_size // 2))]
+            texts = [train_texts[int(rng.choice(side))] for right, wrong in chosen for side in (right, wrong)]
+            r = score_texts(model, tokenizer, texts, cfg.max_length).view(-1, 2)
+            loss, metrics = bradley_terry_loss(r[:, 0], r[:, 1], cfg.margin, cfg.center_coef)
         else:
             logits = score_texts(model, tokenizer, [train_texts[i] for i in idx], cfg.max_length)
             y = torch.tensor([train_labels[i] for i in idx], device=logits.device)

@@ -200,7 +200,14 @@ def test_math_rms_train_and_load_where_they_are_used(tmp_path, kind):
         kind=kind, output_dir=str(tmp_path), num_problems=8, heldout_problems=4, steps=2, batch_size=4, **TINY
     )
     result = train_reward_model(cfg)
-    assert 0.0 <= result["heldout"]["accuracy"] <= 1.0 and result["data"]["train_texts"] > 0
+    held = result["heldout"]
+    assert 0.0 <= held["accuracy"] <= 1.0 and result["data"]["train_texts"] > 0
+    # the metrics that matter for selection, and the majority-class rate the accuracy must beat
+    assert held["majority_class_rate"] >= 0.5 and 0.0 <= held["balanced_accuracy"] <= 1.0
+    assert held["problems_with_both"] > 0 and 0.0 <= held["within_problem_auc"] <= 1.0
+    assert held["random_pick_accuracy"] <= held["oracle_accuracy"] and 0 <= held["selection_accuracy"] <= 1
+    if kind == "prm":
+        assert {"within_problem_auc_last", "within_problem_auc_product"} <= set(held)
     if kind == "orm":
         from agents.search.best_of_n import ClassifierScorer
 
@@ -252,10 +259,68 @@ def test_bad_settings_fail_early():
         check_config(RewardModelConfig(kind="dpo"))
     with pytest.raises(ValueError, match="policy=<dir"):
         check_config(RewardModelConfig(kind="prm", labels="shepherd"))
+    with pytest.raises(ValueError, match="heldout_samples"):
+        check_config(RewardModelConfig(kind="orm", heldout_samples=0))
     with pytest.raises(ValueError, match="empty"):
         from lm_envs.tasks.chat.preferences import check_pair
 
         check_pair(PreferencePair("Q:", " ", " b"))
+
+
+def test_a_run_directory_as_policy_asks_for_an_export(tmp_path):
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    with pytest.raises(ValueError, match=r"run directory; export its trained model first \(lm-envs export"):
+        check_config(RewardModelConfig(kind="orm", policy=str(tmp_path)))
+
+
+def test_within_problem_metrics_ignore_which_problems_are_easy():
+    from agents.reward_models.train import within_problem
+
+    # scores that only know problem "a" is easy: perfect pooled, chance within each problem
+    scores = [0.9, 0.9, 0.1, 0.1]
+    correct = [True, False, True, False]
+    m = within_problem(scores, correct, ["a", "a", "b", "b"])
+    assert m["within_problem_auc"] == 0.5 and m["selection_accuracy"] == 1.0  # ties go to the first
+    m = within_problem([0.2, 0.8, 0.1, 0.3], correct, ["a", "a", "b", "b"])
+    assert m["within_problem_auc"] == 0.0 and m["selection_accuracy"] == 0.0 and m["oracle_accuracy"] == 1.0
+
+
+def test_pairwise_orm_compares_solutions_of_one_problem_only(tmp_path, monkeypatch):
+    import agents.reward_models.train as train
+
+    cfg = RewardModelConfig(
+        kind="orm", objective="pairwise", output_dir=str(tmp_path), num_problems=12, heldout_problems=3, steps=3,
+        batch_size=4, **TINY,
+    )  # fmt: skip
+    sols = train.perturbed_solutions(word_problems("easy"), "train", 12, 4, 0)
+    problem_of = {s.problem.prompt + "\n".join(s.steps): (s.problem.id, s.correct) for s in sols}
+    batches = []
+    real = train.score_texts
+
+    def spy(model, tokenizer, texts, max_length):
+        batches.append(list(texts))
+        return real(model, tokenizer, texts, max_length)
+
+    monkeypatch.setattr(train, "score_texts", spy)
+    result = train_reward_model(cfg)
+    assert result["data"]["pairwise_problems"] > 0
+    for texts in batches[:3]:  # the training steps: [right, wrong] of one problem, pair after pair
+        assert len(texts) == 4
+        for right, wrong in zip(texts[::2], texts[1::2]):
+            (p1, ok1), (p2, ok2) = problem_of[right], problem_of[wrong]
+            assert p1 == p2 and ok1 and not ok2
+    with pytest.raises(ValueError, match="use it with rm=orm"):
+        check_config(RewardModelConfig(kind="prm", objective="pairwise"))
+
+
+def test_balanced_draws_see_each_class_half_the_time():
+    from agents.reward_models.train import balanced_draws
+
+    labels = [1.0] * 9 + [0.0] + [0.7] * 5  # soft labels count by their side of 0.5
+    p = balanced_draws(labels)
+    positive = np.asarray(labels) > 0.5
+    assert p.sum() == pytest.approx(1.0) and p[positive].sum() == pytest.approx(0.5) and p[9] == pytest.approx(0.5)
+    assert balanced_draws([1.0, 1.0]) is None
 
 
 # ----------------------------------------------------------------------------------------------- Hydra
