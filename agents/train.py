@@ -61,6 +61,16 @@ def cli(argv: list[str]) -> int:
     """
     if argv[:1] == ["--nproc-per-node"] or (argv and argv[0].startswith("--nproc-per-node=")):
         return launch(argv)
+    if not any(a in ("-m", "--multirun") for a in argv):  # Hydra writes .hydra/ into the run directory first
+        from agents.errors import report
+        from agents.run.lock import RunLockedError, check_free
+
+        for arg in argv:
+            if arg.startswith("hydra.run.dir="):
+                try:
+                    check_free(arg.split("=", 1)[1])
+                except RunLockedError as e:
+                    return report("lm-envs train", e)
     sys.argv = ["lm-envs train", *argv]
     try:
         main()

@@ -24,6 +24,17 @@ class RunLockedError(RuntimeError):
     """The run directory is in use by another run."""
 
 
+def check_free(run_dir: str | os.PathLike[str]) -> None:
+    """Refuse early when another run holds ``run_dir`` (before Hydra writes ``.hydra/`` and ``train.log`` there).
+
+    Raises:
+        RunLockedError: As :func:`hold_run_dir` does.
+    """
+    if (Path(run_dir) / LOCK_NAME).is_file():
+        with hold_run_dir(run_dir):  # taken and released at once: only a held lock raises
+            pass
+
+
 @contextmanager
 def hold_run_dir(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """Hold ``run_dir`` for this process while the block runs.

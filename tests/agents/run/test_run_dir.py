@@ -44,6 +44,15 @@ def test_a_second_run_on_a_directory_in_use_refuses_naming_the_holder(tmp_path):
     assert (tmp_path / "eval.json").exists()
 
 
+def test_the_cli_refuses_a_directory_in_use_before_hydra_writes_into_it(tmp_path, capsys):
+    from agents.cli import main
+
+    with hold_run_dir(tmp_path):
+        assert main(["train", f"hydra.run.dir={tmp_path}", "+experiment=smoke", "env=digits"]) == 2
+        assert "in use by another run" in capsys.readouterr().err
+        assert not (tmp_path / ".hydra").exists() and not (tmp_path / "train.log").exists()
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A 3-iteration run, and a 2-iteration one (checkpoints 1 and 2) whose copies get damaged."""
