@@ -215,6 +215,8 @@ def collect_iteration(
     t0 = time.time()
     n = venv.num_envs
     base_seed = (ctx.seed * 1_000_003 + it * cfg.num_envs) % 2**31
+    curriculum = venv.episodes.curriculum
+    before = curriculum.state_dict() if curriculum is not None and ctx.dist.distributed else None
     with ctx.precision.autocast():
         rollout = collect(
             lm,
@@ -226,7 +228,40 @@ def collect_iteration(
             value_head=value_head,
             global_rows=(ctx.dist.rank * n, cfg.num_envs) if ctx.dist.distributed else None,
         )
+    if before is not None:  # every rank's curriculum becomes the one-process run's
+        events = [e for part in ctx.dist.gather_objects(curriculum_events(rollout, ctx.dist.rank * n)) for e in part]
+        replay_curriculum(curriculum, before, events)
     return rollout.to(ctx.device), time.time() - t0
+
+
+def curriculum_events(rollout: Rollout, first_row: int = 0) -> list[tuple[int, int, int, bool]]:
+    """What a reverse curriculum recorded during ``rollout``: ``(end step, global row, stage, success)`` per episode.
+
+    The env records an episode when it ends, steps in order and rows in order within a step, so sorting
+    these tuples gives the order in which one process playing every row recorded them (a single-turn
+    episode of ``L`` tokens ends at step ``L - 1``). ``first_row``: the global index of this rank's row 0.
+    """
+    ends = (rollout.mask.sum(1) - 1).tolist()
+    events = []
+    for i, (reset, info) in enumerate(zip(rollout.reset_infos, rollout.infos, strict=True)):
+        stage = int(reset.get("stage", 0))
+        if stage > 0 and "outcome" in info:  # the env's criterion (EpisodeBatch.step)
+            success = bool(info["outcome"].get("correct", info["outcome_reward"] > 0))
+            events.append((int(ends[i]), first_row + i, stage, success))
+    return events
+
+
+def replay_curriculum(curriculum: Any, before: dict[str, Any], events: list[tuple[int, int, int, bool]]) -> None:
+    """Rewind ``curriculum`` to ``before`` and record ``events`` (every rank's) in one-process order.
+
+    Under torch.distributed each rank's env sees only its own episodes, so a staged schedule would
+    advance on each rank's success rate at its own time: the ranks would then train from different
+    start states, and the run would depend on the world size. Replaying the union on every rank keeps
+    one schedule, the one a single process playing every row follows.
+    """
+    curriculum.load_state_dict(before)
+    for _, _, stage, success in sorted(events):
+        curriculum.record(stage, success)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

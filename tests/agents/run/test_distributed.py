@@ -82,6 +82,21 @@ def test_two_processes_end_where_one_process_ends(tmp_path, agent):
     assert not list(two.glob("metrics*.jsonl"))[1:]
 
 
+def test_a_reverse_curriculum_is_the_one_process_schedule_on_every_rank(tmp_path):
+    # R3's mixed start states: each rank plays half the episodes, and every rank's schedule must still hold
+    # all of them, in one-process order (a staged schedule advances on it)
+    smoke = [o for o in SMOKE if not o.startswith("env=")]
+    case = [*smoke, *CASES["grpo"], "env=math_r3", "+env.kwargs.max_new_tokens=24"]
+    states = []
+    for nproc, out in ((1, tmp_path / "one"), (2, tmp_path / "two")):
+        done = torchrun(nproc, out, *case)
+        assert done.returncode == 0, done.stderr[-3000:]
+        states.append(json.loads((out / "checkpoints" / "step-000003" / "state.json").read_text()))
+    one, two = (s["learner"]["curriculum"] for s in states)
+    assert sum(len(h) for h in one["history"].values()) == 3 * 16  # every episode of the 3 rollouts
+    assert one == two
+
+
 def test_resume_on_another_world_size_continues_the_run(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     # LMEnv/TargetWord-v0 has 8 test problems: the 2-process evaluation plays them 4 per rank
