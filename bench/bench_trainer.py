@@ -11,7 +11,8 @@ seconds of an iteration per side and their ratio (after / before: < 1 is faster)
 ``dp``: ``torchrun`` over 1 process (``--threads`` torch threads) vs 2 processes (``--threads / 2`` each) on the
 same global batch (``agent.num_envs`` episodes; each rank plays half). Per iteration: seconds of the rollout,
 of the update, and of an all-reduce of a float32 buffer the size of the model's gradients (what DDP sends per
-backward), whose share of the update is the communication cost.
+backward), whose share of the update is the communication cost. The 2-process run is measured twice: under
+DDP and under FSDP2 (``train.strategy=fsdp``), with the weights rank 0 holds and its peak RSS.
 
     python bench/bench_trainer.py refactor [--before 348e768] [--rounds 5]
     python bench/bench_trainer.py dp [--iterations 4]
@@ -109,7 +110,7 @@ from agents.learners.reinforce import ReinforceConfig, reinforce_update
 from agents.policy.models import build_default_model
 from agents.run.distributed import init_distributed
 import lm_envs, gymnasium as gym
-dist, device = init_distributed("cpu")
+dist, device = init_distributed("cpu", sys.argv[4])
 iterations, num_envs = int(sys.argv[2]), int(sys.argv[3])
 probe = gym.make("LMEnv/Math-v0").unwrapped
 model = build_default_model(probe.codec, seed=0, arch="llama", n_layer=2, n_embd=128)
@@ -133,6 +134,11 @@ for it in range(iterations + 1):
     times = dist.gather_objects([t1 - t0, t2 - t1, t3 - t2])
     if it:
         rows.append({k: max(t[i] for t in times) for i, k in enumerate(("rollout_s", "update_s", "allreduce_s"))})
+import resource
+held = sum(getattr(p, "_local_tensor", p).numel() for p in model.parameters())
+for r in rows:
+    r["params_on_rank0"] = held
+    r["peak_rss_mb_rank0"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 if dist.is_main:
     print(json.dumps(rows))
 """
@@ -140,7 +146,7 @@ if dist.is_main:
 
 def dp(args: argparse.Namespace) -> dict:
     results = {}
-    for nproc in (1, 2):
+    for nproc, strategy in ((1, "ddp"), (2, "ddp"), (2, "fsdp")):
         threads = max(1, args.threads // nproc)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
         for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -149,7 +155,7 @@ def dp(args: argparse.Namespace) -> dict:
             f.write(DP_RANK)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", f.name]
         out = subprocess.run(
-            [*cmd, str(threads), str(args.iterations), str(args.num_envs)],
+            [*cmd, str(threads), str(args.iterations), str(args.num_envs), strategy],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -160,14 +166,18 @@ def dp(args: argparse.Namespace) -> dict:
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
         med["iteration_s"] = med["rollout_s"] + med["update_s"]
         med["allreduce_share_of_update"] = med["allreduce_s"] / med["update_s"] if nproc > 1 else 0.0
-        results[f"{nproc}_process"] = {"threads_per_process": threads, **med}
-    one, two = results["1_process"], results["2_process"]
+        results[f"{nproc}_process" + ("_fsdp" if strategy == "fsdp" else "")] = {"threads_per_process": threads, **med}
+    one, two, fsdp = results["1_process"], results["2_process"], results["2_process_fsdp"]
     return {
         "bench": "dp",
         "global_episodes": args.num_envs,
         "iterations": args.iterations,
         **results,
         "ratio_2_over_1": {k: two[k] / one[k] for k in ("rollout_s", "update_s", "iteration_s")},
+        "ratio_fsdp_over_ddp_2_process": {
+            k: fsdp[k] / two[k]
+            for k in ("rollout_s", "update_s", "iteration_s", "params_on_rank0", "peak_rss_mb_rank0")
+        },
     }
 
 

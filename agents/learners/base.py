@@ -217,7 +217,7 @@ def collect_iteration(
     base_seed = (ctx.seed * 1_000_003 + it * cfg.num_envs) % 2**31
     curriculum = venv.episodes.curriculum
     before = curriculum.state_dict() if curriculum is not None and ctx.dist.distributed else None
-    with ctx.precision.autocast():
+    with ctx.precision.autocast(), ctx.dist.gathered(lm, value_head):  # FSDP: ranks sample different lengths
         rollout = collect(
             lm,
             venv,

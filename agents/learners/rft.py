@@ -369,7 +369,7 @@ def rft_round(
     t0 = time.perf_counter()
     idx = rng.choice(size, size=cfg.prompts_per_round, replace=cfg.prompts_per_round > size).tolist()
     grow = {"split": cfg.split, "temperature": cfg.temperature, "env_kwargs": kwargs, "venvs": venvs}
-    with precision.autocast():
+    with precision.autocast(), dist.gathered(model):  # FSDP: ranks sample different numbers of tokens
         if not dist.distributed:
             parts = sample_per_problem(
                 model, env_id, K, indices=idx, generator=generator, batch_size=per_batch * K, **grow

@@ -282,7 +282,7 @@ def fit(
     start = 0
     if resume is not None:
         start = int(resume["step"])
-        optimizer.load_state_dict(resume["optimizer"])
+        dist.load_optimizer_state(model, optimizer, resume["optimizer"])
         schedule.load_state_dict(resume["schedule"])
         for _ in range(start):
             next(batches)

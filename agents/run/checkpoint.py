@@ -61,15 +61,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(
     root: str | os.PathLike[str],
     step: int,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer | None,
+    model: torch.nn.Module | dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer | dict[str, Any] | None,
     state: dict[str, Any],
     keep: int = 3,
     prefix: str = "step",
 ) -> Path:
     """Write checkpoint ``<prefix>-<step>`` atomically and point ``latest`` at it; keep the newest ``keep``.
 
-    ``prefix="sft"`` names the part-way checkpoints of the SFT stage, which any RL checkpoint supersedes.
+    ``model`` and ``optimizer`` may be given as their state dicts (what :meth:`Dist.full_state
+    <agents.run.distributed.Dist.full_state>` gathered under FSDP). ``prefix="sft"`` names the part-way
+    checkpoints of the SFT stage, which any RL checkpoint supersedes.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -79,10 +81,11 @@ def save_checkpoint(
     tmp = root / f"{prefix}-{step:06d}.tmp"
     tmp.mkdir()
     try:
-        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        source = model.state_dict() if isinstance(model, torch.nn.Module) else model
+        weights = {k: v.detach().contiguous().cpu() for k, v in source.items()}
         save_file(untie(weights), tmp / "model.safetensors")
         if optimizer is not None:
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(optimizer if isinstance(optimizer, dict) else optimizer.state_dict(), tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps({**state, "step": step, "rng": rng_state()}))
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
@@ -212,11 +215,13 @@ def load_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     contents: dict[str, Any] | None = None,
+    dist: Any = None,
 ) -> dict[str, Any]:
     """Load weights (and optimizer state) into place, restore RNG states; return the saved state.
 
-    ``contents`` is :func:`read_checkpoint`'s output when already read. Every file is read before anything
-    is applied, so a damaged checkpoint leaves the model and optimizer as they were.
+    ``contents`` is :func:`read_checkpoint`'s output when already read; ``dist`` (an
+    :class:`~agents.run.distributed.Dist`) loads them into a sharded model under FSDP. Every file is
+    read before anything is applied, so a damaged checkpoint leaves the model and optimizer as they were.
 
     Raises:
         CheckpointError: When a file is missing or damaged.
@@ -224,7 +229,10 @@ def load_checkpoint(
     """
     path = Path(path)
     contents = read_checkpoint(path) if contents is None else contents
-    missing, unexpected = model.load_state_dict(contents["weights"], strict=False)
+    if dist is not None:
+        missing, unexpected = dist.load_full_state(model, contents["weights"])
+    else:
+        missing, unexpected = model.load_state_dict(contents["weights"], strict=False)
     if unexpected or [k for k in missing if not k.endswith("lm_head.weight")]:
         raise ValueError(
             f"checkpoint {path} does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
@@ -232,7 +240,10 @@ def load_checkpoint(
         )
     if optimizer is not None and contents["optimizer"] is not None:
         try:
-            optimizer.load_state_dict(contents["optimizer"])  # the optimizer casts to its params
+            if dist is not None:
+                dist.load_optimizer_state(model, optimizer, contents["optimizer"])
+            else:
+                optimizer.load_state_dict(contents["optimizer"])  # the optimizer casts to its params
         except ValueError as err:  # e.g. agent.value_lr set on one side only: one Adam group vs two
             raise ValueError(
                 f"checkpoint {path}'s optimizer state does not match this run's optimizer ({err}); resume with "

@@ -77,6 +77,8 @@ class TrainSection:
     eval_episodes: int = 100  # test problems in the periodic evaluations
     checkpoint_every: int = 10
     keep_checkpoints: int = 2
+    # under torchrun: ddp (each rank a whole copy) | fsdp (FSDP2: weights, gradients, Adam state sharded)
+    strategy: str = "ddp"
     progress: bool = True  # progress bar with live metrics
 
 
@@ -233,6 +235,15 @@ def validate(cfg: RunConfig) -> None:
             )
     if cfg.eval.temperature < 0:
         raise ValueError(f"eval.temperature must be >= 0 (0: greedy), got {cfg.eval.temperature}.")
+    from agents.run.distributed import STRATEGIES
+
+    if cfg.train.strategy not in STRATEGIES:
+        raise ValueError(f"unknown train.strategy {cfg.train.strategy!r}; choose one of {list(STRATEGIES)}.")
+    if cfg.train.strategy == "fsdp" and cfg.model.lora.r > 0:
+        raise ValueError(
+            "train.strategy=fsdp does not shard LoRA adapters yet (model.lora.r > 0): adapters are small, so train "
+            "them with train.strategy=ddp, or set model.lora.r=0 to shard the whole model."
+        )
 
 
 def _at_least(key: str, value: Any, least: int) -> None:

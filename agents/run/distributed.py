@@ -12,6 +12,12 @@ Who does what under ``N`` processes (the learners and the run loop follow these 
 - the update runs under :class:`~torch.nn.parallel.DistributedDataParallel`, which averages
   gradients; losses are normalised by *global* token counts (all-reduced) and scaled by ``N``, so
   the averaged gradient is the one-process gradient of the whole batch;
+- or, with ``train.strategy=fsdp``, under FSDP2 (:func:`torch.distributed.fsdp.fully_shard`, one unit
+  per transformer block plus the model): every rank holds ``1/N`` of the weights, gradients and Adam
+  state, for models that do not fit one device. Gradients are averaged as under DDP, so the same
+  losses give the same update. Sampling runs inside :meth:`Dist.gathered` (the weights gathered
+  once, no collective per token: ranks sample different numbers of tokens), and checkpoints hold the
+  whole weights (:meth:`Dist.full_state`), so a run resumes under any world size;
 - advantage statistics (whitening) and logged metrics are all-reduced;
 - only rank 0 writes checkpoints, metrics, plots and evaluations; every rank reads them on resume.
 """
@@ -19,11 +25,15 @@ Who does what under ``N`` processes (the learners and the run loop follow these 
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+#: How :meth:`Dist.wrap` parallelises the update (``train.strategy``).
+STRATEGIES = ("ddp", "fsdp")
 
 
 @dataclass
@@ -33,6 +43,12 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    strategy: str = "ddp"  # ddp | fsdp (train.strategy): how wrap() shards the update
+
+    @property
+    def fsdp(self) -> bool:
+        """Whether the update runs under FSDP2 (``train.strategy=fsdp`` under torchrun)."""
+        return self.strategy == "fsdp" and self.distributed
 
     @property
     def distributed(self) -> bool:
@@ -83,9 +99,15 @@ class Dist:
             torch.distributed.barrier()
 
     def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        """``module`` under DDP when distributed (its forward then all-reduces gradients), else itself."""
+        """``module`` under DDP when distributed (its forward then all-reduces gradients), else itself.
+
+        Under FSDP (``train.strategy=fsdp``) ``module`` is sharded in place and returned: build its optimizer
+        after this call. Wrapping a module already sharded returns it as it is.
+        """
         if not self.distributed:
             return module
+        if self.strategy == "fsdp":
+            return shard(module)
         device = next(module.parameters()).device
         ids = [device.index] if device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
@@ -96,9 +118,130 @@ class Dist:
             return module.no_sync()
         return nullcontext()
 
+    @contextmanager
+    def gathered(self, *modules: torch.nn.Module | None) -> Iterator[None]:
+        """Under FSDP: ``modules``' whole weights on every rank for the block (no collective per forward).
 
-def init_distributed(device: str) -> tuple[Dist, str]:
+        Sampling and evaluation run a different number of forwards on each rank (episodes end at different
+        tokens); FSDP's per-forward all-gathers would then wait for each other forever. Gathering once
+        before and re-sharding after costs one model's memory per rank for the duration, as an inference
+        engine holding the weights would. Elsewhere (DDP, one process) it does nothing.
+        """
+        units = [m for module in modules if module is not None for m in module.modules() if _is_fsdp(m)]
+        if not self.fsdp or not units:
+            yield
+            return
+        for unit in units:
+            unit.unshard()
+            unit.set_reshard_after_forward(False, recurse=False)
+        try:
+            yield
+        finally:
+            for unit in units:
+                unit.reshard()
+                unit.set_reshard_after_forward(True, recurse=False)
+
+    def full_state(self, module: torch.nn.Module, everywhere: bool = False) -> dict[str, torch.Tensor]:
+        """``module``'s whole weights, on the CPU. Under FSDP a collective: every rank calls it.
+
+        Args:
+            module: The policy (or any module holding sharded units).
+            everywhere: Under FSDP, give every rank the weights (else rank 0 only; the others get ``{}``).
+        """
+        if not self.fsdp:
+            return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=not everywhere)
+        return {k: v.detach().contiguous().cpu() for k, v in get_model_state_dict(module, options=options).items()}
+
+    def load_full_state(self, module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+        """Load whole weights (every rank passes them) into ``module``; returns ``(missing, unexpected)`` keys."""
+        if not self.fsdp:
+            missing, unexpected = module.load_state_dict(weights, strict=False)
+            return list(missing), list(unexpected)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, strict=False)
+        missing, unexpected = set_model_state_dict(module, weights, options=options)
+        return list(missing), list(unexpected)
+
+    def optimizer_state(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """The optimizer's whole state (rank 0's under FSDP, keyed by parameter name; a collective)."""
+        if not self.fsdp:
+            return optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_optimizer_state_dict(module, optimizer, options=options)
+
+    def load_optimizer_state(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, state: Any) -> None:
+        """Load :meth:`optimizer_state`'s output (every rank passes it).
+
+        Raises:
+            ValueError: When the state was saved under the other strategy (DDP states are keyed by position,
+                FSDP ones by parameter name).
+        """
+        by_name = any(isinstance(k, str) for k in state.get("state", {}))
+        if by_name != self.fsdp and state.get("state"):
+            saved, now = ("fsdp", "ddp") if by_name else ("ddp", "fsdp")
+            raise ValueError(
+                f"the checkpoint's optimizer state was saved under train.strategy={saved} and this run uses {now}; "
+                f"resume with train.strategy={saved}, or start a new run directory."
+            )
+        if not self.fsdp:
+            optimizer.load_state_dict(state)
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(module, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+    def max_(self, value: float) -> float:
+        """The largest ``value`` over ranks (itself in one process)."""
+        if not self.distributed:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return float(tensor.item())
+
+
+def _is_fsdp(module: torch.nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
+def shard(module: torch.nn.Module) -> torch.nn.Module:
+    """Shard ``module`` in place with FSDP2 and return it (already sharded: returned as it is).
+
+    Each causal LM inside (``module`` itself, or a :class:`~agents.policy.actor_critic.Policy`'s
+    backbones) gets one FSDP unit per transformer block (the classes its ``_no_split_modules`` names)
+    and one for the rest of it; any other child with weights (a value head) becomes a unit of its own.
+    The LM is its own root, so it also runs alone (the SFT warm start, sampling, evaluation).
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    if any(_is_fsdp(m) for m in module.modules()):
+        return module
+    lms = [m for m in module.modules() if hasattr(m, "config") and hasattr(m, "_no_split_modules")]
+    lms = [m for m in lms if not any(m is not o and any(x is m for x in o.modules()) for o in lms)]  # outermost
+    for lm in lms:
+        blocks = set(lm._no_split_modules or ())
+        for block in lm.modules():
+            if type(block).__name__ in blocks:
+                fully_shard(block)
+        fully_shard(lm)
+    if not any(lm is module for lm in lms):
+        for child in module.children():
+            if not any(child is lm for lm in lms) and any(True for _ in child.parameters()):
+                fully_shard(child)
+    return module
+
+
+def init_distributed(device: str, strategy: str = "ddp") -> tuple[Dist, str]:
     """Join torchrun's process group when its environment is set; returns ``(dist, device)``.
+
+    ``strategy`` (``train.strategy``): ``ddp`` or ``fsdp``, how :meth:`Dist.wrap` parallelises the update.
 
     The backend is NCCL for CUDA and gloo for CPU; on CUDA each process takes ``cuda:LOCAL_RANK``.
 
@@ -106,6 +249,8 @@ def init_distributed(device: str) -> tuple[Dist, str]:
         ValueError: When ``device`` is CUDA and CUDA is not available, or the world is inconsistent.
     """
     check_device(device)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"train.strategy={strategy!r} is not one of {STRATEGIES}; use ddp (default) or fsdp.")
     if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
         return Dist(), device
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -120,7 +265,7 @@ def init_distributed(device: str) -> tuple[Dist, str]:
         torch.distributed.init_process_group(
             backend="nccl" if cuda else "gloo", device_id=torch.device(device) if cuda else None
         )
-    return Dist(rank=rank, world_size=world, local_rank=local), device
+    return Dist(rank=rank, world_size=world, local_rank=local, strategy=strategy), device
 
 
 def check_device(device: str) -> None:

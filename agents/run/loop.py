@@ -225,14 +225,19 @@ def check_positions(env: Any, model: torch.nn.Module, cfg: RunConfig) -> None:
 MAX_WEIGHT = 1e5
 
 
-def check_weights(model: torch.nn.Module, step: int, ckpt_dir: Path) -> None:
+def check_weights(model: torch.nn.Module, step: int, ckpt_dir: Path, dist: Any = None) -> None:
     """Stop before saving weights that are non-finite or exploded (``|w| > MAX_WEIGHT``).
+
+    Under FSDP each rank checks its shards and the ranks agree on the largest (``dist``).
 
     Raises:
         FloatingPointError: Naming the update, the fix and the checkpoint kept.
     """
     with torch.no_grad():
-        worst = torch.stack([p.detach().abs().max().float() for p in model.parameters()]).max().item()
+        local = [getattr(p, "_local_tensor", p).detach() for p in model.parameters()]  # a DTensor's own shard
+        worst = max((float(t.abs().max()) for t in local if t.numel()), default=0.0, key=lambda w: (w != w, w))
+    if dist is not None and dist.fsdp:  # NaN as inf: a MAX all-reduce need not propagate NaN
+        worst = dist.max_(worst if worst == worst else math.inf)
     if math.isfinite(worst) and worst <= MAX_WEIGHT:
         return
     kept = latest_checkpoint(ckpt_dir)
@@ -256,7 +261,7 @@ def run(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     cfg = to_run_config(cfg)
     cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, id=find_env(cfg.env.id)))  # the plain id
     check_dtype(cfg.model.dtype)
-    dist, device = init_distributed(cfg.model.device)  # fails here on a device this machine lacks
+    dist, device = init_distributed(cfg.model.device, cfg.train.strategy)  # fails here on a device this machine lacks
     out = Path(dist.broadcast_object(str(cfg.output_dir)))  # one run directory, rank 0's, for every process
     with hold_run_dir(out) if dist.is_main else contextlib.nullcontext():  # rank 0 holds it: one run at a time
         return _run(cfg, dist, device, out)
@@ -280,15 +285,19 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
         env_kwargs.setdefault("tokenizer", model_path)
     probe = gym.make(cfg.env.id, **env_kwargs).unwrapped  # the task and tokenizer the learners' envs share
     codec = probe.codec
+
     # fp32 master weights whatever model.dtype says: the compute dtype comes from autocast (agents.policy.precision)
-    model = load_model(
-        model_path,
-        codec,
-        seed=cfg.seed,
-        arch=cfg.model.arch,
-        size=asdict(cfg.model.size),
-        attn_implementation=cfg.model.attn_implementation,
-    )
+    def build_model() -> torch.nn.Module:  # the same architecture and start every time (FSDP's reference and export)
+        return load_model(
+            model_path,
+            codec,
+            seed=cfg.seed,
+            arch=cfg.model.arch,
+            size=asdict(cfg.model.size),
+            attn_implementation=cfg.model.attn_implementation,
+        )
+
+    model = build_model()
     lora = cfg.model.lora.r > 0
     if lora:  # adapters only train; the reference is the same weights with the adapters off (no copy)
         add_lora(model, cfg.model.lora, seed=cfg.seed)
@@ -327,7 +336,7 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
         latest, contents = found
         part_way_sft = contents["state"].get("phase") == "sft"
         # an RL checkpoint's optimizer is the learner's; a part-way SFT one's is SFT's own AdamW (step 0 has none)
-        saved = load_checkpoint(latest, learner.policy, None if part_way_sft else learner.optimizer, contents)
+        saved = load_checkpoint(latest, learner.policy, None if part_way_sft else learner.optimizer, contents, dist)
         changes = [*saved.get("changes", []), *check_resume_settings(cfg, saved, latest)]
         if log is not None and saved.get("config_hash") not in (None, config_hash(cfg)):
             log(saved["iteration"], {"resume/config_changed": 1.0})
@@ -342,6 +351,15 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
             }
         learner.load_state_dict(saved.get("learner", saved))  # older checkpoints kept the state at the top level
         ctx.precision.load_state_dict(saved.get("precision", {}))
+
+    def checkpoint(step: int, module: Any, optimizer: Any, state: dict[str, Any], keep: int, prefix: str) -> None:
+        """Save the policy (and ``optimizer``, over ``module``'s weights): rank 0 writes; under FSDP all gather."""
+        if not (main or dist.fsdp):
+            return
+        weights = dist.full_state(learner.policy)
+        optim = dist.optimizer_state(module, optimizer) if optimizer is not None else None
+        if main:
+            save_checkpoint(ckpt_dir, step, weights, optim, state, keep, prefix)
 
     def recorded() -> dict[str, Any]:  # what every checkpoint records beside the phase
         return {
@@ -374,9 +392,8 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
         if cfg.sft.steps > 0:
 
             def sft_checkpoint(done: int, optimizer: torch.optim.Optimizer, schedule: Any) -> None:
-                if main:
-                    extra = {"phase": "sft", "iteration": 0, "sft_step": done, "sft_schedule": schedule.state_dict()}
-                    save_checkpoint(ckpt_dir, done, learner.policy, optimizer, {**extra, **recorded()}, 1, "sft")
+                extra = {"phase": "sft", "iteration": 0, "sft_step": done, "sft_schedule": schedule.state_dict()}
+                checkpoint(done, model, optimizer, {**extra, **recorded()}, 1, "sft")  # SFT's AdamW is over the LM
 
             kwargs = {"seed": cfg.seed, "log": log, "progress": progress, "precision": ctx.precision, "dist": dist}
             kwargs["env_config"] = probe.episodes.config  # the env's prompt format (plain or chat template)
@@ -384,8 +401,8 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
         if lora:  # the SFT adapter goes into the base weights: adapters-off is then the policy as RL starts
             fold_lora(model)
         state = {"phase": "rl", "iteration": 0}
+        checkpoint(0, learner.policy, None, {**state, **recorded()}, cfg.train.keep_checkpoints, "step")
         if main:
-            save_checkpoint(ckpt_dir, 0, learner.policy, None, {**state, **recorded()}, cfg.train.keep_checkpoints)
             for part_way in ckpt_dir.glob("sft-*"):  # superseded by the end of SFT
                 shutil.rmtree(part_way, ignore_errors=True)
 
@@ -398,12 +415,18 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
     if learner.uses_reference() and lora:  # a view: the policy's own modules with the adapters disabled
         start = load_file(ref_path) if resuming_rl else adapter_state(model)
         ref = AdapterOff(model, {k: v.to(device) for k, v in start.items() if "lora_" in k})
+    elif learner.uses_reference() and dist.fsdp:  # a sharded copy: the weights come from the (sharded) policy
+        ref = build_model().to(device)
+        dist.load_full_state(ref, load_file(ref_path) if resuming_rl else dist.full_state(model, everywhere=True))
+        ref = dist.wrap(frozen_copy(ref))
     elif learner.uses_reference():
         ref = frozen_copy(model)
         if resuming_rl:
             ref.load_state_dict(load_file(ref_path))
-    if not resuming_rl and main:
-        save_file(untie({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}), ref_path)
+    if not resuming_rl and (main or dist.fsdp):
+        start_weights = dist.full_state(model)
+        if main:
+            save_file(untie(start_weights), ref_path)
 
     eval_env_kwargs = {k: v for k, v in env_kwargs.items() if k != "curriculum"}
     start_iteration = state["iteration"]
@@ -423,7 +446,7 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
         for group, lr in zip(learner.optimizer.param_groups, base_lrs):
             group["lr"] = lr * lr_scale
         metrics = learner.iteration(it, ref)
-        check_weights(learner.policy, it + 1, ckpt_dir)  # exploded weights never become the "last good" checkpoint
+        check_weights(learner.policy, it + 1, ckpt_dir, dist)  # exploded weights never become the "last good" one
         missing = [k for k in REQUIRED_METRICS if k not in metrics]
         if missing:
             raise KeyError(f"{type(learner).__name__}.iteration returned no {missing}; every learner reports them.")
@@ -440,7 +463,7 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
                 acc=f"{metrics['rollout/success']:.2f}",
                 tok_s=f"{metrics['rollout/tokens_per_s']:.0f}",
             )
-        if main and (step % cfg.train.checkpoint_every == 0 or step == cfg.train.iterations):
+        if step % cfg.train.checkpoint_every == 0 or step == cfg.train.iterations:
             extra = {
                 "phase": "rl",
                 "iteration": step,
@@ -449,18 +472,24 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
                 "precision": ctx.precision.state_dict(),
                 "world_size": dist.world_size,
             }
-            save_checkpoint(ckpt_dir, step, learner.policy, learner.optimizer, extra, cfg.train.keep_checkpoints)
+            checkpoint(step, learner.policy, learner.optimizer, extra, cfg.train.keep_checkpoints, "step")
     if progress is not None:
         progress.close()
 
     # --- final evaluation (every rank plays a share) and artifacts (rank 0; the others get its result) ---
     result: dict[str, Any] | None = None
     final = _evaluate(model, cfg, cfg.eval, eval_env_kwargs, ctx)
+    exported = model
+    if dist.fsdp:  # rank 0 exports an unsharded copy of the whole weights
+        weights = dist.full_state(model)
+        if main:
+            exported = build_model()
+            exported.load_state_dict(weights, strict=False)
     if main:
         logger.log(cfg.train.iterations, eval_metrics(final))
         logger.close()
         plot_curves(out / "metrics.jsonl", out / "curves.png")
-        export_model(model, codec, out / "model")  # the trained model, adapters merged: model.name_or_path=<run>/model
+        export_model(exported, codec, out / "model")  # adapters merged: model.name_or_path=<run>/model
         result = {
             "env_id": cfg.env.id,
             "seed": cfg.seed,
@@ -469,7 +498,8 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
             "config_hash": config_hash(cfg),
             "model": display_name(cfg.model.name_or_path)
             or default_model_name(cfg.model.arch, **asdict(cfg.model.size)),
-            "tokenizer": codec.name,
+            # the model's own tokenizer is named as the model is (not by its cache directory)
+            "tokenizer": display_name(cfg.model.name_or_path) if codec.name == model_path else codec.name,
             "metrics": {k: v for k, v in final.items() if k != "records"},
             "before_rl": before,
             "accuracy_before_rl": before["accuracy"],
@@ -482,6 +512,9 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
                 "device": str(device),
                 "dtype": cfg.model.dtype,
                 "world_size": dist.world_size,
+                "strategy": dist.strategy if dist.distributed else "none",
+                # the weights this rank held (1/world_size of them under FSDP, all of them otherwise)
+                "params_on_rank0": sum(getattr(p, "_local_tensor", p).numel() for p in learner.policy.parameters()),
             },
         }
         _write_json(out / "eval.json", result)
@@ -491,7 +524,7 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
 def _evaluate(
     model: torch.nn.Module, cfg: RunConfig, protocol: EvalConfig, env_kwargs: dict[str, Any], ctx: RunContext
 ) -> dict[str, Any]:
-    with ctx.precision.autocast():
+    with ctx.precision.autocast(), ctx.dist.gathered(model):  # ranks play different numbers of tokens
         return evaluate(model, cfg.env.id, protocol, seed=cfg.seed, env_kwargs=env_kwargs, dist=ctx.dist)
 
 

@@ -53,11 +53,20 @@ def weights(run_dir: Path, step: int = 3) -> dict[str, torch.Tensor]:
     return load_file(run_dir / "checkpoints" / f"step-{step:06d}" / "model.safetensors")
 
 
-@pytest.mark.parametrize("agent", sorted(CASES))
-def test_two_processes_end_where_one_process_ends(tmp_path, agent):
+FSDP = ["train.strategy=fsdp"]
+
+
+@pytest.mark.parametrize(
+    "agent, strategy",
+    [(agent, "ddp") for agent in sorted(CASES)]
+    + [("grpo", "fsdp")]
+    + [pytest.param(a, "fsdp", marks=pytest.mark.slow) for a in ("ppo", "rft")],
+)
+def test_two_processes_end_where_one_process_ends(tmp_path, agent, strategy):
+    # FSDP2: each rank holds half of every weight, gradient and Adam state; the update is the same
     one, two = tmp_path / "one", tmp_path / "two"
     for nproc, out in ((1, one), (2, two)):
-        done = torchrun(nproc, out, *SMOKE, *CASES[agent])
+        done = torchrun(nproc, out, *SMOKE, *CASES[agent], *(FSDP if nproc == 2 and strategy == "fsdp" else []))
         assert done.returncode == 0, done.stderr[-3000:]
     a, b = weights(one), weights(two)
     start = load_file(one / "checkpoints" / "reference.safetensors")
@@ -119,6 +128,28 @@ def test_resume_on_another_world_size_continues_the_run(tmp_path):
     assert len(evals[0]["records"]) == 8
     keys = ("index", "problem_id", "completion", "return")
     assert [[r[k] for k in keys] for r in evals[0]["records"]] == [[r[k] for k in keys] for r in evals[1]["records"]]
+
+
+def test_fsdp_checkpoints_hold_whole_weights_and_resume_on_another_world_size(tmp_path):
+    full, part, ddp = tmp_path / "full", tmp_path / "part", tmp_path / "ddp"
+    case = [*SMOKE, *CASES["grpo"], "agent.kl_coef=0.05", *FSDP]  # the KL reference is a sharded copy
+    assert torchrun(2, full, *case).returncode == 0
+    assert torchrun(2, part, *case, "train.iterations=2").returncode == 0
+    done = torchrun(1, part, *case)  # resumes at step 2 with one process: whole weights and Adam state load
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = weights(full), weights(part)
+    start = load_file(full / "checkpoints" / "reference.safetensors")
+    assert {f"lm.{k}" for k in start} == set(a) and all(a[f"lm.{k}"].shape == v.shape for k, v in start.items())
+    diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
+    assert float(diff.mean()) < 1e-8 and float(diff.max()) < 1e-4
+    assert (full / "model" / "config.json").is_file()  # rank 0 exported the gathered weights
+    hardware = json.loads((full / "eval.json").read_text())["hardware"]
+    whole = sum(v.numel() for k, v in a.items() if "lm_head" not in k)  # lm_head is tied to the embedding
+    assert hardware["strategy"] == "fsdp" and hardware["params_on_rank0"] <= whole // 2 + 1000  # rank 0 held half
+    # the other strategy's checkpoint: refused before any work, naming the key
+    assert torchrun(2, ddp, *SMOKE, *CASES["grpo"], "train.iterations=1").returncode == 0
+    done = torchrun(2, ddp, *SMOKE, *CASES["grpo"], *FSDP)
+    assert done.returncode != 0 and "resume with train.strategy=ddp" in done.stderr, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize(
