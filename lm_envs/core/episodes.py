@@ -162,7 +162,7 @@ class EpisodeBatch:
         self.track_steps = tracks_steps(task, reward)
         self.stops = task.stops if task.has_stop_rule else None
         self.is_eos = np.zeros(action_size, dtype=bool)
-        self.is_eos[codec.eos_token_id] = True
+        self.is_eos[sorted(i for i in codec.stop_token_ids if i < action_size)] = True  # every end-of-turn id
         last = self.separator[-1:]
         self.may_close = codec.lookup_table(action_size, lambda b: last in b)
 

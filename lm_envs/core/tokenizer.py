@@ -176,7 +176,10 @@ class TextCodec:
     Attributes:
         name: Where the tokenizer came from (``"default:<hash>"``, a path or a hub name).
         vocab_size: Number of token ids the tokenizer defines.
-        eos_token_id: The id that ends an episode.
+        eos_token_id: The id that ends an episode (and the one a demonstration ends with).
+        stop_token_ids: Every id that ends an episode: ``eos_token_id`` plus the model's other end
+            tokens (``generation_config.json``'s ``eos_token_id`` list, e.g. Llama 3's ``<|eot_id|>``
+            beside ``<|end_of_text|>``), so a chat model's end of turn ends its episode.
         pad_token_id: The id that fills unused positions of observation buffers.
         token_bytes: ``token_bytes[i]`` is the UTF-8 bytes token ``i`` stands for.
     """
@@ -189,6 +192,7 @@ class TextCodec:
         pad_token_id: int,
         hf_tokenizer: Any = None,
         special_ids: Iterable[int] = (),
+        stop_token_ids: Iterable[int] = (),
     ) -> None:
         self.backend = backend
         self.hf_tokenizer = hf_tokenizer
@@ -198,7 +202,16 @@ class TextCodec:
         )
         self.eos_token_id = int(eos_token_id)
         self.pad_token_id = int(pad_token_id)
-        self.special_ids = frozenset(int(i) for i in special_ids) | {self.eos_token_id, self.pad_token_id}
+        self.stop_token_ids = frozenset(int(i) for i in stop_token_ids) | {self.eos_token_id}
+        bad = sorted(i for i in self.stop_token_ids if not 0 <= i < self.vocab_size)
+        if bad:
+            raise ValueError(
+                f"stop token ids {bad} of tokenizer {name!r} are outside its {self.vocab_size} ids; fix eos_token_id "
+                "in the model's generation_config.json."
+            )
+        self.special_ids = (
+            frozenset(int(i) for i in special_ids) | {self.eos_token_id, self.pad_token_id} | self.stop_token_ids
+        )
         self.token_bytes: list[bytes] = token_bytes_table(backend, self.vocab_size, self.special_ids)
         self._chat_checked: tuple[str, str | None] | None = None
 
@@ -324,7 +337,41 @@ def codec_from_pretrained(name_or_path: str) -> TextCodec:
     if hf.eos_token_id is None:
         raise ValueError(f"tokenizer {name_or_path!r} defines no EOS token; set tokenizer.eos_token before use.")
     pad = hf.pad_token_id if hf.pad_token_id is not None else hf.eos_token_id
-    return TextCodec(backend, name_or_path, hf.eos_token_id, pad, hf_tokenizer=hf, special_ids=hf.all_special_ids)
+    stops = generation_stop_ids(path) if path.is_dir() else []
+    return TextCodec(
+        backend,
+        name_or_path,
+        hf.eos_token_id,
+        pad,
+        hf_tokenizer=hf,
+        special_ids=hf.all_special_ids,
+        stop_token_ids=stops,
+    )
+
+
+def generation_stop_ids(directory: str | os.PathLike[str]) -> list[int]:
+    """The end-of-sequence ids a model directory's ``generation_config.json`` lists (``[]`` without one).
+
+    Chat models often end a turn with a token other than the tokenizer's ``eos_token`` (Llama 3:
+    ``eos_token_id: [128001, 128008, 128009]``); transformers' ``generate`` stops on any of them, and so
+    does the env.
+
+    Raises:
+        ValueError: When the file is not JSON or its ``eos_token_id`` is not an int or a list of ints.
+    """
+    path = Path(directory) / "generation_config.json"
+    if not path.is_file():
+        return []
+    try:
+        ids = json.loads(path.read_text()).get("eos_token_id")
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise ValueError(f"{path} is not a JSON object ({e}); fix or delete it.") from None
+    ids = [ids] if isinstance(ids, int) and not isinstance(ids, bool) else ids
+    if ids is None:
+        return []
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ValueError(f"{path}: eos_token_id must be an int or a list of ints, got {ids!r}; fix or delete it.")
+    return ids
 
 
 #: Files of which a Hugging Face tokenizer directory holds at least one.
@@ -346,6 +393,10 @@ def save_codec(codec: TextCodec, directory: str | os.PathLike[str]) -> None:
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    extra = sorted(codec.stop_token_ids - {codec.eos_token_id})
+    if extra and not (directory / "generation_config.json").is_file():  # the end tokens travel with the tokenizer
+        stops = {"eos_token_id": [codec.eos_token_id, *extra]}
+        (directory / "generation_config.json").write_text(json.dumps(stops, indent=2))
     if codec.hf_tokenizer is not None:
         codec.hf_tokenizer.save_pretrained(directory)
         return

@@ -74,6 +74,7 @@ def test_smollm2_chat_rollout_and_one_lora_grpo_update_through_the_run_loop(smol
     with initialize_config_module(version_base="1.3", config_module="lm_envs_conf"):
         result = run(compose(config_name="config", overrides=overrides))
     assert result["model"] == SHIPPED["smollm2"].name
+    assert result["tokenizer"] == SHIPPED["smollm2"].name  # not the cache directory it was converted into
     start = load_file(tmp_path / "checkpoints" / "reference.safetensors")
     end = load_file(tmp_path / "checkpoints" / "step-000001" / "model.safetensors")
     end = {k.removeprefix("lm."): v for k, v in end.items()}  # the policy module holds the LM as `lm`

@@ -66,6 +66,28 @@ def test_saved_codec_loads_through_transformers_and_back(tmp_path):
     assert env.action_space.n == codec.vocab_size
 
 
+def test_generation_config_end_tokens_end_episodes_and_travel_with_the_tokenizer(tmp_path):
+    codec = lm_envs.load_codec()
+    tk.save_codec(codec, tmp_path / "tok")
+    end_of_turn = codec.pad_token_id + 1 if codec.pad_token_id + 1 != codec.eos_token_id else codec.pad_token_id + 2
+    # a chat model that ends its turns with another token than eos_token (Llama 3's <|eot_id|>)
+    (tmp_path / "tok" / "generation_config.json").write_text(json.dumps({"eos_token_id": [end_of_turn]}))
+    chat = lm_envs.load_codec(str(tmp_path / "tok"))
+    assert chat.stop_token_ids == {chat.eos_token_id, end_of_turn} and chat.token_bytes[end_of_turn] == b""
+    env = lm_envs.TokenEnv(
+        "lm_envs.tasks.target_word:TargetWordTask", lambda p, c: 1.0, tokenizer=str(tmp_path / "tok")
+    )
+    env.reset(seed=0)
+    _, reward, terminated, truncated, info = env.step(end_of_turn)
+    assert terminated and not truncated and reward == 1.0 and info["completion"] == ""
+    tk.save_codec(chat, tmp_path / "again")  # a run directory's tokenizer/ keeps the end tokens
+    assert lm_envs.load_codec(str(tmp_path / "again")).stop_token_ids == chat.stop_token_ids
+    for bad, message in (("[1.5]", "must be an int or a list of ints"), ("{", "not a JSON object")):
+        (tmp_path / "tok" / "generation_config.json").write_text(bad if bad == "{" else f'{{"eos_token_id": {bad}}}')
+        with pytest.raises(ValueError, match=message):
+            tk.generation_stop_ids(tmp_path / "tok")
+
+
 def test_sentencepiece_style_vocab_decodes_by_table():
     from tokenizers import Tokenizer, decoders, models, normalizers
 
