@@ -231,11 +231,10 @@ def check_tokenizer(model: nn.Module, codec: TextCodec, where: str | Path) -> No
 
 def _rebuild(cfg: dict[str, Any], run_dir: Path, ckpt: Path, device: str) -> Target:
     """The model a run's ``config.yaml`` builds, with the weights of ``ckpt``."""
-    from safetensors.torch import load_file
-
     from agents.policy.lora import LoRASection, add_lora
     from agents.policy.models import load_model
     from agents.policy.pretrained import resolve_model
+    from agents.run.checkpoint import CheckpointError, read_checkpoint
     from lm_envs.core.tokenizer import load_codec
 
     model_cfg = cfg["model"]
@@ -253,11 +252,10 @@ def _rebuild(cfg: dict[str, Any], run_dir: Path, ckpt: Path, device: str) -> Tar
     lora = dict(model_cfg.get("lora") or {})
     if int(lora.get("r", 0)) > 0:
         add_lora(model, LoRASection(**lora), seed=int(cfg.get("seed", 0)))
-    file = ckpt / "model.safetensors"
-    try:
-        weights = load_file(file)
-    except Exception as err:
-        raise ValueError(f"{file} cannot be read ({type(err).__name__}); the checkpoint is damaged.") from err
+    try:  # a LoRA checkpoint holds the adapters; its frozen base is the run's reference.safetensors
+        weights = read_checkpoint(ckpt)["weights"]
+    except CheckpointError as err:
+        raise ValueError(f"{err}; the checkpoint is damaged.") from err
     lm = {k.removeprefix("lm."): v for k, v in weights.items() if not k.startswith(CRITIC_PREFIXES)}
     own = model.state_dict()
     missing = [k for k in own if k not in lm and not k.endswith("lm_head.weight")]
@@ -281,8 +279,12 @@ def generation_config(codec: TextCodec, max_new_tokens: int | None = None) -> An
     from transformers import GenerationConfig
 
     extra = {"max_new_tokens": int(max_new_tokens)} if max_new_tokens else {}
+    stops = [codec.eos_token_id, *sorted(codec.stop_token_ids - {codec.eos_token_id})]  # e.g. <|eot_id|> too
     return GenerationConfig(
-        eos_token_id=codec.eos_token_id, pad_token_id=codec.pad_token_id, bos_token_id=codec.eos_token_id, **extra
+        eos_token_id=stops if len(stops) > 1 else stops[0],
+        pad_token_id=codec.pad_token_id,
+        bos_token_id=codec.eos_token_id,
+        **extra,
     )
 
 

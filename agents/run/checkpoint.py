@@ -2,7 +2,8 @@
 
 Layout under ``<run>/checkpoints/``::
 
-    step-000040/model.safetensors   policy weights (value head included)
+    step-000040/model.safetensors   policy weights (value head included); under LoRA only the trainable ones,
+                                    over the frozen weights of reference.safetensors (state.json says so)
     step-000040/optimizer.pt        optimizer state
     step-000040/state.json          phase, iteration, RNG states, KL controller, baseline, curriculum,
                                     the run's settings and how many metrics.jsonl records it had written
@@ -66,12 +67,17 @@ def save_checkpoint(
     state: dict[str, Any],
     keep: int = 3,
     prefix: str = "step",
+    frozen: set[str] | None = None,
 ) -> Path:
     """Write checkpoint ``<prefix>-<step>`` atomically and point ``latest`` at it; keep the newest ``keep``.
 
     ``model`` and ``optimizer`` may be given as their state dicts (what :meth:`Dist.full_state
     <agents.run.distributed.Dist.full_state>` gathered under FSDP). ``prefix="sft"`` names the part-way
     checkpoints of the SFT stage, which any RL checkpoint supersedes.
+
+    ``frozen``: names of weights that do not change from ``root/reference.safetensors`` (LoRA's base
+    model, keys there without the policy's ``lm.`` prefix): they are left out, so a LoRA checkpoint of a
+    7B model holds megabytes of adapters, not the whole model; :func:`read_checkpoint` puts them back.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -82,7 +88,9 @@ def save_checkpoint(
     tmp.mkdir()
     try:
         source = model.state_dict() if isinstance(model, torch.nn.Module) else model
-        weights = {k: v.detach().contiguous().cpu() for k, v in source.items()}
+        weights = {k: v.detach().contiguous().cpu() for k, v in source.items() if k not in (frozen or ())}
+        if frozen:
+            state = {**state, "weights_over": {"file": REFERENCE, "prefix": "lm."}}
         save_file(untie(weights), tmp / "model.safetensors")
         if optimizer is not None:
             torch.save(optimizer if isinstance(optimizer, dict) else optimizer.state_dict(), tmp / "optimizer.pt")
@@ -106,6 +114,10 @@ def save_checkpoint(
     for old in done[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+#: The weights as RL starts, beside the checkpoints: the KL reference, and the frozen base of LoRA checkpoints.
+REFERENCE = "reference.safetensors"
 
 
 def untie(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -166,6 +178,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ValueError("no RNG state")
         name = "model.safetensors"
         weights = load_file(path / name)
+        over = state.get("weights_over")
+        if over:  # a LoRA checkpoint: the frozen weights come from the RL start beside it
+            name = f"../{over['file']} (the frozen weights this checkpoint holds only the changes to)"
+            base = load_file(path.parent / over["file"])
+            weights = {**{over["prefix"] + k: v for k, v in base.items()}, **weights}
         name = "optimizer.pt"
         optimizer = torch.load(path / name, weights_only=True, map_location="cpu") if (path / name).is_file() else None
     except Exception as err:  # damaged or missing: the caller falls back to an older checkpoint

@@ -358,8 +358,13 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
             return
         weights = dist.full_state(learner.policy)
         optim = dist.optimizer_state(module, optimizer) if optimizer is not None else None
+        # LoRA during RL: the base weights stay those of reference.safetensors; checkpoints hold the rest
+        frozen = None
+        if lora and state.get("phase") == "rl" and step > 0:
+            trainable = {k for k, p in model.named_parameters() if p.requires_grad}
+            frozen = {f"lm.{k}" for k in model.state_dict() if k not in trainable}  # tied lm_head too
         if main:
-            save_checkpoint(ckpt_dir, step, weights, optim, state, keep, prefix)
+            save_checkpoint(ckpt_dir, step, weights, optim, state, keep, prefix, frozen=frozen)
 
     def recorded() -> dict[str, Any]:  # what every checkpoint records beside the phase
         return {

@@ -21,8 +21,10 @@ from agents.learners.reinforce import ReinforceConfig
 from agents.learners.rft import RFTConfig
 from agents.policy.models import build_default_model, frozen_copy
 from agents.run import run, to_run_config
+from agents.run.checkpoint import CheckpointError, read_checkpoint
 from agents.run.config import RunConfig, TrainSection, register_configs
 from agents.run.logger import read_metrics
+from agents.targets import load_target
 
 register_configs()
 CONF = Path(__file__).resolve().parents[3] / "conf"
@@ -405,10 +407,22 @@ def test_lora_trains_only_adapters_against_the_adapters_off_reference_and_resume
     run(smoke(full, *overrides, "train.iterations=4"))
     run(smoke(part, *overrides, "train.iterations=2"))
     run(smoke(part, *overrides, "train.iterations=4"))  # resumes: the reference is the saved RL start
-    a = load_file(full / "checkpoints" / "step-000004" / "model.safetensors")
-    b = load_file(part / "checkpoints" / "step-000004" / "model.safetensors")
+    a = read_checkpoint(full / "checkpoints" / "step-000004")["weights"]
+    b = read_checkpoint(part / "checkpoints" / "step-000004")["weights"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     start = load_file(full / "checkpoints" / "reference.safetensors")  # after SFT, its adapter folded in
+    # the checkpoint file holds the trainable weights only (adapters, a value head): the base is the reference's
+    stored = load_file(full / "checkpoints" / "step-000004" / "model.safetensors")
+    assert stored and all("lora_" in k or k.startswith(("value", "critic")) for k in stored)
+    assert sum(v.numel() for v in stored.values()) < sum(v.numel() for v in start.values()) / 10
+    ckpt = full / "checkpoints" / "step-000004"
+    target = load_target(ckpt)  # lm-envs evaluate on the checkpoint: adapters over the reference
+    own = {k: v for k, v in target.model.state_dict().items() if "lora_" in k}
+    assert own and all(torch.equal(v, a[f"lm.{k}"]) for k, v in own.items())
+    (full / "checkpoints" / "reference.safetensors").rename(full / "ref.bak")  # without its base: refused by name
+    with pytest.raises(CheckpointError, match=r"reference\.safetensors \(the frozen weights"):
+        read_checkpoint(ckpt)
+    (full / "ref.bak").rename(full / "checkpoints" / "reference.safetensors")
     a = {k.removeprefix("lm."): v for k, v in a.items() if not k.startswith(("value", "critic"))}  # PPO's policy
     base = [k for k in a if "lora_" not in k]
     assert base and all(torch.equal(a[k], start[k]) for k in base)  # RL moved the adapters only
