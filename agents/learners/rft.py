@@ -447,7 +447,7 @@ def rft_round(
 
         def demos(n: int) -> list[Example]:
             picks = rng.integers(n_demos, size=n)
-            return [encode_demo(codec, task.problem(cfg.split, int(i)), probe.episodes.config) for i in picks]
+            return [encode_demo(codec, task.problem(cfg.split, int(i)), probe.episodes.config, task) for i in picks]
 
     if base is not None:
         model.load_state_dict(base)

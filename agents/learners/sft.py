@@ -55,10 +55,15 @@ class SFTConfig:
 Checkpointer = Callable[[int, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler], None]
 
 
-def encode_demo(codec: TextCodec, problem: Problem, env_config: EnvConfig | None = None) -> tuple[list[int], list[int]]:
+def encode_demo(
+    codec: TextCodec, problem: Problem, env_config: EnvConfig | None = None, task: Task | None = None
+) -> tuple[list[int], ...]:
     """Prompt ids and target ids (solution + EOS) of one demonstration, tokenized as the env does.
 
-    ``env_config`` is the env's (its prompt format and step separator); ``None``: the defaults.
+    ``env_config`` is the env's (its prompt format and step separator); ``None``: the defaults. With a
+    multi-turn ``task`` whose demonstration has several turns (:meth:`lm_envs.Task.demonstration`, e.g.
+    tool calls), the env's replies come from its own :meth:`~lm_envs.Task.respond`, encoded on their own
+    as the env appends them, and a third list marks the tokens to train on (False on the env's).
     """
     if not problem.steps:
         raise ValueError(
@@ -67,8 +72,22 @@ def encode_demo(codec: TextCodec, problem: Problem, env_config: EnvConfig | None
         )
     env_config = env_config or EnvConfig()
     prompt = env_config.encode_prompt(codec, problem.prompt)
-    target = codec.encode(problem.solution(env_config.step_separator)) + [codec.eos_token_id]
-    return prompt, target
+    turns = task.demonstration(problem, env_config.step_separator) if task is not None and task.multi_turn else None
+    if not turns or len(turns) == 1:
+        text = turns[0] if turns else problem.solution(env_config.step_separator)
+        return prompt, codec.encode(text) + [codec.eos_token_id]
+    target: list[int] = []
+    trained: list[bool] = []
+    for k, text in enumerate(turns):
+        ids = codec.encode(text) + ([codec.eos_token_id] if k == len(turns) - 1 else [])
+        target += ids
+        trained += [True] * len(ids)
+        reply = task.respond(problem, tuple(turns[: k + 1]), final=False) if k < len(turns) - 1 else None
+        if reply is not None and reply.text:  # the env's tokens: seen, never trained on
+            ids = codec.encode(reply.text)
+            target += ids
+            trained += [False] * len(ids)
+    return prompt, target, trained
 
 
 def collate(examples: Sequence[tuple[list[int], ...]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -107,7 +126,7 @@ def demo_batches(
     while True:
         batch = []
         for i in rng.integers(n, size=cfg.batch_size).tolist():
-            example = encoded.get(i) or encode_demo(codec, task.problem(cfg.split, i), env_config)
+            example = encoded.get(i) or encode_demo(codec, task.problem(cfg.split, i), env_config, task)
             if cache:
                 encoded[i] = example
             batch.append(example)

@@ -87,6 +87,19 @@ class Task:
         """
         return None
 
+    def demonstration(self, problem: Problem, separator: str = "\n") -> list[str]:
+        """The policy's turns of ``problem``'s gold demonstration (SFT trains on these, not on the env's).
+
+        A multi-turn demonstration alternates with the env: after each turn but the last, the env's
+        :meth:`respond` supplies its reply, exactly as in an episode, and SFT masks those tokens out of
+        the loss. The default is one turn, the gold solution; a tool-use task rewrites its steps as calls.
+
+        Args:
+            problem: A problem with gold steps.
+            separator: The env's step separator.
+        """
+        return [problem.solution(separator)]
+
     @property
     def multi_turn(self) -> bool:
         """Whether episodes can have several turns (the env then tracks turns, sources and budgets)."""

@@ -95,6 +95,28 @@ class MathToolsTask(_WordProblems):
         self.name = f"{self.base.name}-tools"
         self.max_expression_chars = int(max_expression_chars)
 
+    def demonstration(self, problem: Problem, separator: str = "\n") -> list[str]:
+        """The gold steps with each calculation asked of the calculator.
+
+        A step ``a op b = c`` whose left side the calculator evaluates to ``c`` becomes the turn
+        ``<calc>a op b</calc>``, to which the env replies `` = c``; other steps stay text.
+
+        Example:
+            >>> task = MathToolsTask()
+            >>> task.demonstration(Problem("p", "q", "8", steps=("23 - 9 = 14", "14 - 6 = 8", "#### 8")))
+            ['<calc>23 - 9</calc>', '\\n<calc>14 - 6</calc>', '\\n#### 8']
+        """
+        turns, text = [], ""
+        for k, step in enumerate(problem.steps):
+            lead = separator if k else ""
+            left, eq, right = step.rpartition("=")
+            if eq and left.strip() and calculate(left, self.max_expression_chars) == right.strip():
+                turns.append(f"{text}{lead}{CALL_OPEN}{left.strip()}{CALL_CLOSE}")
+                text = ""
+            else:
+                text += lead + step
+        return [*turns, text] if text or not turns else turns
+
     def respond(self, problem: Problem, turns: Sequence[str], final: bool) -> Reply | None:
         if final:
             return None

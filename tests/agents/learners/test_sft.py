@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from agents.learners.sft import SFTConfig, demo_batches, encode_demo, gradient_step, lr_lambda, nll
+import lm_envs  # noqa: F401
+from agents.learners.sft import SFTConfig, collate, demo_batches, encode_demo, gradient_step, lr_lambda, nll
 from agents.policy.models import build_default_model, positions
+from lm_envs.core.episodes import SOURCE_ENV, SOURCE_POLICY
 from lm_envs.core.tokenizer import load_codec
 from lm_envs.tasks.math import word_problems
 
@@ -122,3 +125,27 @@ def test_nll_on_the_labelled_rows_only_equals_the_full_loss_and_its_gradients(ar
     assert torch.allclose(loss, expected, atol=1e-5) and torch.allclose(g_rows, g_full, atol=1e-5)
     assert torch.allclose(nll(_Wrapped(model), batch), expected, atol=1e-5)
     assert not model.get_output_embeddings()._forward_pre_hooks  # the hook never outlives the forward
+
+
+def test_a_tool_demonstration_is_the_episode_that_plays_its_turns():
+
+    env = gym.make("LMEnv/MathTools-v0").unwrapped
+    for index in range(5):
+        problem = env.task.problem("train", index)
+        turns = env.task.demonstration(problem)
+        assert len(turns) == len(problem.steps) and all("</calc>" in t for t in turns[:-1])
+        prompt, target, trained = encode_demo(env.codec, problem, env.episodes.config, env.task)
+        obs, _ = env.reset(seed=0, options={"split": "train", "index": index})
+        assert obs["input_ids"][: len(prompt)].tolist() == prompt
+        # the policy plays the trained tokens; the env appends exactly the others (its calculator's replies)
+        for token, mine in zip(target, trained, strict=True):
+            if mine:
+                obs, reward, terminated, truncated, info = env.step(token)
+        assert terminated and not truncated and info["is_success"] and reward == 1.0
+        length = int(obs["attention_mask"].sum())
+        assert obs["input_ids"][:length].tolist() == prompt + target
+        assert obs["source"][len(prompt) : length].tolist() == [SOURCE_POLICY if t else SOURCE_ENV for t in trained]
+        labels = collate([(prompt, target, trained)], env.codec.pad_token_id)["labels"][0]
+        assert int((labels != -100).sum()) == sum(trained)  # SFT never trains on the env's tokens
+    plain = gym.make("LMEnv/Math-v0").unwrapped  # a single-turn task keeps the gold text as one turn
+    assert len(encode_demo(plain.codec, problem, plain.episodes.config, plain.task)) == 2
