@@ -173,3 +173,28 @@ def test_bad_dpo_settings_fail_in_validate_naming_the_keys(tmp_path, overrides, 
     with pytest.raises(ValueError, match=message):
         to_run_config(_cfg(tmp_path, *overrides))
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def test_pair_prompts_are_encoded_exactly_as_the_env_encodes_its_prompt_chat_template_included(tmp_path):
+    from agents.learners.dpo import encode_pairs
+    from lm_envs.core.tokenizer import save_codec
+    from lm_envs.tasks.chat.preferences import PreferencePair
+
+    path = tmp_path / "tok"
+    save_codec(lm_envs.load_codec(), path)
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    (path / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": CHATML}))
+    env = gym.make("LMEnv/Digits-v0", tokenizer=str(path)).unwrapped
+    obs, info = env.reset(seed=0)
+    pair = PreferencePair(info["prompt"], "1234", "abcd")
+    (encoded,) = encode_pairs([pair], env.codec, env.episodes.config, None)
+    n = int(obs["attention_mask"].sum())
+    assert encoded.prompt == obs["input_ids"][:n].tolist()
+    assert "user" in env.codec.decode(encoded.prompt) and len(encoded.prompt) > len(env.codec.encode(info["prompt"]))
+    assert encoded.chosen == env.codec.encode("1234") + [env.codec.eos_token_id]
