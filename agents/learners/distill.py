@@ -76,7 +76,7 @@ class DistillConfig:
     num_minibatches: int = 1  # gradient accumulation over row chunks (one optimizer step per iteration)
     max_grad_norm: float = 1.0
 
-    def check(self, run: Any) -> None:
+    def check(self, run: Any = None) -> None:
         """Fail before any work on a missing teacher, a bad estimator or a teacher with another tokenizer.
 
         ``run`` is the run's config (``None``: skip the tokenizer check, which the learner repeats on the

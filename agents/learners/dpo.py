@@ -68,7 +68,7 @@ class DPOConfig:
     batch_size: int = 16  # pairs per optimizer step (one step per iteration)
     max_grad_norm: float = 1.0
 
-    def check(self, run: Any) -> None:
+    def check(self, run: Any = None) -> None:
         """Fail before any work on settings that cannot give a DPO run (called by ``validate``)."""
         if self.data is None or not str(self.data).strip():
             raise ValueError(

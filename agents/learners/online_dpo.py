@@ -88,7 +88,7 @@ class OnlineDPOConfig:
     judge_template: str | None = None  # ranker=self: the judge prompt, with {prompt} and {response}
     judge_choices: list[str] = field(default_factory=lambda: ["1", "2", "3", "4", "5"])  # scores 1..n, one token each
 
-    def check(self, run: Any) -> None:
+    def check(self, run: Any = None) -> None:
         """Fail before any work on settings that cannot give an online DPO run (called by ``validate``)."""
         if self.group_size < 2:
             raise ValueError(
