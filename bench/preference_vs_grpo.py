@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +110,6 @@ def main() -> None:
             lr = args.lr if agent == "grpo" else args.dpo_lr
             extra = [] if agent == "grpo" else [f"agent.beta={args.beta}"]
             directory = runs_dir / f"{agent}-seed{seed}"
-            t0 = time.time()
             if not (directory / "eval.json").is_file():
                 run(
                     compose(
@@ -140,7 +138,7 @@ def main() -> None:
             entry["seeds"][seed] = {
                 "accuracy_before": result["accuracy_before_rl"],
                 "accuracy_after": result["metrics"]["accuracy"],
-                "wall_s": round(time.time() - t0, 1),
+                "wall_s": result.get("wall_time_s"),
                 "per_iteration": {k: [r.get(k) for r in rows] for k in KEYS if any(k in r for r in rows)},
             }
             print(
