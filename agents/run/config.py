@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -222,6 +223,9 @@ def validate(cfg: RunConfig) -> None:
             _positive(f"agent.{name.name}", value)
         elif name.name == "temperature" and not (isinstance(value, (int, float)) and value >= 0):
             raise ValueError(f"agent.temperature must be >= 0 (0: greedy), got {value!r}.")
+    check = getattr(cfg.agent, "check", None)  # an algorithm's own checks: choices and incompatible combinations
+    if callable(check):  # check() or check(run config), for checks that need the rest (a teacher's tokenizer)
+        check(cfg) if inspect.signature(check).parameters else check()
     if cfg.model.dtype not in DTYPES:
         raise ValueError(f"unknown model.dtype {cfg.model.dtype!r}; choose one of {list(DTYPES)}.")
     if cfg.model.name_or_path is None:

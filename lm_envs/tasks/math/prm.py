@@ -1,4 +1,7 @@
-"""A learned process reward model (PRM) behind the math reward's ``process="learned"`` option.
+"""Learned verifiers behind the math reward: a process reward model (PRM) and an outcome reward model (ORM).
+
+:class:`LearnedPRM` serves ``process="learned"`` (and ``outcome_source="prm"``), :class:`LearnedORM`
+serves ``outcome_source="orm"``.
 
 Any ``transformers`` sequence classifier (or token classifier) with one output (a logit,
 ``P(correct) = sigmoid``) or two outputs (``P(correct) = softmax[1]``) saved in a local directory
@@ -122,4 +125,17 @@ class LearnedPRM:
         return [aggregate(probs[a:b], how) for a, b in spans]
 
     def __repr__(self) -> str:
-        return f"LearnedPRM({self.model.config.name_or_path!r}, labels={self.num_labels})"
+        return f"{type(self).__name__}({self.model.config.name_or_path!r}, labels={self.num_labels})"
+
+
+class LearnedORM(LearnedPRM):
+    """A learned outcome reward model: ``P(solution correct)`` scored on ``prompt + completion``.
+
+    The same classifiers as :class:`LearnedPRM` (one logit or two outputs), read on the whole solution, as
+    ``lm-envs train-rm rm=orm`` trains them (:mod:`agents.reward_models.train`). The arguments are
+    :class:`LearnedPRM`'s (``separator`` is unused).
+    """
+
+    def solution_probabilities(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[float]:
+        """``P(correct)`` of each completion, scored in batched forwards."""
+        return self.probabilities([p.prompt + c for p, c in zip(problems, completions, strict=True)])

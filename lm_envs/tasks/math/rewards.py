@@ -11,11 +11,21 @@
   see :class:`~lm_envs.tasks.math.prm.LearnedPRM`) gives each step a probability ``p`` of being
   correct and the step pays the expected rule reward ``p * step_correct + (1 - p) * step_wrong``.
   The solution-level PRM score (product, min or last of the step probabilities) goes in the record.
+* **Outcome source** (``outcome_source``): ``"grader"`` (default) pays the graded answer as above;
+  ``"orm"`` pays a learned outcome reward model's verdict instead (any ``transformers`` sequence
+  classifier scoring ``prompt + completion``, e.g. from ``lm-envs train-rm rm=orm``; see
+  :class:`~lm_envs.tasks.math.prm.LearnedORM`); ``"prm"`` pays the learned PRM's solution-level
+  aggregate (``prm_aggregate``: product, min or last of the step probabilities). Both pay the expected
+  outcome reward under the model's probability ``p`` that the solution is right,
+  ``p * correct + (1 - p) * wrong``; the grader still fills the record (``correct``, hence
+  ``is_success`` and accuracy, stay the true ones), beside ``orm_score`` / ``prm_score``. A
+  pairwise-trained ORM's logit is a Bradley-Terry score, not a calibrated log-odds: ``p`` then ranks
+  solutions but its scale is arbitrary.
 
 The episode pays ``outcome_weight * outcome`` at the end and ``process_weight * step`` per step.
 The record (``info["outcome"]``) holds ``correct``, ``extracted``, ``reason``, the number of
 steps, ``first_error`` (index of the first wrong step of the completion, or ``None``) and, with a
-learned PRM, ``prm_score``.
+learned PRM (as process reward or outcome source), ``prm_score``; with a learned ORM, ``orm_score``.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from lm_envs.tasks.math.steps import check_step, first_error
 
 PROCESS_MODES = ("none", "rule", "learned")
 AGGREGATES = ("product", "min", "last")
+OUTCOME_SOURCES = ("grader", "orm", "prm")
 
 
 class MathReward(Reward):
@@ -48,6 +59,10 @@ class MathReward(Reward):
         prm_path: Local path (or name) of the learned PRM, for ``process="learned"``.
         prm_aggregate: Solution-level PRM score: ``"product"``, ``"min"`` or ``"last"``.
         prm_device: Torch device for the learned PRM.
+        outcome_source: What pays the outcome: ``"grader"`` (the graded answer), ``"orm"`` (a learned
+            outcome RM at ``orm_path``) or ``"prm"`` (the learned PRM's ``prm_aggregate`` at ``prm_path``).
+        orm_path: Local path (or name) of the learned ORM, for ``outcome_source="orm"``.
+        orm_device: Torch device for the learned ORM.
         timeout: Seconds allowed to a symbolic answer comparison.
         fallback_last_number: Take the last number as the answer when no answer marker is found.
 
@@ -72,6 +87,9 @@ class MathReward(Reward):
         prm_path: str | None = None,
         prm_aggregate: str = "product",
         prm_device: str = "cpu",
+        outcome_source: str = "grader",
+        orm_path: str | None = None,
+        orm_device: str = "cpu",
         timeout: float = 1.0,
         fallback_last_number: bool = False,
     ) -> None:
@@ -82,6 +100,18 @@ class MathReward(Reward):
         if process == "learned" and not prm_path:
             raise ValueError(
                 "process='learned' needs prm_path= (a directory holding a transformers sequence classifier, "
+                "e.g. one trained with `lm-envs train-rm rm=prm`)."
+            )
+        if outcome_source not in OUTCOME_SOURCES:
+            raise ValueError(f"unknown outcome_source {outcome_source!r}; choose one of {OUTCOME_SOURCES}.")
+        if outcome_source == "orm" and not orm_path:
+            raise ValueError(
+                "outcome_source='orm' needs orm_path= (a directory holding a transformers sequence classifier, "
+                "e.g. one trained with `lm-envs train-rm rm=orm`)."
+            )
+        if outcome_source == "prm" and not prm_path:
+            raise ValueError(
+                "outcome_source='prm' needs prm_path= (a directory holding a transformers sequence classifier, "
                 "e.g. one trained with `lm-envs train-rm rm=prm`)."
             )
         values = dict(
@@ -109,7 +139,9 @@ class MathReward(Reward):
         self.process = process != "none" and self.process_weight != 0.0
         self.prm_path, self.prm_aggregate, self.prm_device = prm_path, prm_aggregate, prm_device
         self.fallback_last_number = fallback_last_number
+        self.outcome_source, self.orm_path, self.orm_device = outcome_source, orm_path, orm_device
         self._prm: Any = None
+        self._orm: Any = None
 
     @classmethod
     def r3(cls, **overrides: Any) -> MathReward:
@@ -123,10 +155,15 @@ class MathReward(Reward):
 
     def outcome_batch(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Outcome]:
         prm_scores: list[float | None] = [None] * len(problems)
-        if self.process_mode == "learned":
+        orm_scores: list[float | None] = [None] * len(problems)
+        if self.process_mode == "learned" or self.outcome_source == "prm":
             prm_scores = list(self._learned().solution_scores(problems, completions, self.prm_aggregate))
+        if self.outcome_source == "orm":
+            orm_scores = list(self._learned_orm().solution_probabilities(problems, completions))
         out = []
-        for problem, completion, prm_score in zip(problems, completions, prm_scores, strict=True):
+        for problem, completion, prm_score, orm_score in zip(
+            problems, completions, prm_scores, orm_scores, strict=True
+        ):
             extracted = extract_answer(completion, fallback_last_number=self.fallback_last_number)
             if extracted is None:
                 value, correct, reason = self.no_answer, False, "no answer"
@@ -144,6 +181,11 @@ class MathReward(Reward):
             }
             if prm_score is not None:
                 record["prm_score"] = float(prm_score)
+            if orm_score is not None:
+                record["orm_score"] = float(orm_score)
+            learned = {"orm": orm_score, "prm": prm_score}.get(self.outcome_source)
+            if learned is not None:  # the verifier's expected outcome reward replaces the grader's
+                value = learned * self.correct + (1 - learned) * self.wrong
             out.append(Outcome(self.outcome_weight * value, record))
         return out
 
@@ -170,13 +212,21 @@ class MathReward(Reward):
             self._prm = LearnedPRM(self.prm_path, device=self.prm_device)
         return self._prm
 
+    def _learned_orm(self) -> Any:
+        if self._orm is None:
+            from lm_envs.tasks.math.prm import LearnedORM
+
+            self._orm = LearnedORM(self.orm_path, device=self.orm_device)
+        return self._orm
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_prm"] = None  # reloaded lazily; models do not belong in a pickled env
+        state["_prm"] = state["_orm"] = None  # reloaded lazily; models do not belong in a pickled env
         return state
 
     def __repr__(self) -> str:
         return (
             f"MathReward(correct={self.correct}, wrong={self.wrong}, no_answer={self.no_answer}, "
-            f"process={self.process_mode!r})"
+            f"process={self.process_mode!r}"
+            + (f", outcome_source={self.outcome_source!r})" if self.outcome_source != "grader" else ")")
         )

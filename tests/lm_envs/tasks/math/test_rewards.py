@@ -171,3 +171,54 @@ def test_learned_prm_with_wrong_output_count_is_refused(tmp_path):
     r = MathReward(process="learned", prm_path=str(tmp_path))
     with pytest.raises(ValueError, match="3 outputs"):
         r.step(P, [], "12 * 3 = 36")
+
+
+def test_a_learned_orm_pays_the_expected_outcome_reward_and_the_grader_keeps_the_record(tiny_prm):
+    from lm_envs.tasks.math.prm import LearnedORM
+
+    completions = ["12 * 3 = 36\n36 + 4 = 40\n#### 40", "#### 7"]
+    p = LearnedORM(tiny_prm).probabilities([P.prompt + c for c in completions])  # any 1-logit classifier serves
+    r = MathReward(outcome_source="orm", orm_path=tiny_prm, correct=1.0, wrong=0.2)
+    out = r.outcome_batch([P, P], completions)
+    assert [o.reward for o in out] == pytest.approx([q * 1.0 + (1 - q) * 0.2 for q in p], abs=1e-6)
+    assert [o.record["orm_score"] for o in out] == pytest.approx(p, abs=1e-6)
+    assert [o.record["correct"] for o in out] == [True, False]  # is_success and accuracy stay the grader's
+    assert r.outcome(P, completions[1]).reward == pytest.approx(out[1].reward, abs=1e-6)  # batched like one by one
+
+
+@pytest.mark.parametrize("how", ["product", "min", "last"])
+def test_the_prm_aggregate_can_be_the_outcome_reward(tiny_prm, how):
+    steps = ["12 * 3 = 36", "36 + 4 = 40", "#### 40"]
+    step_p = MathReward(process="learned", prm_path=tiny_prm, step_correct=1.0, step_wrong=0.0).step_batch(
+        [P] * 3, [steps[:0], steps[:1], steps[:2]], steps
+    )
+    r = MathReward(outcome_source="prm", prm_path=tiny_prm, prm_aggregate=how, outcome_weight=2.0)
+    out = r.outcome(P, "\n".join(steps))
+    assert out.reward == pytest.approx(2.0 * aggregate(step_p, how), rel=1e-5)
+    assert out.record["prm_score"] == pytest.approx(aggregate(step_p, how), rel=1e-5) and out.record["correct"]
+    assert not r.process  # the aggregate alone: no per-step rewards unless process="learned" too
+
+
+def test_env_kwargs_put_a_learned_orm_into_the_math_env(tiny_prm):
+    env = gym.make("LMEnv/Math-v0", reward_kwargs={"outcome_source": "orm", "orm_path": tiny_prm})
+    env.reset(seed=0)
+    codec = env.unwrapped.codec
+    for token in codec.encode("#### 3") + [codec.eos_token_id]:
+        _, reward, terminated, truncated, info = env.step(token)
+        if terminated or truncated:
+            break
+    assert 0 < reward < 1 and reward == pytest.approx(info["outcome"]["orm_score"])
+    assert "orm_source" not in info["outcome"] and isinstance(info["is_success"], bool)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"outcome_source": "orm"}, r"outcome_source='orm' needs orm_path="),
+        ({"outcome_source": "prm"}, r"outcome_source='prm' needs prm_path="),
+        ({"outcome_source": "judge"}, r"unknown outcome_source 'judge'"),
+    ],
+)
+def test_bad_outcome_sources_raise_naming_the_key(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MathReward(**kwargs)

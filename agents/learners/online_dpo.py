@@ -1,0 +1,385 @@
+"""Online (iterative) DPO and self-rewarding: ``agent=online_dpo``.
+
+Each iteration:
+
+1. sample ``K = group_size >= 2`` completions of each of ``num_envs / K`` env prompts from the policy
+   (the same rollout GRPO collects);
+2. score them with the ranker (``agent.ranker``):
+
+   * ``env``: the env's episode return (Guo et al. 2024's online AI feedback with a verifier for a judge;
+     RLHFlow / OpenRLHF's iterative DPO with a reward function);
+   * ``reward_model``: a one-output sequence classifier (``agent.reward_model=<dir>``, e.g. from
+     ``lm-envs train-rm``) on ``prompt + completion``;
+   * ``self``: **self-rewarding** (Yuan et al. 2024): the policy itself judges each sample with an
+     LLM-as-a-judge prompt (``agent.judge_template``, with ``{prompt}`` and ``{response}``); the score is
+     the expected value of the judge's next-token distribution over ``agent.judge_choices``
+     (``"1".."5"`` by default, each one token; renormalised over them), read right after the
+     rendered judge prompt, so it is continuous and needs no sampling;
+
+3. form one pair per prompt, (best, worst) by the ranker, skipping prompts whose samples all tie;
+4. take ``agent.iterations`` DPO / IPO steps on those pairs (the loss of :mod:`agents.learners.dpo`,
+   sequence log-probs of the sampled token ids at temperature 1, against the run's frozen reference,
+   whose log-probs of the pairs are computed once per iteration).
+
+Logged every iteration beside the rollout metrics and the DPO metrics: how many prompts gave a pair,
+the chosen and rejected completions' lengths and env returns (length bias: does the ranker prefer
+longer answers?), and, for a ranker other than the env, its agreement with the env's true reward:
+``rank/pairwise_accuracy`` (within each prompt's samples, over the pairs whose env returns differ, the
+fraction the ranker orders the same way, ties counted half), ``rank/spearman`` (rank correlation of
+ranker scores and env returns over the batch), ``rank/pair_env_accuracy`` (the formed pairs whose
+chosen sample has the higher env return, among those that differ) and ``rank/length_spearman`` (rank
+correlation of ranker scores and completion lengths). The seed material warns that a self-judge drifts
+and prefers length: these curves show whether it does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from agents.learners.base import (
+    RunContext,
+    collect_iteration,
+    curriculum_metrics,
+    curriculum_state,
+    load_curriculum_state,
+    make_train_venv,
+    rollout_metrics,
+)
+from agents.learners.dpo import check_dpo_loss, dpo_loss
+from agents.policy.actor_critic import Policy
+from agents.policy.models import positions
+from agents.policy.sampling import Rollout
+from agents.policy.scoring import policy_logprobs
+from lm_envs import TextCodec
+
+RANKERS = ("env", "reward_model", "self")
+
+#: An example judge prompt for the math env (``conf/agent/self_rewarding.yaml`` uses it).
+MATH_JUDGE_TEMPLATE = (
+    "Problem: {prompt}\nProposed solution:\n{response}\n"
+    "Rate the solution from 1 (wrong) to 5 (correct and clear).\nScore: "
+)
+
+
+@dataclass
+class OnlineDPOConfig:
+    """Online DPO / self-rewarding hyper-parameters (see the module docstring)."""
+
+    learner: ClassVar[str] = "OnlineDPOLearner"
+    name: str = "online_dpo"
+    num_envs: int = 64  # episodes per rollout
+    group_size: int = 4  # K samples per prompt (>= 2: a pair needs two)
+    temperature: float = 1.0  # sampling temperature
+    loss: str = "sigmoid"  # sigmoid (DPO) | ipo
+    beta: float = 0.1
+    label_smoothing: float = 0.0
+    lr: float = 2e-5  # Adam learning rate
+    iterations: int = 1  # DPO steps on each iteration's pairs
+    max_grad_norm: float = 1.0
+    ranker: str = "env"  # env | reward_model | self (self-rewarding: the policy judges its samples)
+    reward_model: str | None = None  # ranker=reward_model: dir of a one-output sequence classifier
+    judge_template: str | None = None  # ranker=self: the judge prompt, with {prompt} and {response}
+    judge_choices: list[str] = field(default_factory=lambda: ["1", "2", "3", "4", "5"])  # scores 1..n, one token each
+
+    def check(self, run: Any = None) -> None:
+        """Fail before any work on settings that cannot give an online DPO run (called by ``validate``)."""
+        if self.group_size < 2:
+            raise ValueError(
+                f"agent=online_dpo forms (best, worst) pairs among each prompt's samples: agent.group_size must be "
+                f">= 2, got {self.group_size}."
+            )
+        check_dpo_loss(self.loss, self.beta, self.label_smoothing)
+        if self.ranker not in RANKERS:
+            raise ValueError(f"unknown agent.ranker {self.ranker!r}; choose one of {list(RANKERS)}.")
+        if self.ranker == "reward_model" and (
+            self.reward_model is None or not (Path(self.reward_model) / "config.json").is_file()
+        ):
+            raise ValueError(
+                f"agent.ranker=reward_model needs agent.reward_model=<dir of a one-output sequence classifier> "
+                f"(e.g. from `lm-envs train-rm`), got {self.reward_model!r}."
+            )
+        if self.ranker == "self":
+            template = self.judge_template
+            if not template or "{response}" not in template or "{prompt}" not in template:
+                raise ValueError(
+                    "agent.ranker=self (self-rewarding) needs a judge prompt: set agent.judge_template to a text "
+                    "with {prompt} and {response} that ends where the score goes (e.g. agent=self_rewarding)."
+                )
+            if len(self.judge_choices) < 2 or len(set(self.judge_choices)) != len(self.judge_choices):
+                raise ValueError(
+                    f"agent.judge_choices must be >= 2 distinct score strings, got {list(self.judge_choices)}."
+                )
+
+
+# --------------------------------------------------------------------------------------------
+# Rankings, pairs and agreement
+# --------------------------------------------------------------------------------------------
+
+
+def best_worst_pairs(scores: torch.Tensor, group_size: int, tol: float = 1e-9) -> list[tuple[int, int]]:
+    """``(best, worst)`` row indices of each group of ``group_size`` rows; groups whose scores all tie are skipped.
+
+    Example:
+        >>> best_worst_pairs(torch.tensor([0.0, 1.0, 0.5, 0.2, 0.2, 0.2]), 3)
+        [(1, 0)]
+    """
+    g = scores.detach().float().view(-1, group_size)
+    best, worst = g.argmax(1), g.argmin(1)
+    keep = (g.max(1).values - g.min(1).values) > tol
+    base = torch.arange(len(g)) * group_size
+    return [(int(base[i] + best[i]), int(base[i] + worst[i])) for i in range(len(g)) if keep[i]]
+
+
+def average_ranks(x: Sequence[float]) -> np.ndarray:
+    """1-based ranks of ``x``, ties given their average rank.
+
+    Example:
+        >>> average_ranks([3.0, 1.0, 3.0]).tolist()
+        [2.5, 1.0, 2.5]
+    """
+    v = np.asarray(x, dtype=float)
+    ranks = np.empty(len(v))
+    ranks[np.argsort(v, kind="stable")] = np.arange(1, len(v) + 1)
+    for u in np.unique(v):
+        tied = v == u
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties); NaN when either side is constant.
+
+    Example:
+        >>> spearman([1, 2, 3], [10, 30, 20]), spearman([1, 2, 3], [3, 2, 1])
+        (0.5, -1.0)
+    """
+    rx, ry = average_ranks(x), average_ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def pairwise_accuracy(scores: Sequence[float], truth: Sequence[float], group_size: int) -> float:
+    """Within each group, over the pairs whose ``truth`` differs: how often ``scores`` order them the same way.
+
+    A tie in ``scores`` counts half; NaN when no pair differs in ``truth``.
+
+    Example:
+        >>> pairwise_accuracy([0.9, 0.1, 0.5, 0.5], [1.0, 0.0, 1.0, 0.0], 2)
+        0.75
+    """
+    s, t = np.asarray(scores, float).reshape(-1, group_size), np.asarray(truth, float).reshape(-1, group_size)
+    right, total = 0.0, 0
+    for a, b in zip(s, t, strict=True):
+        for i in range(group_size):
+            for j in range(i + 1, group_size):
+                if b[i] == b[j]:
+                    continue
+                total += 1
+                d = (a[i] - a[j]) * (b[i] - b[j])
+                right += 1.0 if d > 0 else 0.5 if a[i] == a[j] else 0.0
+    return right / total if total else float("nan")
+
+
+def ranking_metrics(
+    scores: torch.Tensor, env_returns: torch.Tensor, lengths: torch.Tensor, pairs: list[tuple[int, int]], K: int
+) -> dict[str, float]:
+    """The ranker's agreement with the env's true reward and its length bias (see the module docstring)."""
+    s, r, n = scores.cpu().double().tolist(), env_returns.cpu().double().tolist(), lengths.cpu().double().tolist()
+    differ = [(b, w) for b, w in pairs if r[b] != r[w]]
+    return {
+        "rank/pairwise_accuracy": pairwise_accuracy(s, r, K),
+        "rank/spearman": spearman(s, r),
+        "rank/pair_env_accuracy": float(np.mean([r[b] > r[w] for b, w in differ])) if differ else float("nan"),
+        "rank/length_spearman": spearman(s, n),
+        "rank/score_mean": float(np.mean(s)),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The self-judge
+# --------------------------------------------------------------------------------------------
+
+
+def choice_token_ids(codec: TextCodec, choices: Sequence[str]) -> list[int]:
+    """The one token id of each judge choice.
+
+    Raises:
+        ValueError: When a choice is not exactly one token of the tokenizer, naming it.
+    """
+    ids = []
+    for choice in choices:
+        enc = codec.encode(choice)
+        if len(enc) != 1:
+            raise ValueError(
+                f"judge choice {choice!r} is {len(enc)} tokens of tokenizer {codec.name!r}; agent.judge_choices must "
+                "be one token each (e.g. digits without a leading space)."
+            )
+        ids.append(enc[0])
+    return ids
+
+
+@torch.no_grad()
+def judge_scores(
+    model: torch.nn.Module,
+    codec: TextCodec,
+    env_config: Any,
+    template: str,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    choice_ids: Sequence[int],
+    max_length: int | None = None,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """The judge's expected score (1..n) of each response: ``sum_k k * p(choice_k)`` renormalised over the choices.
+
+    The judge prompt is ``template.format(prompt=..., response=...)``, encoded as the env encodes a prompt
+    (chat template included); one longer than ``max_length`` keeps its end (where the question is asked).
+    """
+    device = next(model.parameters()).device
+    values = torch.arange(1, len(choice_ids) + 1, device=device, dtype=torch.float32)
+    choice = torch.tensor(list(choice_ids), device=device)
+    out = []
+    for s in range(0, len(prompts), batch_size):
+        ids = [
+            env_config.encode_prompt(codec, template.format(prompt=p, response=r))
+            for p, r in zip(prompts[s : s + batch_size], responses[s : s + batch_size], strict=True)
+        ]
+        if max_length is not None:
+            ids = [x[-max_length:] for x in ids]
+        width = max(len(x) for x in ids)
+        inp = torch.full((len(ids), width), codec.pad_token_id, dtype=torch.long, device=device)
+        att = torch.zeros((len(ids), width), dtype=torch.long, device=device)
+        for i, x in enumerate(ids):
+            inp[i, : len(x)], att[i, : len(x)] = torch.tensor(x, device=device), 1
+        logits = model(input_ids=inp, attention_mask=att, position_ids=positions(att)).logits
+        last = logits[torch.arange(len(ids), device=device), att.sum(1) - 1].float()
+        probs = torch.softmax(last[:, choice], -1)
+        out.append(probs @ values)
+    return torch.cat(out)
+
+
+# --------------------------------------------------------------------------------------------
+# The learner
+# --------------------------------------------------------------------------------------------
+
+
+def sequence_sum_logps(model: torch.nn.Module, rollout: Rollout, rows: torch.Tensor) -> torch.Tensor:
+    """``log pi`` of each row's sampled tokens (the policy's, at temperature 1), summed: ``(len(rows),)``."""
+    logp, _ = policy_logprobs(model, rollout, rows, 1.0)
+    return (logp * rollout.action_mask[rows].float()).sum(1)
+
+
+class OnlineDPOLearner:
+    """Online DPO / self-rewarding as a :class:`~agents.learners.base.Learner` (see the module docstring)."""
+
+    def __init__(self, cfg: OnlineDPOConfig, lm: torch.nn.Module, ctx: RunContext) -> None:
+        import gymnasium as gym
+
+        cfg.check(None)
+        if ctx.dist.distributed:  # a rank whose prompts all tie would skip the backward the others all-reduce
+            raise ValueError("agent=online_dpo runs in one process; launch it without torchrun.")
+        self.cfg, self.ctx = cfg, ctx
+        self.policy = Policy(lm, critic="none")
+        self.lm = lm
+        self.venv = make_train_venv(cfg, ctx)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
+        self.scorer = None
+        if cfg.ranker == "reward_model":
+            from lm_envs.tasks.chat.reward import load_scorer
+
+            self.scorer = load_scorer(str(cfg.reward_model), str(ctx.device))
+        self.choice_ids: list[int] = []
+        if cfg.ranker == "self":
+            self.choice_ids = choice_token_ids(ctx.codec, cfg.judge_choices)
+            self.env_config = gym.make(ctx.env_id, **ctx.env_kwargs).unwrapped.episodes.config
+            config = getattr(lm, "config", None)
+            self.max_length = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+    def uses_reference(self) -> bool:
+        return True
+
+    def rank(self, rollout: Rollout) -> torch.Tensor:
+        """The ranker's score of every episode of ``rollout``."""
+        if self.cfg.ranker == "env":
+            return rollout.returns.float()
+        prompts = [info["prompt"] for info in rollout.reset_infos]
+        completions = [info.get("completion", "") for info in rollout.infos]
+        if self.cfg.ranker == "reward_model":
+            return torch.tensor(self.scorer.score([p + c for p, c in zip(prompts, completions, strict=True)]))
+        with self.ctx.precision.autocast():
+            return judge_scores(
+                self.policy.lm, self.ctx.codec, self.env_config, str(self.cfg.judge_template), prompts, completions,
+                self.choice_ids, self.max_length,
+            ).cpu()  # fmt: skip
+
+    def iteration(self, it: int, ref: torch.nn.Module | None) -> dict[str, float]:
+        if ref is None:
+            raise RuntimeError("online DPO needs the frozen reference model; the loop builds it when uses_reference().")
+        t0 = time.time()
+        generator = self.ctx.generator(it)
+        rollout, t_rollout = collect_iteration(self.policy.lm, self.venv, self.cfg, self.ctx, it, generator)
+        t1 = time.time()
+        scores = self.rank(rollout)
+        t_rank = time.time() - t1
+        K = rollout.group_size
+        pairs = best_worst_pairs(scores, K)
+        returns = rollout.returns.float().cpu()
+        lengths = rollout.action_mask.sum(1).float().cpu()
+        metrics: dict[str, float] = {
+            "pairs/formed": float(len(pairs)),
+            "pairs/tied_fraction": 1.0 - len(pairs) / max(1, len(scores) // K),
+            "time/rank_s": t_rank,
+        }
+        if pairs:
+            b, w = [p[0] for p in pairs], [p[1] for p in pairs]
+            metrics.update(
+                {
+                    "pairs/chosen_length": float(lengths[b].mean()),
+                    "pairs/rejected_length": float(lengths[w].mean()),
+                    "pairs/chosen_return": float(returns[b].mean()),
+                    "pairs/rejected_return": float(returns[w].mean()),
+                }
+            )
+            rows = torch.tensor([i for p in pairs for i in p], device=rollout.tokens.device)
+            with torch.no_grad(), self.ctx.precision.autocast():
+                ref_logps = sequence_sum_logps(ref, rollout, rows).float().view(-1, 2)
+            stats: dict[str, list[float]] = {}
+            self.lm.train()
+            for _ in range(self.cfg.iterations):
+                with self.ctx.precision.autocast():
+                    logps = sequence_sum_logps(self.lm, rollout, rows).float().view(-1, 2)
+                loss, m = dpo_loss(
+                    logps[:, 0], logps[:, 1], ref_logps[:, 0], ref_logps[:, 1], self.cfg.beta, self.cfg.loss,
+                    self.cfg.label_smoothing,
+                )  # fmt: skip
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"online DPO loss became {loss.item()}; lower agent.lr.")
+                self.optimizer.zero_grad(set_to_none=True)
+                self.ctx.precision.backward(loss)
+                self.ctx.precision.step(
+                    self.optimizer, self.policy.parameters(), self.cfg.max_grad_norm, "the DPO gradient"
+                )
+                for k, v in m.items():
+                    stats.setdefault(k, []).append(v)
+            self.lm.eval()
+            metrics.update({f"dpo/{k}": float(np.mean(v)) for k, v in stats.items()})
+        if self.cfg.ranker != "env":
+            metrics.update(ranking_metrics(scores, returns, lengths, pairs, K))
+        metrics.update(rollout_metrics(rollout, t_rollout, self.venv.episodes.reward, self.ctx.dist))
+        metrics.update(curriculum_metrics(self.venv))
+        metrics["time/iteration_s"] = time.time() - t0
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return curriculum_state(self.venv)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_curriculum_state(self.venv, state)
