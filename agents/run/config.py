@@ -220,6 +220,9 @@ def validate(cfg: RunConfig) -> None:
             _positive(f"agent.{name.name}", value)
         elif name.name == "temperature" and not (isinstance(value, (int, float)) and value >= 0):
             raise ValueError(f"agent.temperature must be >= 0 (0: greedy), got {value!r}.")
+    check = getattr(cfg.agent, "check", None)  # an algorithm's own checks: choices and incompatible combinations
+    if callable(check):
+        check()
     if cfg.model.dtype not in DTYPES:
         raise ValueError(f"unknown model.dtype {cfg.model.dtype!r}; choose one of {list(DTYPES)}.")
     if cfg.model.name_or_path is None:
