@@ -713,11 +713,13 @@ class ReinforceLearner:
         if not self.cfg.dynamic_sampling:
             return rollout, seconds, rollout, {}
         target = self.cfg.num_envs // self.cfg.group_size
-        parts, kept, draws, seen = [], 0, 0, 0
+        parts, kept, draws, seen, tied = [], 0, 0, 0, 0
         current = rollout
         while True:
-            seen += current.tokens.shape[0] // current.group_size
-            keep = varied_groups(current)[: target - kept]
+            groups = current.tokens.shape[0] // current.group_size
+            varied = varied_groups(current)
+            seen, tied = seen + groups, tied + groups - len(varied)
+            keep = varied[: target - kept]
             if len(keep):
                 parts.append(select_groups(current, keep))
                 kept += len(keep)
@@ -730,7 +732,7 @@ class ReinforceLearner:
             "dynamic/kept_groups": float(kept),
             "dynamic/extra_rollouts": float(draws),
             "dynamic/sampled_groups": float(seen),
-            "dynamic/filtered_fraction": 1.0 - kept / max(seen, 1) if kept < seen else 0.0,
+            "dynamic/tied_fraction": tied / max(seen, 1),  # groups dropped for equal rewards, of those sampled
         }
         batch = concat_rollouts(parts, self.ctx.codec.pad_token_id) if parts else None
         return batch, seconds, rollout, metrics
