@@ -109,9 +109,9 @@ class PPOConfig:
             value = getattr(self, key)
             if value is not None and not value > 0:
                 raise ValueError(f"agent.{key} must be > 0 (or null for agent.clip_eps), got {value!r}.")
-        if self.clip_eps_low is not None and self.clip_eps_low >= 1:
+        if self.clip_eps_low is not None and self.clip_eps_low > 1:
             raise ValueError(
-                f"agent.clip_eps_low must be < 1 (the lower clip is 1 - eps_low), got {self.clip_eps_low}."
+                f"agent.clip_eps_low must be <= 1 (the lower clip is 1 - eps_low; 1: none), got {self.clip_eps_low}."
             )
         if self.kl_in == "loss" and self.kl_target is not None:
             raise ValueError("agent.kl_target adapts the KL in the reward; it needs agent.kl_in=reward.")

@@ -167,9 +167,9 @@ class ReinforceConfig:
             value = getattr(self, key)
             if value is not None and not value > 0:
                 raise ValueError(f"agent.{key} must be > 0, got {value!r}.")
-        if self.clip_eps_low is not None and self.clip_eps_low >= 1:
+        if self.clip_eps_low is not None and self.clip_eps_low > 1:
             raise ValueError(
-                f"agent.clip_eps_low must be < 1 (the lower clip is 1 - eps_low), got {self.clip_eps_low}."
+                f"agent.clip_eps_low must be <= 1 (the lower clip is 1 - eps_low; 1: none), got {self.clip_eps_low}."
             )
         for key in ("kl_coef", "entropy_coef", "is_low", "overlong_buffer", "dynamic_max_rollouts"):
             if getattr(self, key) < 0:

@@ -45,7 +45,7 @@ def nothing_written(path: Path) -> bool:
         (["agent.kl_estimator=k4", "agent.kl_coef=0.1"], r"unknown agent.kl_estimator 'k4'"),
         (["agent.kl_estimator=k2"], r"agent.kl_estimator is set but agent.kl_coef=0"),
         (["agent.clip_eps_high=-0.1"], r"agent.clip_eps_high must be > 0"),
-        (["agent.clip_eps_low=1.5"], r"agent.clip_eps_low must be < 1"),
+        (["agent.clip_eps_low=1.5"], r"agent.clip_eps_low must be <= 1"),
         (["agent.credit=token", "agent.baseline=moving_average"], r"agent.credit=token supports .* not moving_average"),
         (["agent.adv_std_norm=false", "agent.baseline=rloo"], r"agent.adv_std_norm=false only applies to .*grpo"),
         (["agent.loss_norm_tokens=64"], r"agent.loss_norm_tokens only applies to agent.loss_agg=constant"),
