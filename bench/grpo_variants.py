@@ -203,8 +203,8 @@ def main() -> None:
 
     sft = {s: args.runs / f"sft{s}" for s in args.seeds}
     if not args.summarize_only:
-        sft_jobs = [(d, ["+experiment=math", "train.iterations=0", f"seed={s}", "model.threads=1", "train.progress=false"])
-                    for s, d in sft.items()]  # fmt: skip
+        sft_args = ["+experiment=math", "train.iterations=0", "model.threads=1", "train.progress=false"]
+        sft_jobs = [(d, [*sft_args, f"seed={s}"]) for s, d in sft.items()]
         run_all(sft_jobs, args.jobs)
         jobs = [
             (args.runs / f"{v}-s{s}", [*common(sft[s], args.iterations), f"seed={s}", *VARIANTS[v]])
