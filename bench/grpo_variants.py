@@ -3,7 +3,7 @@
 Setting: ``+experiment=math`` (LMEnv/Math-v0, the 2x128 llama), started from that experiment's SFT
 model of the same seed (2000 SFT steps, trained once per seed by this script), then a short GRPO:
 ``num_envs=64`` (8 problems x 8 samples), ``iterations=2`` updates per rollout (so the ratio and its
-clipping matter), ``lr=5e-5``, ``train.iterations`` rollouts (default 30). Every variant of a seed
+clipping matter), ``lr=5e-5``, ``train.iterations`` rollouts (default 20). Every variant of a seed
 sees the same samples budget (dynamic sampling excepted: it draws extra rollouts, counted in
 ``sampled_episodes``). Held-out accuracy: greedy, 300 test problems, after RL.
 
@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "grpo_variants.json")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
-    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--summarize-only", action="store_true")
     args = parser.parse_args()
