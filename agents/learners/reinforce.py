@@ -702,7 +702,7 @@ class ReinforceLearner:
         return self.cfg.kl_coef > 0
 
     def collect(self, it: int, generator: torch.Generator) -> tuple[Rollout, float, Rollout, dict[str, float]]:
-        """``(training batch, seconds, first rollout, metrics)``; DAPO's dynamic sampling refills the batch.
+        """``(training batch, first rollout's seconds, first rollout, metrics)``; DAPO's dynamic sampling refills it.
 
         Without dynamic sampling the batch is the iteration's rollout. With it, groups whose returns
         are all equal (no gradient with a group baseline) are dropped and up to
@@ -713,7 +713,7 @@ class ReinforceLearner:
         if not self.cfg.dynamic_sampling:
             return rollout, seconds, rollout, {}
         target = self.cfg.num_envs // self.cfg.group_size
-        parts, kept, draws, seen, tied = [], 0, 0, 0, 0
+        parts, kept, draws, seen, tied, extra_s = [], 0, 0, 0, 0, 0.0
         current = rollout
         while True:
             groups = current.tokens.shape[0] // current.group_size
@@ -727,12 +727,13 @@ class ReinforceLearner:
                 break
             draws += 1
             current, more = collect_iteration(self.policy.lm, self.venv, self.cfg, self.ctx, it, generator, draw=draws)
-            seconds += more
+            extra_s += more
         metrics = {
             "dynamic/kept_groups": float(kept),
             "dynamic/extra_rollouts": float(draws),
             "dynamic/sampled_groups": float(seen),
             "dynamic/tied_fraction": tied / max(seen, 1),  # groups dropped for equal rewards, of those sampled
+            "time/dynamic_extra_rollouts_s": extra_s,  # the first rollout's time stays time/rollout_s
         }
         batch = concat_rollouts(parts, self.ctx.codec.pad_token_id) if parts else None
         return batch, seconds, rollout, metrics
