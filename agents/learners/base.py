@@ -204,8 +204,12 @@ def collect_iteration(
     it: int,
     generator: torch.Generator,
     value_head: torch.nn.Module | None = None,
+    draw: int = 0,
 ) -> tuple[Rollout, float]:
     """This rank's rollout of iteration ``it`` and the seconds it took, on ``ctx.device``.
+
+    ``draw > 0`` is an extra rollout of the same iteration on other problems (DAPO's dynamic
+    sampling refilling its batch): its env seeds are offset by ``draw`` times a large prime.
 
     Rank ``r`` of ``W`` plays the global envs ``r * n .. r * n + n - 1`` (``n = num_envs / W``): env
     ``i`` of the reset with seed ``s`` plays what env ``s + i`` plays, so the union over ranks is the
@@ -214,7 +218,7 @@ def collect_iteration(
     """
     t0 = time.time()
     n = venv.num_envs
-    base_seed = (ctx.seed * 1_000_003 + it * cfg.num_envs) % 2**31
+    base_seed = (ctx.seed * 1_000_003 + it * cfg.num_envs + draw * 999_999_937) % 2**31
     curriculum = venv.episodes.curriculum
     before = curriculum.state_dict() if curriculum is not None and ctx.dist.distributed else None
     with ctx.precision.autocast(), ctx.dist.gathered(lm, value_head):  # FSDP: ranks sample different lengths

@@ -49,6 +49,7 @@ from agents.learners.base import (
     pretraining_mix,
     rollout_metrics,
 )
+from agents.learners.reinforce import kl_estimate
 from agents.learners.sft import nll
 from agents.policy.actor_critic import Policy
 from agents.policy.precision import Precision
@@ -88,6 +89,32 @@ class PPOConfig:
     ptx_coef: float = 0.0  # gamma of InstructGPT's pre-training mix (PPO-ptx; 0: off)
     ptx_rows: int = 8  # rows of pre-training documents per update
     ptx_block_size: int = 64  # tokens per row
+    # --- the REINFORCE learner's switches, where they apply to PPO (defaults: today's PPO)
+    clip_eps_low: float | None = None  # DAPO's clip-higher (Yu et al. 2025): lower clip 1 - eps_low (None: clip_eps)
+    clip_eps_high: float | None = None  # upper clip 1 + eps_high (None: clip_eps)
+    kl_in: str = "reward"  # "reward" (per token, before GAE; RLHF's) or "loss" (beta * KL per token in the loss)
+    kl_estimator: str | None = None  # k1 | k2 | k3 (None: k1 in the reward, k3 in the loss); see reinforce.py
+
+    def check(self) -> None:
+        """Refuse values and combinations that cannot work, naming the keys (called by ``validate``)."""
+        from agents.learners.reinforce import KL_ESTIMATORS, KL_PLACEMENTS
+
+        if self.kl_in not in KL_PLACEMENTS:
+            raise ValueError(f"unknown agent.kl_in {self.kl_in!r}; choose one of {list(KL_PLACEMENTS)}.")
+        if self.kl_estimator is not None and self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(
+                f"unknown agent.kl_estimator {self.kl_estimator!r}; choose one of {list(KL_ESTIMATORS)} (or null)."
+            )
+        for key in ("clip_eps_low", "clip_eps_high"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                raise ValueError(f"agent.{key} must be > 0 (or null for agent.clip_eps), got {value!r}.")
+        if self.clip_eps_low is not None and self.clip_eps_low > 1:
+            raise ValueError(
+                f"agent.clip_eps_low must be <= 1 (the lower clip is 1 - eps_low; 1: none), got {self.clip_eps_low}."
+            )
+        if self.kl_in == "loss" and self.kl_target is not None:
+            raise ValueError("agent.kl_target adapts the KL in the reward; it needs agent.kl_in=reward.")
 
 
 def optimizer_groups(policy: Policy, cfg: PPOConfig) -> list[dict[str, Any]]:
@@ -255,7 +282,12 @@ def ppo_update(
 
     # --- rewards: env reward on its token, minus beta * KL(pi_old || pi_ref) on every token (k1) ---
     kl = (old_logp - ref_logp) * mask
-    rewards = rollout.rewards.float() - kl_ctl.beta * kl
+    if cfg.kl_in == "loss":  # the KL goes into the loss below instead
+        rewards = rollout.rewards.float()
+    elif cfg.kl_estimator in (None, "k1"):
+        rewards = rollout.rewards.float() - kl_ctl.beta * kl
+    else:
+        rewards = rollout.rewards.float() - kl_ctl.beta * kl_estimate(old_logp, ref_logp, cfg.kl_estimator) * mask
     advantages, returns = compute_gae(rewards, old_values, mask, cfg.gamma, cfg.gae_lambda)
     if cfg.whiten_advantages:
         advantages = whiten(advantages, mask, dist=dist)
@@ -264,6 +296,9 @@ def ppo_update(
     mb_size = max(K, n // cfg.num_minibatches // K * K)
     stats: dict[str, list[float]] = {k: [] for k in ("pg", "vf", "entropy", "approx_kl", "clipfrac", "ratio")}
     first_ratio_error = None
+    gap = {"sum": 0.0, "n": 0.0, "kl": 0.0, "max": 0.0}
+    low = cfg.clip_eps if cfg.clip_eps_low is None else cfg.clip_eps_low
+    high = cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high
     policy.train()
     for _epoch in range(cfg.ppo_epochs):
         groups = torch.randperm(n // K, generator=generator, device=generator.device if generator else "cpu")
@@ -282,9 +317,15 @@ def ppo_update(
             # --- clipped surrogate objective ---
             log_ratio = (logp - old_logp[rows]).clamp(-20, 20)
             ratio = log_ratio.exp()
-            pg = mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps)))
+            pg = mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - low, 1 + high)))
             if first_ratio_error is None:  # sampling and training compute the same log-probs
                 first_ratio_error = float(((ratio.detach() - 1).abs() * m).max())
+                with torch.no_grad():  # the first minibatch runs at the sampler's weights: the sampler-learner gap
+                    d = log_ratio.detach().abs() * m
+                    gap = dist.sum_floats(
+                        {"sum": float(d.sum()), "n": float(m.sum()), "kl": float(((ratio - 1 - log_ratio) * m).sum())}
+                    )
+                    gap["max"] = max(dist.gather_objects(float(d.max()) if d.numel() else 0.0))
 
             # --- clipped value loss ---
             v_old = old_values[rows]
@@ -293,6 +334,10 @@ def ppo_update(
 
             ent = mean(entropy)
             loss = pg + cfg.vf_coef * vf - cfg.ent_coef * ent
+            if cfg.kl_in == "loss" and kl_ctl.beta != 0:  # GRPO-style KL term on the current log-probs
+                kl_loss = mean(kl_estimate(logp, ref_logp[rows], cfg.kl_estimator or "k3"))
+                loss = loss + kl_ctl.beta * kl_loss
+                stats.setdefault("kl_loss", []).append(kl_loss.item())
             if ptx_batch is not None and cfg.ptx_coef > 0:  # PPO-ptx: keep the pre-training distribution
                 with precision.autocast():  # the same rows on every rank: their gradient needs no all-reduce
                     ptx = nll(policy.lm, ptx_batch)
@@ -309,7 +354,7 @@ def ppo_update(
                 stats["vf"].append(vf.item())
                 stats["entropy"].append(ent.item())
                 stats["approx_kl"].append(masked_mean(0.5 * log_ratio**2, m).item())
-                stats["clipfrac"].append(masked_mean(((ratio - 1).abs() > cfg.clip_eps).float(), m).item())
+                stats["clipfrac"].append(masked_mean(((ratio < 1 - low) | (ratio > 1 + high)).float(), m).item())
                 stats["ratio"].append(masked_mean(ratio, m).item())
     policy.eval()
 
@@ -326,6 +371,10 @@ def ppo_update(
             "ppo/explained_variance": explained,
             "ppo/first_ratio_max_error": first_ratio_error or 0.0,
             "ppo/value_mean": float(global_mean(old_values, dist, mask)),
+            # over the first minibatch (the only one at the sampler's weights)
+            "offpolicy/logp_abs_diff_max": gap["max"],
+            "offpolicy/logp_abs_diff_mean": gap["sum"] / max(gap["n"], 1.0),
+            "offpolicy/mismatch_kl": gap["kl"] / max(gap["n"], 1.0),
         }
     )
     return out

@@ -36,6 +36,17 @@ CASES = {
         "agent.accumulate=true",
     ],
 }
+# #22's options whose normalisers must be global: episode-count aggregation, batch whitening, IS weights, KL
+CASES["grpo_variants"] = [
+    *CASES["grpo"],
+    "agent.loss_agg=seq_mean",
+    "agent.adv_whiten=true",
+    "agent.clip_eps_high=0.28",
+    "agent.entropy_coef=0.01",
+    "agent.is_correction=tis",
+    "agent.kl_coef=0.05",
+    "agent.kl_estimator=k2",
+]
 # near-greedy sampling: both ranks keep the same samples, which the merged round must count once
 CASES["rft_duplicates"] = [*CASES["rft"], "agent.temperature=0.05"]
 
