@@ -28,7 +28,7 @@ import datetime as _dt
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from leaderboard.store import BASELINE_KINDS
 __all__ = [
     "BASELINE_KINDS",
     "baseline_record",
+    "check_baseline",
     "format_only_baseline",
     "random_reward_baseline",
     "random_reward_env_kwargs",
@@ -102,6 +103,44 @@ def baseline_record(
             "computed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         },
     }
+
+
+def check_baseline(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a stored or published baseline (``baselines list --json``, ``compute --json``) before loading it.
+
+    Its env must be registered here with the same metric, direction and aggregate, its per-seed
+    scores inside the metric's range and enough of them, and its score and interval those the
+    per-seed scores give (recomputed, as for submissions).
+
+    Returns:
+        The record :meth:`~leaderboard.store.LeaderboardStore.set_baseline` takes.
+
+    Raises:
+        ValueError: Naming what does not hold.
+    """
+    try:
+        env_id, kind, scores = item["env_id"], item["kind"], [float(x) for x in item["seed_scores"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"a baseline needs env_id, kind and seed_scores (numbers): {e}") from None
+    protocol = check_env_id(env_id)
+    for key in ("metric", "higher_is_better", "aggregate"):
+        if item.get(key) != getattr(protocol, key):
+            raise ValueError(
+                f"{env_id} {kind}: {key} is {item.get(key)!r} but the protocol's is {getattr(protocol, key)!r}; "
+                "compute the baseline again (lm-envs leaderboard baselines compute)."
+            )
+    if len(scores) < protocol.min_seeds:
+        raise ValueError(f"{env_id} {kind}: {len(scores)} seeds, the protocol needs {protocol.min_seeds}.")
+    record = baseline_record(env_id, kind, [{"seed": i, "score": x} for i, x in enumerate(scores)], {})
+    claimed = [item.get("score"), *(item.get("ci") or [None, None])]
+    if not all(
+        isinstance(c, (int, float)) and abs(c - r) <= 1e-9 for c, r in zip(claimed, [record["score"], *record["ci"]])
+    ):
+        raise ValueError(
+            f"{env_id} {kind}: score and ci {claimed} are not the {protocol.aggregate} and interval of the seed "
+            f"scores ({[record['score'], *record['ci']]})."
+        )
+    return {**record, "detail": dict(item.get("detail") or {})}
 
 
 def format_only_baseline(

@@ -244,6 +244,19 @@ def _cmd_baselines_compute(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_baselines_load(args: argparse.Namespace) -> int:
+    from leaderboard.baselines import check_baseline
+
+    data = json.loads(_read(args.file))
+    items = data if isinstance(data, list) else [data]
+    records = [check_baseline(item) for item in items if args.env is None or item.get("env_id") in args.env]
+    with LeaderboardStore(args.db) as store:
+        for record in records:
+            store.set_baseline(record, actor=_actor(args))
+    print(f"loaded {len(records)} baseline{'s' if len(records) != 1 else ''} into {store.url}")
+    return 0
+
+
 def _cmd_baselines_list(args: argparse.Namespace) -> int:
     with LeaderboardStore(args.db) as store:
         found = store.baselines(args.env)
@@ -458,6 +471,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actor", help="who computes them, for the audit log (default: $USER)")
     p.add_argument("--json", action="store_true", help="print the stored baselines as JSON")
     p.set_defaults(func=_cmd_baselines_compute)
+    p = baselines.add_parser(
+        "load", parents=[common], help="store published baselines (a JSON list from `baselines list --json`)"
+    )
+    p.add_argument("file", help="JSON file ('-' for stdin), e.g. leaderboard/data/baselines.json")
+    p.add_argument("--env", action="append", metavar="ID", help="only this env id (repeatable)")
+    p.add_argument("--actor", help="who loads them, for the audit log (default: $USER)")
+    p.set_defaults(func=_cmd_baselines_load)
     p = baselines.add_parser("list", parents=[common], help="list the stored baselines")
     p.add_argument("--env", metavar="ID", help="only this env id")
     p.add_argument("--json", action="store_true", help="print JSON (with how each was computed)")

@@ -146,11 +146,14 @@ class RandomReward(Reward):
 
     The draw is a stable hash of ``(seed, problem id, completion)``: the same text pays the same in
     the token env, the text env, a resumed run and every process, yet the reward carries no
-    information about the task. The env's own reward (``reward``, optional) still scores each
-    completion, for the record only: ``correct`` (so ``is_success``, accuracy and the logged
-    success rate stay truthful), the rest of its record, its :meth:`metrics`, and its reward as
-    ``record["true_reward"]``. Process rewards and the task's turn rewards are not paid
-    (:attr:`pays_turn_rewards` is ``False``), so nothing but the coin reaches the learner.
+    information about the task. Every channel a learner reads carries the coin: the reward, and
+    ``record["correct"]`` (so ``info["is_success"]``, which rejection-sampling learners filter on, is
+    the coin too). Process rewards and the task's turn rewards are not paid (:attr:`pays_turn_rewards`
+    is ``False``). The env's own reward (``reward``, optional) still scores each completion, for the
+    record only: its reward as ``record["true_reward"]``, its ``correct`` as ``record["true_correct"]``,
+    the rest of its record as it is, and :meth:`metrics` computed on the true records. A training
+    run's own success rate and held-out accuracy are then the coin's; score the trained model on the
+    real env (``leaderboard.baselines`` does).
 
     Args:
         reward: The env's reward (an import string, class or instance), scored for the record only.
@@ -163,8 +166,8 @@ class RandomReward(Reward):
     Example:
         >>> r = RandomReward("lm_envs.tasks.target_word:PrefixMatchReward", p=0.5, seed=0)
         >>> out = r.outcome(Problem("a", "q", "apple"), " apple")
-        >>> out.reward in (0.0, 1.0), out.record["correct"], out.record["true_reward"]
-        (True, True, 1.0)
+        >>> out.reward in (0.0, 1.0), out.record["correct"] == (out.reward == 1.0), out.record["true_correct"]
+        (True, True, True)
         >>> out == r.outcome(Problem("a", "q", "apple"), " apple")
         True
     """
@@ -190,6 +193,8 @@ class RandomReward(Reward):
         for name, value in (("low", low), ("high", high)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"RandomReward {name} must be a finite number, got {value!r}.")
+        if not high > low:
+            raise ValueError(f"RandomReward needs high > low, got low={low!r}, high={high!r}.")
         self.inner = None if reward is None else resolve_reward(reward, reward_kwargs)
         self.p, self.seed, self.low, self.high = float(p), seed, float(low), float(high)
 
@@ -209,12 +214,17 @@ class RandomReward(Reward):
         out = []
         for problem, completion, t in zip(problems, completions, true, strict=True):
             paid = self.coin(problem, completion)
-            record = {**t.record, "true_reward": float(t.reward), "random_reward": paid}
+            record = {**t.record, "true_reward": float(t.reward), "random_reward": paid, "correct": paid > self.low}
+            if "correct" in t.record:
+                record["true_correct"] = t.record["correct"]
             out.append(Outcome(paid, record))
         return out
 
     def metrics(self, records: Sequence[dict[str, Any]]) -> dict[str, float]:
-        return self.inner.metrics(records) if self.inner is not None else {}
+        if self.inner is None:
+            return {}
+        true = [{**r, "correct": r["true_correct"]} if "true_correct" in r else r for r in records]
+        return self.inner.metrics(true)
 
     def __repr__(self) -> str:
         return f"RandomReward(p={self.p}, seed={self.seed}, low={self.low}, high={self.high}, inner={self.inner!r})"

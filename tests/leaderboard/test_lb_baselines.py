@@ -191,6 +191,7 @@ def check_paid_the_coin(run_dir, seed):
     assert len(rollouts) == 2
     for r in rollouts:
         assert r["rollout/return_mean"] == pytest.approx(r["rollout/outcome/random_reward"])
+        assert r["rollout/success"] == pytest.approx(r["rollout/outcome/random_reward"])  # is_success is the coin too
         assert r["rollout/outcome/true_reward"] < 0.2 < r["rollout/return_mean"]
 
 
@@ -235,3 +236,31 @@ def test_random_reward_baseline_trains_on_the_coin_and_is_evaluated_on_the_real_
     again = evaluate_checkpoint(tmp_path / "LMEnv_Digits-v0-random-reward-seed1" / "model", "LMEnv/Digits-v0", 1)
     assert again["mean_return"] == record["seed_scores"][1]
     assert again["episodes_hash"] == record["detail"]["seeds"][1]["episodes_hash"]
+
+
+def test_published_baselines_load_after_the_same_checks_as_submissions(tmp_path, format_only, capsys):
+    source, target = (f"sqlite:///{tmp_path / name}" for name in ("a.sqlite", "b.sqlite"))
+    with LeaderboardStore(source) as store:
+        store.set_baseline(format_only)
+    assert main(["baselines", "list", "--db", source, "--json"]) == 0
+    published = tmp_path / "baselines.json"
+    published.write_text(capsys.readouterr().out)
+    assert main(["baselines", "load", str(published), "--db", target]) == 0
+    with LeaderboardStore(target) as store:
+        (loaded,) = store.baselines()
+    assert (loaded.score, loaded.seed_scores, loaded.detail["seeds"]) == (
+        format_only["score"],
+        format_only["seed_scores"],
+        format_only["detail"]["seeds"],
+    )
+    item = json.loads(published.read_text())[0]
+    for change, message in (
+        ({"score": 0.5}, "are not the iqm and interval of the seed scores"),
+        ({"metric": "accuracy"}, "metric is 'accuracy' but the protocol's is 'mean_return'"),
+        ({"seed_scores": [0.1]}, "the protocol needs 3"),
+        ({"seed_scores": [0.1, 0.2, 9.0]}, "outside"),
+        ({"env_id": "LMEnv/Nope-v0"}, "Nope"),
+    ):
+        published.write_text(json.dumps([{**item, **change}]))
+        assert main(["baselines", "load", str(published), "--db", target]) == 2
+        assert message in capsys.readouterr().err

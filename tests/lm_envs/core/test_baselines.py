@@ -90,12 +90,15 @@ def test_random_reward_is_a_seeded_coin_that_ignores_the_text_and_keeps_the_true
     paid = [o.reward for o in outcomes]
     assert set(paid) == {0.0, 1.0}
     assert 0.4 < sum(paid[:400]) / 400 < 0.6 and 0.4 < sum(paid[400:]) / 400 < 0.6  # right or wrong: same odds
-    assert all(o.record["correct"] for o in outcomes[:400]) and not any(o.record["correct"] for o in outcomes[400:])
+    truth = [o.record["true_correct"] for o in outcomes]
+    assert all(truth[:400]) and not any(truth[400:])
+    # what learners read (the reward, and is_success through "correct", which RFT filters on) is the coin only
+    assert [o.record["correct"] for o in outcomes] == [p == 1.0 for p in paid]
     assert outcomes[0].record["true_reward"] == 1.0 and outcomes[0].record["random_reward"] == paid[0]
     assert [o.reward for o in RandomReward(DIGITS_SPEC, seed=1).outcome_batch([problem] * 800, texts)] == paid
     assert [o.reward for o in RandomReward(DIGITS_SPEC, seed=2).outcome_batch([problem] * 800, texts)] != paid
     assert RandomReward(p=1.0, high=2.0).outcome(problem, "x").reward == 2.0
-    for bad in ({"p": 1.5}, {"p": True}, {"seed": 0.5}, {"high": float("nan")}):
+    for bad in ({"p": 1.5}, {"p": True}, {"seed": 0.5}, {"high": float("nan")}, {"high": 0.0}):
         with pytest.raises(ValueError, match="RandomReward"):
             RandomReward(**bad)
 
