@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -50,14 +51,16 @@ def test_bad_baselines_are_refused_with_the_fix(format_only):
         store.set_baseline({**format_only, "seed_scores": [float("nan")]})
 
 
-def test_store_keeps_one_baseline_per_env_and_kind_and_audits_it(format_only):
-    with LeaderboardStore("sqlite://") as store:
+def test_store_keeps_one_baseline_per_env_and_kind_and_audits_it(format_only, store_url):
+    with LeaderboardStore(store_url) as store:
         generation = store.generation
         store.set_baseline(format_only, actor="alice")
         again = store.set_baseline({**format_only, "score": 0.2}, actor="alice")
         assert store.generation == generation + 2  # cached pages are redrawn
         assert [(b.env_id, b.kind, b.score) for b in store.baselines()] == [(ENV_ID, "format-only", 0.2)]
         assert again.beats(0.2) and again.beats(0.1) and not again.beats(0.21)
+        lower = dataclasses.replace(again, higher_is_better=False)  # e.g. a loss: an entry must be lower
+        assert lower.beats(0.2) and lower.beats(0.3) and not lower.beats(0.19)
         assert store.baselines("LMEnv/Math-v0") == [] and store.baselines("bad\x00id") == []
         assert [e.action for e in store.audit_log()] == ["baseline", "baseline"]
         assert store.delete_baseline(ENV_ID, "format-only") and not store.delete_baseline(ENV_ID, "format-only")
