@@ -12,6 +12,7 @@ from leaderboard.aggregate import aggregate_scores
 from leaderboard.baselines import baseline_record, format_only_baseline, random_reward_baseline
 from leaderboard.boards import boards
 from leaderboard.cli import main
+from leaderboard.export import export_markdown
 from leaderboard.pages import ServerLinks, StaticLinks, render_env, render_index
 from leaderboard.store import LeaderboardStore
 
@@ -100,6 +101,9 @@ def test_board_draws_reference_lines_where_the_scores_fall_and_flags_entries_bel
         # the index overview shows the format-only score, the static export too
         assert re.search(r'<td class="num opt format-only">0\.125</td>', render_index(boards(store), ServerLinks()))
         assert 'data-baseline="format-only"' in render_env(board, StaticLinks(), csp_meta=True)
+        markdown = export_markdown(store, ENV_ID)
+        assert "Reference baselines: format-only 0.125 (0 – 0.25); random-reward 0.45" in markdown
+        assert markdown.count("(≤ format-only)") == 1
 
 
 def test_baselines_of_another_metric_are_not_compared(format_only, make_submission):
