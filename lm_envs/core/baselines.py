@@ -144,9 +144,14 @@ def _unit(*parts: object) -> float:
 class RandomReward(Reward):
     """A no-signal control reward: ``high`` with probability ``p`` per episode, else ``low``, whatever was written.
 
-    The draw is a stable hash of ``(seed, problem id, completion)``: the same text pays the same in
-    the token env, the text env, a resumed run and every process, yet the reward carries no
-    information about the task. Every channel a learner reads carries the coin: the reward, and
+    Each episode gets a fresh coin: the draw is a stable hash of ``(seed, problem id, completion, n)``
+    where ``n`` counts how often this reward instance has already scored that completion of that
+    problem. So no text pays more than another in expectation (a policy cannot learn to write a
+    string the coin favours, as it could if the coin were a fixed function of the text), while a
+    run's coins stay reproducible: the same episodes in the same order get the same coins, and a
+    fresh token env and a fresh text env pay the same for the same text. (A resumed run starts the
+    counts afresh, so its coins after the resume differ from an uninterrupted run's.) Every channel
+    a learner reads carries the coin: the reward, and
     ``record["correct"]`` (so ``info["is_success"]``, which rejection-sampling learners filter on, is
     the coin too). Process rewards and the task's turn rewards are not paid (:attr:`pays_turn_rewards`
     is ``False``). The env's own reward (``reward``, optional) still scores each completion, for the
@@ -168,7 +173,8 @@ class RandomReward(Reward):
         >>> out = r.outcome(Problem("a", "q", "apple"), " apple")
         >>> out.reward in (0.0, 1.0), out.record["correct"] == (out.reward == 1.0), out.record["true_correct"]
         (True, True, True)
-        >>> out == r.outcome(Problem("a", "q", "apple"), " apple")
+        >>> again = RandomReward("lm_envs.tasks.target_word:PrefixMatchReward", p=0.5, seed=0)
+        >>> out == again.outcome(Problem("a", "q", "apple"), " apple")
         True
     """
 
@@ -197,10 +203,14 @@ class RandomReward(Reward):
             raise ValueError(f"RandomReward needs high > low, got low={low!r}, high={high!r}.")
         self.inner = None if reward is None else resolve_reward(reward, reward_kwargs)
         self.p, self.seed, self.low, self.high = float(p), seed, float(low), float(high)
+        self._seen: dict[bytes, int] = {}
 
     def coin(self, problem: Problem, completion: str) -> float:
-        """The reward paid for ``completion`` of ``problem``: ``high`` with probability ``p``, else ``low``."""
-        return self.high if _unit("random-reward", self.seed, problem.id, completion) < self.p else self.low
+        """The reward paid for this episode: ``high`` with probability ``p``, else ``low`` (one fresh draw per call)."""
+        key = hashlib.sha256(f"{problem.id}\x1f{completion}".encode("utf-8", "surrogatepass")).digest()[:16]
+        n = self._seen.get(key, 0)
+        self._seen[key] = n + 1
+        return self.high if _unit("random-reward", self.seed, problem.id, completion, n) < self.p else self.low
 
     def outcome(self, problem: Problem, completion: str) -> Outcome:
         return self.outcome_batch([problem], [completion])[0]

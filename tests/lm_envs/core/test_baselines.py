@@ -97,6 +97,9 @@ def test_random_reward_is_a_seeded_coin_that_ignores_the_text_and_keeps_the_true
     assert outcomes[0].record["true_reward"] == 1.0 and outcomes[0].record["random_reward"] == paid[0]
     assert [o.reward for o in RandomReward(DIGITS_SPEC, seed=1).outcome_batch([problem] * 800, texts)] == paid
     assert [o.reward for o in RandomReward(DIGITS_SPEC, seed=2).outcome_batch([problem] * 800, texts)] != paid
+    # one text written again and again gets a fresh coin each time: no string is worth learning to write
+    same = [reward.outcome(problem, "00000000").reward for _ in range(400)]
+    assert 0.4 < sum(same) / 400 < 0.6
     assert RandomReward(p=1.0, high=2.0).outcome(problem, "x").reward == 2.0
     for bad in ({"p": 1.5}, {"p": True}, {"seed": 0.5}, {"high": float("nan")}, {"high": 0.0}):
         with pytest.raises(ValueError, match="RandomReward"):
