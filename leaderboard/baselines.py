@@ -37,8 +37,12 @@ from leaderboard.envs import check_env_id
 from leaderboard.hashing import episodes_hash
 from leaderboard.store import BASELINE_KINDS
 
+#: The baselines measured for the built-in envs (``lm-envs leaderboard baselines load`` stores them).
+PUBLISHED = Path(__file__).with_name("published_baselines.json")
+
 __all__ = [
     "BASELINE_KINDS",
+    "PUBLISHED",
     "baseline_record",
     "check_baseline",
     "format_only_baseline",

@@ -245,9 +245,9 @@ def _cmd_baselines_compute(args: argparse.Namespace) -> int:
 
 
 def _cmd_baselines_load(args: argparse.Namespace) -> int:
-    from leaderboard.baselines import check_baseline
+    from leaderboard.baselines import PUBLISHED, check_baseline
 
-    data = json.loads(_read(args.file))
+    data = json.loads(_read(args.file) if args.file else PUBLISHED.read_bytes())
     items = data if isinstance(data, list) else [data]
     records = [check_baseline(item) for item in items if args.env is None or item.get("env_id") in args.env]
     with LeaderboardStore(args.db) as store:
@@ -474,7 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = baselines.add_parser(
         "load", parents=[common], help="store published baselines (a JSON list from `baselines list --json`)"
     )
-    p.add_argument("file", help="JSON file ('-' for stdin), e.g. leaderboard/data/baselines.json")
+    p.add_argument(
+        "file", nargs="?", help="JSON file ('-' for stdin; default: the baselines measured for the built-in envs)"
+    )
     p.add_argument("--env", action="append", metavar="ID", help="only this env id (repeatable)")
     p.add_argument("--actor", help="who loads them, for the audit log (default: $USER)")
     p.set_defaults(func=_cmd_baselines_load)

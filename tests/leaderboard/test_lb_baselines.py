@@ -271,3 +271,22 @@ def test_published_baselines_load_after_the_same_checks_as_submissions(tmp_path,
         published.write_text(json.dumps([{**item, **change}]))
         assert main(["baselines", "load", str(published), "--db", target]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_the_published_baselines_file_is_valid_and_current():
+    """The published baselines load under today's checks, and their format-only scores re-measure the same."""
+    from leaderboard.baselines import PUBLISHED, check_baseline
+    from leaderboard.envs import leaderboard_env_ids
+
+    items = json.loads(PUBLISHED.read_text())
+    records = {(i["env_id"], i["kind"]): check_baseline(i) for i in items}
+    assert {env for env, kind in records if kind == "format-only"} == set(leaderboard_env_ids())
+    for env_id in ("LMEnv/TargetWord-v0", "LMEnv/KnowledgeQA-v3", "LMEnv/Math-v0"):
+        again = format_only_baseline(env_id)
+        assert again["seed_scores"] == records[env_id, "format-only"]["seed_scores"], (
+            f"{env_id}'s format-only answers changed: recompute leaderboard/published_baselines.json "
+            "(lm-envs leaderboard baselines compute all, then baselines list --json)"
+        )
+    for (env_id, kind), record in records.items():
+        if kind == "random-reward":
+            assert record["detail"]["overrides"] is not None and len(record["detail"]["seeds"]) >= 3, env_id
