@@ -280,7 +280,8 @@ def test_the_published_baselines_file_is_valid_and_current():
 
     items = json.loads(PUBLISHED.read_text())
     records = {(i["env_id"], i["kind"]): check_baseline(i) for i in items}
-    assert {env for env, kind in records if kind == "format-only"} == set(leaderboard_env_ids())
+    builtin = {env for env in leaderboard_env_ids() if env.startswith("LMEnv/")}  # other tests register more
+    assert {env for env, kind in records if kind == "format-only"} == builtin
     for env_id in ("LMEnv/TargetWord-v0", "LMEnv/KnowledgeQA-v3", "LMEnv/Math-v0"):
         again = format_only_baseline(env_id)
         assert again["seed_scores"] == records[env_id, "format-only"]["seed_scores"], (
