@@ -59,7 +59,7 @@ class Board:
     def below_format_only(self, entry: Entry) -> bool:
         """Whether ``entry`` does not beat the format-only baseline (its score is at or below it)."""
         baseline = self.format_only
-        return baseline is not None and baseline.beats(entry.score)
+        return baseline is not None and baseline.not_beaten_by(entry)
 
     def baseline_positions(self, rows: list[Row]) -> list[tuple[int, Baseline]]:
         """Where each baseline falls among ``rows`` (best first): ``(number of rows that beat it, baseline)``.

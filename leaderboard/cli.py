@@ -68,7 +68,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         entry = store.submit(body)
         format_only = next((b for b in store.baselines(entry.env_id) if b.kind == "format-only"), None)
     print(f"stored entry {entry.id}: {entry.env_id} {entry.agent_name} {entry.aggregate}={entry.score:.4g}")
-    if format_only is not None and format_only.beats(entry.score):
+    if format_only is not None and format_only.not_beaten_by(entry):
         print(
             f"note: entry {entry.id} does not beat {entry.env_id}'s format-only baseline ({format_only.score:.4g}: "
             "well-formed answers with no task knowledge); the board marks it.",
@@ -139,7 +139,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         flags = " [hidden]" if e.hidden else ""
         flags += " [verified]" if e.verified else " [mismatch]" if e.verification == "mismatch" else ""
         baseline = format_only.get(e.env_id)
-        flags += " [<= format-only]" if baseline is not None and baseline.beats(e.score) else ""
+        flags += " [<= format-only]" if baseline is not None and baseline.not_beaten_by(e) else ""
         print(
             f"  {rank:>4} {e.id:>6}  {e.score:>9.4g}  {ci:<21} {e.n_seeds:>5}  {e.agent_name} / {e.model_name}{flags}"
         )

@@ -506,7 +506,7 @@ def create_app(
                 if verified_only and not e.verified:
                     continue
                 baseline = format_only.get(e.env_id)
-                below = baseline is not None and baseline.metric == e.metric and baseline.beats(e.score)
+                below = baseline is not None and baseline.not_beaten_by(e)
                 out.append(
                     {"rank": rank_by_env[e.env_id], **e.summary(), "below_format_only": below, "url": links.entry(e.id)}
                 )

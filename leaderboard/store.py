@@ -375,6 +375,15 @@ class Baseline:
         """Whether this baseline scores at least ``score`` (so an entry with ``score`` does not beat it)."""
         return self.score >= score if self.higher_is_better else self.score <= score
 
+    def not_beaten_by(self, entry: Entry) -> bool:
+        """Whether ``entry`` (scored with this baseline's metric, direction and aggregate) does not beat it."""
+        same = (entry.metric, entry.higher_is_better, entry.aggregate) == (
+            self.metric,
+            self.higher_is_better,
+            self.aggregate,
+        )
+        return same and self.beats(entry.score)
+
     def summary(self) -> dict[str, Any]:
         """The baseline as JSON data."""
         return {
