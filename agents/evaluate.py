@@ -44,6 +44,32 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod((n - c - i) / (n - i) for i in range(k))
 
 
+def multi_turn_fields(info: dict[str, Any]) -> dict[str, Any]:
+    """The per-episode record's multi-turn fields from a multi-turn env's end-of-episode ``info`` (else none).
+
+    ``turns`` (the policy's completed turns, the env's ``num_turns``: a turn cut by a budget is not
+    counted), ``end_reason`` (``eos``, ``stop``, ``task`` or a truncation such as
+    ``max_turn_tokens``), ``policy_tokens`` and ``env_tokens`` (tokens the env appended: tool output,
+    feedback), with ``num_tokens`` = ``policy_tokens + env_tokens``. Single-turn envs report none of
+    these, so their records (and ``episodes_hash``) are unchanged.
+
+    Example:
+        >>> multi_turn_fields({"num_tokens": 12, "num_turns": 2, "policy_tokens": 9, "end_reason": "stop"})
+        {'turns': 2, 'end_reason': 'stop', 'policy_tokens': 9, 'env_tokens': 3}
+        >>> multi_turn_fields({"num_tokens": 5})
+        {}
+    """
+    if "num_turns" not in info:
+        return {}
+    policy = int(info.get("policy_tokens", 0))
+    return {
+        "turns": int(info["num_turns"]),
+        "end_reason": str(info.get("end_reason", "")),
+        "policy_tokens": policy,
+        "env_tokens": int(info.get("num_tokens", 0)) - policy,
+    }
+
+
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
@@ -61,7 +87,9 @@ def evaluate(
 
     Returns:
         ``{"accuracy", "mean_return", "pass@k"..., "best_of_n", "num_episodes", "records", "episodes_hash"}``
-        plus the env reward's own :meth:`~lm_envs.Reward.metrics` over the first sample of each problem.
+        plus the env reward's own :meth:`~lm_envs.Reward.metrics` over the first sample of each problem;
+        multi-turn envs add ``mean_turns`` and ``mean_env_tokens``, and their records
+        :func:`multi_turn_fields`.
     """
     # evaluation: whole problems (no curriculum prefixes) of the evaluation's own split
     kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("curriculum", "split")}
@@ -94,18 +122,17 @@ def evaluate(
     ):
         returns = rollout.returns.tolist()
         for j, info in enumerate(rollout.infos):
-            records.append(
-                {
-                    "index": lo + chunk[j // k],
-                    "sample": j % k,
-                    "problem_id": rollout.reset_infos[j]["problem_id"],
-                    "return": float(returns[j]),
-                    "success": bool(info.get("is_success", False)),
-                    "completion": info.get("completion", ""),
-                    "num_tokens": int(info.get("num_tokens", 0)),
-                    "outcome": info.get("outcome", {}),
-                }
-            )
+            record = {
+                "index": lo + chunk[j // k],
+                "sample": j % k,
+                "problem_id": rollout.reset_infos[j]["problem_id"],
+                "return": float(returns[j]),
+                "success": bool(info.get("is_success", False)),
+                "completion": info.get("completion", ""),
+                "num_tokens": int(info.get("num_tokens", 0)),
+                "outcome": info.get("outcome", {}),
+            }
+            records.append({**record, **multi_turn_fields(info)})
     if dist.distributed:
         records = [record for part in dist.gather_objects(records) for record in part]
     by_problem: dict[int, list[dict[str, Any]]] = {}
@@ -119,6 +146,9 @@ def evaluate(
         "mean_return": float(np.mean([r["return"] for r in records])),
         "mean_tokens": float(np.mean([r["num_tokens"] for r in records])),
     }
+    if records and "turns" in records[0]:  # multi-turn: how long conversations ran, and how much was the env's
+        metrics["mean_turns"] = float(np.mean([r["turns"] for r in records]))
+        metrics["mean_env_tokens"] = float(np.mean([r["env_tokens"] for r in records]))
     for name, value in probe.episodes.reward.metrics([r["outcome"] for r in first]).items():
         if name in metrics:
             raise ValueError(f"reward metric {name!r} clashes with an evaluation metric; rename it in the reward.")

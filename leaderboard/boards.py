@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leaderboard.envs import leaderboard_env_ids
-from leaderboard.store import Entry, LeaderboardStore
+from leaderboard.store import Baseline, Entry, LeaderboardStore
 from lm_envs.core.protocol import get_protocol
 
 AGGREGATE_LABELS = {"iqm": "IQM", "mean": "Mean"}
@@ -31,6 +31,7 @@ class Board:
         protocol: The protocol of the env as registered in this process, or ``None`` when the env
             is no longer registered (entries of a retired version stay browsable).
         entries: The entries, best first.
+        baselines: The env's reference baselines (:mod:`leaderboard.baselines`), format-only first.
     """
 
     env_id: str
@@ -39,6 +40,35 @@ class Board:
     aggregate: str
     protocol: dict[str, Any] | None
     entries: list[Entry] = field(default_factory=list)
+    baselines: list[Baseline] = field(default_factory=list)
+
+    @property
+    def format_only(self) -> Baseline | None:
+        """The format-only baseline, if one is stored (and measured under this board's metric and direction)."""
+        return next((b for b in self.usable_baselines if b.kind == "format-only"), None)
+
+    @property
+    def usable_baselines(self) -> list[Baseline]:
+        """The baselines measured with this board's metric, direction and aggregate (others are not comparable)."""
+        return [
+            b
+            for b in self.baselines
+            if (b.metric, b.higher_is_better, b.aggregate) == (self.metric, self.higher_is_better, self.aggregate)
+        ]
+
+    def below_format_only(self, entry: Entry) -> bool:
+        """Whether ``entry`` does not beat the format-only baseline (its score is at or below it)."""
+        baseline = self.format_only
+        return baseline is not None and baseline.not_beaten_by(entry)
+
+    def baseline_positions(self, rows: list[Row]) -> list[tuple[int, Baseline]]:
+        """Where each baseline falls among ``rows`` (best first): ``(number of rows that beat it, baseline)``.
+
+        Example:
+            >>> Board("X-v0", "accuracy", True, "iqm", None).baseline_positions([])
+            []
+        """
+        return [(sum(not b.beats(r.entry.score) for r in rows), b) for b in self.usable_baselines]
 
     @property
     def aggregate_label(self) -> str:
@@ -136,6 +166,9 @@ def boards(store: LeaderboardStore, env_id: str | None = None, *, include_empty:
     by_env: dict[str, list[Entry]] = {}
     for entry in entries:
         by_env.setdefault(entry.env_id, []).append(entry)
+    references: dict[str, list[Baseline]] = {}
+    for baseline in store.baselines(env_id):
+        references.setdefault(baseline.env_id, []).append(baseline)
     registered = set(leaderboard_env_ids())
     ids = set(by_env)
     if include_empty:
@@ -149,5 +182,5 @@ def boards(store: LeaderboardStore, env_id: str | None = None, *, include_empty:
         else:
             protocol = None
             metric, hib, agg = rows[0].metric, rows[0].higher_is_better, rows[0].aggregate
-        result.append(Board(eid, metric, hib, agg, protocol, rows))
+        result.append(Board(eid, metric, hib, agg, protocol, rows, references.get(eid, [])))
     return result

@@ -16,6 +16,9 @@ Examples::
     lm-envs leaderboard admin revoke-token mallory --cascade hide        # and hide mallory's entries
     lm-envs leaderboard admin audit-log
     lm-envs leaderboard verify 7                                          # re-run the protocol on its checkpoints
+    lm-envs leaderboard baselines compute LMEnv/Math-v0 --kind format-only   # reference lines per env
+    lm-envs leaderboard baselines compute LMEnv/Digits-v0 --kind random-reward --override sft.steps=0
+    lm-envs leaderboard baselines list
     lm-envs leaderboard serve --host 127.0.0.1 --port 8000
 
 Exit status: 0 on success, 1 when a submission is refused or a verification does not reproduce, 2 for
@@ -63,7 +66,14 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         return _submit_remote(body, args.server, args.token or os.environ.get(TOKEN_ENV), args.timeout)
     with LeaderboardStore(args.db) as store:
         entry = store.submit(body)
+        format_only = next((b for b in store.baselines(entry.env_id) if b.kind == "format-only"), None)
     print(f"stored entry {entry.id}: {entry.env_id} {entry.agent_name} {entry.aggregate}={entry.score:.4g}")
+    if format_only is not None and format_only.not_beaten_by(entry):
+        print(
+            f"note: entry {entry.id} does not beat {entry.env_id}'s format-only baseline ({format_only.score:.4g}: "
+            "well-formed answers with no task knowledge); the board marks it.",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -107,6 +117,7 @@ def _actor(args: argparse.Namespace) -> str:
 def _cmd_list(args: argparse.Namespace) -> int:
     with LeaderboardStore(args.db) as store:
         entries = store.entries(args.env, include_hidden=args.all)
+        format_only = {b.env_id: b for b in store.baselines(args.env) if b.kind == "format-only"}
     if args.json:
         print(json.dumps([e.summary() for e in entries], indent=2, ensure_ascii=False))
         return 0
@@ -120,11 +131,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
             current, rank = e.env_id, 0
             direction = "higher" if e.higher_is_better else "lower"
             print(f"\n{e.env_id}  ({e.metric}, {direction} is better; ranked by {e.aggregate})")
+            if e.env_id in format_only:
+                print(f"  format-only baseline: {format_only[e.env_id].score:.4g}")
             print(f"  {'rank':>4} {'id':>6}  {'score':>9}  {'95% CI':<21} {'seeds':>5}  agent / model")
         rank += 1
         ci = f"[{e.ci_low:.4g}, {e.ci_high:.4g}]"
         flags = " [hidden]" if e.hidden else ""
         flags += " [verified]" if e.verified else " [mismatch]" if e.verification == "mismatch" else ""
+        baseline = format_only.get(e.env_id)
+        flags += " [<= format-only]" if baseline is not None and baseline.not_beaten_by(e) else ""
         print(
             f"  {rank:>4} {e.id:>6}  {e.score:>9.4g}  {ci:<21} {e.n_seeds:>5}  {e.agent_name} / {e.model_name}{flags}"
         )
@@ -185,6 +200,83 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             print(f"  seed {r['seed']}: submitted {r['submitted']:.6g}, re-run {got}: {r['result']}")
         print(f"{record['status']}")
     return 0 if record["status"] == "verified" else 1
+
+
+def _cmd_baselines_compute(args: argparse.Namespace) -> int:
+    from leaderboard.baselines import format_only_baseline, random_reward_baseline
+    from leaderboard.envs import leaderboard_env_ids
+
+    envs = leaderboard_env_ids() if args.env == ["all"] else args.env
+    kinds = ("format-only", "random-reward") if args.kind == "all" else (args.kind,)
+    failed = 0
+    results = []
+    with LeaderboardStore(args.db) as store:
+        for env_id in envs:
+            for kind in kinds:
+                try:
+                    if kind == "format-only":
+                        record = format_only_baseline(env_id, args.seed, num_episodes=args.num_episodes)
+                    else:
+                        record = random_reward_baseline(
+                            env_id,
+                            args.seed,
+                            overrides=args.override,
+                            p=args.p,
+                            workdir=args.workdir,
+                            device=args.device,
+                            progress=args.progress,
+                        )
+                except (NotImplementedError, ValueError, KeyError, UnknownEnvError) as e:
+                    message = e.args[0] if isinstance(e, KeyError) and e.args else e
+                    print(f"{PROG}: {env_id} {kind}: {message}", file=sys.stderr)
+                    failed += 1
+                    continue
+                baseline = store.set_baseline(record, actor=_actor(args))
+                results.append(baseline.summary())
+                if not args.json:
+                    seeds = ", ".join(f"{s:.4g}" for s in baseline.seed_scores)
+                    print(
+                        f"{env_id} {kind}: {baseline.aggregate} {baseline.metric} = {baseline.score:.4g} "
+                        f"[{baseline.ci_low:.4g}, {baseline.ci_high:.4g}] (seeds {seeds})"
+                    )
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    return 1 if failed else 0
+
+
+def _cmd_baselines_load(args: argparse.Namespace) -> int:
+    from leaderboard.baselines import PUBLISHED, check_baseline
+
+    data = json.loads(_read(args.file) if args.file else PUBLISHED.read_bytes())
+    items = data if isinstance(data, list) else [data]
+    records = [check_baseline(item) for item in items if args.env is None or item.get("env_id") in args.env]
+    with LeaderboardStore(args.db) as store:
+        for record in records:
+            store.set_baseline(record, actor=_actor(args))
+    print(f"loaded {len(records)} baseline{'s' if len(records) != 1 else ''} into {store.url}")
+    return 0
+
+
+def _cmd_baselines_list(args: argparse.Namespace) -> int:
+    with LeaderboardStore(args.db) as store:
+        found = store.baselines(args.env)
+    if args.json:
+        print(json.dumps([b.summary() for b in found], indent=2, ensure_ascii=False))
+        return 0
+    if not found:
+        print("no baselines" + (f" for {args.env}" if args.env else "") + f" in {store.url}")
+    for b in found:
+        print(f"{b.env_id:<24} {b.kind:<14} {b.aggregate} {b.metric} = {b.score:.4g} [{b.ci_low:.4g}, {b.ci_high:.4g}]")
+    return 0
+
+
+def _cmd_baselines_delete(args: argparse.Namespace) -> int:
+    with LeaderboardStore(args.db) as store:
+        if not store.delete_baseline(args.env, args.kind, actor=_actor(args)):
+            print(f"{PROG}: {args.env} has no {args.kind} baseline.", file=sys.stderr)
+            return 1
+    print(f"deleted {args.env}'s {args.kind} baseline")
+    return 0
 
 
 def _cmd_audit_log(args: argparse.Namespace) -> int:
@@ -354,6 +446,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actor", help="who verifies, for the audit log (default: $USER)")
     p.add_argument("--json", action="store_true", help="print the verification record as JSON")
     p.set_defaults(func=_cmd_verify)
+
+    baselines = sub.add_parser(
+        "baselines", help="reference baselines per env: format-only and random-reward (drawn on the board)"
+    ).add_subparsers(dest="baselines", required=True)
+    p = baselines.add_parser("compute", parents=[common], help="compute and store baselines of ENV (or 'all')")
+    p.add_argument("env", nargs="+", metavar="ENV", help="env ids, or 'all' for every env with a protocol")
+    p.add_argument(
+        "--kind", choices=("format-only", "random-reward", "all"), default="format-only", help="(default: %(default)s)"
+    )
+    p.add_argument("--seed", type=int, action="append", help="a seed (repeatable; default: the protocol's min_seeds)")
+    p.add_argument("--num-episodes", type=int, help="format-only: problems per seed (default: the protocol's)")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="random-reward: a Hydra override of the training run (repeatable), e.g. train.iterations=20",
+    )
+    p.add_argument("--p", type=float, default=0.5, help="random-reward: probability an episode pays 1 (default: 0.5)")
+    p.add_argument("--device", default="cpu", help="random-reward: torch device to evaluate on (default: cpu)")
+    p.add_argument("--workdir", help="random-reward: keep the training runs here (default: a temporary directory)")
+    p.add_argument("--progress", action="store_true", help="random-reward: show the runs' progress bars")
+    p.add_argument("--actor", help="who computes them, for the audit log (default: $USER)")
+    p.add_argument("--json", action="store_true", help="print the stored baselines as JSON")
+    p.set_defaults(func=_cmd_baselines_compute)
+    p = baselines.add_parser(
+        "load", parents=[common], help="store published baselines (a JSON list from `baselines list --json`)"
+    )
+    p.add_argument(
+        "file", nargs="?", help="JSON file ('-' for stdin; default: the baselines measured for the built-in envs)"
+    )
+    p.add_argument("--env", action="append", metavar="ID", help="only this env id (repeatable)")
+    p.add_argument("--actor", help="who loads them, for the audit log (default: $USER)")
+    p.set_defaults(func=_cmd_baselines_load)
+    p = baselines.add_parser("list", parents=[common], help="list the stored baselines")
+    p.add_argument("--env", metavar="ID", help="only this env id")
+    p.add_argument("--json", action="store_true", help="print JSON (with how each was computed)")
+    p.set_defaults(func=_cmd_baselines_list)
+    p = baselines.add_parser("delete", parents=[common], help="delete ENV's baseline of KIND")
+    p.add_argument("env", metavar="ENV")
+    p.add_argument("kind", choices=("format-only", "random-reward"))
+    p.add_argument("--actor", help="who deletes it, for the audit log (default: $USER)")
+    p.set_defaults(func=_cmd_baselines_delete)
 
     p = sub.add_parser("schema", parents=[common], help="print the submission JSON Schema")
     p.set_defaults(func=_cmd_schema)

@@ -76,6 +76,12 @@ def export_markdown(store: LeaderboardStore, env_id: str | None = None) -> str:
     lines = ["# lm-envs leaderboard", ""]
     for board in boards(store, env_id):
         lines += [f"## {md_escape(board.env_id)}", "", _protocol_line(board), ""]
+        if board.usable_baselines:
+            refs = "; ".join(
+                f"{b.kind} {format_number(b.score)} ({format_number(b.ci_low)} – {format_number(b.ci_high)})"
+                for b in board.usable_baselines
+            )
+            lines += [f"Reference baselines: {refs}. Entries marked ≤ do not beat format-only.", ""]
         if not board.entries:
             lines += ["No submissions yet.", ""]
             continue
@@ -88,7 +94,7 @@ def export_markdown(store: LeaderboardStore, env_id: str | None = None) -> str:
         for rank, e in enumerate(board.entries, 1):
             cells = [
                 str(rank),
-                md_escape(e.agent_name),
+                md_escape(e.agent_name) + (" (≤ format-only)" if board.below_format_only(e) else ""),
                 md_escape(e.model_name),
                 format_number(e.score),
                 f"{format_number(e.ci_low)} – {format_number(e.ci_high)}",

@@ -30,7 +30,7 @@ from urllib.parse import quote, urlencode
 from jinja2 import DictLoader, Environment
 
 from leaderboard.boards import Board, Row, boards
-from leaderboard.store import Entry
+from leaderboard.store import Baseline, Entry
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
@@ -113,6 +113,10 @@ span.tie { color: #57606a; cursor: help; }
 .badge.verified { background: #dafbe1; color: #116329; }
 .badge.self-reported { background: #f6f8fa; color: #57606a; }
 .badge.mismatch { background: #ffebe9; color: #a40e26; }
+.badge.reference { background: #fff8c5; color: #7d4e00; }
+.badge.below-baseline { background: #fff1e5; color: #953800; }
+tr.baseline td { background: #fffbeb; border-top: 2px dashed #bf8700; border-bottom: 2px dashed #bf8700;
+ color: #7d4e00; font-style: italic; }
 form.filter { display: flex; flex-wrap: wrap; gap: 0.5rem 1rem; align-items: center; margin: 0.5rem 0 1rem; }
 form.filter input[type=search] { padding: 0.3rem; min-width: 12rem; max-width: 100%; }
 nav.pager { display: flex; gap: 1rem; align-items: center; font-size: 0.9rem; margin-bottom: 1rem; }
@@ -122,6 +126,7 @@ dl.summary { display: grid; grid-template-columns: max-content minmax(0, 1fr); g
 dl.summary dt { color: #57606a; } dl.summary dd { margin: 0; overflow-wrap: anywhere; }
 svg.plot { max-width: 100%; height: auto; font-size: 11px; }
 svg.plot text { fill: #1b1f24; }
+svg.plot g.baseline text { fill: #7d4e00; }
 code { overflow-wrap: anywhere; }
 .narrow-only { display: none; }
 .verified-mark { color: #116329; font-weight: 600; }
@@ -187,6 +192,9 @@ _TEMPLATES = {
 {% for x in r.seeds %}<circle class="seed" cx="{{ x }}" cy="{{ r.y }}" r="3" fill="#8250df" fill-opacity="0.55"/>
 {% endfor %}<rect class="score" x="{{ r.x_score - 4 }}" y="{{ r.y - 4 }}" width="8" height="8" fill="#cf222e"/>
 </g>
+{% endfor %}{% for r in p.refs %}<g class="baseline" data-baseline="{{ r.kind }}"><title>{{ r.title }}</title>
+<line x1="{{ r.x }}" x2="{{ r.x }}" y1="{{ p.top - 4 }}" y2="{{ r.y - 10 }}" stroke="#bf8700" stroke-width="1.5"
+ stroke-dasharray="5 4"/><text x="{{ r.x }}" y="{{ r.y }}" text-anchor="middle" fill="#7d4e00">{{ r.label }}</text></g>
 {% endfor %}<text x="{{ (p.left + p.right) / 2 }}" y="{{ p.height - 6 }}" text-anchor="middle">{{ p.axis_label }}</text>
 </svg>
 {%- endmacro %}
@@ -196,6 +204,34 @@ _TEMPLATES = {
  checkpoints">verified</span>{% elif e.verification == "mismatch" %}<span class="badge mismatch" title="a re-run of the
  protocol on the published checkpoints did not reproduce the scores">mismatch</span>{% else %}<span
  class="badge self-reported" title="not re-run by the leaderboard">self-reported</span>{% endif %}
+{%- endmacro %}
+
+{% macro baseline_row(x, other) -%}
+{% set bl = x.baseline %}<tr class="baseline" data-baseline="{{ bl.kind }}" data-rank="{{ x.position }}">
+<td class="num rank" data-value="{{ x.position }}">–</td>
+<td class="name agent" data-value="{{ bl.kind }} baseline"><span title="{{ baseline_title(bl) }}">{{ bl.kind }}
+ baseline</span></td>
+<td class="name model wide" data-value="{{ bl.detail.model or '' }}">{{ bl.detail.model or "no model" }}</td>
+<td class="num score" data-value="{{ bl.score }}">{{ bl.score|num }}</td>
+<td class="num ci" data-value="{{ bl.ci_high - bl.ci_low }}">[{{ bl.ci_low|num }}, {{ bl.ci_high|num }}]</td>
+<td class="status wide" data-value="reference"><span class="badge reference">reference</span></td>
+<td class="num opt" data-value="{{ bl.detail.mean if other == 'mean' else '' }}">{% if other == "mean" and
+ bl.detail.mean is number %}{{ bl.detail.mean|num }}{% else %}–{% endif %}</td>
+<td class="num opt" data-value="{{ bl.seed_scores|length }}">{{ bl.seed_scores|length }}</td>
+<td class="seeds opt">{% for s in bl.seed_scores[:10] %}{{ s|num }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
+<td class="date opt" data-value="{{ bl.created_at.isoformat() }}">{{ bl.created_at.isoformat()[:10] }}</td>
+<td class="name opt" data-value="">lm-envs</td>
+</tr>
+{%- endmacro %}
+
+{% macro baselines_note(b) -%}
+{% if b.usable_baselines %}<p class="note baselines">Reference baselines, scored under this protocol:
+{% for bl in b.usable_baselines %}<span class="baseline" data-baseline="{{ bl.kind }}"
+ title="{{ baseline_title(bl) }}"><b>{{ bl.kind }}</b> {{ bl.score|num }} [{{ bl.ci_low|num }},
+ {{ bl.ci_high|num }}]</span>{% if not loop.last %} · {% endif %}{% endfor %}.
+ Format-only: well-formed answers with no task knowledge; random-reward: the standard training run
+ with the reward replaced by a coin flip. Entries at or below format-only are marked
+ <span class="badge below-baseline">≤ format-only</span>.</p>{% endif %}
 {%- endmacro %}
 
 {% macro filter_form(action, query, verified_only) -%}
@@ -219,6 +255,7 @@ _TEMPLATES = {
  {{ b.protocol.min_seeds }} seeds.{% else %}This env id is not registered on this server any more (retired
  version); metric <b>{{ b.metric }}</b>, ranked by {{ b.aggregate_label }}.{% endif %}
  {{ b.entries|length }} entr{{ "y" if b.entries|length == 1 else "ies" }}, {{ b.verified_count }} verified.</p>
+{{ baselines_note(b) }}
 {% if v.rows %}
 <div class="table-wrap">
 <table class="sortable leaderboard" data-env="{{ b.env_id }}">
@@ -233,8 +270,10 @@ _TEMPLATES = {
 <th class="opt" data-type="text">Evaluated</th><th class="opt" data-type="text">Submitted by</th>
 </tr></thead>
 <tbody>
-{% for r in v.rows %}{% set e = r.entry %}<tr data-entry-id="{{ e.id }}" data-rank="{{ r.position }}"
- class="{{ e.verification or 'self-reported' }}{% if r.tied %} tied{% endif %}">
+{% for kind, r in v.lines %}{% if kind == "baseline" %}{{ baseline_row(r, other) }}{% else %}{% set e = r.entry
+ %}<tr data-entry-id="{{ e.id }}" data-rank="{{ r.position }}"
+ class="{{ e.verification or 'self-reported' }}{% if r.tied %} tied{% endif %}{% if b.below_format_only(e)
+ %} below-baseline{% endif %}">
 <td class="num rank" data-value="{{ r.position }}">{{ r.rank }}{% if r.tied %}<span class="tie"
  title="95% intervals overlap: statistically tied">=</span>{% endif %}</td>
 <td class="name agent" data-value="{{ e.agent_name }}"><a href="{{ links.entry(e.id) }}">{{ e.agent_name }}</a>{% if
@@ -242,7 +281,9 @@ _TEMPLATES = {
 <td class="name model wide" data-value="{{ e.model_name }}">{{ e.model_name }}</td>
 <td class="num score" data-value="{{ e.score }}">{{ e.score|num }}</td>
 <td class="num ci" data-value="{{ e.ci_high - e.ci_low }}">[{{ e.ci_low|num }}, {{ e.ci_high|num }}]</td>
-<td class="status wide" data-value="{{ e.verification or 'self-reported' }}">{{ status(e) }}</td>
+<td class="status wide" data-value="{{ e.verification or 'self-reported' }}">{{ status(e) }}{% if b.below_format_only(e)
+ %} <span class="badge below-baseline" title="does not beat the format-only baseline ({{ b.format_only.score|num }}):
+ well-formed answers without task knowledge score as much">≤ format-only</span>{% endif %}</td>
 <td class="num opt {{ other }}" data-value="{{ e[other] }}">{{ e[other]|num }}</td>
 <td class="num opt" data-value="{{ e.n_seeds }}">{{ e.n_seeds }}</td>
 <td class="seeds opt">{% for s in e.seed_scores[:10] %}{{ s|num }}{% if not loop.last %}, {% endif %}{% endfor %}{% if
@@ -250,7 +291,7 @@ _TEMPLATES = {
 <td class="date opt" data-value="{{ e.evaluated_at }}">{{ e.evaluated_at[:10] }}</td>
 <td class="name opt" data-value="{{ e.submitted_by or '' }}">{{ e.submitted_by or "local" }}</td>
 </tr>
-{% endfor %}</tbody>
+{% endif %}{% endfor %}</tbody>
 </table>
 </div>
 {% if v.shown < v.matched %}<p class="note more">Showing {{ v.first }}–{{ v.first + v.shown - 1 }} of {{ v.matched }}
@@ -276,13 +317,15 @@ _TEMPLATES = {
 {% if populated %}<section class="overview"><h2>Overview</h2>
 <div class="table-wrap"><table class="overview">
 <thead><tr><th>Env</th><th>Metric</th><th class="num">Entries</th><th class="num">Verified</th><th>Best</th>
-<th class="num">Score</th><th class="num opt">95% CI</th></tr></thead>
+<th class="num">Score</th><th class="num opt">95% CI</th><th class="num opt"
+ title="the format-only baseline: well-formed answers with no task knowledge">Format-only</th></tr></thead>
 <tbody>{% for v in populated %}{% set b = v.board %}{% set top = b.entries[0] %}<tr data-env="{{ b.env_id }}">
 <td><a href="#board-{{ b.env_id|slug }}">{{ b.env_id }}</a></td>
 <td>{{ b.aggregate_label }} {{ b.metric }} {{ "↑" if b.higher_is_better else "↓" }}</td>
 <td class="num">{{ b.entries|length }}</td><td class="num">{{ b.verified_count }}</td>
 <td class="name"><a href="{{ links.entry(top.id) }}">{{ top.agent_name }}</a></td>
 <td class="num">{{ top.score|num }}</td><td class="num opt">[{{ top.ci_low|num }}, {{ top.ci_high|num }}]</td>
+<td class="num opt format-only">{% if b.format_only %}{{ b.format_only.score|num }}{% else %}–{% endif %}</td>
 </tr>{% endfor %}</tbody></table></div>
 </section>{% endif %}
 {% for v in populated %}{{ board_section(v, links) }}
@@ -488,7 +531,9 @@ def score_plot(
     rows = rows[:max_entries]
     entries: list[Entry] = [r.entry for r in rows]
     left, right, top, row_h = 190.0, width - 20.0, 34.0, 24.0
+    references = board.usable_baselines
     values = [v for e in entries for v in (e.ci_low, e.ci_high, e.score, *e.seed_scores)] or [0.0, 1.0]
+    values += [b.score for b in references]
     lo, hi = min(values), max(values)
     if hi - lo < 1e-12:
         pad = abs(hi) * 0.1 or 0.5
@@ -520,9 +565,20 @@ def score_plot(
         )
     bottom = top + row_h * max(len(drawn), 1)
     direction = "higher" if board.higher_is_better else "lower"
+    refs = [
+        {
+            "kind": b.kind,
+            "x": x(b.score),
+            "y": bottom + 14 + 13 * i,
+            "label": f"{b.kind} {format_number(b.score)}",
+            "title": baseline_title(b),
+        }
+        for i, b in enumerate(references)
+    ]
     return {
         "width": width,
-        "height": int(bottom + 28),
+        "height": int(bottom + 28 + 13 * len(refs)),
+        "refs": refs,
         "left": left,
         "right": right,
         "top": top,
@@ -534,6 +590,27 @@ def score_plot(
     }
 
 
+def baseline_title(baseline: Baseline) -> str:
+    """A one-line description of how a baseline was computed (plain text; the template escapes it).
+
+    Example:
+        >>> import datetime
+        >>> now = datetime.datetime.now()
+        >>> b = Baseline("X-v0", "format-only", "accuracy", True, "iqm", 0.1, 0.0, 0.2, [0.1], {}, now)
+        >>> baseline_title(b)
+        'format-only: well-formed answers with no task knowledge (Task.format_only), 1 seed'
+    """
+    seeds = f"{len(baseline.seed_scores)} seed{'s' if len(baseline.seed_scores) != 1 else ''}"
+    if baseline.kind == "format-only":
+        return f"format-only: well-formed answers with no task knowledge (Task.format_only), {seeds}"
+    detail = baseline.detail
+    how = ", ".join(str(o) for o in detail.get("overrides", [])) or "the default run"
+    return (
+        f"random-reward: {detail.get('agent', 'the standard run')} on {detail.get('model', 'the default model')} "
+        f"with a Bernoulli({detail.get('p', 0.5)}) reward per episode ({how}), then the protocol's evaluation, {seeds}"
+    )
+
+
 def _render(template: str, links: Links, *, title: str, csp_meta: bool, **context: Any) -> str:
     return _ENV.get_template(template).render(
         links=links,
@@ -543,6 +620,7 @@ def _render(template: str, links: Links, *, title: str, csp_meta: bool, **contex
         csp=CONTENT_SECURITY_POLICY,
         csp_meta=csp_meta,
         score_plot=score_plot,
+        baseline_title=baseline_title,
         plot_max=PLOT_MAX_ENTRIES,
         **context,
     )
@@ -563,7 +641,22 @@ def _view(
     size = page_size or max(matched, 1)
     pages = max(1, math.ceil(matched / size))
     page = min(max(int(page), 1), pages)
-    shown = rows[(page - 1) * size : page * size]
+    start = (page - 1) * size
+    shown = rows[start : start + size]
+    last = start + len(shown) >= matched
+    # the reference baselines, where their scores fall: at its position k (rows that beat it) on the page
+    # holding row k, or after the last row of the last page
+    placed: dict[int, list[dict[str, Any]]] = {}
+    for k, baseline in board.baseline_positions(rows):
+        if start <= k < start + len(shown) or (last and k >= start + len(shown)):
+            placed.setdefault(min(k, start + len(shown)) - start, []).append(
+                {"baseline": baseline, "position": k + 0.5}
+            )
+    lines: list[tuple[str, Any]] = []
+    for i in range(len(shown) + 1):
+        lines += [("baseline", x) for x in placed.get(i, [])]
+        if i < len(shown):
+            lines.append(("entry", shown[i]))
 
     def at(n: int) -> str | None:
         if more or not links.dynamic or not 1 <= n <= pages or n == page:
@@ -573,6 +666,7 @@ def _view(
     return {
         "board": board,
         "rows": shown,
+        "lines": lines,
         "matched": matched,
         "shown": len(shown),
         "first": (page - 1) * size + 1,

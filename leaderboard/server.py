@@ -481,6 +481,9 @@ def create_app(
                 "registered": b.env_id in registered,
                 "protocol": get_protocol(b.env_id).to_dict() if b.env_id in registered else None,
                 "entries": len(b.entries),
+                "baselines": [
+                    {k: v for k, v in x.summary().items() if k not in ("detail", "env_id")} for x in b.usable_baselines
+                ],
             }
             for b in boards(store)
         ]
@@ -497,11 +500,16 @@ def create_app(
         def render() -> tuple[str, int]:
             out = []
             rank_by_env: dict[str, int] = {}
+            format_only = {b.env_id: b for b in store.baselines(env) if b.kind == "format-only"}
             for e in store.entries(env):
                 rank_by_env[e.env_id] = rank_by_env.get(e.env_id, 0) + 1
                 if verified_only and not e.verified:
                     continue
-                out.append({"rank": rank_by_env[e.env_id], **e.summary(), "url": links.entry(e.id)})
+                baseline = format_only.get(e.env_id)
+                below = baseline is not None and baseline.not_beaten_by(e)
+                out.append(
+                    {"rank": rank_by_env[e.env_id], **e.summary(), "below_format_only": below, "url": links.entry(e.id)}
+                )
             return json.dumps(out[offset : offset + limit], ensure_ascii=False), len(out)
 
         body, total = await api_cache.get(("list", env, verified_only, limit, offset), store.generation, render)

@@ -32,6 +32,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -59,6 +60,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, deferred, mapped_column, undefer
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.schema import UniqueConstraint
 
 from leaderboard.schema import MAX_SUBMISSION_BYTES
 from leaderboard.tokens import hash_secret, new_token, parse_token, verify_secret
@@ -175,6 +177,28 @@ class _AuditRow(_Base):
     target: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class _BaselineRow(_Base):
+    __tablename__ = "lb_baselines"
+    __table_args__ = (UniqueConstraint("env_id", "kind", name="uq_lb_baselines_env_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    env_id: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    metric: Mapped[str] = mapped_column(String(200))
+    higher_is_better: Mapped[bool] = mapped_column(Boolean)
+    aggregate: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column(Float)
+    ci_low: Mapped[float] = mapped_column(Float)
+    ci_high: Mapped[float] = mapped_column(Float)
+    seed_scores: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+#: The reference baselines an env can have (see :mod:`leaderboard.baselines`), in display order.
+BASELINE_KINDS = ("format-only", "random-reward")
 
 
 #: Columns added to lb_submissions after the first release, with their SQL types (see _migrate).
@@ -317,6 +341,75 @@ def rank(entries: list[Entry]) -> list[Entry]:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """A reference score of an env: what a policy without task knowledge or without reward signal gets.
+
+    Attributes:
+        env_id: The env id with version.
+        kind: ``"format-only"`` (well-formed answers, no task knowledge) or ``"random-reward"`` (the
+            standard training run with the reward replaced by a coin flip).
+        metric: The protocol's metric.
+        higher_is_better: The metric's direction.
+        aggregate: The ranking aggregate the score is.
+        score: The aggregate of the per-seed scores.
+        ci_low: Lower end of its 95% stratified-bootstrap interval.
+        ci_high: Upper end of that interval.
+        seed_scores: The per-seed scores.
+        detail: How it was computed (per-seed results, training settings, code version).
+        created_at: When it was stored (UTC).
+    """
+
+    env_id: str
+    kind: str
+    metric: str
+    higher_is_better: bool
+    aggregate: str
+    score: float
+    ci_low: float
+    ci_high: float
+    seed_scores: list[float]
+    detail: dict[str, Any]
+    created_at: _dt.datetime
+
+    def beats(self, score: float) -> bool:
+        """Whether this baseline scores at least ``score`` (so an entry with ``score`` does not beat it)."""
+        return self.score >= score if self.higher_is_better else self.score <= score
+
+    def not_beaten_by(self, entry: Entry) -> bool:
+        """Whether ``entry`` (scored with this baseline's metric, direction and aggregate) does not beat it."""
+        same = (entry.metric, entry.higher_is_better, entry.aggregate) == (
+            self.metric,
+            self.higher_is_better,
+            self.aggregate,
+        )
+        return same and self.beats(entry.score)
+
+    def summary(self) -> dict[str, Any]:
+        """The baseline as JSON data."""
+        return {
+            **dataclasses.asdict(self),
+            "ci": [self.ci_low, self.ci_high],
+            "created_at": self.created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        }
+
+    @classmethod
+    def _from_row(cls, row: _BaselineRow) -> Baseline:
+        return cls(
+            env_id=row.env_id,
+            kind=row.kind,
+            metric=row.metric,
+            higher_is_better=row.higher_is_better,
+            aggregate=row.aggregate,
+            score=row.score,
+            ci_low=row.ci_low,
+            ci_high=row.ci_high,
+            seed_scores=json.loads(row.seed_scores),
+            detail=json.loads(row.detail),
+            created_at=_utc(row.created_at),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
 class AuditEvent:
     """One line of the audit log.
 
@@ -324,7 +417,8 @@ class AuditEvent:
         id: Its position in the log.
         at: When it happened (UTC).
         actor: Who did it (the admin's name, ``"server"`` or ``"verify"``).
-        action: ``"hide"``, ``"unhide"``, ``"delete"``, ``"issue-token"``, ``"revoke-token"`` or ``"verify"``.
+        action: ``"hide"``, ``"unhide"``, ``"delete"``, ``"issue-token"``, ``"revoke-token"``, ``"verify"``,
+            ``"baseline"`` or ``"baseline-delete"``.
         entry_id: The entry acted on, if any.
         target: The token name acted on, if any.
         reason: The reason given.
@@ -848,6 +942,74 @@ class LeaderboardStore:
         with Session(self.engine) as session:
             detail = session.scalar(select(_SubmissionRow.verification_detail).where(_SubmissionRow.id == valid_id))
         return json.loads(detail) if detail else None
+
+    # ------------------------------------------------------------------ reference baselines
+
+    def set_baseline(self, record: Mapping[str, Any], *, actor: str = "admin") -> Baseline:
+        """Store an env's reference baseline, replacing the one of the same env and kind (audit-logged).
+
+        Args:
+            record: :func:`leaderboard.baselines.baseline_record`'s output: ``env_id``, ``kind``,
+                ``metric``, ``higher_is_better``, ``aggregate``, ``score``, ``ci``, ``seed_scores``, ``detail``.
+            actor: Recorded in the audit log.
+
+        Raises:
+            ValueError: If the kind is unknown or a score is not a finite number.
+        """
+        kind = record["kind"]
+        if kind not in BASELINE_KINDS:
+            raise ValueError(f"baseline kind must be one of {list(BASELINE_KINDS)}, got {kind!r}.")
+        numbers = [record["score"], *record["ci"], *record["seed_scores"]]
+        if not numbers[3:] or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in numbers):
+            raise ValueError(f"a baseline needs finite scores and at least one seed, got {numbers}.")
+        now = _dt.datetime.now(_dt.timezone.utc)
+        with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+            row = session.scalars(
+                select(_BaselineRow).where(_BaselineRow.env_id == record["env_id"], _BaselineRow.kind == kind)
+            ).first()
+            if row is None:
+                row = _BaselineRow(env_id=record["env_id"], kind=kind)
+                session.add(row)
+            row.metric, row.higher_is_better, row.aggregate = (
+                record["metric"],
+                bool(record["higher_is_better"]),
+                record["aggregate"],
+            )
+            row.score, (row.ci_low, row.ci_high) = float(record["score"]), map(float, record["ci"])
+            row.seed_scores = json.dumps([float(x) for x in record["seed_scores"]])
+            row.detail = json.dumps(record.get("detail", {}), ensure_ascii=False)
+            row.created_at = now
+            summary = {"kind": kind, "score": row.score, "seed_scores": json.loads(row.seed_scores)}
+            self._audit(session, actor, "baseline", target=record["env_id"], reason=kind, detail=summary)
+            session.flush()
+            baseline = Baseline._from_row(row)
+        self.generation += 1
+        return baseline
+
+    def baselines(self, env_id: str | None = None) -> list[Baseline]:
+        """Stored reference baselines (of one env, if given), by env id, then kind."""
+        stmt = select(_BaselineRow)
+        if env_id is not None:
+            if not _valid_env_filter(env_id):
+                return []
+            stmt = stmt.where(_BaselineRow.env_id == env_id)
+        with Session(self.engine) as session:
+            found = [Baseline._from_row(r) for r in session.scalars(stmt)]
+        order = {k: i for i, k in enumerate(BASELINE_KINDS)}
+        return sorted(found, key=lambda b: (b.env_id, order.get(b.kind, len(order))))
+
+    def delete_baseline(self, env_id: str, kind: str, *, actor: str = "admin") -> bool:
+        """Remove an env's baseline of ``kind``; returns whether there was one."""
+        with Session(self._write_engine) as session, session.begin():
+            row = session.scalars(
+                select(_BaselineRow).where(_BaselineRow.env_id == env_id, _BaselineRow.kind == kind)
+            ).first()
+            if row is None:
+                return False
+            session.delete(row)
+            self._audit(session, actor, "baseline-delete", target=env_id, reason=kind)
+        self.generation += 1
+        return True
 
     def tokens(self) -> list[TokenInfo]:
         """Every issued token (active and revoked), without secrets, oldest first."""

@@ -435,6 +435,8 @@ class EpisodeBatch:
             score = 0.0 if reply is None else float(reply.reward)
             if score != score or abs(score) == float("inf"):
                 raise ValueError(f"task {self.task.name!r} replied with a non-finite turn reward {reply.reward!r}.")
+            if not self.reward.pays_turn_rewards:  # the reward replaces every other one (e.g. RandomReward)
+                score = 0.0
             rewards[j] += score
             self.turn_rewards[i].append(score)
             if reply is not None and reply.done:

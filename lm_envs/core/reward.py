@@ -34,9 +34,13 @@ class Reward:
     Attributes:
         process: Whether :meth:`step` can pay anything. When ``False`` the environments skip
             step bookkeeping for rewards (they still split steps if the task has a stop rule).
+        pays_turn_rewards: Whether the env pays a multi-turn task's turn rewards
+            (:attr:`Reply.reward <lm_envs.core.task.Reply.reward>`) besides this reward's own;
+            ``False`` makes this reward the only one paid (e.g. :class:`~lm_envs.core.baselines.RandomReward`).
     """
 
     process: bool = False
+    pays_turn_rewards: bool = True
 
     def outcome(self, problem: Problem, completion: str) -> Outcome:
         """Score a finished completion (the text after the prompt, start-state prefix included)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,6 +105,32 @@ class Task:
     def multi_turn(self) -> bool:
         """Whether episodes can have several turns (the env then tracks turns, sources and budgets)."""
         return bool(self.turn_stops) or type(self).respond is not Task.respond
+
+    def format_only(self, problem: Problem, rng: random.Random) -> str:
+        """A well-formed completion that uses no knowledge of the task: the format-only baseline.
+
+        The leaderboard evaluates this policy under each env's protocol (through the env's
+        :class:`~lm_envs.TextEnv`, so the score is measured, not assumed) and draws it as a reference
+        line: a score at or below it is what the answer format alone earns. It may read ``problem``
+        only for what the format needs (never its prompt's content or answer), and draws any choice
+        from ``rng`` (seeded per episode). Multi-turn tasks are asked once per turn.
+
+        Args:
+            problem: The episode's problem.
+            rng: The episode's random stream.
+
+        Raises:
+            NotImplementedError: For tasks that declare no format-only policy (the default).
+        """
+        raise NotImplementedError(
+            f"task {self.name!r} ({type(self).__name__}) declares no format-only policy; override "
+            "Task.format_only(problem, rng) to return a well-formed completion that uses no task knowledge."
+        )
+
+    @property
+    def has_format_only(self) -> bool:
+        """Whether :meth:`format_only` is implemented."""
+        return type(self).format_only is not Task.format_only
 
     def corpus(self) -> Iterator[str]:
         """Representative text (prompts and solutions) for training the default tokenizer.

@@ -8,6 +8,7 @@ learner's return rises from about 0.01 to near 1.0 within a short run; a broken 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 
 from lm_envs.core.problem import Problem
@@ -29,6 +30,19 @@ class DigitsTask(Task):
     def problem(self, split: str, index: int) -> Problem:
         self.check_index(split, index)
         return Problem(id=f"{split}/0", prompt=PROMPT, answer="12345678", steps=("12345678",))
+
+    def format_only(self, problem: Problem, rng: random.Random) -> str:
+        """Eight random digits: the format asked for (a number) is the whole task here.
+
+        So the format-only baseline scores the optimum (1.0 on ``LMEnv/Digits-v0``, and on
+        ``LMEnv/DigitTurns-v0``, where each turn's first digit ends it): these envs check that agents
+        learn, their scores say nothing about knowledge.
+
+        Example:
+            >>> DigitsTask().format_only(DigitsTask().problem("test", 0), random.Random(0))
+            '66048764'
+        """
+        return "".join(str(rng.randrange(10)) for _ in range(8))
 
 
 class DigitCountReward(Reward):

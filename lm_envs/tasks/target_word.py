@@ -7,6 +7,7 @@ rises to near the optimum of 1.0 within a short run, and a broken one's does not
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator, Sequence
 
 from lm_envs.core.problem import Problem
@@ -57,6 +58,15 @@ class TargetWordTask(Task):
 
     def stops(self, step: str) -> bool:
         return True
+
+    def format_only(self, problem: Problem, rng: random.Random) -> str:
+        """One of the task's words drawn at random, ignoring which word the prompt asks for.
+
+        Example:
+            >>> TargetWordTask(["cat", "dog"]).format_only(Problem("a", "q"), random.Random(0))
+            ' dog'
+        """
+        return f" {rng.choice(self.words)}"
 
     def corpus(self) -> Iterator[str]:
         for i in range(len(self.words)):

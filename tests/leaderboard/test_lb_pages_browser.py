@@ -40,6 +40,10 @@ def site(tmp_path, live_server_factory, make_submission):
             for i, (a, s) in enumerate(rows)
         }
         store.set_verification(ids["tied-b"], "verified", {"status": "verified", "seeds": []})
+        from leaderboard.baselines import baseline_record
+
+        seeds = [{"seed": s, "score": v} for s, v in enumerate([0.3, 0.25, 0.35])]  # a reference line among the rows
+        store.set_baseline(baseline_record(ENV_ID, "format-only", seeds, {}))
         for i, scores in enumerate([[0.2, -0.1, 0.3], [0.6, 0.7, 0.65]]):
             store.submit(_qa_submission(i, scores))
     return live_server_factory(db), ids
@@ -119,12 +123,27 @@ def test_pages_read_well_at_desktop_and_phone_widths(site, browser, tmp_path, la
     browser.get(f"{server.base}/env/{quote(ENV_ID)}")
     ranks = {
         r.find_element(By.CSS_SELECTOR, "td.agent a").text: r.find_element(By.CSS_SELECTOR, "td.rank").text
-        for r in browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr")
+        for r in browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr[data-entry-id]")
     }
     assert ranks[LONG_NAME] == "1" and ranks["tied-a"] == ranks["tied-b"] == "2="
     row = browser.find_element(By.CSS_SELECTOR, f"tr[data-entry-id='{ids['tied-b']}']")
     visible = row.find_element(By.CSS_SELECTOR, "span.badge.verified" if layout == "desktop" else "span.verified-mark")
     assert visible.is_displayed()
+
+    # The format-only baseline is a reference row where its score falls, inside the screen, and a line in the plot.
+    line = browser.find_element(By.CSS_SELECTOR, "table.leaderboard tr.baseline[data-baseline='format-only']")
+    assert line.is_displayed() and "format-only" in line.text
+    assert browser.execute_script("return arguments[0].getBoundingClientRect().right", line) <= width
+    order = [r.get_attribute("data-entry-id") or "line" for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert order.index("line") == 3  # after the three entries above 0.3, before the nine below it
+    dashed = browser.find_element(
+        By.CSS_SELECTOR, "svg.plot g.baseline line"
+    )  # vertical: zero width, so no is_displayed
+    assert browser.execute_script("return arguments[0].getBoundingClientRect().height", dashed) > 100
+    flagged = browser.find_elements(By.CSS_SELECTOR, "tr.below-baseline")
+    assert len(flagged) == 9
+    if layout == "desktop":
+        assert flagged[0].find_element(By.CSS_SELECTOR, "span.badge.below-baseline").is_displayed()
 
 
 def test_search_and_verified_filter_in_the_browser(site, browser):
@@ -134,17 +153,17 @@ def test_search_and_verified_filter_in_the_browser(site, browser):
     server, ids = site
     _emulate(browser, *WIDTHS["desktop"])
     browser.get(f"{server.base}/env/{quote(ENV_ID)}")
-    assert len(browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr")) == 12
+    assert len(browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr[data-entry-id]")) == 12
     box = browser.find_element(By.CSS_SELECTOR, "form.filter input[name=q]")
     box.send_keys("tied")
     box.submit()
     WebDriverWait(browser, 10).until(lambda d: "q=tied" in d.current_url)
-    rows = browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr[data-entry-id]")
     assert sorted(r.get_attribute("data-entry-id") for r in rows) == sorted(str(ids[a]) for a in ("tied-a", "tied-b"))
     browser.find_element(By.CSS_SELECTOR, "form.filter input[name=verified]").click()
     browser.find_element(By.CSS_SELECTOR, "form.filter button[type=submit]").click()
     WebDriverWait(browser, 10).until(lambda d: "verified=1" in d.current_url)
-    rows = browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr[data-entry-id]")
     assert [r.get_attribute("data-entry-id") for r in rows] == [str(ids["tied-b"])]
     status, listing = server.request("GET", "/api/v1/submissions?verified=1")
     assert status == 200 and [e["agent"] for e in listing] == ["tied-b"]

@@ -126,6 +126,9 @@ def render_messages(messages: Sequence[Mapping[str, str]], chat_template: str | 
 
 # ------------------------------------------------------------------------------------------- synthetic
 
+#: The format-only reply: a complete, polite sentence with no topic, keyword or word count in mind.
+FORMAT_ONLY_REPLY = " Sure, here is a short answer for you."
+
 
 def synthetic_response(constraints: Constraints, rng: random.Random) -> str:
     """One response of varied quality: its length, keyword use and repetition are drawn from ``rng``."""
@@ -195,6 +198,10 @@ class SyntheticInstructions(Task):
             steps=(demo,),
             metadata={"source": "synthetic", "constraints": c.to_dict(), "messages": messages},
         )
+
+    def format_only(self, problem: Problem, rng: random.Random) -> str:
+        """A fixed, well-formed reply that ignores the instruction (:data:`FORMAT_ONLY_REPLY`)."""
+        return FORMAT_ONLY_REPLY
 
     def __repr__(self) -> str:
         return f"SyntheticInstructions(seed={self.seed}, words={self.min_words}..{self.max_words})"

@@ -1332,6 +1332,19 @@ class ArithmeticWordProblems(Task):
         """True for the final answer line (``#### X``)."""
         return step.strip().startswith(FINAL_ANSWER_PREFIX)
 
+    def format_only(self, problem: Problem, rng: random.Random) -> str:
+        """The final answer line alone, with an integer drawn uniformly from ``[0, max_value]``.
+
+        The format a solution must have (``#### <number>``) and the range every answer lies in,
+        without reading the question: what guessing earns.
+
+        Example:
+            >>> task = ArithmeticWordProblems.from_preset("easy")
+            >>> task.format_only(task.problem("test", 0), random.Random(0))
+            '#### 49'
+        """
+        return f"{FINAL_ANSWER_PREFIX} {rng.randint(0, self.max_value)}"
+
     def problem(self, split: str, index: int) -> Problem:
         self.check_index(split, index)
         test = split == "test"

@@ -19,6 +19,7 @@ what the env says between the policy's turns (:meth:`lm_envs.Task.respond`).
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -56,6 +57,10 @@ class _WordProblems(Task):
 
     def corpus(self) -> Iterator[str]:
         return self.base.corpus()
+
+    def format_only(self, problem: Problem, rng: random.Random) -> str:
+        """The word problems' format-only answer (a ``#### <number>`` guess), on every turn."""
+        return self.base.format_only(problem, rng)
 
 
 def calculate(expression: str, max_chars: int = 200) -> str:

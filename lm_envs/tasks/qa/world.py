@@ -622,6 +622,15 @@ class KnowledgeQATask(Task):
     def stops(self, step: str) -> bool:
         return True  # one line: the answer
 
+    def format_only(self, problem: Problem, rng: random.Random) -> str:
+        """The abstention, on every question: the one well-formed answer that needs no knowledge.
+
+        Under :class:`~lm_envs.tasks.qa.rewards.AbstentionReward` it earns 0 per question; a random
+        entity's name would earn about the wrong-answer penalty, so abstaining is the stronger
+        knowledge-free reference (a score below it is worse than saying "I don't know" to everything).
+        """
+        return self._answer_text(self.abstention)
+
     def documents(self) -> Iterator[str]:
         """Pre-training text: the fact corpus over the known entities, then (``mix_qa``) their QA-training pairs."""
         yield from self.world.documents()

@@ -1,0 +1,304 @@
+"""Required reference baselines per env: where a score stops being meaningful.
+
+Two baselines, each scored under the env's evaluation protocol over the protocol's seeds and
+aggregated like a submission (the protocol's aggregate with its 95% stratified-bootstrap interval):
+
+* ``"format-only"``: the task's :meth:`~lm_envs.Task.format_only` answers (well-formed, no task
+  knowledge), played through the env's :class:`~lm_envs.TextEnv` by
+  :func:`lm_envs.core.baselines.evaluate_text_policy`. Cheap (seconds), no model involved.
+* ``"random-reward"``: the standard training run (``conf/config.yaml``'s defaults on this env, plus
+  the overrides given) with the env's reward replaced by :class:`lm_envs.core.baselines.RandomReward`
+  (Bernoulli(``p``) per episode, seeded by the run's seed), then the trained model evaluated exactly as
+  ``lm-envs leaderboard verify`` evaluates a checkpoint (:func:`leaderboard.verify.evaluate_checkpoint`:
+  greedy, the protocol's split and episodes, the seed). It shows what training alone buys.
+
+The board draws both as reference lines in each env's table and plot, and flags entries that do not
+beat the format-only baseline. ``lm-envs leaderboard baselines ENV ...`` computes and stores them.
+
+Example:
+    >>> record = format_only_baseline("LMEnv/TargetWord-v0", seeds=[0, 1, 2])
+    >>> record["kind"], record["metric"], len(record["seed_scores"])
+    ('format-only', 'mean_return', 3)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from leaderboard.aggregate import aggregate_scores
+from leaderboard.envs import check_env_id
+from leaderboard.hashing import episodes_hash
+from leaderboard.store import BASELINE_KINDS
+
+#: The baselines measured for the built-in envs (``lm-envs leaderboard baselines load`` stores them).
+PUBLISHED = Path(__file__).with_name("published_baselines.json")
+
+__all__ = [
+    "BASELINE_KINDS",
+    "PUBLISHED",
+    "baseline_record",
+    "check_baseline",
+    "format_only_baseline",
+    "random_reward_baseline",
+    "random_reward_env_kwargs",
+]
+
+
+def _seeds(env_id: str, seeds: Sequence[int] | None) -> list[int]:
+    protocol = check_env_id(env_id)
+    chosen = list(range(protocol.min_seeds)) if seeds is None else [int(s) for s in seeds]
+    if len(chosen) < protocol.min_seeds:
+        raise ValueError(
+            f"{env_id}'s protocol needs at least {protocol.min_seeds} seeds, got {chosen}; pass more --seed values."
+        )
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"seeds must be distinct, got {chosen}.")
+    return chosen
+
+
+def baseline_record(
+    env_id: str, kind: str, per_seed: Sequence[dict[str, Any]], detail: dict[str, Any]
+) -> dict[str, Any]:
+    """A baseline as the store keeps it: per-seed scores aggregated under the env's protocol.
+
+    Args:
+        env_id: The env.
+        kind: One of :data:`BASELINE_KINDS`.
+        per_seed: One dict per seed with at least ``seed`` and ``score``.
+        detail: How the baseline was computed (kept with it; shown on the page).
+
+    Raises:
+        ValueError: If the kind is unknown or a score lies outside the metric's declared range.
+    """
+    if kind not in BASELINE_KINDS:
+        raise ValueError(f"baseline kind must be one of {list(BASELINE_KINDS)}, got {kind!r}.")
+    protocol = check_env_id(env_id)
+    scores = [float(s["score"]) for s in per_seed]
+    outside = [x for x in scores if not protocol.in_range(x)]
+    if outside:
+        raise ValueError(f"{kind} scores {outside} lie outside {env_id}'s metric range {protocol.metric_range}.")
+    agg = aggregate_scores(
+        scores, metric=protocol.metric, higher_is_better=protocol.higher_is_better, primary=protocol.aggregate
+    )
+    from leaderboard.submission import code_version
+
+    return {
+        "env_id": env_id,
+        "kind": kind,
+        "metric": protocol.metric,
+        "higher_is_better": protocol.higher_is_better,
+        "aggregate": protocol.aggregate,
+        "score": agg[protocol.aggregate],
+        "ci": agg[f"{protocol.aggregate}_ci"],
+        "seed_scores": scores,
+        "detail": {
+            **detail,
+            "seeds": list(per_seed),
+            "mean": agg["mean"],
+            "protocol": protocol.to_dict(),
+            "code": code_version(),
+            "computed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        },
+    }
+
+
+def check_baseline(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a stored or published baseline (``baselines list --json``, ``compute --json``) before loading it.
+
+    Its env must be registered here with the same metric, direction and aggregate, its per-seed
+    scores inside the metric's range and enough of them, and its score and interval those the
+    per-seed scores give (recomputed, as for submissions).
+
+    Returns:
+        The record :meth:`~leaderboard.store.LeaderboardStore.set_baseline` takes.
+
+    Raises:
+        ValueError: Naming what does not hold.
+    """
+    try:
+        env_id, kind, scores = item["env_id"], item["kind"], [float(x) for x in item["seed_scores"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"a baseline needs env_id, kind and seed_scores (numbers): {e}") from None
+    protocol = check_env_id(env_id)
+    for key in ("metric", "higher_is_better", "aggregate"):
+        if item.get(key) != getattr(protocol, key):
+            raise ValueError(
+                f"{env_id} {kind}: {key} is {item.get(key)!r} but the protocol's is {getattr(protocol, key)!r}; "
+                "compute the baseline again (lm-envs leaderboard baselines compute)."
+            )
+    if len(scores) < protocol.min_seeds:
+        raise ValueError(f"{env_id} {kind}: {len(scores)} seeds, the protocol needs {protocol.min_seeds}.")
+    record = baseline_record(env_id, kind, [{"seed": i, "score": x} for i, x in enumerate(scores)], {})
+    claimed = [item.get("score"), *(item.get("ci") or [None, None])]
+    if not all(
+        isinstance(c, (int, float)) and abs(c - r) <= 1e-9 for c, r in zip(claimed, [record["score"], *record["ci"]])
+    ):
+        raise ValueError(
+            f"{env_id} {kind}: score and ci {claimed} are not the {protocol.aggregate} and interval of the seed "
+            f"scores ({[record['score'], *record['ci']]})."
+        )
+    return {**record, "detail": dict(item.get("detail") or {})}
+
+
+def format_only_baseline(
+    env_id: str, seeds: Sequence[int] | None = None, *, num_episodes: int | None = None
+) -> dict[str, Any]:
+    """Score the task's format-only policy under ``env_id``'s protocol (through its TextEnv), per seed.
+
+    Args:
+        env_id: A registered env with a protocol, whose task implements :meth:`~lm_envs.Task.format_only`.
+        seeds: Seeds of the policy's random choices (default: ``0 .. min_seeds - 1``).
+        num_episodes: Problems per seed (default: the protocol's); fewer makes a rough, cheaper baseline.
+
+    Returns:
+        The baseline record (:func:`baseline_record`).
+
+    Raises:
+        NotImplementedError: If the env's task declares no format-only policy.
+    """
+    from lm_envs.core.baselines import evaluate_text_policy, format_only_policy, protocol_score
+
+    protocol = check_env_id(env_id)
+    per_seed = []
+    started = time.perf_counter()
+    for seed in _seeds(env_id, seeds):
+        result = evaluate_text_policy(env_id, format_only_policy, seed=seed, num_episodes=num_episodes)
+        records = result["records"]
+        per_seed.append(
+            {
+                "seed": seed,
+                "score": protocol_score(protocol.metric, result),
+                "num_episodes": result["num_episodes"],
+                "episodes_hash": episodes_hash(records),
+                "example": records[0]["completion"] if records else "",
+            }
+        )
+    detail = {
+        "policy": "Task.format_only through the env's TextEnv",
+        "num_episodes": num_episodes,
+        "wall_time_s": round(time.perf_counter() - started, 2),
+    }
+    return baseline_record(env_id, "format-only", per_seed, detail)
+
+
+def random_reward_env_kwargs(
+    env_id: str, seed: int, p: float = 0.5, kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``gym.make`` overrides that replace ``env_id``'s reward by a seeded coin, keeping its own for the record.
+
+    Args:
+        env_id: The env.
+        seed: The coin's seed.
+        p: Probability that an episode pays 1.
+        kwargs: The run's own env overrides (their ``reward``/``reward_kwargs``, if any, are the wrapped reward).
+
+    Raises:
+        ValueError: If the env's reward is not an import string (a run's config must stay plain data).
+    """
+    import gymnasium as gym
+
+    kwargs = dict(kwargs or {})
+    registered = gym.spec(env_id).kwargs
+    inner = kwargs.pop("reward", registered.get("reward"))
+    inner_kwargs = {**(registered.get("reward_kwargs") or {}), **(kwargs.pop("reward_kwargs", None) or {})}
+    if not isinstance(inner, str):
+        raise ValueError(
+            f"{env_id}'s reward is an object ({inner!r}); the random-reward baseline needs it as an import string "
+            "('package.module:attr') so the run's config stays plain data. Register the env with a string reward."
+        )
+    return {
+        **kwargs,
+        "reward": "lm_envs.core.baselines:RandomReward",
+        "reward_kwargs": {"reward": inner, "reward_kwargs": inner_kwargs, "p": float(p), "seed": int(seed)},
+    }
+
+
+def random_reward_baseline(
+    env_id: str,
+    seeds: Sequence[int] | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    p: float = 0.5,
+    workdir: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    evaluator: Callable[..., dict[str, Any]] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train with a random reward (one run per seed) and score the result under ``env_id``'s protocol.
+
+    Each seed runs the standard training job (``conf/config.yaml`` composed with ``env.id=<env_id>``,
+    ``seed=<seed>`` and ``overrides``) with :func:`random_reward_env_kwargs` as the env's overrides, then
+    evaluates the run's exported model (``<run>/model``) on the real env with
+    :func:`leaderboard.verify.evaluate_checkpoint`, the code ``lm-envs leaderboard verify`` re-runs.
+
+    Args:
+        env_id: The env.
+        seeds: Training and evaluation seeds (default: ``0 .. min_seeds - 1``).
+        overrides: Hydra overrides of the training run (budget, model, agent), recorded with the baseline.
+        p: Probability that an episode pays 1.
+        workdir: Where the run directories go (default: a temporary directory, removed after).
+        device: Torch device to evaluate on (training follows ``model.device`` in ``overrides``).
+        evaluator: ``(model_dir, env_id, seed, device=...) -> metrics``; default ``evaluate_checkpoint``.
+        progress: Show the runs' progress bars.
+
+    Returns:
+        The baseline record (:func:`baseline_record`); its detail names the overrides and per seed the
+        training's last rollout success rate (on the true reward's record) and wall time.
+    """
+    import shutil
+
+    from hydra import compose, initialize_config_module
+
+    from agents.run import run, to_run_config
+    from agents.run.config import register_configs
+    from leaderboard.verify import evaluate_checkpoint
+
+    protocol = check_env_id(env_id)
+    chosen = _seeds(env_id, seeds)
+    evaluator = evaluator or evaluate_checkpoint
+    register_configs()
+    own = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="lm-envs-baseline-")) if own else Path(workdir)  # type: ignore[arg-type]
+    per_seed = []
+    try:
+        for seed in chosen:
+            out = root / f"{env_id.replace('/', '_')}-random-reward-seed{seed}"
+            base = [f"output_dir={out}", f"env.id={env_id}", f"seed={seed}", f"train.progress={str(progress).lower()}"]
+            with initialize_config_module(version_base="1.3", config_module="lm_envs_conf"):
+                composed = compose(config_name="config", overrides=[*base, *overrides])
+            cfg = to_run_config(composed)
+            env = dataclasses.replace(cfg.env, kwargs=random_reward_env_kwargs(env_id, seed, p, dict(cfg.env.kwargs)))
+            cfg = dataclasses.replace(cfg, env=env)
+            started = time.perf_counter()
+            trained = run(cfg)
+            train_s = time.perf_counter() - started
+            metrics = evaluator(out / "model", env_id, seed, device=device)
+            from lm_envs.core.baselines import protocol_score
+
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "score": protocol_score(protocol.metric, metrics),
+                    "episodes_hash": metrics.get("episodes_hash"),
+                    "train_wall_time_s": round(train_s, 1),
+                    "in_loop_eval_accuracy": trained["metrics"].get("accuracy"),
+                }
+            )
+    finally:
+        if own:
+            shutil.rmtree(root, ignore_errors=True)
+    detail = {
+        "policy": "the standard training run with the reward replaced by RandomReward, then the protocol's evaluation",
+        "p": p,
+        "overrides": list(overrides),
+        "agent": trained["agent"],
+        "model": trained["model"],
+    }
+    return baseline_record(env_id, "random-reward", per_seed, detail)
