@@ -36,7 +36,13 @@ ARMS: dict[str, list[str]] = {
 }
 # A seconds-scale version for the test: a few updates on 8 test problems (the start: claim_easy_to_hard's quick one)
 QUICK_EVAL = ["eval.num_episodes=8", "train.eval_episodes=8"]
-QUICK_RL = ["train.iterations=2", "agent.num_envs=16", "agent.group_size=4", "train.checkpoint_every=2"]
+QUICK_RL = [
+    "train.iterations=2",
+    "agent.num_envs=16",
+    "agent.group_size=4",
+    "train.checkpoint_every=2",
+    "++env.kwargs.max_new_tokens=16",  # an untrained model never stops: cap what it writes
+]
 
 
 def sft_start(seed: int, work: Path, quick: bool = False) -> Path:
