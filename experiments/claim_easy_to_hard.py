@@ -68,9 +68,9 @@ def settings(quick: bool) -> dict[str, Any]:
     return dict(
         sft=[],
         eval_problems=200,  # greedy accuracy; best-of-N uses the first bon_problems of them
-        bon_problems=100,
+        bon_problems=80,
         n=16,
-        rm=dict(num_problems=200, samples_per_problem=4, heldout_problems=50, steps=300, batch_size=16, eval_every=0),
+        rm=dict(num_problems=200, samples_per_problem=4, heldout_problems=50, steps=250, batch_size=16, eval_every=0),
         rl=[],
     )
 
