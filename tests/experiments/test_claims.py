@@ -98,7 +98,6 @@ def test_quick_reverse_curriculum_writes_the_json_and_png_and_the_table_row(tmp_
     assert "`reverse_curriculum`" in readme.read_text()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["easy_to_hard", "rl_vs_sft_few_demos", "rft_vs_sft", "abstention"])
 def test_quick_claim_drivers_write_a_result_that_follows_the_contract(tmp_path, name):
     doc = run_all.load_driver(name).run([0], tmp_path, quick=True)
