@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 import torch
 from hydra import compose, initialize_config_module
@@ -19,7 +20,7 @@ from agents.learners.base import Learner, RunContext, make_learner
 from agents.learners.ppo import PPOConfig
 from agents.learners.reinforce import ReinforceConfig
 from agents.learners.rft import RFTConfig
-from agents.policy.models import build_default_model, frozen_copy
+from agents.policy.models import build_default_model, export_model, frozen_copy
 from agents.run import run, to_run_config
 from agents.run.checkpoint import CheckpointError, read_checkpoint
 from agents.run.config import RunConfig, TrainSection, register_configs
@@ -40,7 +41,14 @@ def make_cfg(tmp_path, *overrides):
 def test_every_group_option_composes_and_validates(tmp_path, group):
     assert OPTIONS[group], f"conf/{group}/ is empty"
     for option in OPTIONS[group]:
-        extra = ["model.name_or_path=some/model"] if (group, option) == ("model", "hf") else []
+        required = {  # options whose ${required:...} key has no default: given here as a user would
+            ("model", "hf"): ["model.name_or_path=some/model"],
+            ("env", "math_orm"): ["env.kwargs.reward_kwargs.orm_path=some/orm"],
+            ("env", "math_prm_outcome"): ["env.kwargs.reward_kwargs.prm_path=some/prm"],
+            ("agent", "distill"): ["agent.teacher=smollm2"],
+            ("agent", "dpo"): ["agent.data=synthetic", "env=chat"],
+        }
+        extra = required.get((group, option), [])
         key = f"+{group}" if group == "experiment" else group
         cfg = to_run_config(make_cfg(tmp_path, f"{key}={option}", *extra))
         assert isinstance(cfg, RunConfig)
@@ -61,9 +69,19 @@ def smoke(tmp_path, *overrides):
     return make_cfg(tmp_path, "+experiment=smoke", "env=digits", *overrides)
 
 
-@pytest.mark.parametrize("agent", OPTIONS["agent"])
-def test_smoke_run_writes_every_artifact_and_changes_parameters(tmp_path, agent):
+# offline DPO plays no rollouts (it has no agent.num_envs, which the smoke experiment sets): its own
+# run-loop test is tests/agents/learners/test_dpo.py::test_dpo_through_the_run_loop_raises_the_envs_reward
+@pytest.mark.parametrize("agent", [a for a in OPTIONS["agent"] if a != "dpo"])
+def test_smoke_run_writes_every_artifact_and_changes_parameters(tmp_path_factory, agent):
+    tmp_path = tmp_path_factory.mktemp("run")
+    teacher = tmp_path_factory.mktemp("teacher")
+    if agent == "distill":  # a teacher with the student's tokenizer: another fresh default model
+        codec = gym.make("LMEnv/Digits-v0").unwrapped.codec
+        export_model(build_default_model(codec, seed=1), codec, teacher)
     sizes = {
+        "online_dpo": ["agent.num_envs=8", "agent.group_size=4"],
+        "self_rewarding": ["agent.num_envs=8", "agent.group_size=4"],
+        "distill": ["agent.num_envs=8", f"agent.teacher={teacher}"],
         "grpo": ["agent.num_envs=8", "agent.group_size=4"],
         "rloo": ["agent.num_envs=8", "agent.group_size=4"],
         "rft": [
