@@ -197,7 +197,12 @@ def run_seed(seed: int, work: Path, quick: bool, rl: list[str]) -> dict[str, Any
     for name, spec in proxies.items():
         rm_dir = work / f"seed{seed}" / name
         metrics = train_proxy(spec, seed, rm_dir)
-        scores = proxy_scores(rm_dir, prompts, responses)
+        cache = rm_dir / f"bon_scores_{num_prompts}x{m}_seed{seed}.npy"  # the proxy's scores of this seed's samples
+        if cache.is_file() and cache.stat().st_mtime >= (rm_dir / "model.safetensors").stat().st_mtime:
+            scores = np.load(cache)
+        else:
+            scores = proxy_scores(rm_dir, prompts, responses)
+            np.save(cache, scores)
         curves = bon_curves(scores, gold, ns)
         out["proxies"][name] = {
             "heldout_accuracy": metrics["heldout"]["accuracy"],
