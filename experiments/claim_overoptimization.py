@@ -401,7 +401,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def run(seeds: list[int], out_dir: Path, quick: bool = False, rl: list[str] | None = None) -> dict[str, Any]:
+def run(
+    seeds: list[int], out_dir: Path, quick: bool = False, rl: list[str] | None = None, work: Path | None = None
+) -> dict[str, Any]:
     """Run the claim for ``seeds``; write ``out_dir/overoptimization.json`` and ``.png``; return the JSON.
 
     Args:
@@ -409,12 +411,14 @@ def run(seeds: list[int], out_dir: Path, quick: bool = False, rl: list[str] | No
         out_dir: Where the JSON and PNG go (trained RMs and RL runs go under ``out_dir/work/overoptimization``).
         quick: A seconds-scale version (tiny proxies, 6 prompts, n <= 8) for tests.
         rl: Proxy names to run PPO against (default: none; ``--rl`` picks the smallest and largest data amount).
+        work: Where the proxies and RL runs go (default ``out_dir/work/overoptimization``); finished ones are
+            reused, so seeds can run in separate processes and a last call with every seed only summarises.
     """
     import torch
 
     torch.set_num_threads(1)
     out_dir = Path(out_dir)
-    work = out_dir / "work" / NAME
+    work = Path(work) if work is not None else out_dir / "work" / NAME
     rl = list(rl or [])
     names = list(QUICK_PROXIES if quick else PROXIES)
     for n in rl:
@@ -435,10 +439,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("experiments/results"))
     ap.add_argument("--quick", action="store_true", help="seconds-scale version (for tests)")
     ap.add_argument("--rl", nargs="*", default=None, help="proxies to run PPO against (no names: smallest and largest)")
+    ap.add_argument("--work", type=Path, default=None, help="proxies and RL runs (default: OUT/work/overoptimization)")
     args = ap.parse_args(argv)
     names = list(QUICK_PROXIES if args.quick else PROXIES)
     rl = None if args.rl is None else (args.rl or [names[0], names[-1]])
-    result = run(args.seeds, args.out, args.quick, rl)
+    result = run(args.seeds, args.out, args.quick, rl, args.work)
     print(json.dumps({k: result[k] for k in ("claim", "verdict", "summary", "wall_s_per_seed")}, indent=1))
 
 
