@@ -258,7 +258,7 @@ def summarize(per_seed: list[dict[str, Any]], seeds: list[int], quick: bool, rl:
             continue
         tail = max(1, len(trajs[0]) // 8)
         arms[f"rl_{name}_proxy_gain"] = arm(
-            "RL: proxy gain, last 1/8 of iterations minus first (base-sample std units)",
+            "RL: proxy gain, last 1/8 of iterations minus first (base-sample std units; seeds with an RL run)",
             [float(np.mean([r["proxy"] for r in t[-tail:]]) - t[0]["proxy"]) for t in trajs],
         )
         arms[f"rl_{name}_gold_change"] = arm(
@@ -402,7 +402,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def run(
-    seeds: list[int], out_dir: Path, quick: bool = False, rl: list[str] | None = None, work: Path | None = None
+    seeds: list[int],
+    out_dir: Path,
+    quick: bool = False,
+    rl: list[str] | None = None,
+    work: Path | None = None,
+    rl_seeds: list[int] | None = None,
 ) -> dict[str, Any]:
     """Run the claim for ``seeds``; write ``out_dir/overoptimization.json`` and ``.png``; return the JSON.
 
@@ -413,6 +418,7 @@ def run(
         rl: Proxy names to run PPO against (default: none; ``--rl`` picks the smallest and largest data amount).
         work: Where the proxies and RL runs go (default ``out_dir/work/overoptimization``); finished ones are
             reused, so seeds can run in separate processes and a last call with every seed only summarises.
+        rl_seeds: The seeds that get the RL arms (default: all); the RL arms' per-seed lists cover only these.
     """
     import torch
 
@@ -424,8 +430,11 @@ def run(
     for n in rl:
         if n not in names:
             raise ValueError(f"unknown proxy {n!r} for --rl; choose from {names}.")
-    per_seed = [run_seed(s, work, quick, rl) for s in seeds]
+    rl_seeds = list(seeds if rl_seeds is None else rl_seeds)
+    per_seed = [run_seed(s, work, quick, rl if s in rl_seeds else []) for s in seeds]
     result = summarize(per_seed, seeds, quick, rl)
+    if rl:
+        result["setting"]["rl"]["seeds"] = [s for s in seeds if s in rl_seeds]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{NAME}.json").write_text(json.dumps(result, indent=1))
     plot(result, out_dir / f"{NAME}.png")
@@ -440,10 +449,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="seconds-scale version (for tests)")
     ap.add_argument("--rl", nargs="*", default=None, help="proxies to run PPO against (no names: smallest and largest)")
     ap.add_argument("--work", type=Path, default=None, help="proxies and RL runs (default: OUT/work/overoptimization)")
+    ap.add_argument("--rl-seeds", type=int, nargs="+", default=None, help="seeds with RL arms (default: all)")
     args = ap.parse_args(argv)
     names = list(QUICK_PROXIES if args.quick else PROXIES)
     rl = None if args.rl is None else (args.rl or [names[0], names[-1]])
-    result = run(args.seeds, args.out, args.quick, rl, args.work)
+    result = run(args.seeds, args.out, args.quick, rl, args.work, args.rl_seeds)
     print(json.dumps({k: result[k] for k in ("claim", "verdict", "summary", "wall_s_per_seed")}, indent=1))
 
 
