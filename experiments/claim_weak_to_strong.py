@@ -17,9 +17,9 @@ Every model is scored on 200 held-out test pairs (gold order), and as the reward
 best of 16 base responses for each of the 200 test prompts (gold rubric of the pick): the RM supervising
 an optimiser. PGR = (w2s - weak) / (ceiling - weak) for both
 (:func:`agents.reward_models.train.performance_gap_recovered`). The strong student's settings live in
-``conf/experiment/weak_to_strong.yaml``, so one arm reruns by hand:
+``conf/rm_experiment/weak_to_strong.yaml``, so one arm reruns by hand:
 
-    lm-envs train-rm +experiment=weak_to_strong label_model=<weak RM dir> conf_coef=0.5
+    lm-envs train-rm +rm_experiment=weak_to_strong label_model=<weak RM dir> conf_coef=0.5
     python -m experiments.claim_weak_to_strong --seeds 0 1 2 --out experiments/results
 """
 
@@ -38,7 +38,7 @@ from experiments.claim_overoptimization import arm, base_samples, proxy_scores
 
 NAME = "weak_to_strong"
 PAPER = "Burns et al. 2023, Weak-to-Strong Generalization"
-CONF = Path(__file__).resolve().parents[1] / "conf" / "experiment" / f"{NAME}.yaml"
+CONF = Path(__file__).resolve().parents[1] / "conf" / "rm_experiment" / f"{NAME}.yaml"
 WEAK = {"n_layer": 1, "n_embd": 8, "steps": 300, "lr": 3e-3}  # the weak supervisor (the strong one: the yaml)
 INTERMEDIATE = {"n_layer": 1, "n_embd": 16, "steps": 300, "lr": 3e-3}
 CONF_COEF = 0.5  # Burns et al. use 0.5 for their smaller students, 0.75 for the larger
@@ -46,7 +46,7 @@ BON_N = 16
 
 
 def strong_settings() -> dict[str, Any]:
-    """The strong student's ``RewardModelConfig`` fields from ``conf/experiment/weak_to_strong.yaml``."""
+    """The strong student's ``RewardModelConfig`` fields from ``conf/rm_experiment/weak_to_strong.yaml``."""
     from omegaconf import OmegaConf
 
     from agents.reward_models.train import RewardModelConfig

@@ -41,6 +41,20 @@ def test_quick_run_writes_the_contract_json_and_png_with_pgr_by_hand(tmp_path):
     assert raw["label_agreement"]["ceiling"] == 1.0 and 0.0 <= raw["label_agreement"]["w2s"] <= 1.0
 
 
-def test_the_strong_settings_come_from_the_experiment_yaml():
+def test_the_strong_settings_come_from_the_yaml_that_lm_envs_train_rm_composes():
+    from hydra import compose, initialize_config_module
+
+    from agents.train_rm import to_config
+
     settings = claim.strong_settings()
     assert settings["kind"] == "preference" and settings["pair_offset"] == settings["num_pairs"]
+    with initialize_config_module(version_base="1.3", config_module="lm_envs_conf"):
+        cfg = compose(
+            config_name="reward_model",
+            overrides=["output_dir=/tmp/unused", "+rm_experiment=weak_to_strong", "label_model=runs/weak"],
+        )
+    cfg = to_config(cfg)
+    assert {k: getattr(cfg, k) for k in settings if k != "label_model"} == {
+        k: v for k, v in settings.items() if k != "label_model"
+    }
+    assert cfg.label_model == "runs/weak"
