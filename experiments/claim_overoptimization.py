@@ -256,22 +256,31 @@ def summarize(per_seed: list[dict[str, Any]], seeds: list[int], quick: bool, rl:
         trajs = [s["rl"][name] for s in per_seed if name in s["rl"]]
         if not trajs:
             continue
-        tail = max(1, len(trajs[0]) // 8)
+        w = max(1, len(trajs[0]) // 8)  # iterations per window: single iterations are noisy (32 episodes)
+
+        def first(t: list[dict[str, float]], key: str, w: int = w) -> float:
+            return float(np.mean([r[key] for r in t[:w]]))
+
+        def last(t: list[dict[str, float]], key: str, w: int = w) -> float:
+            return float(np.mean([r[key] for r in t[-w:]]))
+
+        def best(t: list[dict[str, float]], key: str, w: int = w) -> float:
+            x = np.asarray([r[key] for r in t])
+            return float(np.convolve(x, np.ones(w) / w, mode="valid").max())
+
         arms[f"rl_{name}_proxy_gain"] = arm(
-            "RL: proxy gain, last 1/8 of iterations minus first (base-sample std units; seeds with an RL run)",
-            [float(np.mean([r["proxy"] for r in t[-tail:]]) - t[0]["proxy"]) for t in trajs],
+            f"RL: proxy, last {w} iterations minus first {w} (base-sample std units; seeds with an RL run)",
+            [last(t, "proxy") - first(t, "proxy") for t in trajs],
         )
         arms[f"rl_{name}_gold_change"] = arm(
-            "RL: gold change, last 1/8 of iterations minus first (rubric points)",
-            [float(np.mean([r["gold"] for r in t[-tail:]]) - t[0]["gold"]) for t in trajs],
+            f"RL: gold rubric, last {w} iterations minus first {w}", [last(t, "gold") - first(t, "gold") for t in trajs]
         )
         arms[f"rl_{name}_gold_drop"] = arm(
-            "RL: best gold along the run minus gold over the last 1/8 (> 0: gold turned down)",
-            [float(max(r["gold"] for r in t) - np.mean([r["gold"] for r in t[-tail:]])) for t in trajs],
+            f"RL: best {w}-iteration gold mean minus the last {w} (> 0: gold turned down)",
+            [best(t, "gold") - last(t, "gold") for t in trajs],
         )
         arms[f"rl_{name}_kl_final"] = arm(
-            "RL: KL to the reference, last 1/8 of iterations (nats per episode)",
-            [float(np.mean([r["kl"] for r in t[-tail:]])) for t in trajs],
+            f"RL: KL to the reference over the last {w} iterations (nats per episode)", [last(t, "kl") for t in trajs]
         )
     verdict, summary = _verdict(arms, names, rl)
     return {
