@@ -381,29 +381,37 @@ def plot(result: dict[str, Any], path: Path) -> None:
     axes[1].set_title("best-of-n: proxy")
     if has_rl:
         ax = axes[2]
-        for k, (name, trajs) in enumerate(c["rl"].items()):
-            for j, t in enumerate(trajs):
-                kl = np.sqrt(np.maximum([r["kl"] for r in t], 0))
-                ax.plot(
-                    kl, [r["gold"] for r in t], f"C{k}.-", alpha=0.6, label=f"gold, PPO vs {name}" if j == 0 else None
-                )
-        ax.set_xlabel("sqrt(KL to reference) per episode, PPO")
-        ax.set_ylabel("gold rubric")
         ax2 = ax.twinx()
+
+        def smooth(t: list[dict[str, float]], key: str) -> np.ndarray:
+            x = np.asarray([r[key] for r in t], dtype=np.float64)
+            w = max(1, len(x) // 8)
+            return np.convolve(x, np.ones(w) / w, mode="valid")
+
         for k, (name, trajs) in enumerate(c["rl"].items()):
             for j, t in enumerate(trajs):
-                kl = np.sqrt(np.maximum([r["kl"] for r in t], 0))
+                kl = np.sqrt(np.maximum(smooth(t, "kl"), 0))
+                ax.plot(
+                    kl,
+                    smooth(t, "gold"),
+                    f"C{k + 3}o-",
+                    ms=3,
+                    alpha=0.7,
+                    label=f"gold, PPO vs {name}" if j == 0 else None,
+                )
                 ax2.plot(
                     kl,
-                    [r["proxy"] for r in t],
-                    f"C{k}x:",
-                    alpha=0.4,
+                    smooth(t, "proxy"),
+                    f"C{k + 4}x:",
+                    alpha=0.6,
                     label=f"proxy (sd), PPO vs {name}" if j == 0 else None,
                 )
+        ax.set_xlabel("sqrt(KL to the SFT reference) per episode, PPO")
+        ax.set_ylabel("gold rubric")
         ax2.set_ylabel("proxy (base sd units)")
         ax.legend(fontsize=7, loc="lower left")
         ax2.legend(fontsize=7, loc="lower right")
-        ax.set_title("RL (PPO), every iteration")
+        ax.set_title("RL (PPO): 5-iteration means along each run")
     fig.suptitle(f"{NAME}: {result['verdict']}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
