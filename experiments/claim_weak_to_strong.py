@@ -101,6 +101,7 @@ def run_seed(seed: int, work: Path, quick: bool) -> dict[str, Any]:
         out["bon_gold"][name] = float(best_of_n_expectation(scores, gold, [m])[0])
     out["bon_gold"]["base"] = float(gold.mean())
     out["bon_gold"]["gold_oracle"] = float(best_of_n_expectation(gold, gold, [m])[0])
+    out["bon"] = {"n": m, "prompts": num_prompts}
     out["wall_s"] = time.time() - started
     return out
 
@@ -116,11 +117,12 @@ def summarize(per_seed: list[dict[str, Any]], seeds: list[int], quick: bool) -> 
     """The contract's JSON."""
     arms: dict[str, Any] = {}
     names = ("weak", "intermediate", "w2s", "w2s_conf", "bootstrap", "ceiling")
+    bon_n = per_seed[0]["bon"]["n"]
     for name in names:
         arms[f"{name}_accuracy"] = arm("held-out gold pair accuracy", [s["accuracy"][name] for s in per_seed])
     for name in names:
         arms[f"{name}_bon_gold"] = arm(
-            f"gold rubric of the best-of-{BON_N} pick under this RM (base mean beside)",
+            f"gold rubric of the best-of-{bon_n} pick under this RM (base mean beside)",
             [s["bon_gold"][name] for s in per_seed],
         )
     arms["base_bon_gold"] = arm(
@@ -130,7 +132,7 @@ def summarize(per_seed: list[dict[str, Any]], seeds: list[int], quick: bool) -> 
         arms[f"pgr_{student}_accuracy"] = arm(
             "PGR on held-out pair accuracy", pgr_values(per_seed, "accuracy", student)
         )
-        arms[f"pgr_{student}_bon_gold"] = arm(f"PGR on best-of-{BON_N} gold", pgr_values(per_seed, "bon_gold", student))
+        arms[f"pgr_{student}_bon_gold"] = arm(f"PGR on best-of-{bon_n} gold", pgr_values(per_seed, "bon_gold", student))
     arms["weak_label_agreement"] = arm(
         "fraction of transfer pairs the weak model orders as gold does", [s["label_agreement"]["w2s"] for s in per_seed]
     )
@@ -147,7 +149,7 @@ def summarize(per_seed: list[dict[str, Any]], seeds: list[int], quick: bool) -> 
             "weak_train_pairs": "[0, N)",
             "transfer_pairs": "[N, 2N) (N = num_pairs)",
             "heldout": "200 test-split pairs",
-            "best_of_n": {"n": BON_N, "prompts": 200, "base_policy": "lm_envs.tasks.chat.task.synthetic_response"},
+            "best_of_n": {**per_seed[0]["bon"], "base_policy": "lm_envs.tasks.chat.task.synthetic_response"},
             "quick": quick,
         },
         "seeds": list(seeds),
