@@ -115,6 +115,10 @@ class RewardModelConfig:
     margin: float = 0.0  # m in -log sigmoid(r+ - r- - m), added to each pair's own margin
     center_coef: float = 0.0  # reward centering c (TRL recommends 0.01)
     eval_every: int = 100  # held-out evaluation every N steps (and at the end)
+    # --- weak-to-strong supervision (Burns et al. 2023); held-out metrics stay on the gold labels
+    pair_offset: int = 0  # synthetic preferences: the training pairs start at this instruction (disjoint sets)
+    label_model: str | None = None  # a reward model dir whose soft judgments replace the training labels
+    conf_coef: float = 0.0  # auxiliary confidence loss weight (alpha_max; warmed up over the first 20% of steps)
 
 
 def check_config(cfg: RewardModelConfig) -> None:
@@ -134,6 +138,12 @@ def check_config(cfg: RewardModelConfig) -> None:
         raise ValueError(f"unknown objective {cfg.objective!r}; choose 'bce' or 'pairwise'.")
     if cfg.objective == "pairwise" and cfg.kind != "orm":
         raise ValueError("objective=pairwise compares whole solutions of one problem: use it with rm=orm.")
+    if cfg.pair_offset < 0:
+        raise ValueError(f"pair_offset must be >= 0, got {cfg.pair_offset}.")
+    if not 0.0 <= cfg.conf_coef <= 1.0:
+        raise ValueError(f"conf_coef is a mixing weight in [0, 1], got {cfg.conf_coef}.")
+    if cfg.label_model is not None and (cfg.kind == "prm" or cfg.objective == "pairwise"):
+        raise ValueError("label_model (weak labels) works with rm=preference or rm=orm objective=bce only.")
     if cfg.heldout_samples is not None and cfg.heldout_samples < 1:
         raise ValueError(f"heldout_samples must be >= 1 (or null), got {cfg.heldout_samples}.")
     if cfg.policy is not None and (Path(cfg.policy) / "config.yaml").is_file():
@@ -187,6 +197,67 @@ def bradley_terry_loss(
 def classifier_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy on one logit per text; ``labels`` in ``[0, 1]`` (soft labels allowed)."""
     return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+def confidence_loss(
+    logits: torch.Tensor, weak: torch.Tensor, alpha: float, threshold: float | None = None
+) -> torch.Tensor:
+    """Burns et al. (2023)'s auxiliary confidence loss: cross-entropy to a mix of weak labels and own hardened guesses.
+
+    ``CE(sigmoid(logits), (1 - alpha) * weak + alpha * hard)``, where ``hard`` is ``1[logits > t]`` (detached).
+    The student is pushed to trust its own confident predictions where they disagree with the weak
+    supervisor, instead of imitating the supervisor's errors; ``alpha = 0`` is plain training on weak labels.
+
+    Args:
+        logits: ``(B,)`` the student's logits (for a preference pair, ``r(first) - r(second)``).
+        weak: ``(B,)`` the weak supervisor's probabilities (soft labels in ``[0, 1]``).
+        alpha: Weight of the hardened self-labels (Burns et al. warm it up from 0 to 0.75 or 1).
+        threshold: Hardening threshold on the logits; ``None`` (Burns et al.'s adaptive one) takes the batch
+            quantile that makes the hardened positive rate equal the weak labels' mean (``0`` suits pairs,
+            whose order is arbitrary).
+
+    Example:
+        >>> x, w = torch.tensor([2.0, 1.0]), torch.tensor([0.8, 0.4])
+        >>> float(confidence_loss(x, w, 0.0)) == float(classifier_loss(x, w))
+        True
+        >>> round(float(confidence_loss(torch.tensor([2.0, 1.0]), w, 1.0, threshold=0.0)), 4)  # both hardened to 1
+        0.2201
+    """
+    logits = logits.float()
+    if threshold is None:
+        q = float((1.0 - weak.float().mean()).clamp(0.0, 1.0))
+        threshold = float(torch.quantile(logits.detach(), q)) if logits.numel() > 1 else 0.0
+    hard = (logits.detach() > threshold).float()
+    return F.binary_cross_entropy_with_logits(logits, (1.0 - alpha) * weak.float() + alpha * hard)
+
+
+def conf_alpha(step: int, steps: int, alpha_max: float, warmup: float = 0.2) -> float:
+    """The confidence-loss weight at ``step``: linear from 0 to ``alpha_max`` over the first ``warmup`` of training.
+
+    Example:
+        >>> [conf_alpha(s, 10, 0.75) for s in (0, 1, 2, 9)]
+        [0.0, 0.375, 0.75, 0.75]
+    """
+    ramp = max(1, round(warmup * steps))
+    return alpha_max * min(1.0, step / ramp)
+
+
+def performance_gap_recovered(weak: float, weak_to_strong: float, ceiling: float) -> float:
+    """PGR = (weak-to-strong - weak) / (ceiling - weak) (Burns et al. 2023); NaN when the ceiling is not above weak.
+
+    1 means the student trained on weak labels is as good as one trained on gold, 0 that it is no better
+    than its supervisor.
+
+    Example:
+        >>> performance_gap_recovered(0.5, 0.75, 1.0)
+        0.5
+        >>> performance_gap_recovered(0.5, 0.375, 1.0)  # worse than the supervisor: negative
+        -0.25
+    """
+    gap = ceiling - weak
+    if not gap > 0:
+        return float("nan")
+    return (weak_to_strong - weak) / gap
 
 
 # ============================================================================================
@@ -278,9 +349,38 @@ def preference_data(cfg: RewardModelConfig) -> tuple[list[PreferencePair], list[
         return [pairs[i] for i in order[n_held:]], [pairs[i] for i in order[:n_held]]
     n_held = min(200, max(1, round(cfg.heldout * cfg.num_pairs)))
     return (
-        synthetic_preferences(cfg.num_pairs, seed=cfg.seed, split="train"),
+        synthetic_preferences(cfg.pair_offset + cfg.num_pairs, seed=cfg.seed, split="train")[cfg.pair_offset :],
         synthetic_preferences(n_held, seed=cfg.seed, split="test"),
     )
+
+
+@torch.no_grad()
+def weak_labels(cfg: RewardModelConfig, texts: Sequence[str], pairs: bool) -> list[float]:
+    """The label model's probabilities: ``sigmoid(r(a) - r(b))`` for consecutive text pairs, else ``sigmoid(logit)``.
+
+    Args:
+        cfg: Its ``label_model`` (a reward-model directory) and ``max_length``.
+        texts: The training texts (``[a_1, b_1, a_2, b_2, ...]`` when ``pairs``).
+        pairs: Preference pairs (one label per pair) or classifier texts (one label per text).
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(cfg.label_model).to(cfg.device).eval()
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(cfg.label_model), model)
+    except OSError as e:
+        raise ValueError(
+            f"cannot load the label model {cfg.label_model!r}: {e}. Give the directory of a reward model trained "
+            "with `lm-envs train-rm` (the weak supervisor), or label_model=null for the data's own labels."
+        ) from e
+    check_reward_model(model, tokenizer, str(cfg.label_model))
+    scores = torch.cat(
+        [score_texts(model, tokenizer, texts[i : i + 128], cfg.max_length) for i in range(0, len(texts), 128)]
+    )
+    if pairs:
+        scores = scores.view(-1, 2)
+        return torch.sigmoid(scores[:, 0] - scores[:, 1]).cpu().tolist()
+    return torch.sigmoid(scores).cpu().tolist()
 
 
 # ============================================================================================
@@ -687,6 +787,10 @@ def train_reward_model(
             check_pair(p, where=f"training pair {i}")
         n_train = len(train_pairs)
         data_info: dict[str, Any] = {"train_pairs": n_train, "heldout_pairs": len(held_pairs)}
+        pair_labels = None  # weak supervision: P(chosen beats rejected) by the label model
+        if cfg.label_model is not None:
+            pair_labels = weak_labels(cfg, [t for p in train_pairs for t in p.texts()], pairs=True)
+            data_info["label_agreement"] = float(np.mean(np.asarray(pair_labels) > 0.5))
     else:
         task = gym.make(cfg.env_id).unwrapped.task
         completer = None
@@ -704,6 +808,14 @@ def train_reward_model(
             held_n = cfg.heldout_samples or cfg.samples_per_problem
             held_sol = perturbed_solutions(task, "test", cfg.heldout_problems, held_n, cfg.seed)
         train_texts, train_labels = math_examples(cfg, train_sol, completer)
+        if cfg.label_model is not None:  # weak supervision: the label model's probabilities replace the grader's
+            weak = weak_labels(cfg, train_texts, pairs=False)
+            data_info_weak = {
+                "label_agreement": float(np.mean((np.asarray(weak) > 0.5) == (np.asarray(train_labels) > 0.5)))
+            }
+            train_labels = weak
+        else:
+            data_info_weak = {}
         held_cfg = RewardModelConfig(**{**asdict(cfg), "labels": "rule" if cfg.kind == "prm" else cfg.labels})
         # Held-out labels: rule-based for PRMs (cheap and exact on arithmetic), so label methods compare alike.
         held_texts, held_labels = math_examples(held_cfg, held_sol)
@@ -714,6 +826,7 @@ def train_reward_model(
             "train_texts": n_train,
             "train_positive_rate": float(np.mean(np.asarray(train_labels) > 0.5)),
             "heldout_texts": len(held_texts),
+            **data_info_weak,
         }
     if log is not None:
         log(0, {f"data/{k}": float(v) for k, v in data_info.items()})
@@ -753,6 +866,12 @@ def train_reward_model(
             r = score_texts(model, tokenizer, [t for p in batch for t in p.texts()], cfg.max_length).view(-1, 2)
             margins = torch.tensor([p.margin for p in batch], device=r.device) + cfg.margin
             loss, metrics = bradley_terry_loss(r[:, 0], r[:, 1], margins, cfg.center_coef)
+            if pair_labels is not None or cfg.conf_coef:  # soft (weak) labels and the confidence loss, on r+ - r-
+                y = torch.tensor([1.0 if pair_labels is None else pair_labels[i] for i in idx], device=r.device)
+                alpha = conf_alpha(step, cfg.steps, cfg.conf_coef)
+                loss = confidence_loss(r[:, 0] - r[:, 1] - margins, y, alpha, threshold=0.0)
+                if cfg.center_coef:
+                    loss = loss + cfg.center_coef * ((r[:, 0] + r[:, 1]) ** 2).mean()
         elif pairs:  # a right and a wrong solution of one problem in each pair: [r_1, w_1, r_2, w_2, ...]
             chosen = [pairs[k] for k in rng.integers(len(pairs), size=max(1, cfg.batch_size // 2))]
             texts = [train_texts[int(rng.choice(side))] for right, wrong in chosen for side in (right, wrong)]
@@ -761,7 +880,7 @@ def train_reward_model(
         else:
             logits = score_texts(model, tokenizer, [train_texts[i] for i in idx], cfg.max_length)
             y = torch.tensor([train_labels[i] for i in idx], device=logits.device)
-            loss = classifier_loss(logits, y)
+            loss = confidence_loss(logits, y, conf_alpha(step, cfg.steps, cfg.conf_coef))
             metrics = {"accuracy": float(((logits > 0) == (y > 0.5)).float().mean())}
         grad_norm = gradient_step(
             model, optimizer, schedule, loss, cfg.max_grad_norm, f"reward-model loss at step {step}", "lr"

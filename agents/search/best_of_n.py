@@ -329,6 +329,76 @@ def best_of_n_curve(
     return curve
 
 
+def best_of_n_kl(n: int) -> float:
+    """KL(best-of-n || base) in nats: ``log n - (n - 1) / n`` (Stiennon et al. 2020; Gao et al. 2022).
+
+    Exact for a continuous proxy score without ties; an upper bound otherwise. Gao et al. plot gold and
+    proxy against ``sqrt`` of this distance.
+
+    Example:
+        >>> best_of_n_kl(1), round(best_of_n_kl(2), 4), round(best_of_n_kl(64), 3)
+        (0.0, 0.1931, 3.175)
+    """
+    if n < 1:
+        raise ValueError(f"best-of-n needs n >= 1, got {n}.")
+    return math.log(n) - (n - 1) / n
+
+
+def best_of_n_weights(m: int, n: int) -> np.ndarray:
+    """Probability that the sample of rank ``i`` (ascending, ``0 .. m-1``) is the best of a random ``n``-subset.
+
+    ``C(i, n-1) / C(m, n)``: the unbiased best-of-``n`` estimator from ``m >= n`` samples (Nakano et al.
+    2021, used by Gao et al. 2022), which averages over all ``C(m, n)`` subsets instead of one draw.
+
+    Example:
+        >>> (best_of_n_weights(4, 2) * 6).round(6).tolist()  # ranks 0..3: the best of a random pair is i/6
+        [0.0, 1.0, 2.0, 3.0]
+    """
+    if not 1 <= n <= m:
+        raise ValueError(f"best-of-n from m samples needs 1 <= n <= m, got n={n}, m={m}; draw more samples.")
+    i = np.arange(m, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        log_w = (
+            _lgamma(i + 1)
+            - _lgamma(n)
+            - _lgamma(i - n + 2)
+            - (math.lgamma(m + 1) - math.lgamma(n + 1) - math.lgamma(m - n + 1))
+        )
+    w = np.where(i >= n - 1, np.exp(log_w), 0.0)
+    return w / w.sum()  # exact up to rounding; renormalised so the weights sum to one
+
+
+def _lgamma(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.lgamma, otypes=[np.float64])(np.maximum(x, 1e-300))
+
+
+def best_of_n_expectation(proxy: np.ndarray, values: np.ndarray, ns: Sequence[int]) -> np.ndarray:
+    """Expected ``values`` of the proxy-best of ``n`` samples, per ``n``, averaged over problems.
+
+    Args:
+        proxy: ``(P, m)`` proxy scores (what best-of-n maximises) of ``m`` samples for each of ``P`` problems.
+        values: ``(P, m)`` what to measure of the same samples (the gold score, or the proxy itself).
+        ns: The ``n`` values (each ``<= m``).
+
+    Returns:
+        ``(len(ns),)`` means over problems of the unbiased estimate (:func:`best_of_n_weights`); ties in
+        the proxy are broken by sample order.
+
+    Example:
+        >>> proxy = np.array([[0.1, 0.9, 0.5]]); gold = np.array([[1.0, 0.0, 2.0]])
+        >>> best_of_n_expectation(proxy, gold, [1, 3]).tolist()  # mean of all, then gold of the proxy's pick
+        [1.0, 0.0]
+    """
+    proxy, values = np.asarray(proxy, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if proxy.ndim != 2 or proxy.shape != values.shape:
+        raise ValueError(
+            f"proxy and values must be (problems, samples) arrays of one shape; got {proxy.shape}, {values.shape}."
+        )
+    order = np.argsort(proxy, axis=1, kind="stable")
+    ranked = np.take_along_axis(values, order, axis=1)
+    return np.array([float((ranked @ best_of_n_weights(proxy.shape[1], int(n))).mean()) for n in ns])
+
+
 @torch.no_grad()
 def sample_groups(
     model: torch.nn.Module,

@@ -395,3 +395,65 @@ def test_shepherd_prm_from_a_policy_samples_labels_and_trains(tmp_path):
     )
     result = train_reward_model(cfg)
     assert result["data"]["train_solutions"] == 4 and (tmp_path / "prm" / "config.json").is_file()
+
+
+# ----------------------------------------------------------------------------------------------- weak-to-strong
+
+
+def test_confidence_loss_mixes_weak_labels_with_hardened_predictions():
+    from agents.reward_models.train import conf_alpha, confidence_loss
+
+    logits, weak = torch.tensor([2.0, -1.0, 0.5, -3.0]), torch.tensor([0.9, 0.8, 0.1, 0.2])
+    assert confidence_loss(logits, weak, 0.0).item() == pytest.approx(classifier_loss(logits, weak).item())
+    # alpha = 1 with threshold 0: targets are [1, 0, 1, 0] (the logits' signs)
+    target = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    by_hand = -np.mean(
+        [math.log(sigmoid(x)) if t else math.log(1 - sigmoid(x)) for x, t in zip(logits.tolist(), target)]
+    )
+    assert confidence_loss(logits, weak, 1.0, threshold=0.0).item() == pytest.approx(by_hand, rel=1e-5)
+    # the adaptive threshold hardens the top half (weak labels' mean is 0.5): [1, 0, 1, 0] again
+    assert confidence_loss(logits, weak, 1.0).item() == pytest.approx(by_hand, rel=1e-5)
+    assert conf_alpha(0, 100, 0.5) == 0.0 and conf_alpha(10, 100, 0.5) == 0.25 and conf_alpha(50, 100, 0.5) == 0.5
+
+
+def test_pgr_matches_hand_computed_values():
+    from agents.reward_models.train import performance_gap_recovered as pgr
+
+    assert pgr(0.6, 0.8, 0.8) == pytest.approx(1.0)
+    assert pgr(0.6, 0.6, 0.8) == pytest.approx(0.0)
+    assert pgr(0.58, 0.70, 0.80) == pytest.approx(0.12 / 0.22)
+    assert math.isnan(pgr(0.8, 0.7, 0.8))  # no gap to recover
+
+
+def test_weak_labels_replace_the_gold_order_and_held_out_stays_gold(tmp_path):
+    from agents.reward_models.train import preference_data
+
+    weak = tmp_path / "weak"
+    train_reward_model(RewardModelConfig(output_dir=str(weak), num_pairs=32, steps=2, batch_size=4, **TINY))
+    cfg = RewardModelConfig(
+        output_dir=str(tmp_path / "student"), num_pairs=32, pair_offset=32, steps=2, batch_size=4, **TINY
+    )
+    cfg.label_model, cfg.conf_coef = str(weak), 0.5
+    result = train_reward_model(cfg)
+    assert 0.0 <= result["data"]["label_agreement"] <= 1.0 and result["data"]["train_pairs"] == 32
+    # held-out accuracy is on the gold-ordered test pairs, whatever the training labels
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lm_envs.tasks.chat.reward import prepare_tokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "student")
+    tok = prepare_tokenizer(AutoTokenizer.from_pretrained(tmp_path / "student"), model)
+    gold_pairs = synthetic_preferences(len(preference_data(cfg)[1]), split="test")
+    assert result["heldout"]["accuracy"] == pytest.approx(evaluate_pairs(model, tok, gold_pairs, 192)["accuracy"])
+    # pair_offset: the training pairs are the synthetic set from instruction 32 on
+    train, held = preference_data(cfg)
+    assert [p.prompt for p in train] == [p.prompt for p in synthetic_preferences(64)[32:]]
+    assert all(p.metadata["gold_chosen"] > p.metadata["gold_rejected"] for p in held)
+    with pytest.raises(ValueError, match="label model"):
+        train_reward_model(
+            RewardModelConfig(output_dir=str(tmp_path / "x"), label_model=str(tmp_path / "none"), **TINY)
+        )
+    with pytest.raises(ValueError, match="conf_coef"):
+        check_config(RewardModelConfig(conf_coef=2.0))
+    with pytest.raises(ValueError, match="label_model"):
+        check_config(RewardModelConfig(kind="prm", label_model=str(weak)))

@@ -256,3 +256,50 @@ def test_classifier_scorer_refuses_a_two_output_model(tmp_path):
 
 
 # ---------------------------------------------------------------- RFT data: exactly the env's tokens
+
+
+# ------------------------------------------------------------------ analytic best-of-n (over-optimization)
+
+
+def test_best_of_n_kl_matches_the_formula_by_hand():
+    from agents.search.best_of_n import best_of_n_kl
+
+    assert best_of_n_kl(1) == 0.0
+    assert best_of_n_kl(4) == pytest.approx(np.log(4) - 3 / 4)  # 0.6363
+    assert best_of_n_kl(64) == pytest.approx(4.158883 - 0.984375, abs=1e-6)
+    with pytest.raises(ValueError, match="n >= 1"):
+        best_of_n_kl(0)
+
+
+def test_best_of_n_kl_is_the_kl_of_the_max_of_n_uniform_ranks():
+    # On m equally likely outcomes with distinct proxy scores, best-of-n picks rank i with
+    # P(i) = ((i+1)^n - i^n) / m^n; its KL to uniform tends to log n - (n-1)/n as m grows.
+    from agents.search.best_of_n import best_of_n_kl
+
+    m, n = 20000, 8
+    i = np.arange(m, dtype=np.float64)
+    p = ((i + 1) / m) ** n - (i / m) ** n
+    kl = float(np.sum(p[p > 0] * np.log(p[p > 0] * m)))
+    assert kl == pytest.approx(best_of_n_kl(n), abs=1e-3)
+
+
+def test_best_of_n_expectation_equals_the_mean_over_all_subsets():
+    import itertools
+
+    from agents.search.best_of_n import best_of_n_expectation, best_of_n_weights
+
+    rng = np.random.default_rng(0)
+    proxy, gold = rng.random((3, 7)), rng.random((3, 7))
+    for n in (1, 2, 5, 7):
+        by_hand = np.mean(
+            [
+                np.mean([gold[p][list(s)][np.argmax(proxy[p][list(s)])] for s in itertools.combinations(range(7), n)])
+                for p in range(3)
+            ]
+        )
+        assert best_of_n_expectation(proxy, gold, [n])[0] == pytest.approx(by_hand)
+    assert best_of_n_weights(7, 3).sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="draw more samples"):
+        best_of_n_weights(4, 5)
+    with pytest.raises(ValueError, match="one shape"):
+        best_of_n_expectation(proxy, gold[:, :3], [1])
