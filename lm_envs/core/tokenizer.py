@@ -440,6 +440,11 @@ def load_codec(tokenizer: str | os.PathLike[str] | TextCodec | None = None) -> T
             f"tokenizer must be None (embedded default), a path or a Hugging Face name; got {type(tokenizer).__name__}."
         )
     path = Path(tokenizer)
+    if not path.exists() and (path.is_absolute() or str(tokenizer).startswith((".", "~"))):
+        raise ValueError(
+            f"tokenizer {str(tokenizer)!r} does not exist: give an existing tokenizer.json or tokenizer directory "
+            "(a run's tokenizer/ or model/), a Hugging Face name, or None for the embedded default."
+        )
     if path.is_file():
         return codec_from_tokenizers_file(path)
     if path.is_dir() and (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():

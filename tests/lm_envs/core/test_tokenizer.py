@@ -99,9 +99,16 @@ def test_sentencepiece_style_vocab_decodes_by_table():
     assert table[:6] == [b"", b"", b"\n", b" Hello", b" world", b"!"] and table[7] == b""
 
 
+def test_a_missing_tokenizer_path_says_it_does_not_exist(tmp_path):
+    for missing in (tmp_path / "nope", "./no/such/dir", "~/no-such-tokenizer-dir"):
+        with pytest.raises(ValueError, match=r"does not exist: give an existing tokenizer.json or tokenizer directory"):
+            lm_envs.load_codec(str(missing))
+
+
 def test_bad_tokenizer_specs_raise(tmp_path):
-    with pytest.raises(ValueError, match="could not load tokenizer"):
-        lm_envs.load_codec(str(tmp_path / "missing-model"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no tokenizer files"):
+        lm_envs.load_codec(str(tmp_path / "empty"))
     with pytest.raises(TypeError, match="tokenizer must be"):
         lm_envs.load_codec(42)
 
