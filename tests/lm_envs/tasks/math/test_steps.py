@@ -216,7 +216,9 @@ def test_adversarial_inputs_finish_fast(name: str) -> None:
     start = time.perf_counter()
     result = check_step(step)
     elapsed = time.perf_counter() - start
-    assert elapsed < 0.5, f"{name} took {elapsed:.3f}s"
+    # a bound that catches hangs and blow-ups (each takes milliseconds alone), not a speed target: a garbage
+    # collection of the whole suite's heap can pause a call for half a second
+    assert elapsed < 2.0, f"{name} took {elapsed:.3f}s"
     assert result.verdict in ("correct", "wrong", "unverifiable")
     assert len(result.reason) < 300 and len(result.claim) <= 200
 
