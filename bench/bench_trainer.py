@@ -140,7 +140,9 @@ for r in rows:
     r["params_on_rank0"] = held
     r["peak_rss_mb_rank0"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 if dist.is_main:
-    print(json.dumps(rows))
+    print(json.dumps(rows), flush=True)
+from agents.run.distributed import close_distributed
+close_distributed()  # tear the group down before exit (else an intermittent abort at interpreter exit)
 """
 
 
@@ -160,8 +162,9 @@ def dp(args: argparse.Namespace) -> dict:
             env=env,
             capture_output=True,
             text=True,
-            check=True,
         )
+        if out.returncode:
+            raise RuntimeError(f"{nproc} process(es), {strategy}: exit {out.returncode}\n{out.stderr[-3000:]}")
         rows = json.loads(out.stdout.strip().splitlines()[-1])
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
         med["iteration_s"] = med["rollout_s"] + med["update_s"]
