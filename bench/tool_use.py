@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -23,18 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the repo's experiments/ package
+from experiments.common import ci95 as common_ci95  # noqa: E402
+
 ARMS = {"tool": "math_tools", "no_tool": "math"}
-T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262]  # t quantiles, 1..9 degrees of freedom
 
 
 def ci95(values: list[float]) -> list[float]:
-    """``[mean, half-width]`` of a 95% t-interval over seeds (half-width 0 with one value)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return [mean, 0.0]
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return [mean, T975[min(n - 2, len(T975) - 1)] * sd / math.sqrt(n)]
+    """``[mean, lo, hi]``: the claims' 95% t-interval over seeds (:func:`experiments.common.ci95`)."""
+    return [round(v, 4) for v in common_ci95(values)]
 
 
 def train(arm: str, seed: int, work: Path, overrides: list[str]) -> dict:

@@ -11,20 +11,7 @@ import pytest
 from experiments import claim_overoptimization as claim
 
 
-def check_contract(result: dict, name: str, seeds: list[int]) -> None:
-    assert result["claim"] == name and result["seeds"] == seeds and result["paper"]
-    assert result["verdict"] in ("held", "did not hold", "partly held") and result["summary"]
-    assert result["wall_s_per_seed"] > 0 and isinstance(result["setting"], dict)
-    for key, a in result["arms"].items():
-        assert set(a) == {"metric", "per_seed", "mean", "ci95"}, key
-        assert len(a["per_seed"]) == len(seeds), key
-        finite = [x for x in a["per_seed"] if x == x]
-        if finite:
-            assert a["mean"] == pytest.approx(np.mean(finite)), key
-            assert a["ci95"][0] <= a["mean"] + 1e-12 <= a["ci95"][1] + 2e-12, key
-
-
-def test_quick_run_writes_the_contract_json_and_png(tmp_path):
+def test_quick_run_writes_the_contract_json_and_png(tmp_path, check_contract):
     result = claim.run([0, 1], tmp_path, quick=True)
     on_disk = json.loads((tmp_path / "overoptimization.json").read_text())
     assert on_disk["arms"] == json.loads(json.dumps(result["arms"]))
