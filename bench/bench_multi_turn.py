@@ -6,10 +6,12 @@ multi-turn side uses ``LMEnv/MathTools-v0``'s task with ``y`` as an extra turn s
 by the calculator (`` = 74``): an untrained model then makes a few calls per episode, two or three env
 tokens each, prefilled in batched forwards.
 
-Reports tokens/s counting every token after the prompt (policy and env), the policy's tokens/s, and
-``env_token_cost``: the rollout seconds the env tokens added, per env token, over the seconds of one
-policy token in the single-turn rollout ((t_multi - policy_tokens * t_single_per_token) / env_tokens /
-t_single_per_token). Below 1 means an injected token costs less than a generated one (the issue's bar).
+Reports tokens/s counting every token after the prompt (policy and env), the policy's tokens/s, the
+forwards each rollout ran, and ``env_token_cost``: the rollout seconds the env tokens added, per env
+token, over the seconds of one policy token in the single-turn rollout ((t_multi - policy_tokens *
+t_single_per_token) / env_tokens / t_single_per_token), paired within each round (the two rollouts back
+to back) and the median over rounds. At most 1 means an injected token costs no more than a generated
+one (the issue's bar).
 
 With ``--baseline DIR`` (a checkout of the code before multi-turn support) it also times the single-turn
 env step (``bench_env.env_step_times`` on Math-v0) in subprocesses on both trees, alternating, so the
@@ -71,37 +73,58 @@ def rollouts(batch: int, repeats: int, stop: str) -> dict[str, float]:
         autoreset_mode="Disabled",
     )
     model = build_default_model(single.codec, seed=0)
+    forwards: list[int] = []
+    model.register_forward_pre_hook(lambda *_: forwards.append(1))
     options = {"split": "test", "index": list(range(batch))}
-    t_single, t_multi, n_single, n_policy, n_env = [], [], [], [], []
+    rounds: list[dict[str, float]] = []
     for r in range(repeats + 1):  # the first round warms up both
-        start = time.perf_counter()
+        start, n0 = time.perf_counter(), len(forwards)
         a = collect(model, single, options=options, generator=torch.Generator().manual_seed(r))
-        ts = time.perf_counter() - start
-        start = time.perf_counter()
+        ts, fs = time.perf_counter() - start, len(forwards) - n0
+        start, n0 = time.perf_counter(), len(forwards)
         b = collect(model, multi, options=options, generator=torch.Generator().manual_seed(r))
-        tm = time.perf_counter() - start
+        tm, fm = time.perf_counter() - start, len(forwards) - n0
         if r:
-            t_single.append(ts)
-            t_multi.append(tm)
-            n_single.append(int(a.mask.sum()))
-            n_policy.append(int(b.policy_mask.sum()))
-            n_env.append(int((b.mask & ~b.policy_mask).sum()))
-    ts, tm = float(np.median(t_single)), float(np.median(t_multi))
-    single_tokens, policy, env = float(np.mean(n_single)), float(np.mean(n_policy)), float(np.mean(n_env))
-    per_token = ts / single_tokens
+            single_tokens, policy = int(a.mask.sum()), int(b.policy_mask.sum())
+            env = int((b.mask & ~b.policy_mask).sum())
+            per_token = ts / single_tokens
+            rounds.append(
+                {
+                    "single_s": ts,
+                    "multi_s": tm,
+                    "single_tokens": single_tokens,
+                    "policy": policy,
+                    "env": env,
+                    "single_forwards": fs,
+                    "multi_forwards": fm,
+                    "ratio": ((policy + env) / tm) / (single_tokens / ts),
+                    "env_token_cost": (tm - policy * per_token) / env / per_token,
+                    "turns": float(np.mean([i.get("num_turns", 0) for i in b.infos])),
+                }
+            )
+
+    def med(key: str) -> float:
+        return float(np.median([x[key] for x in rounds]))
+
+    ts, tm = med("single_s"), med("multi_s")
     return {
         "batch": batch,
-        "turns_per_episode": float(np.mean([i.get("num_turns", 0) for i in b.infos])),
+        "rounds": repeats,
+        "turns_per_episode": med("turns"),
         "single_turn_s": ts,
-        "single_turn_tokens": single_tokens,
-        "single_turn_tokens_per_s": single_tokens / ts,
+        "single_turn_tokens": med("single_tokens"),
+        "single_turn_tokens_per_s": med("single_tokens") / ts,
+        "single_turn_forwards": med("single_forwards"),
         "multi_turn_s": tm,
-        "multi_turn_policy_tokens": policy,
-        "multi_turn_env_tokens": env,
-        "multi_turn_tokens_per_s": (policy + env) / tm,
-        "multi_turn_policy_tokens_per_s": policy / tm,
-        "tokens_per_s_ratio_multi_over_single": ((policy + env) / tm) / (single_tokens / ts),
-        "env_token_cost": (tm - policy * per_token) / env / per_token,
+        "multi_turn_policy_tokens": med("policy"),
+        "multi_turn_env_tokens": med("env"),
+        "multi_turn_forwards": med("multi_forwards"),
+        "multi_turn_tokens_per_s": (med("policy") + med("env")) / tm,
+        "multi_turn_policy_tokens_per_s": med("policy") / tm,
+        # paired within each round (single then multi, back to back), median over rounds: robust to load drift
+        "tokens_per_s_ratio_multi_over_single": med("ratio"),
+        "env_token_cost": med("env_token_cost"),
+        "env_token_cost_per_round": [round(x["env_token_cost"], 3) for x in rounds],
     }
 
 
@@ -136,7 +159,7 @@ def env_step_compare(baseline: str, batches: list[int], rounds: int) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--baseline", default=None, help="a checkout before multi-turn support, for the env step")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--stop", default="y", help="the extra turn stop (y: ~4%% of tokens, s: ~20%%)")

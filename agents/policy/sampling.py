@@ -8,9 +8,10 @@ nothing is decoded and re-tokenized between the env and the loss.
 
 Multi-turn envs append tokens of their own after some of the policy's turns (a tool's output, feedback):
 they land in the rollout between the policy's tokens, in the order the env holds them, and
-:attr:`Rollout.policy_mask` tells them apart. The sampler prefills them in batched *catch-up* forwards
-(every waiting row's tokens at once, left-padded to the longest), holding those rows back meanwhile
-while the others keep going one token per step (see :func:`_next_input`).
+:attr:`Rollout.policy_mask` tells them apart. A row with env tokens to read feeds them in the same
+cached forwards as the other rows' sampled tokens (it does not act meanwhile), one per forward or
+several at once when a wider forward is the cheaper way through the queue (see :func:`_next_input`):
+an env token then costs no more than a generated one.
 """
 
 from __future__ import annotations
@@ -240,8 +241,7 @@ def collect(
     actions = np.full(n, pad, dtype=np.int64)
     ready = torch.ones(n, dtype=torch.bool)  # multi-turn: envs whose model state is current (their logits are)
     queue: dict[int, list[int]] = {}  # multi-turn: env -> tokens the model must read before it samples again
-    queued_at: dict[int, int] = {}
-    waited = 0.0  # cost (in KV columns) paid by held-back rows since the last catch-up forward
+    overhead = FORWARD_OVERHEAD.get(device.type, FORWARD_OVERHEAD["cpu"])
     for t in itertools.count():
         uniforms = None
         if global_rows is not None and temperature > 0:
@@ -265,7 +265,7 @@ def collect(
             values[live_rows, col] = v if every else v[alive]
         mask[live_rows, col] = True
         actions[live_rows.numpy()] = token_cpu.numpy()
-        if queue:  # held-back envs do not act
+        if queue:  # envs whose model state is catching up with their env's tokens do not act
             active = np.zeros(n, dtype=bool)
             active[live_rows.numpy()] = True
             _, r, term, trunc, info = venv.step(actions, active=active)
@@ -285,8 +285,9 @@ def collect(
                 mask[i, c : c + len(ids)] = True
                 cursor[i] = c + len(ids)
                 queue[int(i)] = [int(tokens[i, c - 1]), *ids]  # the sampled token, then the env's
-                queued_at[int(i)] = t
                 ready[i] = False
+            for i in [i for i in queue if not live[i]]:  # an episode that ended on a reply reads nothing more
+                del queue[i]
         running = live[rows]
         if not running.any():
             break
@@ -297,18 +298,8 @@ def collect(
         if multi_turn and 4 * (attn.shape[1] - int(attn.sum(1).max())) > attn.shape[1]:  # a quarter is droppable
             attn = _compact_cache(past, attn)
         if queue:
-            token, new_attn, step_pos, caught_up = _next_input(
-                token, rows, queue, live, next_pos, pad, waited, t - min(queued_at.values())
-            )
-            if caught_up:
-                ready[rows] = True
-                queue.clear()
-                queued_at.clear()
-                waited = 0
-            else:
-                # a held-back row wastes its column and its share of the forward's fixed cost
-                held = sum(int(i) in queue for i in rows.tolist())
-                waited += held * (1 + FORWARD_OVERHEAD / len(rows))
+            token, new_attn, step_pos, caught_up = _next_input(token, rows, queue, next_pos, pad, overhead)
+            ready[caught_up] = True  # the next forward's logits follow their last env token
             next_pos_after = next_pos + new_attn.sum(1, keepdim=True)
         else:
             new_attn, step_pos = attn.new_ones(len(rows), 1), next_pos
@@ -342,7 +333,7 @@ def collect(
 
 
 def _compact_cache(past: Any, attn: torch.Tensor) -> torch.Tensor:
-    """Drop the KV cache's masked columns (left padding, holes of held-back rows); returns the new mask.
+    """Drop the KV cache's masked columns (left padding, holes of wide forwards); returns the new mask.
 
     Each row's real entries move right, in order, and columns that are then masked in every row go:
     attention and the cache's per-step copy cost what the cache holds, real or not. Positions are
@@ -361,56 +352,78 @@ def _compact_cache(past: Any, attn: torch.Tensor) -> torch.Tensor:
     return attn.gather(1, order)
 
 
-#: A held-back row waits at most this many vector steps for the catch-up forward.
-MAX_WAIT = 16
-#: The fixed cost of one forward, in KV-cache columns of one row: a one-token forward of the tiny model on
-#: CPU costs about as much again as 64 rows' columns. A held-back row loses its share of it each step, so
-#: small batches (where forwards cost mostly that) catch up sooner than large ones.
-FORWARD_OVERHEAD = 64.0
+#: The cost model of one cached forward of ``B`` rows and ``w`` tokens per row, in units of one row's
+#: token: ``B * (w + ROW_OVERHEAD) + FORWARD_OVERHEAD[device type]``. ``ROW_OVERHEAD`` is what a row
+#: costs whatever the width (the KV cache's append copies every row's keys and values); the tiny default
+#: model on one CPU thread measured ``c(B, w)`` ~ ``B * (w + 1)`` at B = 16 and 64, w = 1..8, with no
+#: fixed part to speak of. A GPU decode forward of a small model is kernel-launch-bound (a large fixed
+#: part, so wide forwards are nearly free): the ``cuda`` figure is that assumption, not a measurement.
+ROW_OVERHEAD = 1.0
+FORWARD_OVERHEAD = {"cpu": 0.0, "cuda": 1024.0}
+
+
+def forward_width(pending: Sequence[int], overhead: float = 0.0) -> int:
+    """The forward width that reads the most tokens per unit of cost, given each row's pending tokens.
+
+    A row feeds ``min(w, pending)`` real tokens, left-padded with masked holes to ``w``; the cost is
+    ``len(pending) * (w + ROW_OVERHEAD) + overhead``. Width 1 (every row one token: a plain decode
+    step) wins unless most rows have several tokens to read or the forward's fixed cost dominates.
+
+    Example:
+        >>> forward_width([1, 1, 1, 3])  # one row with env tokens: feed them one per step
+        1
+        >>> forward_width([3, 3, 3, 1])  # most rows read three: one forward three wide
+        3
+        >>> forward_width([1, 1, 1, 3], overhead=1024.0)  # launch-bound (GPU): wide is nearly free
+        3
+    """
+    several = [p for p in pending if p > 1]  # rows reading one token read one at any width
+    if not several:
+        return 1
+    ones, rows = len(pending) - len(several), len(pending)
+    best, best_rate = 1, -1.0
+    for w in range(1, max(several) + 1):
+        rate = (ones + sum(min(w, p) for p in several)) / (rows * (w + ROW_OVERHEAD) + overhead)
+        if rate > best_rate + 1e-12:
+            best, best_rate = w, rate
+    return best
 
 
 def _next_input(
     token: torch.Tensor,
     rows: torch.Tensor,
     queue: dict[int, list[int]],
-    live: torch.Tensor,
     next_pos: torch.Tensor,
     pad: int,
-    waited: float,
-    longest_wait: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    overhead: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
     """The next forward's input when some envs appended tokens the model has not read yet.
 
-    A forward is one rectangle: rows that feed fewer tokens than the widest leave masked holes in the
-    KV cache, which cost as much compute as tokens. So rows with env tokens are held back (they feed a
-    hole, and skip their env's step) until a *catch-up* forward feeds every queued row its sampled
-    token and env tokens at once, left-padded to the longest, while the other rows feed their one
-    token. The catch-up happens when the cost paid by waiting (holes, plus each held-back row's share
-    of a forward's fixed cost, :data:`FORWARD_OVERHEAD`) reaches the holes it would leave (the
-    ski-rental rule: wait until waiting has cost what catching up would), when every live row waits, or
-    after :data:`MAX_WAIT` steps.
+    Rows in ``queue`` feed their next tokens (the sampled token, then the env's) instead of acting; the
+    others feed the token they sampled. The width is :func:`forward_width`'s: one token per row (no
+    holes in the KV cache, and an env token costs exactly a decode step's share) unless reading several
+    at once is cheaper per token; then shorter rows are left-padded with masked holes, which
+    :func:`_compact_cache` drops later. Consumed tokens leave ``queue``.
 
     Returns:
-        ``(input_ids, attention_mask columns, position_ids, caught_up)``, the tensors ``(len(rows), L)``.
+        ``(input_ids, attention_mask columns, position_ids, caught_up)``: the tensors ``(len(rows), w)``
+        and the envs whose queue this forward empties (their logits after it are current).
     """
-    env_rows = rows.tolist()
-    lengths = [len(queue[i]) if i in queue else 1 for i in env_rows]
-    width = max(lengths)
-    holes = sum(width - k for k in lengths)
-    every_live_waits = all(i in queue for i in env_rows if live[i])
-    caught_up = every_live_waits or waited >= holes or longest_wait >= MAX_WAIT
-    sampled = token[:, 0].tolist()
-    if caught_up:
-        seqs = [queue.get(i, [sampled[b]]) for b, i in enumerate(env_rows)]
-    else:
-        width = 1
-        seqs = [[] if i in queue else [sampled[b]] for b, i in enumerate(env_rows)]
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    att = torch.zeros(len(rows), width, dtype=torch.long)
-    for b, q in enumerate(seqs):  # pads, then the row's tokens
-        if q:
-            ids[b, width - len(q) :] = torch.tensor(q, dtype=torch.long)
-            att[b, width - len(q) :] = 1
+    reading = [(b, i) for b, i in enumerate(rows.tolist()) if i in queue]
+    pending = [1] * len(rows)
+    for b, i in reading:
+        pending[b] = len(queue[i])
+    width = forward_width(pending, overhead)
+    seqs = [[t] for t in token[:, 0].tolist()]  # the sampled token, for rows that act
+    caught_up = []
+    for b, i in reading:
+        seqs[b] = queue[i][:width]
+        del queue[i][:width]
+        if not queue[i]:
+            del queue[i]
+            caught_up.append(i)
+    ids = torch.tensor([[pad] * (width - len(q)) + q for q in seqs], dtype=torch.long)  # pads, then tokens
+    att = torch.tensor([[0] * (width - len(q)) + [1] * len(q) for q in seqs], dtype=torch.long)
     ids, att = ids.to(token.device), att.to(token.device)
     pos = next_pos + (att.cumsum(1) - 1).clamp(min=0)  # positions count real tokens only
     return ids, att, pos, caught_up

@@ -46,15 +46,23 @@ def chatty_rollout():
     return venv, model, rollout
 
 
+@pytest.mark.parametrize("overhead", [0.0, 1024.0], ids=["one-per-forward", "wide"])
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
-def test_batched_prefill_of_env_tokens_gives_the_full_forward_log_probs(arch, monkeypatch):
+def test_batched_prefill_of_env_tokens_gives_the_full_forward_log_probs(arch, overhead, monkeypatch):
+    """Env tokens read one per forward (the CPU cost model) or several at once, holes and compaction
+    included (a launch-bound device's): the log-probs are the full forward's either way."""
     venv = make()
     model = build_default_model(venv.codec, seed=1, arch=arch)
-    compactions = []
-    original = sampling._compact_cache
+    compactions, widths = [], []
+    original, width = sampling._compact_cache, sampling.forward_width
     monkeypatch.setattr(sampling, "_compact_cache", lambda past, attn: compactions.append(1) or original(past, attn))
+    monkeypatch.setattr(sampling, "forward_width", lambda *a: widths.append(width(*a)) or widths[-1])
+    monkeypatch.setitem(sampling.FORWARD_OVERHEAD, "cpu", overhead)
     rollout = collect(model, venv, seed=3, generator=torch.Generator().manual_seed(0), prune_fraction=0.01)
-    assert compactions, "the KV cache was never compacted: the test no longer covers it"
+    if overhead:
+        assert max(widths) > 1 and compactions, "no wide forward or no compaction: the test no longer covers them"
+    else:
+        assert widths.count(1) > len(widths) / 2, "the CPU cost model should mostly read env tokens one per forward"
     pm = rollout.policy_mask
     assert (rollout.mask & ~pm).any(), "the env appended no tokens: the test needs replies"
     obs = venv.episodes.observation()
