@@ -11,7 +11,9 @@ forwards each rollout ran, and ``env_token_cost``: the rollout seconds the env t
 token, over the seconds of one policy token in the single-turn rollout ((t_multi - policy_tokens *
 t_single_per_token) / env_tokens / t_single_per_token), paired within each round (the two rollouts back
 to back) and the median over rounds. At most 1 means an injected token costs no more than a generated
-one (the issue's bar).
+one (the issue's bar). ``env_token_prefill_cost`` is the same with each rollout's ``venv.step`` seconds
+(the env's own work: turn detection, the calculator's reply) taken out of both sides: the model-side
+cost of reading an env token, which is what the sampler controls.
 
 With ``--baseline DIR`` (a checkout of the code before multi-turn support) it also times the single-turn
 env step (``bench_env.env_step_times`` on Math-v0) in subprocesses on both trees, alternating, so the
@@ -75,9 +77,12 @@ def rollouts(batch: int, repeats: int, stop: str) -> dict[str, float]:
     model = build_default_model(single.codec, seed=0)
     forwards: list[int] = []
     model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    stepping = {id(single): _time_steps(single), id(multi): _time_steps(multi)}
     options = {"split": "test", "index": list(range(batch))}
     rounds: list[dict[str, float]] = []
     for r in range(repeats + 1):  # the first round warms up both
+        for acc in stepping.values():
+            acc[0] = 0.0
         start, n0 = time.perf_counter(), len(forwards)
         a = collect(model, single, options=options, generator=torch.Generator().manual_seed(r))
         ts, fs = time.perf_counter() - start, len(forwards) - n0
@@ -88,6 +93,9 @@ def rollouts(batch: int, repeats: int, stop: str) -> dict[str, float]:
             single_tokens, policy = int(a.mask.sum()), int(b.policy_mask.sum())
             env = int((b.mask & ~b.policy_mask).sum())
             per_token = ts / single_tokens
+            # the same without the env's own stepping (the calculator, turn detection): the model side only
+            es, em = stepping[id(single)][0], stepping[id(multi)][0]
+            model_per_token = (ts - es) / single_tokens
             rounds.append(
                 {
                     "single_s": ts,
@@ -99,6 +107,9 @@ def rollouts(batch: int, repeats: int, stop: str) -> dict[str, float]:
                     "multi_forwards": fm,
                     "ratio": ((policy + env) / tm) / (single_tokens / ts),
                     "env_token_cost": (tm - policy * per_token) / env / per_token,
+                    "env_token_prefill_cost": (tm - em - policy * model_per_token) / env / model_per_token,
+                    "single_env_step_s": es,
+                    "multi_env_step_s": em,
                     "turns": float(np.mean([i.get("num_turns", 0) for i in b.infos])),
                 }
             )
@@ -124,8 +135,25 @@ def rollouts(batch: int, repeats: int, stop: str) -> dict[str, float]:
         # paired within each round (single then multi, back to back), median over rounds: robust to load drift
         "tokens_per_s_ratio_multi_over_single": med("ratio"),
         "env_token_cost": med("env_token_cost"),
+        "env_token_prefill_cost": med("env_token_prefill_cost"),
+        "single_turn_env_step_s": med("single_env_step_s"),
+        "multi_turn_env_step_s": med("multi_env_step_s"),
         "env_token_cost_per_round": [round(x["env_token_cost"], 3) for x in rounds],
     }
+
+
+def _time_steps(venv: TokenVectorEnv) -> list[float]:
+    """Accumulate the seconds ``venv.step`` takes (the env's own work) into the returned one-item list."""
+    acc, step = [0.0], venv.step
+
+    def timed(*args: object, **kwargs: object) -> object:
+        start = time.perf_counter()
+        out = step(*args, **kwargs)
+        acc[0] += time.perf_counter() - start
+        return out
+
+    venv.step = timed  # type: ignore[method-assign]
+    return acc
 
 
 def env_step_compare(baseline: str, batches: list[int], rounds: int) -> dict[str, object]:
