@@ -142,6 +142,37 @@ def rollouts(batch: int, repeats: int, stop: str) -> dict[str, float]:
     }
 
 
+def forward_costs(batches: Sequence[int], widths: Sequence[int], steps: int = 12) -> dict[str, object]:
+    """Time one cached forward of the tiny default model at each (batch, width) over an 80-column cache and
+    fit ``c(B, w) = a * (B * (w + ROW_OVERHEAD) + FORWARD_OVERHEAD)`` (least squares on the fastest of
+    ``steps`` forwards each): the figures behind :func:`agents.policy.sampling.forward_width`'s cost model."""
+    codec = gym.make_vec("LMEnv/Math-v0", num_envs=1).codec
+    model = build_default_model(codec, seed=0).eval()
+    rows = []
+    with torch.no_grad():
+        for b in batches:
+            for w in widths:
+                ids = torch.randint(5, 400, (b, 80))
+                out = model(input_ids=ids, use_cache=True)
+                past, attn, times = out.past_key_values, torch.ones(b, 80, dtype=torch.long), []
+                for _ in range(steps):
+                    x = torch.randint(5, 400, (b, w))
+                    attn = torch.cat([attn, torch.ones(b, w, dtype=torch.long)], 1)
+                    pos = torch.arange(attn.shape[1] - w, attn.shape[1]).expand(b, -1)
+                    start = time.perf_counter()
+                    out = model(
+                        input_ids=x, attention_mask=attn, position_ids=pos, past_key_values=past, use_cache=True
+                    )
+                    times.append(time.perf_counter() - start)
+                    past = out.past_key_values
+                rows.append({"batch": b, "width": w, "forward_s": min(times[2:])})
+    # c = a*B*w + (a*k)*B + a*F: linear in (B*w, B, 1)
+    x = np.array([[r["batch"] * r["width"], r["batch"], 1.0] for r in rows])
+    y = np.array([r["forward_s"] for r in rows])
+    (a, ak, af), *_ = np.linalg.lstsq(x, y, rcond=None)
+    return {"grid": rows, "per_row_token_s": a, "row_overhead": ak / a, "forward_overhead": af / a}
+
+
 def _time_steps(venv: TokenVectorEnv) -> list[float]:
     """Accumulate the seconds ``venv.step`` takes (the env's own work) into the returned one-item list."""
     acc, step = [0.0], venv.step
@@ -191,8 +222,11 @@ def main() -> None:
     parser.add_argument("--baseline", default=None, help="a checkout before multi-turn support, for the env step")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--stop", default="y", help="the extra turn stop (y: ~4%% of tokens, s: ~20%%)")
+    parser.add_argument("--forward-costs", action="store_true", help="also fit the sampler's forward cost model")
     args = parser.parse_args()
     results: dict[str, object] = {"torch_threads": torch.get_num_threads(), "budget": BUDGET}
+    if args.forward_costs:
+        results["forward_costs"] = forward_costs([1, 2, 4, 8, 16, 32, 64], [1, 2, 4, 8])
     results["stop"] = args.stop
     results["rollouts"] = [rollouts(b, args.repeats, args.stop) for b in args.batches]
     if args.baseline:

@@ -11,7 +11,8 @@
    (pass@n is the oracle; majority vote; ORM top score; PRM top score by ``min`` / ``last`` / ``product``;
    ORM- and PRM-weighted votes; the policy's likelihood); each ``n`` costs ``n`` times the mean sampled length in
    generated tokens;
-4. per seed: PRM beam search and DVTS (:mod:`agents.search.tree`) at several ``n``, counting their generated tokens;
+4. per seed: PRM beam search, DVTS and lookahead search (:mod:`agents.search.tree`; ``--lookahead`` greedy steps
+   rate each candidate) at several ``n``, counting their generated tokens (lookahead rollouts included);
    with ``--rule-verifier`` (default) also best-of-N and search guided by the exact arithmetic step checker
    (:func:`lm_envs.tasks.math.steps.check_step`), the verifier a learned PRM would be at best;
 5. problems binned by difficulty (thirds by the policy's own pass rate over the ``N`` samples of the first seed); for
@@ -151,7 +152,14 @@ def plot(summary: dict, path: Path) -> None:
         err = [100 * h for _, h in summary["curves"][name]]
         left.errorbar(ns, mean, yerr=err, fmt=style, label=name, markersize=4, capsize=2)
         right.plot(tokens, mean, style, label=f"best-of-N {name}", markersize=4)
-    styles_search = (("beam", "C3-*"), ("dvts", "C5-P"), ("rule_beam", "C9-*"), ("rule_dvts", "C9--P"))
+    styles_search = (
+        ("beam", "C3-*"),
+        ("dvts", "C5-P"),
+        ("lookahead", "C6-X"),
+        ("rule_beam", "C9-*"),
+        ("rule_dvts", "C9--P"),
+        ("rule_lookahead", "C9:X"),
+    )
     for strat, style in (*styles_search, ("rule_compute_optimal", "rD")):
         pts = summary["search"].get(strat, [])
         if pts:
@@ -189,6 +197,12 @@ def main() -> None:
     ap.add_argument("--search-n", type=int, nargs="+", default=[4, 16, 64], help="rows per problem of beam/DVTS")
     ap.add_argument("--width", type=int, default=4, help="beam width M (kept rows expand M times)")
     ap.add_argument("--search-aggregate", default="last", help="step-score aggregate guiding beam/DVTS")
+    ap.add_argument(
+        "--lookahead",
+        type=int,
+        default=2,
+        help="greedy steps rolled out to rate a candidate (lookahead search; 0: off)",
+    )
     ap.add_argument(
         "--rule-verifier",
         action=argparse.BooleanOptionalAction,
@@ -302,8 +316,10 @@ def main() -> None:
         if args.rule_verifier:  # the exact arithmetic checker as the step verifier: a PRM that discriminates
             guides.append(("rule_", rule_steps, "min"))
         for prefix, guide, how in guides:
-            for strat, n in ((strat, n) for strat in ("beam", "dvts") for n in args.search_n):
-                cfg = SearchConfig(strategy=strat, n=n, width=args.width, aggregate=how, select="score")
+            strategies = ("beam", "dvts", "lookahead") if args.lookahead else ("beam", "dvts")
+            for strat, n in ((strat, n) for strat in strategies for n in args.search_n):
+                extra = {"lookahead": args.lookahead} if strat == "lookahead" else {}
+                cfg = SearchConfig(strategy=strat, n=n, width=args.width, aggregate=how, select="score", **extra)
                 result = search(policy, ENV, cfg, guide, range(args.problems), seed=seed, env_kwargs=kwargs)
                 searches[f"{prefix}{strat}@{n}"] = {
                     "accuracy": result.accuracy,

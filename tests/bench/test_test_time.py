@@ -40,7 +40,7 @@ def test_tiny_test_time_bench_writes_curves_search_points_difficulty_bins_and_th
     curves = ("pass@n", "majority", "orm", "orm_weighted", "prm_min", "prm_last", "prm_product")
     for name in (*curves, "likelihood"):
         assert len(result["curves"][name]) == 4 and all(0 <= m <= 1 and h >= 0 for m, h in result["curves"][name])
-    for strat in ("beam", "dvts"):
+    for strat in ("beam", "dvts", "lookahead", "rule_lookahead"):
         points = result["search"][strat]
         assert [p["n"] for p in points] == [4, 8] and all(p["tokens"] > 0 for p in points)
     assert set(result["by_difficulty"]) == {"hard", "medium", "easy"}
