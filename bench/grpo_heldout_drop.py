@@ -12,6 +12,10 @@ same starts, same seeds (the ``grpo`` runs are shared with that bench):
 * ``one_pass``: one optimizer step per rollout instead of two (half the steps, no re-use of a batch).
 * ``temperature_0.5``: sample (and score) at T = 0.5, nearer the greedy decoding that held-out accuracy uses.
 * ``kl_k3_loss`` (from ``grpo_variants``): a KL penalty to the start (0.04).
+* ``random_reward_lr_1e-5``: the coin at the lower step size (the noise floor there).
+
+With ``--iterations 100`` (``--runs /tmp/heldout100``, ``--out bench/results/grpo_heldout_drop_100.json``) the
+same at five times the updates.
 
     OMP_NUM_THREADS=1 python bench/grpo_heldout_drop.py --jobs 1      # runs into /tmp/grpo_variants
     python bench/grpo_heldout_drop.py --summarize-only
@@ -68,9 +72,10 @@ def read_run(out: Path) -> dict[str, float] | None:
     row = READ_RUN(out)
     if row is None or not out.name.startswith("random_reward"):
         return row
-    row["heldout_accuracy"] = json.loads(true_eval(out, int(out.name.rsplit("-s", 1)[1])).read_text())["metrics"][
-        "accuracy"
-    ]
+    seed = int(out.name.rsplit("-s", 1)[1])
+    row["heldout_accuracy"] = json.loads(true_eval(out, seed).read_text())["metrics"]["accuracy"]
+    start = out.parent / f"sft{seed}" / "eval.json"  # the RL start, scored by the real grader
+    row["heldout_accuracy_before_rl"] = json.loads(start.read_text())["metrics"]["accuracy"]
     its = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     true = [r["rollout/outcome/true_correct"] for r in its if "rollout/outcome/true_correct" in r]
     row["train_success"] = row["train_return"] = sum(true) / len(true)
