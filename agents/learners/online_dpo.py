@@ -30,6 +30,11 @@ ranker scores and env returns over the batch), ``rank/pair_env_accuracy`` (the f
 chosen sample has the higher env return, among those that differ) and ``rank/length_spearman`` (rank
 correlation of ranker scores and completion lengths). The seed material warns that a self-judge drifts
 and prefers length: these curves show whether it does.
+
+Under ``torchrun`` (data parallel): each rank samples, ranks and pairs its own whole groups (the
+union is the one-process rollout, see :func:`~agents.learners.base.collect_iteration`); the loss is
+normalised by the number of pairs over every rank, so 2 processes take the one-process step
+(:meth:`OnlineDPOLearner.update`), and every logged number is over the global batch.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ from agents.learners.base import (
     make_train_venv,
     rollout_metrics,
 )
-from agents.learners.dpo import check_dpo_loss, dpo_loss
+from agents.learners.dpo import check_dpo_loss, dpo_loss, global_dpo_loss
 from agents.policy.actor_critic import Policy
 from agents.policy.models import positions
 from agents.policy.sampling import Rollout
@@ -284,11 +289,9 @@ class OnlineDPOLearner:
         import gymnasium as gym
 
         cfg.check(None)
-        if ctx.dist.distributed:  # a rank whose prompts all tie would skip the backward the others all-reduce
-            raise ValueError("agent=online_dpo runs in one process; launch it without torchrun.")
         self.cfg, self.ctx = cfg, ctx
         self.policy = Policy(lm, critic="none")
-        self.lm = lm
+        self.lm = ctx.dist.wrap(lm)  # DDP under torchrun (FSDP shards in place): build the optimizer after
         self.venv = make_train_venv(cfg, ctx)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
         self.scorer = None
@@ -314,7 +317,7 @@ class OnlineDPOLearner:
         completions = [info.get("completion", "") for info in rollout.infos]
         if self.cfg.ranker == "reward_model":
             return torch.tensor(self.scorer.score([p + c for p, c in zip(prompts, completions, strict=True)]))
-        with self.ctx.precision.autocast():
+        with self.ctx.precision.autocast(), self.ctx.dist.gathered(self.policy.lm):  # FSDP: ranks' forwards differ
             return judge_scores(
                 self.policy.lm, self.ctx.codec, self.env_config, str(self.cfg.judge_template), prompts, completions,
                 self.choice_ids, self.max_length,
@@ -324,59 +327,97 @@ class OnlineDPOLearner:
         if ref is None:
             raise RuntimeError("online DPO needs the frozen reference model; the loop builds it when uses_reference().")
         t0 = time.time()
+        dist = self.ctx.dist
         generator = self.ctx.generator(it)
         rollout, t_rollout = collect_iteration(self.policy.lm, self.venv, self.cfg, self.ctx, it, generator)
         t1 = time.time()
         scores = self.rank(rollout)
         t_rank = time.time() - t1
         K = rollout.group_size
-        pairs = best_worst_pairs(scores, K)
+        pairs = best_worst_pairs(scores, K)  # this rank's groups (groups are never split across ranks)
         returns = rollout.returns.float().cpu()
         lengths = rollout.action_mask.sum(1).float().cpu()
+        b, w = [p[0] for p in pairs], [p[1] for p in pairs]
+        sums = dist.sum_floats(
+            {
+                "formed": float(len(pairs)),
+                "groups": float(len(scores) // K),
+                "chosen_length": float(lengths[b].double().sum()),
+                "rejected_length": float(lengths[w].double().sum()),
+                "chosen_return": float(returns[b].double().sum()),
+                "rejected_return": float(returns[w].double().sum()),
+            }
+        )
+        total = sums.pop("formed")  # pairs over every rank
+        groups = sums.pop("groups")
         metrics: dict[str, float] = {
-            "pairs/formed": float(len(pairs)),
-            "pairs/tied_fraction": 1.0 - len(pairs) / max(1, len(scores) // K),
+            "pairs/formed": total,
+            "pairs/tied_fraction": 1.0 - total / max(1.0, groups),
             "time/rank_s": t_rank,
         }
-        if pairs:
-            b, w = [p[0] for p in pairs], [p[1] for p in pairs]
-            metrics.update(
-                {
-                    "pairs/chosen_length": float(lengths[b].mean()),
-                    "pairs/rejected_length": float(lengths[w].mean()),
-                    "pairs/chosen_return": float(returns[b].mean()),
-                    "pairs/rejected_return": float(returns[w].mean()),
-                }
-            )
-            rows = torch.tensor([i for p in pairs for i in p], device=rollout.tokens.device)
-            with torch.no_grad(), self.ctx.precision.autocast():
-                ref_logps = sequence_sum_logps(ref, rollout, rows).float().view(-1, 2)
-            stats: dict[str, list[float]] = {}
-            self.lm.train()
-            for _ in range(self.cfg.iterations):
-                with self.ctx.precision.autocast():
-                    logps = sequence_sum_logps(self.lm, rollout, rows).float().view(-1, 2)
+        if total > 0:  # the same decision on every rank
+            metrics.update({f"pairs/{k}": v / total for k, v in sums.items()})
+            metrics.update(self.update(rollout, ref, pairs, total))
+        if self.cfg.ranker != "env":
+            metrics.update(self.global_ranking_metrics(scores, returns, lengths, pairs, K))
+        metrics.update(rollout_metrics(rollout, t_rollout, self.venv.episodes.reward, dist))
+        metrics.update(curriculum_metrics(self.venv))
+        metrics["time/iteration_s"] = time.time() - t0
+        return metrics
+
+    def update(
+        self, rollout: Rollout, ref: torch.nn.Module, pairs: list[tuple[int, int]], total: float
+    ) -> dict[str, float]:
+        """``agent.iterations`` DPO steps on the pairs; returns the ``dpo/*`` metrics (means over the steps).
+
+        Under torch.distributed each rank holds the pairs of its own groups; its loss is their summed
+        loss over the ``total`` pairs of every rank, times the world size (:func:`global_dpo_loss`),
+        so DDP's averaged gradient is the one-process gradient of the mean over all pairs. A rank
+        whose groups all tie runs a placeholder pair of weight 0, so that it still takes part in
+        DDP's all-reduce.
+        """
+        dist = self.ctx.dist
+        local = pairs or [(0, 0)]
+        weights = torch.tensor([1.0 if pairs else 0.0] * len(local), device=rollout.tokens.device)
+        rows = torch.tensor([i for p in local for i in p], device=rollout.tokens.device)
+        with torch.no_grad(), self.ctx.precision.autocast():
+            ref_logps = sequence_sum_logps(ref, rollout, rows).float().view(-1, 2)
+        stats: dict[str, list[float]] = {}
+        self.lm.train()
+        for _ in range(self.cfg.iterations):
+            with self.ctx.precision.autocast():
+                logps = sequence_sum_logps(self.lm, rollout, rows).float().view(-1, 2)
+            if dist.distributed:
+                loss, m = global_dpo_loss(logps, ref_logps, weights, total, self.cfg, dist)
+            else:
                 loss, m = dpo_loss(
                     logps[:, 0], logps[:, 1], ref_logps[:, 0], ref_logps[:, 1], self.cfg.beta, self.cfg.loss,
                     self.cfg.label_smoothing,
                 )  # fmt: skip
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"online DPO loss became {loss.item()}; lower agent.lr.")
-                self.optimizer.zero_grad(set_to_none=True)
-                self.ctx.precision.backward(loss)
-                self.ctx.precision.step(
-                    self.optimizer, self.policy.parameters(), self.cfg.max_grad_norm, "the DPO gradient"
-                )
-                for k, v in m.items():
-                    stats.setdefault(k, []).append(v)
-            self.lm.eval()
-            metrics.update({f"dpo/{k}": float(np.mean(v)) for k, v in stats.items()})
-        if self.cfg.ranker != "env":
-            metrics.update(ranking_metrics(scores, returns, lengths, pairs, K))
-        metrics.update(rollout_metrics(rollout, t_rollout, self.venv.episodes.reward, self.ctx.dist))
-        metrics.update(curriculum_metrics(self.venv))
-        metrics["time/iteration_s"] = time.time() - t0
-        return metrics
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"online DPO loss became {loss.item()}; lower agent.lr.")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.ctx.precision.backward(loss)
+            self.ctx.precision.step(
+                self.optimizer, self.policy.parameters(), self.cfg.max_grad_norm, "the DPO gradient"
+            )
+            for k, v in m.items():
+                stats.setdefault(k, []).append(v)
+        self.lm.eval()
+        return {f"dpo/{k}": float(np.mean(v)) for k, v in stats.items()}
+
+    def global_ranking_metrics(
+        self, scores: torch.Tensor, returns: torch.Tensor, lengths: torch.Tensor, pairs: list[tuple[int, int]], K: int
+    ) -> dict[str, float]:
+        """:func:`ranking_metrics` over every rank's episodes (gathered in global row order)."""
+        dist = self.ctx.dist
+        if not dist.distributed:
+            return ranking_metrics(scores, returns, lengths, pairs, K)
+        n = len(scores)
+        parts = dist.gather_objects((scores.cpu().tolist(), returns.tolist(), lengths.tolist(), pairs))
+        cat = [torch.tensor([x for part in parts for x in part[j]]) for j in range(3)]
+        every = [(b + r * n, w + r * n) for r, part in enumerate(parts) for b, w in part[3]]
+        return ranking_metrics(*cat, every, K)
 
     def state_dict(self) -> dict[str, Any]:
         return curriculum_state(self.venv)
