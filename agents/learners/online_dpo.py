@@ -19,7 +19,15 @@ Each iteration:
 3. form one pair per prompt, (best, worst) by the ranker, skipping prompts whose samples all tie;
 4. take ``agent.iterations`` DPO / IPO steps on those pairs (the loss of :mod:`agents.learners.dpo`,
    sequence log-probs of the sampled token ids at temperature 1, against the run's frozen reference,
-   whose log-probs of the pairs are computed once per iteration).
+   whose log-probs of the pairs are computed once per iteration);
+5. with ``agent.ref_update_every = k > 0``, after every ``k``-th iteration the reference becomes the
+   current policy. This is Yuan et al. 2024's self-rewarding loop (arXiv 2401.10020, §2.3): model
+   ``M_t`` generates, judges its own samples and is the DPO reference while ``M_{t+1}`` is trained.
+   With ``k = 1`` every iteration is one such step (sampler, judge and reference are the same
+   ``M_t``); with ``k > 1`` the policy keeps sampling and judging on-policy while the reference lags by
+   up to ``k`` iterations. ``k = 0`` (default) keeps the run's reference, the policy as RL starts. The
+   moved reference is saved in every checkpoint (``step-N/reference.safetensors``), so a resumed run
+   continues bit for bit; logged as ``ref/updated`` (1 on the iterations that moved it).
 
 Logged every iteration beside the rollout metrics and the DPO metrics: how many prompts gave a pair,
 the chosen and rejected completions' lengths and env returns (length bias: does the ranker prefer
@@ -92,6 +100,10 @@ class OnlineDPOConfig:
     reward_model: str | None = None  # ranker=reward_model: dir of a one-output sequence classifier
     judge_template: str | None = None  # ranker=self: the judge prompt, with {prompt} and {response}
     judge_choices: list[str] = field(default_factory=lambda: ["1", "2", "3", "4", "5"])  # scores 1..n, one token each
+    # Self-rewarding's iterations (Yuan et al. 2024, arXiv 2401.10020): M_t samples, judges and is the DPO
+    # reference of M_{t+1}. Every this many iterations the reference becomes the current policy (checkpointed
+    # with the run); 0: off, the reference stays the policy as RL starts.
+    ref_update_every: int = 0
 
     def check(self, run: Any = None) -> None:
         """Fail before any work on settings that cannot give an online DPO run (called by ``validate``)."""
@@ -101,6 +113,16 @@ class OnlineDPOConfig:
                 f">= 2, got {self.group_size}."
             )
         check_dpo_loss(self.loss, self.beta, self.label_smoothing)
+        if not isinstance(self.ref_update_every, int) or self.ref_update_every < 0:
+            raise ValueError(
+                f"agent.ref_update_every must be an integer >= 0 (0: a fixed reference), got {self.ref_update_every!r}."
+            )
+        lora = getattr(getattr(getattr(run, "model", None), "lora", None), "r", 0)
+        if self.ref_update_every and lora:
+            raise ValueError(
+                "agent.ref_update_every moves the reference to the policy, but under LoRA (model.lora.r > 0) the "
+                "reference is the base weights with the adapters off; set model.lora.r=0 or agent.ref_update_every=0."
+            )
         if self.ranker not in RANKERS:
             raise ValueError(f"unknown agent.ranker {self.ranker!r}; choose one of {list(RANKERS)}.")
         if self.ranker == "reward_model" and (
@@ -309,6 +331,19 @@ class OnlineDPOLearner:
     def uses_reference(self) -> bool:
         return True
 
+    def updates_reference(self) -> bool:
+        """Whether :meth:`iteration` moves the reference (``agent.ref_update_every``); the loop then checkpoints it."""
+        return self.cfg.ref_update_every > 0
+
+    def update_reference(self, ref: torch.nn.Module) -> None:
+        """The reference becomes the current policy, weight for weight (under FSDP: gathered, then re-sharded)."""
+        dist = self.ctx.dist
+        if dist.fsdp:
+            dist.load_full_state(ref, dist.full_state(self.policy.lm, everywhere=True))
+            return
+        with torch.no_grad():
+            ref.load_state_dict(self.policy.lm.state_dict())
+
     def rank(self, rollout: Rollout) -> torch.Tensor:
         """The ranker's score of every episode of ``rollout``."""
         if self.cfg.ranker == "env":
@@ -362,6 +397,12 @@ class OnlineDPOLearner:
             metrics.update(self.global_ranking_metrics(scores, returns, lengths, pairs, K))
         metrics.update(rollout_metrics(rollout, t_rollout, self.venv.episodes.reward, dist))
         metrics.update(curriculum_metrics(self.venv))
+        every = self.cfg.ref_update_every
+        if every:  # Yuan et al.: the model this iteration trained becomes the next iterations' reference
+            boundary = (it + 1) % every == 0
+            if boundary:
+                self.update_reference(ref)
+            metrics["ref/updated"] = float(boundary)
         metrics["time/iteration_s"] = time.time() - t0
         return metrics
 
