@@ -14,7 +14,12 @@ Each iteration:
      LLM-as-a-judge prompt (``agent.judge_template``, with ``{prompt}`` and ``{response}``); the score is
      the expected value of the judge's next-token distribution over ``agent.judge_choices``
      (``"1".."5"`` by default, each one token; renormalised over them), read right after the
-     rendered judge prompt, so it is continuous and needs no sampling;
+     rendered judge prompt, so it is continuous and needs no sampling. With
+     ``agent.judge_mode=generate`` the judge instead *writes* a short judgement (greedy, at most
+     ``agent.judge_max_tokens``) and the score is parsed from it (``agent.judge_pattern``'s group, one of
+     ``judge_choices``), as Yuan et al.'s LLM-as-a-judge prompt ends in "Score: N". A judgement without
+     a parsable score leaves its sample out of pairing (bounded: a group with fewer than two scored
+     samples gives no pair); ``judge/unparsed`` and ``judge/unparsed_fraction`` count them;
 
 3. form one pair per prompt, (best, worst) by the ranker, skipping prompts whose samples all tie;
 4. take ``agent.iterations`` DPO / IPO steps on those pairs (the loss of :mod:`agents.learners.dpo`,
@@ -47,6 +52,7 @@ normalised by the number of pairs over every rank, so 2 processes take the one-p
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -73,6 +79,7 @@ from agents.policy.scoring import policy_logprobs
 from lm_envs import TextCodec
 
 RANKERS = ("env", "reward_model", "self")
+JUDGE_MODES = ("expected", "generate")
 
 #: An example judge prompt for the math env (``conf/agent/self_rewarding.yaml`` uses it).
 MATH_JUDGE_TEMPLATE = (
@@ -100,6 +107,15 @@ class OnlineDPOConfig:
     reward_model: str | None = None  # ranker=reward_model: dir of a one-output sequence classifier
     judge_template: str | None = None  # ranker=self: the judge prompt, with {prompt} and {response}
     judge_choices: list[str] = field(default_factory=lambda: ["1", "2", "3", "4", "5"])  # scores 1..n, one token each
+    # How the self-judge scores (ranker=self): expected = the expected score under its next-token distribution
+    # over judge_choices (continuous, no sampling); generate = LLM-as-a-judge as in Yuan et al. 2024 (§2.2, a
+    # 5-point additive prompt answered "Score: N"): the judge writes up to judge_max_tokens greedily and the
+    # first match of judge_pattern's group, which must be one of judge_choices, is the score (its position,
+    # 1..n, as in expected mode). A judgement with no such match scores nothing: the sample takes no part in
+    # pairing (a group with fewer than two scored samples gives no pair); logged as judge/unparsed.
+    judge_mode: str = "expected"  # expected | generate
+    judge_max_tokens: int = 16
+    judge_pattern: str = r"(\d+)"
     # Self-rewarding's iterations (Yuan et al. 2024, arXiv 2401.10020): M_t samples, judges and is the DPO
     # reference of M_{t+1}. Every this many iterations the reference becomes the current policy (checkpointed
     # with the run); 0: off, the reference stays the policy as RL starts.
@@ -132,6 +148,13 @@ class OnlineDPOConfig:
                 f"agent.ranker=reward_model needs agent.reward_model=<dir of a one-output sequence classifier> "
                 f"(e.g. from `lm-envs train-rm`), got {self.reward_model!r}."
             )
+        if self.judge_mode not in JUDGE_MODES:
+            raise ValueError(f"unknown agent.judge_mode {self.judge_mode!r}; choose one of {list(JUDGE_MODES)}.")
+        if self.judge_mode != "expected" and self.ranker != "self":
+            raise ValueError(
+                f"agent.judge_mode={self.judge_mode} applies to the self-judge: set agent.ranker=self "
+                f"(agent=self_rewarding), or leave agent.judge_mode=expected with agent.ranker={self.ranker}."
+            )
         if self.ranker == "self":
             template = self.judge_template
             if not template or "{response}" not in template or "{prompt}" not in template:
@@ -139,6 +162,10 @@ class OnlineDPOConfig:
                     "agent.ranker=self (self-rewarding) needs a judge prompt: set agent.judge_template to a text "
                     "with {prompt} and {response} that ends where the score goes (e.g. agent=self_rewarding)."
                 )
+            if self.judge_mode == "generate":
+                check_judge_pattern(self.judge_pattern)
+                if not isinstance(self.judge_max_tokens, int) or self.judge_max_tokens < 1:
+                    raise ValueError(f"agent.judge_max_tokens must be >= 1, got {self.judge_max_tokens!r}.")
             if len(self.judge_choices) < 2 or len(set(self.judge_choices)) != len(self.judge_choices):
                 raise ValueError(
                     f"agent.judge_choices must be >= 2 distinct score strings, got {list(self.judge_choices)}."
@@ -153,13 +180,17 @@ class OnlineDPOConfig:
 def best_worst_pairs(scores: torch.Tensor, group_size: int, tol: float = 1e-9) -> list[tuple[int, int]]:
     """``(best, worst)`` row indices of each group of ``group_size`` rows; groups whose scores all tie are skipped.
 
+    NaN scores (no score) take no part: a group with fewer than two scored rows is skipped too.
+
     Example:
         >>> best_worst_pairs(torch.tensor([0.0, 1.0, 0.5, 0.2, 0.2, 0.2]), 3)
         [(1, 0)]
     """
     g = scores.detach().float().view(-1, group_size)
-    best, worst = g.argmax(1), g.argmin(1)
-    keep = (g.max(1).values - g.min(1).values) > tol
+    scored = ~torch.isnan(g)  # a judgement without a parsable score (judge_mode=generate) is NaN: left out
+    hi, lo = g.masked_fill(~scored, -torch.inf), g.masked_fill(~scored, torch.inf)
+    best, worst = hi.argmax(1), lo.argmin(1)
+    keep = (scored.sum(1) >= 2) & ((hi.max(1).values - lo.min(1).values) > tol)
     base = torch.arange(len(g)) * group_size
     return [(int(base[i] + best[i]), int(base[i] + worst[i])) for i in range(len(g)) if keep[i]]
 
@@ -181,13 +212,17 @@ def average_ranks(x: Sequence[float]) -> np.ndarray:
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rank correlation (average ranks for ties); NaN when either side is constant.
+    """Spearman's rank correlation (average ranks for ties, NaN entries left out); NaN when either side is constant.
 
     Example:
         >>> spearman([1, 2, 3], [10, 30, 20]), spearman([1, 2, 3], [3, 2, 1])
         (0.5, -1.0)
     """
-    rx, ry = average_ranks(x), average_ranks(y)
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    both = ~(np.isnan(x) | np.isnan(y))  # unscored entries (NaN) are left out
+    if both.sum() < 2:
+        return float("nan")
+    rx, ry = average_ranks(x[both]), average_ranks(y[both])
     if rx.std() == 0 or ry.std() == 0:
         return float("nan")
     return float(np.corrcoef(rx, ry)[0, 1])
@@ -207,7 +242,7 @@ def pairwise_accuracy(scores: Sequence[float], truth: Sequence[float], group_siz
     for a, b in zip(s, t, strict=True):
         for i in range(group_size):
             for j in range(i + 1, group_size):
-                if b[i] == b[j]:
+                if b[i] == b[j] or np.isnan(a[i]) or np.isnan(a[j]):  # equal truth, or an unscored sample
                     continue
                 total += 1
                 d = (a[i] - a[j]) * (b[i] - b[j])
@@ -219,14 +254,15 @@ def ranking_metrics(
     scores: torch.Tensor, env_returns: torch.Tensor, lengths: torch.Tensor, pairs: list[tuple[int, int]], K: int
 ) -> dict[str, float]:
     """The ranker's agreement with the env's true reward and its length bias (see the module docstring)."""
-    s, r, n = scores.cpu().double().tolist(), env_returns.cpu().double().tolist(), lengths.cpu().double().tolist()
+    s = scores.cpu().double().numpy()
+    r, n = env_returns.cpu().double().tolist(), lengths.cpu().double().tolist()
     differ = [(b, w) for b, w in pairs if r[b] != r[w]]
     return {
         "rank/pairwise_accuracy": pairwise_accuracy(s, r, K),
         "rank/spearman": spearman(s, r),
         "rank/pair_env_accuracy": float(np.mean([r[b] > r[w] for b, w in differ])) if differ else float("nan"),
         "rank/length_spearman": spearman(s, n),
-        "rank/score_mean": float(np.mean(s)),
+        "rank/score_mean": float(np.nanmean(s)) if not np.isnan(s).all() else float("nan"),
     }
 
 
@@ -293,6 +329,85 @@ def judge_scores(
     return torch.cat(out)
 
 
+def check_judge_pattern(pattern: str) -> None:
+    """Refuse a ``agent.judge_pattern`` that is not a regular expression with exactly one group."""
+    try:
+        groups = re.compile(pattern).groups
+    except (re.error, TypeError) as err:
+        raise ValueError(f"agent.judge_pattern={pattern!r} is not a regular expression ({err}).") from None
+    if groups != 1:
+        raise ValueError(
+            f"agent.judge_pattern={pattern!r} has {groups} groups; it needs exactly one, around the score "
+            "(e.g. 'Score: *(\\d+)')."
+        )
+
+
+def parse_judgement(text: str, pattern: str, choices: Sequence[str]) -> float:
+    r"""The score a generated judgement gives: the position (1..n) in ``choices`` of ``pattern``'s first match.
+
+    NaN (no score) when nothing matches or the match is not one of ``choices``.
+
+    Example:
+        >>> choices = ["0", "1", "2", "3", "4", "5"]  # Yuan et al.'s additive 0-5 points
+        >>> [parse_judgement(t, r"Score: *(\d+)", choices) for t in ("...so Score: 4", "Score: 9", "great")]
+        [5.0, nan, nan]
+    """
+    match = re.search(pattern, text)
+    if match is None or match.group(1) is None:
+        return float("nan")
+    value = match.group(1).strip()
+    return float(list(choices).index(value) + 1) if value in choices else float("nan")
+
+
+@torch.no_grad()
+def judge_generate(
+    model: torch.nn.Module,
+    codec: TextCodec,
+    env_config: Any,
+    template: str,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    max_new_tokens: int,
+    max_length: int | None = None,
+    batch_size: int = 64,
+) -> list[str]:
+    """The text the judge writes greedily after each rendered judge prompt: up to ``max_new_tokens`` or its EOS.
+
+    The judge prompt is encoded as in :func:`judge_scores` (one longer than ``max_length -
+    max_new_tokens`` keeps its end); prompts are left-padded and every step runs one forward over the
+    whole batch (no KV cache: judgements are a few tokens).
+    """
+    device = next(model.parameters()).device
+    budget = None if max_length is None else max(1, max_length - max_new_tokens)
+    out: list[str] = []
+    for s in range(0, len(prompts), batch_size):
+        ids = [
+            env_config.encode_prompt(codec, template.format(prompt=p, response=r))
+            for p, r in zip(prompts[s : s + batch_size], responses[s : s + batch_size], strict=True)
+        ]
+        if budget is not None:
+            ids = [x[-budget:] for x in ids]
+        width = max(len(x) for x in ids)
+        inp = torch.full((len(ids), width), codec.pad_token_id, dtype=torch.long, device=device)
+        att = torch.zeros((len(ids), width), dtype=torch.long, device=device)
+        for i, x in enumerate(ids):
+            inp[i, width - len(x) :], att[i, width - len(x) :] = torch.tensor(x, device=device), 1
+        done = torch.zeros(len(ids), dtype=torch.bool, device=device)
+        written: list[torch.Tensor] = []
+        for _ in range(max_new_tokens):
+            logits = model(input_ids=inp, attention_mask=att, position_ids=positions(att)).logits[:, -1]
+            token = torch.where(done, codec.pad_token_id, logits.float().argmax(-1))
+            written.append(token)
+            inp, att = torch.cat([inp, token[:, None]], 1), torch.cat([att, (~done).long()[:, None]], 1)
+            done = done | (token == codec.eos_token_id)
+            if bool(done.all()):
+                break
+        for row in torch.stack(written, 1).tolist():
+            end = row.index(codec.eos_token_id) if codec.eos_token_id in row else len(row)
+            out.append(codec.decode(row[:end]))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # The learner
 # --------------------------------------------------------------------------------------------
@@ -322,8 +437,10 @@ class OnlineDPOLearner:
 
             self.scorer = load_scorer(str(cfg.reward_model), str(ctx.device))
         self.choice_ids: list[int] = []
+        self.judgements: list[str] = []  # judge_mode=generate: the last rollout's judgements (tests read them)
         if cfg.ranker == "self":
-            self.choice_ids = choice_token_ids(ctx.codec, cfg.judge_choices)
+            if cfg.judge_mode == "expected":
+                self.choice_ids = choice_token_ids(ctx.codec, cfg.judge_choices)
             self.env_config = gym.make(ctx.env_id, **ctx.env_kwargs).unwrapped.episodes.config
             config = getattr(lm, "config", None)
             self.max_length = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
@@ -352,6 +469,15 @@ class OnlineDPOLearner:
         completions = [info.get("completion", "") for info in rollout.infos]
         if self.cfg.ranker == "reward_model":
             return torch.tensor(self.scorer.score([p + c for p, c in zip(prompts, completions, strict=True)]))
+        if self.cfg.judge_mode == "generate":
+            with self.ctx.precision.autocast(), self.ctx.dist.gathered(self.policy.lm):
+                texts = judge_generate(
+                    self.policy.lm, self.ctx.codec, self.env_config, str(self.cfg.judge_template), prompts,
+                    completions, self.cfg.judge_max_tokens, self.max_length,
+                )  # fmt: skip
+            self.judgements = texts
+            choices = list(self.cfg.judge_choices)
+            return torch.tensor([parse_judgement(t, self.cfg.judge_pattern, choices) for t in texts])
         with self.ctx.precision.autocast(), self.ctx.dist.gathered(self.policy.lm):  # FSDP: ranks' forwards differ
             return judge_scores(
                 self.policy.lm, self.ctx.codec, self.env_config, str(self.cfg.judge_template), prompts, completions,
@@ -393,6 +519,10 @@ class OnlineDPOLearner:
         if total > 0:  # the same decision on every rank
             metrics.update({f"pairs/{k}": v / total for k, v in sums.items()})
             metrics.update(self.update(rollout, ref, pairs, total))
+        if self.cfg.judge_mode == "generate":  # judgements without a parsable score: their samples were left out
+            unparsed = dist.sum_floats({"n": float(torch.isnan(scores).sum()), "of": float(len(scores))})
+            metrics["judge/unparsed"] = unparsed["n"]
+            metrics["judge/unparsed_fraction"] = unparsed["n"] / max(1.0, unparsed["of"])
         if self.cfg.ranker != "env":
             metrics.update(self.global_ranking_metrics(scores, returns, lengths, pairs, K))
         metrics.update(rollout_metrics(rollout, t_rollout, self.venv.episodes.reward, dist))
