@@ -453,13 +453,25 @@ class OnlineDPOLearner:
         return self.cfg.ref_update_every > 0
 
     def update_reference(self, ref: torch.nn.Module) -> None:
-        """The reference becomes the current policy, weight for weight (under FSDP: gathered, then re-sharded)."""
-        dist = self.ctx.dist
-        if dist.fsdp:
-            dist.load_full_state(ref, dist.full_state(self.policy.lm, everywhere=True))
+        """The reference becomes the current policy, weight for weight.
+
+        Under FSDP both are sharded alike (the reference is a sharded copy of the same model), so each
+        rank copies its own shards, nothing gathered; a root left unsharded after its last forward (FSDP2
+        keeps the root's weights for the backward) is resharded first.
+        """
+        if not self.ctx.dist.fsdp:
+            with torch.no_grad():
+                ref.load_state_dict(self.policy.lm.state_dict())
             return
+        from torch.distributed.fsdp import FSDPModule
+
+        for unit in (*ref.modules(), *self.policy.lm.modules()):
+            if isinstance(unit, FSDPModule):
+                unit.reshard()
+        mine = dict(self.policy.lm.named_parameters())
         with torch.no_grad():
-            ref.load_state_dict(self.policy.lm.state_dict())
+            for name, p in ref.named_parameters():
+                p.copy_(mine[name])
 
     def rank(self, rollout: Rollout) -> torch.Tensor:
         """The ranker's score of every episode of ``rollout``."""

@@ -421,22 +421,24 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
     # finds the right one; the in-memory copy (a whole model) is built only when it is read.
     ref_path = ckpt_dir / "reference.safetensors"
     resuming_rl = state["iteration"] > 0 and ref_path.exists()
+    # a learner that moves the reference (self-rewarding's agent.ref_update_every): each RL checkpoint holds it,
+    # and a resumed run starts from where it had moved to, not from the RL start
+    moves_ref = getattr(learner, "updates_reference", lambda: False)()
+    moved = found[1].get("reference") if moves_ref and resuming_rl and found is not None else None
     ref: torch.nn.Module | None = None
     if learner.uses_reference() and lora:  # a view: the policy's own modules with the adapters disabled
         start = load_file(ref_path) if resuming_rl else adapter_state(model)
         ref = AdapterOff(model, {k: v.to(device) for k, v in start.items() if "lora_" in k})
     elif learner.uses_reference() and dist.fsdp:  # a sharded copy: the weights come from the (sharded) policy
         ref = build_model().to(device)
-        dist.load_full_state(ref, load_file(ref_path) if resuming_rl else dist.full_state(model, everywhere=True))
+        weights = moved or (load_file(ref_path) if resuming_rl else dist.full_state(model, everywhere=True))
+        dist.load_full_state(ref, weights)
         ref = dist.wrap(frozen_copy(ref))
     elif learner.uses_reference():
         ref = frozen_copy(model)
         if resuming_rl:
-            ref.load_state_dict(load_file(ref_path))
-    # a learner that moves the reference (self-rewarding's agent.ref_update_every): each RL checkpoint holds it
-    moving_ref = ref if ref is not None and getattr(learner, "updates_reference", lambda: False)() else None
-    if moving_ref is not None and resuming_rl and found is not None and "reference" in found[1]:
-        dist.load_full_state(moving_ref, found[1]["reference"])  # where it had moved to, not the RL start
+            ref.load_state_dict(moved or load_file(ref_path))
+    moving_ref = ref if ref is not None and moves_ref else None
     if not resuming_rl and (main or dist.fsdp):
         start_weights = dist.full_state(model)
         if main:

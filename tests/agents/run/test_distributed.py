@@ -56,13 +56,15 @@ CASES["grpo_variants"] = [
 CASES["rft_duplicates"] = [*CASES["rft"], "agent.temperature=0.05"]
 # DAPO's dynamic sampling: the kept groups and the refills are the one-process ones, shared out equally
 CASES["dynamic_sampling"] = [*CASES["grpo"], "agent.dynamic_sampling=true", "agent.dynamic_max_rollouts=2"]
-# online DPO with the policy as its own judge: pairs on each rank, the loss over every rank's pairs
+# online DPO with the policy as its own judge: pairs on each rank, the loss over every rank's pairs; the
+# reference moves to the policy after iteration 2 (Yuan et al.), on every rank
 CASES["self_rewarding"] = [
     "agent=self_rewarding",
     "agent.num_envs=16",
     "agent.group_size=4",
     "agent.iterations=2",
     "agent.lr=1e-3",
+    "agent.ref_update_every=2",
 ]
 # online DPO ranked by the env on a 0/1 reward: most groups tie, so a rank often has no pair (placeholder step)
 CASES["online_dpo_ties"] = [
@@ -103,7 +105,7 @@ FSDP = ["train.strategy=fsdp"]
     [(agent, "ddp") for agent in sorted(set(CASES) - SLOW_CASES)]
     + [pytest.param(agent, "ddp", marks=pytest.mark.slow) for agent in sorted(SLOW_CASES)]
     + [("grpo", "fsdp")]
-    + [pytest.param(a, "fsdp", marks=pytest.mark.slow) for a in ("ppo", "rft")],
+    + [pytest.param(a, "fsdp", marks=pytest.mark.slow) for a in ("ppo", "rft", "dpo", "self_rewarding")],
 )
 def test_two_processes_end_where_one_process_ends(tmp_path, agent, strategy):
     # FSDP2: each rank holds half of every weight, gradient and Adam state; the update is the same
@@ -233,3 +235,21 @@ def test_cuda_without_cuda_names_the_fix():
         check_device("cuda")
     with pytest.raises(ValueError, match=r"not a torch device"):
         check_device("gpu0")
+
+
+@pytest.mark.slow
+def test_a_moved_reference_resumes_under_fsdp_on_another_world_size(tmp_path):
+    # self-rewarding's reference moves after iteration 2; the run stops at 3 and resumes with one process:
+    # the sharded reference is rebuilt from step 3's gathered copy, not from the RL start
+    full, part = tmp_path / "full", tmp_path / "part"
+    case = [*SMOKE, *CASES["self_rewarding"], *FSDP, "train.keep_checkpoints=10", "train.iterations=4"]
+    assert torchrun(2, full, *case).returncode == 0
+    assert torchrun(2, part, *case[:-1], "train.iterations=3").returncode == 0
+    done = torchrun(1, part, *case)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = weights(full, 4), weights(part, 4)
+    diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
+    assert float(diff.mean()) < 1e-8 and float(diff.max()) < 1e-4
+    moved = load_file(part / "checkpoints" / "step-000003" / "reference.safetensors")
+    policy = weights(full, 2)
+    assert all(torch.equal(v, policy[f"lm.{k}"]) for k, v in moved.items())
