@@ -107,3 +107,22 @@ def test_kept_groups_are_shared_equally_in_the_one_process_order_draw_by_draw():
     # fewer kept groups than ranks: nobody trains (the same decision everywhere)
     assert shared([[(0, groups_rollout([1, 0]))], []], 2) == [([], 1), ([], 1)]
     assert shared([[], []], 2) == [([], 0), ([], 0)]
+
+
+def test_offline_dpo_needs_a_pair_per_rank_naming_the_key(tmp_path):
+    import json
+
+    import gymnasium as gym
+
+    from agents.learners.base import RunContext
+    from agents.learners.dpo import DPOConfig, DPOLearner
+    from agents.policy.models import build_default_model
+    from agents.run.distributed import Dist
+
+    codec = gym.make("LMEnv/Digits-v0").unwrapped.codec
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"prompt": "Write:\n", "chosen": "123", "rejected": "abc"}) + "\n")
+    ctx = RunContext("LMEnv/Digits-v0", {}, None, codec, 0, torch.device("cpu"), dist=Dist(rank=0, world_size=4))
+    lm = build_default_model(codec, seed=0, n_layer=1, n_embd=16, n_head=2, n_positions=64)
+    with pytest.raises(ValueError, match=r"agent.batch_size=2 pairs is fewer than the 4 processes"):
+        DPOLearner(DPOConfig(data=str(path), batch_size=2), lm, ctx)
