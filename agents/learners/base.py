@@ -9,7 +9,9 @@ checkpoints, resume and the distributed set-up. It knows an algorithm only throu
 - ``uses_reference()``: whether :meth:`~Learner.iteration` reads the frozen reference (else none is built);
 - ``iteration(it, ref)``: one training iteration (collect, update), returning metrics to log;
 - ``state_dict()`` / ``load_state_dict()``: the algorithm's own state for checkpoints (KL controller,
-  baselines, sample pools), JSON-serialisable.
+  baselines, sample pools), JSON-serialisable;
+- optional ``updates_reference()``: ``True`` when :meth:`~Learner.iteration` moves the reference's
+  weights (self-rewarding); the loop then saves them in every checkpoint and restores them on resume.
 
 An algorithm is one module in :mod:`agents.learners` with a config dataclass whose ``learner`` class
 variable names its Learner class, plus one ``conf/agent/<name>.yaml`` whose defaults list

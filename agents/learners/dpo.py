@@ -29,6 +29,13 @@ Offline DPO plays no episodes: its ``rollout/*`` metrics are NaN (``null`` in ``
 held-out evaluations of the run loop measure the env's reward. Logged per step: ``dpo/loss``,
 ``dpo/rewards_chosen`` and ``dpo/rewards_rejected`` (mean implicit rewards), ``dpo/reward_margin``
 (their mean difference) and ``dpo/accuracy`` (fraction of pairs with ``r(y+) > r(y-)``).
+
+Under ``torchrun`` (data parallel, DDP or FSDP): every rank draws the same ``batch_size`` pairs and
+scores its contiguous share (``agent.batch_size`` must be at least the world size); each rank's loss
+is its pairs' summed loss over the global ``batch_size``, times the world size, so DDP's average of
+the gradients is the one-process gradient of the batch mean (:func:`global_dpo_loss`). Every rank
+computes the reference log-probs of all pairs once. 2 processes end where 1 process ends
+(``tests/agents/run/test_distributed.py``).
 """
 
 from __future__ import annotations
@@ -123,6 +130,37 @@ def dpo_loss(
         >>> round(loss.item(), 4), m["reward_margin"], m["accuracy"]
         (0.3133, 1.0, 1.0)
     """
+    per_pair, r_c, r_r = dpo_terms(
+        policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, loss, label_smoothing
+    )  # fmt: skip
+    value = per_pair.mean()
+    with torch.no_grad():
+        metrics = {
+            "loss": float(value),
+            "rewards_chosen": float(r_c.mean()),
+            "rewards_rejected": float(r_r.mean()),
+            "reward_margin": float((r_c - r_r).mean()),
+            "accuracy": float((r_c > r_r).float().mean()),
+        }
+    return value, metrics
+
+
+def dpo_terms(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+    loss: str = "sigmoid",
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(per-pair loss, implicit reward of chosen, of rejected)``, each ``(B,)``: what :func:`dpo_loss` averages.
+
+    Example:
+        >>> t = torch.tensor
+        >>> [round(x.item(), 4) for x in dpo_terms(t([-1.0]), t([-3.0]), t([-2.0]), t([-2.0]), beta=0.5)]
+        [0.3133, 0.5, -0.5]
+    """
     chosen = policy_chosen - ref_chosen
     rejected = policy_rejected - ref_rejected
     h = chosen - rejected
@@ -132,17 +170,39 @@ def dpo_loss(
         per_pair = (h - 1 / (2 * beta)) ** 2
     else:
         raise ValueError(f"unknown DPO loss {loss!r}; choose one of {list(LOSSES)}.")
-    value = per_pair.mean()
+    return per_pair, (beta * chosen).detach(), (beta * rejected).detach()
+
+
+def global_dpo_loss(
+    logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    weights: torch.Tensor,
+    total: float,
+    cfg: Any,
+    dist: Any,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The DPO loss of this rank's pairs under torch.distributed: their weighted sum over ``total`` global pairs.
+
+    ``logps`` / ``ref_logps`` are ``(B_local, 2)`` (chosen, rejected); ``weights`` is 1 per real pair
+    (0 for a placeholder pair, which a rank without pairs runs so that DDP still all-reduces). The
+    loss is times the world size, since DDP averages the ranks' gradients: the ranks together take
+    the gradient of the mean over all ``total`` pairs, the one-process update. The metrics are global
+    means over the pairs (sums all-reduced), the same on every rank.
+    """
+    per_pair, r_c, r_r = dpo_terms(
+        logps[:, 0], logps[:, 1], ref_logps[:, 0], ref_logps[:, 1], cfg.beta, cfg.loss, cfg.label_smoothing
+    )  # fmt: skip
+    w = weights.to(per_pair.dtype)
+    value = (per_pair * w).sum() * (dist.world_size / total)
     with torch.no_grad():
-        r_c, r_r = beta * chosen, beta * rejected
-        metrics = {
-            "loss": float(value),
-            "rewards_chosen": float(r_c.mean()),
-            "rewards_rejected": float(r_r.mean()),
-            "reward_margin": float((r_c - r_r).mean()),
-            "accuracy": float((r_c > r_r).float().mean()),
+        sums = {
+            "loss": float((per_pair * w).sum()),
+            "rewards_chosen": float((r_c * w).sum()),
+            "rewards_rejected": float((r_r * w).sum()),
+            "reward_margin": float(((r_c - r_r) * w).sum()),
+            "accuracy": float(((r_c > r_r).to(w.dtype) * w).sum()),
         }
-    return value, metrics
+    return value, {k: v / total for k, v in dist.sum_floats(sums).items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,11 +317,14 @@ class DPOLearner:
         import gymnasium as gym
 
         cfg.check(None)
-        if ctx.dist.distributed:
-            raise ValueError("agent=dpo runs in one process; launch it without torchrun.")
+        if cfg.batch_size < ctx.dist.world_size:
+            raise ValueError(
+                f"agent.batch_size={cfg.batch_size} pairs is fewer than the {ctx.dist.world_size} processes: every "
+                "rank needs a pair per step. Raise agent.batch_size or use fewer processes."
+            )
         self.cfg, self.ctx = cfg, ctx
         self.policy = Policy(lm, critic="none")
-        self.lm = lm
+        self.lm = ctx.dist.wrap(lm)  # DDP under torchrun (FSDP shards in place): build the optimizer after
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
         env_config = gym.make(ctx.env_id, **ctx.env_kwargs).unwrapped.episodes.config
         config = getattr(lm, "config", None)
@@ -295,14 +358,21 @@ class DPOLearner:
         t0 = time.time()
         ref_logps = self.reference_logps(ref)
         rows = batch_indices(len(self.pairs), self.cfg.batch_size, self.ctx.seed, it)
+        dist = self.ctx.dist
+        if dist.distributed:  # each rank scores its contiguous share of the batch (>= 1 pair: checked)
+            rows = [int(i) for i in np.array_split(np.asarray(rows), dist.world_size)[dist.rank]]
         self.lm.train()
         with self.ctx.precision.autocast():
             logps = pair_logps(self.lm, [self.pairs[i] for i in rows], self.ctx.codec.pad_token_id)
         ref_rows = ref_logps[torch.tensor(rows, device=ref_logps.device)]
-        loss, stats = dpo_loss(
-            logps[:, 0], logps[:, 1], ref_rows[:, 0], ref_rows[:, 1], self.cfg.beta, self.cfg.loss,
-            self.cfg.label_smoothing,
-        )  # fmt: skip
+        if dist.distributed:  # the mean over the global batch: the one-process update
+            weights = torch.ones(len(rows), device=logps.device)
+            loss, stats = global_dpo_loss(logps, ref_rows, weights, self.cfg.batch_size, self.cfg, dist)
+        else:
+            loss, stats = dpo_loss(
+                logps[:, 0], logps[:, 1], ref_rows[:, 0], ref_rows[:, 1], self.cfg.beta, self.cfg.loss,
+                self.cfg.label_smoothing,
+            )  # fmt: skip
         if not torch.isfinite(loss):
             raise FloatingPointError(f"DPO loss became {loss.item()}; lower agent.lr.")
         self.optimizer.zero_grad(set_to_none=True)

@@ -678,11 +678,6 @@ class ReinforceLearner:
     def __init__(self, cfg: ReinforceConfig, lm: torch.nn.Module, ctx: RunContext) -> None:
         cfg.check()
         self.cfg, self.ctx = cfg, ctx
-        if cfg.dynamic_sampling and ctx.dist.world_size > 1:
-            raise ValueError(
-                "agent.dynamic_sampling is one-process only for now (ranks would keep different numbers of "
-                "groups); run without torchrun or set agent.dynamic_sampling=false."
-            )
         self.policy = Policy(lm, critic="none")  # checkpoints hold "lm.*", as every learner's
         self.lm = ctx.dist.wrap(lm)  # DDP under torchrun: its forward hooks all-reduce the gradients
         self.venv = make_train_venv(cfg, ctx)
@@ -708,21 +703,31 @@ class ReinforceLearner:
         are all equal (no gradient with a group baseline) are dropped and up to
         ``dynamic_max_rollouts`` further rollouts are drawn until ``num_envs / group_size`` varied
         groups are kept; the batch is then those groups (fewer when the cap is reached).
+
+        Under torchrun every rank keeps the varied groups the one process would keep (the first ones
+        in global row order, counts exchanged after each draw), all ranks stop after the same draw,
+        and the kept groups are then shared out equally (:meth:`share_kept_groups`): the batch is the
+        one-process batch, split over the ranks.
         """
         rollout, seconds = collect_iteration(self.policy.lm, self.venv, self.cfg, self.ctx, it, generator)
         if not self.cfg.dynamic_sampling:
             return rollout, seconds, rollout, {}
         target = self.cfg.num_envs // self.cfg.group_size
-        parts, kept, draws, seen, tied, extra_s = [], 0, 0, 0, 0, 0.0
+        dist = self.ctx.dist
+        parts: list[tuple[int, Rollout]] = []  # (draw, this rank's kept groups of that draw)
+        kept, draws, seen, tied, extra_s = 0, 0, 0, 0, 0.0
         current = rollout
         while True:
-            groups = current.tokens.shape[0] // current.group_size
             varied = varied_groups(current)
-            seen, tied = seen + groups, tied + groups - len(varied)
-            keep = varied[: target - kept]
+            # every rank's (groups, varied groups) of this draw: the global count and this rank's place in it
+            counts = dist.gather_objects((current.tokens.shape[0] // current.group_size, len(varied)))
+            before = sum(v for _, v in counts[: dist.rank])  # varied groups of the ranks before this one
+            groups, n_varied = sum(g for g, _ in counts), sum(v for _, v in counts)
+            seen, tied = seen + groups, tied + groups - n_varied
+            keep = varied[: max(0, target - kept - before)]  # the first varied groups, in global row order
             if len(keep):
-                parts.append(select_groups(current, keep))
-                kept += len(keep)
+                parts.append((draws, select_groups(current, keep)))
+            kept += min(n_varied, target - kept)
             if kept >= target or draws >= self.cfg.dynamic_max_rollouts:
                 break
             draws += 1
@@ -735,8 +740,35 @@ class ReinforceLearner:
             "dynamic/tied_fraction": tied / max(seen, 1),  # groups dropped for equal rewards, of those sampled
             "time/dynamic_extra_rollouts_s": extra_s,  # the first rollout's time stays time/rollout_s
         }
-        batch = concat_rollouts(parts, self.ctx.codec.pad_token_id) if parts else None
+        if not dist.distributed:
+            batch = concat_rollouts([p for _, p in parts], self.ctx.codec.pad_token_id) if parts else None
+            return batch, seconds, rollout, metrics
+        batch, dropped = self.share_kept_groups(parts)
+        metrics["dynamic/dropped_for_split"] = float(dropped)
         return batch, seconds, rollout, metrics
+
+    def share_kept_groups(self, parts: list[tuple[int, Rollout]]) -> tuple[Rollout | None, int]:
+        """Under torch.distributed: this rank's equal share of every rank's kept groups, and how many were left out.
+
+        The kept groups of all ranks, in the one-process order (draw by draw, global rows within a
+        draw), are gathered on every rank; rank ``r`` of ``W`` trains on the ``r``-th of ``W`` equal
+        contiguous shares, so every rank runs the same number of forwards and backwards (DDP's
+        collectives) and the union is the one-process batch. When the refill cap stops with a number
+        ``G`` of kept groups that ``W`` does not divide, the last ``G mod W`` are left out (logged as
+        ``dynamic/dropped_for_split``); with the full ``num_envs / group_size`` groups nothing is.
+        """
+        dist = self.ctx.dist
+        mine = [(draw, dist.rank, part.to("cpu")) for draw, part in parts]
+        every = sorted((x for rank_parts in dist.gather_objects(mine) for x in rank_parts), key=lambda x: x[:2])
+        if not every:
+            return None, 0
+        whole = concat_rollouts([part for _, _, part in every], self.ctx.codec.pad_token_id)
+        G = whole.tokens.shape[0] // whole.group_size
+        share = G // dist.world_size
+        if share == 0:
+            return None, G
+        groups = torch.arange(dist.rank * share, (dist.rank + 1) * share)
+        return select_groups(whole, groups).to(self.ctx.device), G - share * dist.world_size
 
     def iteration(self, it: int, ref: torch.nn.Module | None) -> dict[str, float]:
         t0 = time.time()

@@ -7,6 +7,8 @@ Layout under ``<run>/checkpoints/``::
     step-000040/optimizer.pt        optimizer state
     step-000040/state.json          phase, iteration, RNG states, KL controller, baseline, curriculum,
                                     the run's settings and how many metrics.jsonl records it had written
+    step-000040/reference.safetensors  the KL / DPO reference as of this step, only when the learner moves
+                                    it (self-rewarding's agent.ref_update_every); else it is the RL start's
     sft-000200/                     SFT part-way (its AdamW and schedule state); removed once SFT ends
     latest                          name of the newest complete checkpoint (replaced atomically)
 
@@ -68,6 +70,7 @@ def save_checkpoint(
     keep: int = 3,
     prefix: str = "step",
     frozen: set[str] | None = None,
+    reference: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write checkpoint ``<prefix>-<step>`` atomically and point ``latest`` at it; keep the newest ``keep``.
 
@@ -78,6 +81,9 @@ def save_checkpoint(
     ``frozen``: names of weights that do not change from ``root/reference.safetensors`` (LoRA's base
     model, keys there without the policy's ``lm.`` prefix): they are left out, so a LoRA checkpoint of a
     7B model holds megabytes of adapters, not the whole model; :func:`read_checkpoint` puts them back.
+
+    ``reference``: the reference model's weights when the learner moves it during RL (written as
+    ``reference.safetensors`` in the checkpoint; :func:`read_checkpoint` returns them as ``"reference"``).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -92,6 +98,8 @@ def save_checkpoint(
         if frozen:
             state = {**state, "weights_over": {"file": REFERENCE, "prefix": "lm."}}
         save_file(untie(weights), tmp / "model.safetensors")
+        if reference is not None:
+            save_file(untie({k: v.detach().contiguous().cpu() for k, v in reference.items()}), tmp / REFERENCE)
         if optimizer is not None:
             torch.save(optimizer if isinstance(optimizer, dict) else optimizer.state_dict(), tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps({**state, "step": step, "rng": rng_state()}))
@@ -167,6 +175,8 @@ def candidates(root: str | os.PathLike[str]) -> list[Path]:
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read every file of a checkpoint, applying nothing: ``{"state", "weights", "optimizer"}``.
 
+    Plus ``"reference"`` when the checkpoint holds a moved reference (see :func:`save_checkpoint`).
+
     Raises:
         CheckpointError: Naming the file that is missing or damaged (truncated, not JSON, not a torch file).
     """
@@ -185,10 +195,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             weights = {**{over["prefix"] + k: v for k, v in base.items()}, **weights}
         name = "optimizer.pt"
         optimizer = torch.load(path / name, weights_only=True, map_location="cpu") if (path / name).is_file() else None
+        name = REFERENCE
+        reference = load_file(path / name) if (path / name).is_file() else None  # a moved reference
     except Exception as err:  # damaged or missing: the caller falls back to an older checkpoint
         reason = "missing" if isinstance(err, FileNotFoundError) else f"damaged ({type(err).__name__}: {err})"
         raise CheckpointError(f"{path / name} is {' '.join(reason.split())[:200]}") from err
-    return {"state": state, "weights": weights, "optimizer": optimizer}
+    out = {"state": state, "weights": weights, "optimizer": optimizer}
+    return {**out, "reference": reference} if reference is not None else out
 
 
 def find_resumable(root: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]] | None:

@@ -352,11 +352,14 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
         learner.load_state_dict(saved.get("learner", saved))  # older checkpoints kept the state at the top level
         ctx.precision.load_state_dict(saved.get("precision", {}))
 
-    def checkpoint(step: int, module: Any, optimizer: Any, state: dict[str, Any], keep: int, prefix: str) -> None:
-        """Save the policy (and ``optimizer``, over ``module``'s weights): rank 0 writes; under FSDP all gather."""
-        if not (main or dist.fsdp):
+    def checkpoint(
+        step: int, module: Any, optimizer: Any, state: dict[str, Any], keep: int, prefix: str, reference: Any = None
+    ) -> None:
+        """Save the policy (and ``optimizer``, over ``module``'s weights; a moved ``reference``): rank 0 writes."""
+        if not (main or dist.fsdp):  # under FSDP every rank gathers
             return
         weights = dist.full_state(learner.policy)
+        reference_weights = dist.full_state(reference) if reference is not None else None
         optim = dist.optimizer_state(module, optimizer) if optimizer is not None else None
         # LoRA during RL: the base weights stay those of reference.safetensors; checkpoints hold the rest
         frozen = None
@@ -364,7 +367,9 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
             trainable = {k for k, p in model.named_parameters() if p.requires_grad}
             frozen = {f"lm.{k}" for k in model.state_dict() if k not in trainable}  # tied lm_head too
         if main:
-            save_checkpoint(ckpt_dir, step, weights, optim, state, keep, prefix, frozen=frozen)
+            save_checkpoint(
+                ckpt_dir, step, weights, optim, state, keep, prefix, frozen=frozen, reference=reference_weights
+            )
 
     def recorded() -> dict[str, Any]:  # what every checkpoint records beside the phase
         return {
@@ -416,18 +421,24 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
     # finds the right one; the in-memory copy (a whole model) is built only when it is read.
     ref_path = ckpt_dir / "reference.safetensors"
     resuming_rl = state["iteration"] > 0 and ref_path.exists()
+    # a learner that moves the reference (self-rewarding's agent.ref_update_every): each RL checkpoint holds it,
+    # and a resumed run starts from where it had moved to, not from the RL start
+    moves_ref = getattr(learner, "updates_reference", lambda: False)()
+    moved = found[1].get("reference") if moves_ref and resuming_rl and found is not None else None
     ref: torch.nn.Module | None = None
     if learner.uses_reference() and lora:  # a view: the policy's own modules with the adapters disabled
         start = load_file(ref_path) if resuming_rl else adapter_state(model)
         ref = AdapterOff(model, {k: v.to(device) for k, v in start.items() if "lora_" in k})
     elif learner.uses_reference() and dist.fsdp:  # a sharded copy: the weights come from the (sharded) policy
         ref = build_model().to(device)
-        dist.load_full_state(ref, load_file(ref_path) if resuming_rl else dist.full_state(model, everywhere=True))
+        weights = moved or (load_file(ref_path) if resuming_rl else dist.full_state(model, everywhere=True))
+        dist.load_full_state(ref, weights)
         ref = dist.wrap(frozen_copy(ref))
     elif learner.uses_reference():
         ref = frozen_copy(model)
         if resuming_rl:
-            ref.load_state_dict(load_file(ref_path))
+            ref.load_state_dict(moved or load_file(ref_path))
+    moving_ref = ref if ref is not None and moves_ref else None
     if not resuming_rl and (main or dist.fsdp):
         start_weights = dist.full_state(model)
         if main:
@@ -477,7 +488,7 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
                 "precision": ctx.precision.state_dict(),
                 "world_size": dist.world_size,
             }
-            checkpoint(step, learner.policy, learner.optimizer, extra, cfg.train.keep_checkpoints, "step")
+            checkpoint(step, learner.policy, learner.optimizer, extra, cfg.train.keep_checkpoints, "step", moving_ref)
     if progress is not None:
         progress.close()
 

@@ -70,8 +70,16 @@ def test_every_algorithm_module_is_found_and_every_agent_option_names_one():
     assert {"ppo", "reinforce", "rft"} <= set(found)
     for name, schema in found.items():
         assert isinstance(schema.learner, str) and learner_class(schema()).__module__ == f"agents.learners.{name}"
+
+    def names_a_schema(path, seen=()):  # directly, or through another agent option it extends (a preset)
+        text = path.read_text()
+        if any(f"- {name}_schema" in text for name in found):
+            return True
+        parents = [CONF / f"{line.strip()[2:].strip()}.yaml" for line in text.splitlines() if line.startswith("  - ")]
+        return any(p.is_file() and p not in seen and names_a_schema(p, (*seen, path)) for p in parents)
+
     for path in CONF.glob("*.yaml"):
-        assert any(f"- {name}_schema" in path.read_text() for name in found), path.name
+        assert names_a_schema(path), path.name
 
 
 @dataclass

@@ -21,6 +21,11 @@ from safetensors.torch import load_file
 from agents.run.distributed import Dist, check_device, init_distributed
 
 SMOKE = ["+experiment=smoke", "env=digits", "model.threads=1", "sft.steps=10", "train.iterations=3"]
+SMOKE_NO_ROLLOUT = [
+    *SMOKE[1:],
+    *("sft.batch_size=8", "sft.warmup_steps=1", "train.eval_every=1", "train.eval_episodes=8"),
+    *("train.checkpoint_every=1", "train.progress=false", "eval.num_episodes=8"),
+]
 CASES = {
     "grpo": ["agent=grpo", "agent.num_envs=16", "agent.group_size=4", "agent.num_minibatches=2"],
     # one minibatch per epoch: every step sees the whole batch in both worlds
@@ -49,6 +54,34 @@ CASES["grpo_variants"] = [
 ]
 # near-greedy sampling: both ranks keep the same samples, which the merged round must count once
 CASES["rft_duplicates"] = [*CASES["rft"], "agent.temperature=0.05"]
+# DAPO's dynamic sampling: the kept groups and the refills are the one-process ones, shared out equally
+CASES["dynamic_sampling"] = [*CASES["grpo"], "agent.dynamic_sampling=true", "agent.dynamic_max_rollouts=2"]
+# online DPO with the policy as its own judge: pairs on each rank, the loss over every rank's pairs; the
+# reference moves to the policy after iteration 2 (Yuan et al.), on every rank
+CASES["self_rewarding"] = [
+    "agent=self_rewarding",
+    "agent.num_envs=16",
+    "agent.group_size=4",
+    "agent.iterations=2",
+    "agent.lr=1e-3",
+    "agent.ref_update_every=2",
+]
+# online DPO ranked by the env on a 0/1 reward: most groups tie, so a rank often has no pair (placeholder step)
+CASES["online_dpo_ties"] = [
+    *("agent=online_dpo", "env=target_word", "agent.num_envs=16", "agent.group_size=4", "agent.lr=1e-3"),
+]
+SLOW_CASES = {"online_dpo_ties"}
+# offline DPO: each rank scores its share of the batch's pairs (the pairs file is written per test)
+CASES["dpo"] = ["agent=dpo", "agent.batch_size=6", "agent.lr=1e-3"]
+
+
+def digit_pairs(path: Path, n: int = 12) -> str:
+    """A preference JSONL for offline DPO on the digits env: digits chosen over letters."""
+    with open(path, "w") as f:
+        for i in range(n):
+            chosen, rejected = "".join(str((i + k) % 10) for k in range(6)), "abcdef"[i % 3 :]
+            f.write(json.dumps({"prompt": "Write a number:\n", "chosen": chosen, "rejected": rejected}) + "\n")
+    return str(path)
 
 
 def torchrun(nproc: int, out: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
@@ -69,15 +102,19 @@ FSDP = ["train.strategy=fsdp"]
 
 @pytest.mark.parametrize(
     "agent, strategy",
-    [(agent, "ddp") for agent in sorted(CASES)]
+    [(agent, "ddp") for agent in sorted(set(CASES) - SLOW_CASES)]
+    + [pytest.param(agent, "ddp", marks=pytest.mark.slow) for agent in sorted(SLOW_CASES)]
     + [("grpo", "fsdp")]
-    + [pytest.param(a, "fsdp", marks=pytest.mark.slow) for a in ("ppo", "rft")],
+    + [pytest.param(a, "fsdp", marks=pytest.mark.slow) for a in ("ppo", "rft", "dpo", "self_rewarding")],
 )
 def test_two_processes_end_where_one_process_ends(tmp_path, agent, strategy):
     # FSDP2: each rank holds half of every weight, gradient and Adam state; the update is the same
     one, two = tmp_path / "one", tmp_path / "two"
+    case = [*SMOKE, *CASES[agent]]
+    if agent == "dpo":  # +experiment=smoke sets agent.num_envs, which offline DPO lacks: the rest of it
+        case = [*SMOKE_NO_ROLLOUT, *CASES[agent], f"agent.data={digit_pairs(tmp_path / 'pairs.jsonl')}"]
     for nproc, out in ((1, one), (2, two)):
-        done = torchrun(nproc, out, *SMOKE, *CASES[agent], *(FSDP if nproc == 2 and strategy == "fsdp" else []))
+        done = torchrun(nproc, out, *case, *(FSDP if nproc == 2 and strategy == "fsdp" else []))
         assert done.returncode == 0, done.stderr[-3000:]
     a, b = weights(one), weights(two)
     start = load_file(one / "checkpoints" / "reference.safetensors")
@@ -93,9 +130,13 @@ def test_two_processes_end_where_one_process_ends(tmp_path, agent, strategy):
     # the logged metrics are the one-process run's too (RFT: samples kept by both ranks count once)
     logged = [[r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())] for d in (one, two)]
     keys = ("rollout/return_mean", "rft/kept", "rft/kept_return", "rft/duplicates", "reinforce/kl_ref")
+    keys += ("dynamic/kept_groups", "dynamic/extra_rollouts", "dynamic/sampled_groups", "pairs/formed")
+    keys += ("pairs/chosen_return", "dpo/loss", "dpo/accuracy", "dpo/reward_margin", "rank/spearman")
     for x, y in zip(*logged, strict=True):
         for k in keys:
-            if k in x:
+            if k in x and x[k] is None:  # NaN (e.g. a rank correlation of tied scores)
+                assert y[k] is None, f"{agent}: {k} {x[k]} vs {y[k]}"
+            elif k in x:
                 assert abs(x[k] - y[k]) < 1e-4, f"{agent}: {k} {x[k]} vs {y[k]}"
     # rank 0 alone wrote the run directory; it records the world it ran in
     assert json.loads((two / "eval.json").read_text())["hardware"]["world_size"] == 2
@@ -194,3 +235,21 @@ def test_cuda_without_cuda_names_the_fix():
         check_device("cuda")
     with pytest.raises(ValueError, match=r"not a torch device"):
         check_device("gpu0")
+
+
+@pytest.mark.slow
+def test_a_moved_reference_resumes_under_fsdp_on_another_world_size(tmp_path):
+    # self-rewarding's reference moves after iteration 2; the run stops at 3 and resumes with one process:
+    # the sharded reference is rebuilt from step 3's gathered copy, not from the RL start
+    full, part = tmp_path / "full", tmp_path / "part"
+    case = [*SMOKE, *CASES["self_rewarding"], *FSDP, "train.keep_checkpoints=10", "train.iterations=4"]
+    assert torchrun(2, full, *case).returncode == 0
+    assert torchrun(2, part, *case[:-1], "train.iterations=3").returncode == 0
+    done = torchrun(1, part, *case)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = weights(full, 4), weights(part, 4)
+    diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
+    assert float(diff.mean()) < 1e-8 and float(diff.max()) < 1e-4
+    moved = load_file(part / "checkpoints" / "step-000003" / "reference.safetensors")
+    policy = weights(full, 2)
+    assert all(torch.equal(v, policy[f"lm.{k}"]) for k, v in moved.items())

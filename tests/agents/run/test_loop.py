@@ -83,6 +83,8 @@ def test_smoke_run_writes_every_artifact_and_changes_parameters(tmp_path_factory
         "self_rewarding": ["agent.num_envs=8", "agent.group_size=4"],
         "distill": ["agent.num_envs=8", f"agent.teacher={teacher}"],
         "grpo": ["agent.num_envs=8", "agent.group_size=4"],
+        "dapo": ["agent.num_envs=8", "agent.group_size=4"],  # dynamic sampling needs groups
+        "dr_grpo": ["agent.num_envs=8", "agent.group_size=4"],
         "rloo": ["agent.num_envs=8", "agent.group_size=4"],
         "rft": [
             "agent.num_envs=8",
