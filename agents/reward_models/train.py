@@ -94,6 +94,8 @@ class RewardModelConfig:
     env_id: str = "LMEnv/Math-v0"
     policy: str | None = None  # causal LM dir sampling the solutions; None: perturbed gold solutions
     num_problems: int = 200  # train problems whose solutions are labelled
+    # the first of them: e.g. 2048 to label problems a policy SFT'd on the first 2,048 gold solutions never saw
+    first_problem: int = 0
     samples_per_problem: int = 4
     heldout_problems: int = 50  # test problems for held-out metrics
     temperature: float = 1.0  # sampling temperature of the policy
@@ -144,6 +146,8 @@ def check_config(cfg: RewardModelConfig) -> None:
         raise ValueError(f"conf_coef is a mixing weight in [0, 1], got {cfg.conf_coef}.")
     if cfg.label_model is not None and (cfg.kind == "prm" or cfg.objective == "pairwise"):
         raise ValueError("label_model (weak labels) works with rm=preference or rm=orm objective=bce only.")
+    if cfg.first_problem < 0:
+        raise ValueError(f"first_problem must be >= 0 (a train problem index), got {cfg.first_problem}.")
     if cfg.heldout_samples is not None and cfg.heldout_samples < 1:
         raise ValueError(f"heldout_samples must be >= 1 (or null), got {cfg.heldout_samples}.")
     if cfg.policy is not None and (Path(cfg.policy) / "config.yaml").is_file():
@@ -472,8 +476,12 @@ def shepherd_step_labels(
     return labels
 
 
-def perturbed_solutions(task: Task, split: str, num_problems: int, per_problem: int, seed: int) -> list[Solution]:
+def perturbed_solutions(
+    task: Task, split: str, num_problems: int, per_problem: int, seed: int, first: int = 0
+) -> list[Solution]:
     """Gold solutions, and copies where one step's result is changed (an offline source of errors).
+
+    Problems ``first .. first + num_problems - 1`` of ``split``.
 
     Copy ``j > 0`` of a problem changes the number after the last ``=`` of a random claim step by
     ``+1 .. +9``. Half the time the final ``####`` answer is made wrong too (the changed value when
@@ -481,7 +489,7 @@ def perturbed_solutions(task: Task, split: str, num_problems: int, per_problem: 
     right: a right answer after a wrong step, which an ORM cannot see and a PRM can.
     """
     out = []
-    for i in range(num_problems):
+    for i in range(first, first + num_problems):
         problem = task.problem(split, i)
         rng = random.Random(f"perturb/{seed}/{split}/{i}")
         gold = list(problem.steps)
@@ -507,9 +515,9 @@ def _load_policy(path: str, device: str) -> tuple[torch.nn.Module, TextCodec]:
 
 
 def policy_solutions(
-    cfg: RewardModelConfig, split: str, num_problems: int, model: torch.nn.Module | None = None
+    cfg: RewardModelConfig, split: str, num_problems: int, model: torch.nn.Module | None = None, first: int = 0
 ) -> list[Solution]:
-    """``samples_per_problem`` solutions per problem sampled from the policy through the env."""
+    """``samples_per_problem`` solutions for problems ``first ..`` of ``split``, sampled from the policy via the env."""
     from agents.search.best_of_n import sample_groups
 
     if model is None:
@@ -523,6 +531,7 @@ def policy_solutions(
         cfg.temperature,
         cfg.seed,
         env_kwargs={"tokenizer": cfg.policy},
+        first=first,
     )
     task = gym.make(cfg.env_id, tokenizer=cfg.policy).unwrapped.task
     out = []
@@ -797,14 +806,16 @@ def train_reward_model(
         if cfg.policy is not None:
             if policy is None:
                 policy, _ = _load_policy(cfg.policy, cfg.device)
-            train_sol = policy_solutions(cfg, "train", cfg.num_problems, policy)
+            train_sol = policy_solutions(cfg, "train", cfg.num_problems, policy, cfg.first_problem)
             held_cfg = RewardModelConfig(
                 **{**asdict(cfg), "samples_per_problem": cfg.heldout_samples or cfg.samples_per_problem}
             )
             held_sol = policy_solutions(held_cfg, "test", cfg.heldout_problems, policy)
             completer = policy_completer(policy, cfg.env_id, {"tokenizer": cfg.policy}, cfg.temperature, cfg.seed)
         else:
-            train_sol = perturbed_solutions(task, "train", cfg.num_problems, cfg.samples_per_problem, cfg.seed)
+            train_sol = perturbed_solutions(
+                task, "train", cfg.num_problems, cfg.samples_per_problem, cfg.seed, cfg.first_problem
+            )
             held_n = cfg.heldout_samples or cfg.samples_per_problem
             held_sol = perturbed_solutions(task, "test", cfg.heldout_problems, held_n, cfg.seed)
         train_texts, train_labels = math_examples(cfg, train_sol, completer)

@@ -410,13 +410,16 @@ def sample_groups(
     seed: int = 0,
     batch_size: int = 128,
     env_kwargs: dict[str, Any] | None = None,
+    first: int = 0,
 ) -> Samples:
-    """``n`` completions for each of the first ``num_problems`` problems of ``split``, in index order."""
+    """``n`` completions for each of ``num_problems`` problems of ``split`` from index ``first``, in index order."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"best-of-N needs N >= 1 samples per problem, got {n!r}.")
     kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "curriculum"}  # whole problems
     size = gym.make(env_id, **kwargs).unwrapped.task.size(split)
-    num_problems = size if num_problems is None else min(num_problems, size)
+    if not 0 <= first < size:
+        raise ValueError(f"the first problem index must be in [0, {size}) for the {split!r} split, got {first}.")
+    num_problems = size - first if num_problems is None else min(num_problems, size - first)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     parts = [
         Samples.from_rollout(rollout)
@@ -424,7 +427,7 @@ def sample_groups(
             model,
             env_id,
             n,
-            indices=range(num_problems),
+            indices=range(first, first + num_problems),
             prefixes="",
             split=split,
             temperature=temperature,

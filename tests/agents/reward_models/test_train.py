@@ -194,6 +194,28 @@ def test_perturbed_solutions_hold_right_and_wrong_ones():
     assert any(0.0 in y for y, s in zip(labels, sols) if s.correct)  # right answer after a wrong step
 
 
+def test_first_problem_labels_problems_past_an_sft_start_s_demonstrations(tmp_path):
+    task = word_problems("easy")
+    sols = perturbed_solutions(task, "train", 3, 2, seed=0, first=5)
+    assert [s.problem.id for s in sols[::2]] == [task.problem("train", i).id for i in (5, 6, 7)]
+    cfg = RewardModelConfig(
+        kind="orm", output_dir=str(tmp_path), num_problems=2, samples_per_problem=2, heldout_problems=2,
+        first_problem=3, steps=1, batch_size=2, **TINY,
+    )  # fmt: skip
+    import gymnasium as gym
+
+    import agents.reward_models.train as train
+    from agents.policy.models import build_default_model
+    from lm_envs.core.tokenizer import load_codec
+
+    policy = build_default_model(load_codec(None), n_layer=1, n_embd=16, n_head=2)
+    solutions = train.policy_solutions(cfg, "train", 2, policy, first=3)
+    math_task = gym.make(cfg.env_id).unwrapped.task
+    assert [s.problem.id for s in solutions[::2]] == [math_task.problem("train", i).id for i in (3, 4)]
+    with pytest.raises(ValueError, match="first_problem must be >= 0"):
+        check_config(RewardModelConfig(kind="orm", first_problem=-1))
+
+
 @pytest.mark.parametrize("kind", ["orm", "prm"])
 def test_math_rms_train_and_load_where_they_are_used(tmp_path, kind):
     cfg = RewardModelConfig(
