@@ -339,15 +339,24 @@ def curriculum_metrics(venv: Any) -> dict[str, float]:
 
 
 def curriculum_state(venv: Any) -> dict[str, Any]:
-    """``{"curriculum": state}`` of a training env's reverse curriculum (empty without one), for checkpoints."""
+    """A training env's own state, for checkpoints (each key only when there is such state).
+
+    ``{"curriculum": ...}`` of its reverse curriculum and ``{"reward": ...}`` of a stateful reward
+    (``Reward.state_dict``: RandomReward's repeat counts, so a resumed run draws the same coins).
+    """
     curriculum = venv.episodes.curriculum
-    return {"curriculum": curriculum.state_dict()} if curriculum is not None else {}
+    out = {"curriculum": curriculum.state_dict()} if curriculum is not None else {}
+    reward = getattr(venv.episodes.reward, "state_dict", None)
+    reward_state = reward() if reward is not None else {}
+    return {**out, "reward": reward_state} if reward_state else out
 
 
 def load_curriculum_state(venv: Any, state: dict[str, Any]) -> None:
-    """Restore :func:`curriculum_state`'s output (a state without one leaves the curriculum as it is)."""
+    """Restore :func:`curriculum_state`'s output (a state without a part leaves that part as it is)."""
     if venv.episodes.curriculum is not None and "curriculum" in state:
         venv.episodes.curriculum.load_state_dict(state["curriculum"])
+    if "reward" in state and hasattr(venv.episodes.reward, "load_state_dict"):
+        venv.episodes.reward.load_state_dict(state["reward"])
 
 
 class PretrainingMix:
