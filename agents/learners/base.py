@@ -37,6 +37,7 @@ from agents.policy.precision import Precision
 from agents.policy.sampling import Rollout, collect
 from agents.run.distributed import Dist
 from lm_envs import Task, TextCodec
+from lm_envs.core.reward import Reward
 
 #: What every :meth:`Learner.iteration` returns (the progress bar and the curves read them).
 REQUIRED_METRICS = ("rollout/return_mean", "rollout/success", "rollout/tokens_per_s")
@@ -346,8 +347,8 @@ def curriculum_state(venv: Any) -> dict[str, Any]:
     """
     curriculum = venv.episodes.curriculum
     out = {"curriculum": curriculum.state_dict()} if curriculum is not None else {}
-    reward = getattr(venv.episodes.reward, "state_dict", None)
-    reward_state = reward() if reward is not None else {}
+    reward = venv.episodes.reward
+    reward_state = reward.state_dict() if isinstance(reward, Reward) else {}  # not an nn.Module's tensors
     return {**out, "reward": reward_state} if reward_state else out
 
 
@@ -355,7 +356,7 @@ def load_curriculum_state(venv: Any, state: dict[str, Any]) -> None:
     """Restore :func:`curriculum_state`'s output (a state without a part leaves that part as it is)."""
     if venv.episodes.curriculum is not None and "curriculum" in state:
         venv.episodes.curriculum.load_state_dict(state["curriculum"])
-    if "reward" in state and hasattr(venv.episodes.reward, "load_state_dict"):
+    if "reward" in state and isinstance(venv.episodes.reward, Reward):
         venv.episodes.reward.load_state_dict(state["reward"])
 
 
