@@ -119,7 +119,8 @@ def check_baseline(item: Mapping[str, Any]) -> dict[str, Any]:
 
     Its env must be registered here with the same metric, direction and aggregate, its per-seed
     scores inside the metric's range and enough of them, and its score and interval those the
-    per-seed scores give (recomputed, as for submissions).
+    per-seed scores give (recomputed, as for submissions); so must a random-reward record's RL start
+    (``detail["start"]``).
 
     Returns:
         The record :meth:`~leaderboard.store.LeaderboardStore.set_baseline` takes.
@@ -149,7 +150,20 @@ def check_baseline(item: Mapping[str, Any]) -> dict[str, Any]:
             f"{env_id} {kind}: score and ci {claimed} are not the {protocol.aggregate} and interval of the seed "
             f"scores ({[record['score'], *record['ci']]})."
         )
-    return {**record, "detail": dict(item.get("detail") or {})}
+    detail = dict(item.get("detail") or {})
+    start = detail.get("start")
+    if start is not None:  # a random-reward record's RL start: aggregated from its seed scores like the score
+        try:
+            again = start_aggregate(env_id, start["seed_scores"])
+            claimed = [float(start["score"]), *(float(x) for x in start["ci"])]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{env_id} {kind}: detail.start needs seed_scores, score and ci (numbers): {e}") from None
+        if len(claimed) != 3 or any(abs(c - r) > 1e-9 for c, r in zip(claimed, [again["score"], *again["ci"]])):
+            raise ValueError(
+                f"{env_id} {kind}: detail.start's score and ci {claimed} are not the {protocol.aggregate} and "
+                f"interval of its seed scores ({[again['score'], *again['ci']]})."
+            )
+    return {**record, "detail": detail}
 
 
 def format_only_baseline(

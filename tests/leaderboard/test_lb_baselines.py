@@ -254,7 +254,12 @@ def test_envs_that_differ_only_in_their_reward_share_one_random_reward_run(tmp_p
     each scored under both protocols; the records say which run they came from and what SFT alone gave."""
     import agents.run
     import leaderboard.baselines as baselines
-    from leaderboard.baselines import random_reward_baselines, random_reward_run_key, shared_random_reward_runs
+    from leaderboard.baselines import (
+        check_baseline,
+        random_reward_baselines,
+        random_reward_run_key,
+        shared_random_reward_runs,
+    )
 
     assert shared_random_reward_runs(["LMEnv/MathProcess-v0", "LMEnv/MathTools-v0", "LMEnv/Math-v0"]) == [
         ["LMEnv/MathProcess-v0", "LMEnv/Math-v0"],
@@ -289,6 +294,10 @@ def test_envs_that_differ_only_in_their_reward_share_one_random_reward_run(tmp_p
         assert seed1["episodes_hash"].endswith("seed1|model") and seed1["start_episodes_hash"].endswith(
             "|model_rl_start"
         )
+    assert check_baseline(json.loads(json.dumps(process)))["detail"]["start"] == process["detail"]["start"]
+    tampered = {**process, "detail": {**process["detail"], "start": {**process["detail"]["start"], "score": 0.5}}}
+    with pytest.raises(ValueError, match="detail.start's score and ci"):
+        check_baseline(tampered)
     assert process["detail"]["shared_with"] == ["LMEnv/Math-v0"] and math["detail"]["shared_with"] == [
         "LMEnv/MathProcess-v0"
     ]
