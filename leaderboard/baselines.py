@@ -108,7 +108,7 @@ def baseline_record(
             "seeds": list(per_seed),
             "mean": agg["mean"],
             "protocol": protocol.to_dict(),
-            "code": code_version(),
+            "code": detail.get("code") or code_version(),  # a long job passes the version it started with
             "computed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         },
     }
@@ -405,6 +405,9 @@ def random_reward_baselines(
         for env_id in group[1:]:
             _seeds(env_id, chosen[group[0]])
     evaluator = evaluator or evaluate_checkpoint
+    from leaderboard.submission import code_version
+
+    code = code_version()  # the code the runs start with (the tree may change while they train)
     register_configs()
     own = workdir is None
     root = Path(tempfile.mkdtemp(prefix="lm-envs-baseline-")) if own else Path(workdir)  # type: ignore[arg-type]
@@ -458,6 +461,7 @@ def random_reward_baselines(
                     "run_env": run_env,
                     "shared_with": [e for e in group if e != env_id],
                     "start": start_aggregate(env_id, [s["start_score"] for s in per_seed[env_id]]),
+                    "code": code,
                 }
                 records[env_id] = baseline_record(env_id, "random-reward", per_seed[env_id], detail)
     finally:

@@ -284,6 +284,7 @@ def test_envs_that_differ_only_in_their_reward_share_one_random_reward_run(tmp_p
         ["LMEnv/Math-v0", "LMEnv/MathProcess-v0"], overrides=["sft.steps=1"], workdir=tmp_path, evaluator=evaluate
     )
     assert trained == [("LMEnv/Math-v0", s, {}) for s in (0, 1, 2)]  # one run per seed, on the first env
+    assert math["detail"]["code"] == process["detail"]["code"] and math["detail"]["code"]["package"] == "lm-envs"
     for record, extra in ((math, 0.0), (process, 0.01)):
         assert record["detail"]["run_env"] == "LMEnv/Math-v0"
         assert record["seed_scores"] == pytest.approx([0.05 + extra, 0.15 + extra, 0.25 + extra])
