@@ -203,42 +203,57 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_baselines_compute(args: argparse.Namespace) -> int:
-    from leaderboard.baselines import format_only_baseline, random_reward_baseline
+    from leaderboard.baselines import format_only_baseline, random_reward_baselines, shared_random_reward_runs
     from leaderboard.envs import leaderboard_env_ids
 
     envs = leaderboard_env_ids() if args.env == ["all"] else args.env
     kinds = ("format-only", "random-reward") if args.kind == "all" else (args.kind,)
     failed = 0
     results = []
+    jobs: list[tuple[str, list[str]]] = [("format-only", [e]) for e in envs] if "format-only" in kinds else []
+    if "random-reward" in kinds:  # envs whose runs would be the same run share it (e.g. Math-v0, MathProcess-v0)
+        try:
+            groups = shared_random_reward_runs(envs) if not args.separate_runs else [[e] for e in envs]
+        except UnknownEnvError as e:
+            print(f"{PROG}: {e}", file=sys.stderr)
+            return 1
+        jobs += [("random-reward", group) for group in groups]
     with LeaderboardStore(args.db) as store:
-        for env_id in envs:
-            for kind in kinds:
-                try:
-                    if kind == "format-only":
-                        record = format_only_baseline(env_id, args.seed, num_episodes=args.num_episodes)
-                    else:
-                        record = random_reward_baseline(
-                            env_id,
-                            args.seed,
-                            overrides=args.override,
-                            p=args.p,
-                            workdir=args.workdir,
-                            device=args.device,
-                            progress=args.progress,
-                        )
-                except (NotImplementedError, ValueError, KeyError, UnknownEnvError) as e:
-                    message = e.args[0] if isinstance(e, KeyError) and e.args else e
-                    print(f"{PROG}: {env_id} {kind}: {message}", file=sys.stderr)
-                    failed += 1
-                    continue
+        for kind, group in jobs:
+            try:
+                if kind == "format-only":
+                    records = [format_only_baseline(group[0], args.seed, num_episodes=args.num_episodes)]
+                else:
+                    records = random_reward_baselines(
+                        group,
+                        args.seed,
+                        overrides=args.override,
+                        p=args.p,
+                        workdir=args.workdir,
+                        device=args.device,
+                        progress=args.progress,
+                        share_runs=not args.separate_runs,
+                    )
+            except (NotImplementedError, ValueError, KeyError, UnknownEnvError) as e:
+                message = e.args[0] if isinstance(e, KeyError) and e.args else e
+                print(f"{PROG}: {', '.join(group)} {kind}: {message}", file=sys.stderr)
+                failed += 1
+                continue
+            for record in records:
                 baseline = store.set_baseline(record, actor=_actor(args))
                 results.append(baseline.summary())
                 if not args.json:
                     seeds = ", ".join(f"{s:.4g}" for s in baseline.seed_scores)
-                    print(
-                        f"{env_id} {kind}: {baseline.aggregate} {baseline.metric} = {baseline.score:.4g} "
+                    line = (
+                        f"{baseline.env_id} {kind}: {baseline.aggregate} {baseline.metric} = {baseline.score:.4g} "
                         f"[{baseline.ci_low:.4g}, {baseline.ci_high:.4g}] (seeds {seeds})"
                     )
+                    start = baseline.detail.get("start")
+                    if start:
+                        line += f"; RL start (after SFT) {start['score']:.4g}"
+                    if baseline.detail.get("shared_with"):
+                        line += f"; run made on {baseline.detail['run_env']}"
+                    print(line)
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     return 1 if failed else 0
@@ -468,6 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="random-reward: torch device to evaluate on (default: cpu)")
     p.add_argument("--workdir", help="random-reward: keep the training runs here (default: a temporary directory)")
     p.add_argument("--progress", action="store_true", help="random-reward: show the runs' progress bars")
+    p.add_argument(
+        "--separate-runs",
+        action="store_true",
+        help="random-reward: one run per env even where envs differ only in their reward (default: they share it)",
+    )
     p.add_argument("--actor", help="who computes them, for the audit log (default: $USER)")
     p.add_argument("--json", action="store_true", help="print the stored baselines as JSON")
     p.set_defaults(func=_cmd_baselines_compute)

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from leaderboard.boards import AGGREGATE_LABELS, Board, boards
-from leaderboard.pages import StaticLinks, format_number, render_entry, render_env, render_index
+from leaderboard.pages import StaticLinks, baseline_context, format_number, render_entry, render_env, render_index
 from leaderboard.store import LeaderboardStore
 
 __all__ = ["FORMATS", "export_csv", "export_html", "export_markdown"]
@@ -79,6 +79,7 @@ def export_markdown(store: LeaderboardStore, env_id: str | None = None) -> str:
         if board.usable_baselines:
             refs = "; ".join(
                 f"{b.kind} {format_number(b.score)} ({format_number(b.ci_low)} – {format_number(b.ci_high)})"
+                + (f" [{md_escape(baseline_context(b))}]" if baseline_context(b) else "")
                 for b in board.usable_baselines
             )
             lines += [f"Reference baselines: {refs}. Entries marked ≤ do not beat format-only.", ""]

@@ -228,8 +228,9 @@ _TEMPLATES = {
 {% if b.usable_baselines %}<p class="note baselines">Reference baselines, scored under this protocol:
 {% for bl in b.usable_baselines %}<span class="baseline" data-baseline="{{ bl.kind }}"
  title="{{ baseline_title(bl) }}"><b>{{ bl.kind }}</b> {{ bl.score|num }} [{{ bl.ci_low|num }},
- {{ bl.ci_high|num }}]</span>{% if not loop.last %} · {% endif %}{% endfor %}.
- Format-only: well-formed answers with no task knowledge; random-reward: the standard training run
+ {{ bl.ci_high|num }}]</span>{% if baseline_context(bl) %} <span class="baseline-detail"
+ data-baseline="{{ bl.kind }}">({{ baseline_context(bl) }})</span>{% endif %}{% if not loop.last %} · {% endif %}{%
+ endfor %}. Format-only: well-formed answers with no task knowledge; random-reward: the standard training run
  with the reward replaced by a coin flip. Entries at or below format-only are marked
  <span class="badge below-baseline">≤ format-only</span>.</p>{% endif %}
 {%- endmacro %}
@@ -611,6 +612,50 @@ def baseline_title(baseline: Baseline) -> str:
     )
 
 
+#: Overrides that change what a run records or how fast it goes, not what it trains (left out of a baseline's budget).
+_BOOKKEEPING = (
+    "train.eval_every",
+    "train.eval_episodes",
+    "train.progress",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "eval.",
+    "model.threads",
+    "model.device",
+    "output_dir",
+)
+
+
+def baseline_context(baseline: Baseline) -> str:
+    """What a page shows beside a random-reward baseline's score: its RL start, its run's budget and env.
+
+    The RL start is the run's model after SFT, scored the same way: the final score minus it is what
+    RL on a coin bought. Empty for format-only baselines.
+
+    Example:
+        >>> import datetime
+        >>> detail = {"start": {"score": 0.25, "ci": [0.1, 0.4]}, "run_env": "M-v0",
+        ...           "overrides": ["sft.steps=100", "train.iterations=20", "model.threads=1"]}
+        >>> b = Baseline("P-v0", "random-reward", "accuracy", True, "iqm", 0.3, 0.2, 0.4, [0.3], detail,
+        ...              datetime.datetime.now())
+        >>> baseline_context(b)
+        'RL start (after SFT) 0.25 [0.1, 0.4]; run: sft.steps=100, train.iterations=20; trained on M-v0'
+    """
+    if baseline.kind != "random-reward":
+        return ""
+    detail, parts = baseline.detail, []
+    start = detail.get("start")
+    if isinstance(start, dict) and isinstance(start.get("score"), (int, float)):
+        ci = start.get("ci") if isinstance(start.get("ci"), list) and len(start["ci"]) == 2 else None
+        interval = f" [{format_number(ci[0])}, {format_number(ci[1])}]" if ci else ""
+        parts.append(f"RL start (after SFT) {format_number(start['score'])}{interval}")
+    budget = [str(o) for o in detail.get("overrides") or [] if not str(o).startswith(_BOOKKEEPING)]
+    parts.append("run: " + (", ".join(budget) if budget else "the default conf/config.yaml"))
+    if detail.get("run_env") not in (None, baseline.env_id):
+        parts.append(f"trained on {detail['run_env']}")
+    return "; ".join(parts)
+
+
 def _render(template: str, links: Links, *, title: str, csp_meta: bool, **context: Any) -> str:
     return _ENV.get_template(template).render(
         links=links,
@@ -621,6 +666,7 @@ def _render(template: str, links: Links, *, title: str, csp_meta: bool, **contex
         csp_meta=csp_meta,
         score_plot=score_plot,
         baseline_title=baseline_title,
+        baseline_context=baseline_context,
         plot_max=PLOT_MAX_ENTRIES,
         **context,
     )

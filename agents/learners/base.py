@@ -39,6 +39,7 @@ from agents.policy.precision import Precision
 from agents.policy.sampling import Rollout, collect
 from agents.run.distributed import Dist
 from lm_envs import Task, TextCodec
+from lm_envs.core.reward import Reward
 
 #: What every :meth:`Learner.iteration` returns (the progress bar and the curves read them).
 REQUIRED_METRICS = ("rollout/return_mean", "rollout/success", "rollout/tokens_per_s")
@@ -341,15 +342,24 @@ def curriculum_metrics(venv: Any) -> dict[str, float]:
 
 
 def curriculum_state(venv: Any) -> dict[str, Any]:
-    """``{"curriculum": state}`` of a training env's reverse curriculum (empty without one), for checkpoints."""
+    """A training env's own state, for checkpoints (each key only when there is such state).
+
+    ``{"curriculum": ...}`` of its reverse curriculum and ``{"reward": ...}`` of a stateful reward
+    (``Reward.state_dict``: RandomReward's repeat counts, so a resumed run draws the same coins).
+    """
     curriculum = venv.episodes.curriculum
-    return {"curriculum": curriculum.state_dict()} if curriculum is not None else {}
+    out = {"curriculum": curriculum.state_dict()} if curriculum is not None else {}
+    reward = venv.episodes.reward
+    reward_state = reward.state_dict() if isinstance(reward, Reward) else {}  # not an nn.Module's tensors
+    return {**out, "reward": reward_state} if reward_state else out
 
 
 def load_curriculum_state(venv: Any, state: dict[str, Any]) -> None:
-    """Restore :func:`curriculum_state`'s output (a state without one leaves the curriculum as it is)."""
+    """Restore :func:`curriculum_state`'s output (a state without a part leaves that part as it is)."""
     if venv.episodes.curriculum is not None and "curriculum" in state:
         venv.episodes.curriculum.load_state_dict(state["curriculum"])
+    if "reward" in state and isinstance(venv.episodes.reward, Reward):
+        venv.episodes.reward.load_state_dict(state["reward"])
 
 
 class PretrainingMix:

@@ -149,8 +149,9 @@ class RandomReward(Reward):
     problem. So no text pays more than another in expectation (a policy cannot learn to write a
     string the coin favours, as it could if the coin were a fixed function of the text), while a
     run's coins stay reproducible: the same episodes in the same order get the same coins, and a
-    fresh token env and a fresh text env pay the same for the same text. (A resumed run starts the
-    counts afresh, so its coins after the resume differ from an uninterrupted run's.) Every channel
+    fresh token env and a fresh text env pay the same for the same text. The counts are the reward's
+    state (:meth:`state_dict`); training checkpoints save the training env's reward state, so a
+    resumed run draws the coins an uninterrupted one draws. Every channel
     a learner reads carries the coin: the reward, and
     ``record["correct"]`` (so ``info["is_success"]``, which rejection-sampling learners filter on, is
     the coin too). Process rewards and the task's turn rewards are not paid (:attr:`pays_turn_rewards`
@@ -211,6 +212,38 @@ class RandomReward(Reward):
         n = self._seen.get(key, 0)
         self._seen[key] = n + 1
         return self.high if _unit("random-reward", self.seed, problem.id, completion, n) < self.p else self.low
+
+    def state_dict(self) -> dict[str, Any]:
+        """The repeat counts (``{"seen": {key: n}}``, keys as hex), which decide the next coins.
+
+        Example:
+            >>> r = RandomReward(p=0.5, seed=3)
+            >>> coins = [r.coin(Problem("a", "q", "x"), "y") for _ in range(4)]
+            >>> saved = r.state_dict()
+            >>> later = [r.coin(Problem("a", "q", "x"), "y") for _ in range(8)]
+            >>> resumed = RandomReward(p=0.5, seed=3)
+            >>> resumed.load_state_dict(saved)
+            >>> [resumed.coin(Problem("a", "q", "x"), "y") for _ in range(8)] == later
+            True
+        """
+        return {"seen": {key.hex(): n for key, n in self._seen.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output.
+
+        Raises:
+            ValueError: If ``state`` is not such an output.
+        """
+        seen = state.get("seen") if isinstance(state, Mapping) else None
+        try:
+            restored = {bytes.fromhex(key): int(n) for key, n in (seen or {}).items()}
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ValueError(
+                f"RandomReward state must be RandomReward.state_dict()'s {{'seen': {{hex key: count}}}}: {e}"
+            ) from None
+        if seen is None or any(len(k) != 16 or n < 1 for k, n in restored.items()):
+            raise ValueError("RandomReward state must be RandomReward.state_dict()'s {'seen': {hex key: count}}.")
+        self._seen = restored
 
     def outcome(self, problem: Problem, completion: str) -> Outcome:
         return self.outcome_batch([problem], [completion])[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,18 @@ class Reward:
             records: :attr:`Outcome.record` of each episode, in episode order.
         """
         return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The reward's own mutable state, JSON-serialisable, for training checkpoints.
+
+        Stateless rewards (the default) have none. A reward whose payouts depend on what it has
+        already scored (:class:`~lm_envs.core.baselines.RandomReward`'s repeat counts) returns it,
+        so a resumed training run pays what an uninterrupted one would.
+        """
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output (the default, stateless, ignores it)."""
 
 
 class FunctionReward(Reward):

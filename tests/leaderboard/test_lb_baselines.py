@@ -240,9 +240,112 @@ def test_random_reward_baseline_trains_on_the_coin_and_is_evaluated_on_the_real_
     assert all(0.0 <= x <= 1.0 for x in record["seed_scores"])
     for seed in (0, 1, 2):
         check_paid_the_coin(tmp_path / f"LMEnv_Digits-v0-random-reward-seed{seed}", seed)
-    again = evaluate_checkpoint(tmp_path / "LMEnv_Digits-v0-random-reward-seed1" / "model", "LMEnv/Digits-v0", 1)
+    run1 = tmp_path / "LMEnv_Digits-v0-random-reward-seed1"
+    again = evaluate_checkpoint(run1 / "model", "LMEnv/Digits-v0", 1)
     assert again["mean_return"] == record["seed_scores"][1]
     assert again["episodes_hash"] == record["detail"]["seeds"][1]["episodes_hash"]
+    start = evaluate_checkpoint(run1 / "model_rl_start", "LMEnv/Digits-v0", 1)  # no SFT: the untrained model
+    assert start["mean_return"] == record["detail"]["start"]["seed_scores"][1]
+    assert start["episodes_hash"] == record["detail"]["seeds"][1]["start_episodes_hash"]
+
+
+def test_envs_that_differ_only_in_their_reward_share_one_random_reward_run(tmp_path, monkeypatch, capsys):
+    """Math-v0 and MathProcess-v0 (same task, prompts and budgets; another grading) get one run per seed,
+    each scored under both protocols; the records say which run they came from and what SFT alone gave."""
+    import agents.run
+    import leaderboard.baselines as baselines
+    from leaderboard.baselines import (
+        check_baseline,
+        random_reward_baselines,
+        random_reward_run_key,
+        shared_random_reward_runs,
+    )
+
+    assert shared_random_reward_runs(["LMEnv/MathProcess-v0", "LMEnv/MathTools-v0", "LMEnv/Math-v0"]) == [
+        ["LMEnv/MathProcess-v0", "LMEnv/Math-v0"],
+        ["LMEnv/MathTools-v0"],
+    ]
+    qa = {random_reward_run_key(f"LMEnv/KnowledgeQA-v{v}") for v in range(4)}
+    assert len(qa) == 4  # four worlds: four runs
+    trained = []
+
+    def fake_run(cfg):
+        trained.append((cfg.env.id, cfg.seed, cfg.env.kwargs["reward_kwargs"]["reward_kwargs"]))
+        return {"agent": "grpo", "model": "tiny", "config_hash": f"h{cfg.seed}", "metrics": {}}
+
+    def evaluate(directory, env_id, seed, device="cpu"):
+        start = directory.name == "model_rl_start"
+        value = 0.1 * seed + (0.0 if start else 0.05) + (0.01 if env_id == "LMEnv/MathProcess-v0" else 0.0)
+        return {"accuracy": value, "episodes_hash": f"{env_id}|{directory.parent.name}|{directory.name}"}
+
+    monkeypatch.setattr(agents.run, "run", fake_run)
+    monkeypatch.setattr(baselines, "rl_start_model", lambda out: out / "model_rl_start")
+    math, process = random_reward_baselines(
+        ["LMEnv/Math-v0", "LMEnv/MathProcess-v0"], overrides=["sft.steps=1"], workdir=tmp_path, evaluator=evaluate
+    )
+    assert trained == [("LMEnv/Math-v0", s, {}) for s in (0, 1, 2)]  # one run per seed, on the first env
+    assert math["detail"]["code"] == process["detail"]["code"] and math["detail"]["code"]["package"] == "lm-envs"
+    for record, extra in ((math, 0.0), (process, 0.01)):
+        assert record["detail"]["run_env"] == "LMEnv/Math-v0"
+        assert record["seed_scores"] == pytest.approx([0.05 + extra, 0.15 + extra, 0.25 + extra])
+        assert record["detail"]["start"]["seed_scores"] == pytest.approx([extra, 0.1 + extra, 0.2 + extra])
+        assert record["detail"]["start"]["score"] == pytest.approx(0.1 + extra)
+        seed1 = record["detail"]["seeds"][1]
+        assert seed1["run"] == "LMEnv_Math-v0-random-reward-seed1" and seed1["config_hash"] == "h1"
+        assert seed1["episodes_hash"].endswith("seed1|model") and seed1["start_episodes_hash"].endswith(
+            "|model_rl_start"
+        )
+    assert check_baseline(json.loads(json.dumps(process)))["detail"]["start"] == process["detail"]["start"]
+    tampered = {**process, "detail": {**process["detail"], "start": {**process["detail"]["start"], "score": 0.5}}}
+    with pytest.raises(ValueError, match="detail.start's score and ci"):
+        check_baseline(tampered)
+    assert process["detail"]["shared_with"] == ["LMEnv/Math-v0"] and math["detail"]["shared_with"] == [
+        "LMEnv/MathProcess-v0"
+    ]
+    trained.clear()
+    random_reward_baselines(
+        ["LMEnv/Math-v0", "LMEnv/MathProcess-v0"], workdir=tmp_path, evaluator=evaluate, share_runs=False
+    )
+    assert [t[0] for t in trained] == ["LMEnv/Math-v0"] * 3 + ["LMEnv/MathProcess-v0"] * 3
+    assert trained[3][2] == {"process": "rule"}  # the wrapped reward is the env's own, for its records
+
+    with LeaderboardStore("sqlite://") as store:  # the page shows the RL start, the budget and the run's env
+        store.set_baseline(process)
+        html = render_env(board_of(store, "LMEnv/MathProcess-v0"), ServerLinks())
+        assert "RL start (after SFT) 0.11 [" in html and "run: sft.steps=1; trained on LMEnv/Math-v0" in html
+        assert r"RL start \(after SFT\) 0.11" in export_markdown(store)
+
+
+def test_math_and_math_process_random_reward_runs_are_the_same_run(tmp_path):
+    """What sharing rests on, measured: the two envs' random-reward runs train the same weights on the same coins."""
+    import torch
+    from hydra import compose, initialize_config_module
+    from safetensors.torch import load_file
+
+    from agents.run import run, to_run_config
+    from agents.run.config import register_configs
+    from agents.run.logger import read_metrics
+    from leaderboard.baselines import random_reward_env_kwargs
+
+    register_configs()
+    tiny = ["sft.steps=2", "sft.batch_size=4"]
+    logged = {}
+    for env_id in ("LMEnv/Math-v0", "LMEnv/MathProcess-v0"):
+        out = tmp_path / env_id.split("/")[1]
+        with initialize_config_module(version_base="1.3", config_module="lm_envs_conf"):
+            composed = compose(
+                config_name="config",
+                overrides=[f"output_dir={out}", f"env.id={env_id}", "seed=4", *TINY_RUN[1:], *tiny],
+            )
+        cfg = to_run_config(composed)
+        run(dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, kwargs=random_reward_env_kwargs(env_id, 4))))
+        logged[env_id] = [
+            {k: v for k, v in r.items() if k.startswith(("rollout/return", "rollout/success", "reinforce/"))}
+            for r in read_metrics(out / "metrics.jsonl")
+        ]
+    assert logged["LMEnv/Math-v0"] == logged["LMEnv/MathProcess-v0"] and any(logged["LMEnv/Math-v0"])
+    a, b = (load_file(tmp_path / name / "model" / "model.safetensors") for name in ("Math-v0", "MathProcess-v0"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_published_baselines_load_after_the_same_checks_as_submissions(tmp_path, format_only, capsys):

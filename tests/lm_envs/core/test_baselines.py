@@ -138,3 +138,24 @@ def test_random_reward_replaces_turn_rewards_and_pays_the_same_in_token_and_text
 
 def digits_reward(text: str) -> float:
     return min(sum(c.isdigit() for c in text), 8) / 8
+
+
+def test_random_reward_state_round_trips_and_bad_state_is_refused():
+    """The repeat counts are RandomReward's state (checkpointed by training runs); other rewards have none."""
+    from lm_envs.core.reward import FunctionReward
+
+    problem = Problem("q1", "2+2=", "4")
+    r = RandomReward(p=0.5, seed=11)
+    [r.coin(problem, "4") for _ in range(3)]
+    state = r.state_dict()
+    assert list(state["seen"].values()) == [3]
+    later = [r.coin(problem, t) for t in ("4", "5", "4")]
+    fresh = RandomReward(p=0.5, seed=11)
+    fresh.load_state_dict(state)
+    assert [fresh.coin(problem, t) for t in ("4", "5", "4")] == later
+    for bad in ({}, {"seen": {"zz": 1}}, {"seen": {"ab": 1}}, {"seen": {"00" * 16: 0}}, {"seen": [1]}, "x"):
+        with pytest.raises(ValueError, match="RandomReward.state_dict"):
+            RandomReward().load_state_dict(bad)
+    stateless = FunctionReward(lambda p, c: 1.0)
+    assert stateless.state_dict() == {}
+    stateless.load_state_dict({"anything": 1})  # nothing to restore
