@@ -149,6 +149,23 @@ def metrics(scores: np.ndarray, sols: list[Solution]) -> dict[str, float]:
     return {k: round(v, 4) for k, v in m.items()}
 
 
+def auc_gain(a: np.ndarray, b: np.ndarray, sols: list[Solution], seed: int = 0) -> dict[str, float]:
+    """Within-problem AUC of ``a`` minus that of ``b`` (paired over problems) with a 95% bootstrap interval."""
+    from agents.reward_models.train import auc
+
+    by: dict[str, list[int]] = {}
+    for i, sol in enumerate(sols):
+        by.setdefault(sol.problem.id, []).append(i)
+    diffs = []
+    for idx in by.values():
+        c = [sols[i].correct for i in idx]
+        if 0 < sum(c) < len(c):
+            diffs.append(auc(a[idx].tolist(), c) - auc(b[idx].tolist(), c))
+    d = np.asarray(diffs)
+    boot = np.random.default_rng(seed).choice(d, (2000, len(d))).mean(1)
+    return {"gain": round(float(d.mean()), 4), "ci95": [round(float(x), 4) for x in np.percentile(boot, [2.5, 97.5])]}
+
+
 def curves(score_sets: dict[str, np.ndarray], sols: list[Solution], n: int, seed: int) -> dict[str, list[float]]:
     from agents.search.best_of_n import Samples
 
@@ -279,13 +296,33 @@ def main(argv: list[str] | None = None) -> dict:
             history.append({"step": step + 1, "loss": round(loss.item(), 4), "train_pair_acc": pair_acc, **m})
             print(json.dumps(history[-1]), f"{time.time() - started:.0f}s", flush=True)
     prm = score(model)
+    extra: dict[str, np.ndarray] = {}
+    if args.mode == "generative":  # the contrastively fine-tuned policy's own likelihood of each whole solution
+        ft_mean, ft_min = token_logprobs(model, codec, test_sol)
+
+        def z(x: np.ndarray) -> np.ndarray:
+            return (x - x.mean()) / x.std()
+
+        extra = {
+            "finetuned_likelihood_mean": ft_mean,
+            "finetuned_likelihood_min": ft_min,
+            "generative_min+likelihood_mean": z(prm) + z(mean_lp),
+        }
     result = {
         "setup": vars(args),
         "train_solutions": len(train_sol),
         "train_solution_accuracy": float(np.mean([s.correct for s in train_sol])),
         "contrastive_pairs": len(pairs),
         "test_solutions": len(test_sol),
-        "within_problem": {**baselines, f"contrastive_{args.mode}_min": metrics(prm, test_sol)},
+        "within_problem": {
+            **baselines,
+            f"contrastive_{args.mode}_min": metrics(prm, test_sol),
+            **{k: metrics(v, test_sol) for k, v in extra.items()},
+        },
+        "auc_gain_over_likelihood_mean": {
+            k: auc_gain(v, mean_lp, test_sol, args.seed)
+            for k, v in {f"contrastive_{args.mode}_min": prm, **extra}.items()
+        },
         "history": history,
         "best_of_n": curves(
             {
@@ -293,6 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "likelihood_min": min_lp,
                 f"contrastive_{args.mode}_min": prm,
                 "rule_checker_min": rule_min_scores(test_sol),
+                **extra,
             },
             test_sol,
             args.test_samples,
