@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import lm_envs  # noqa: F401
+from agents.reward_models.contrastive import completion_logprobs, result_logprobs
 from agents.reward_models.train import (
     RewardModelConfig,
     Solution,
@@ -45,19 +46,10 @@ from lm_envs.tasks.math.steps import check_step
 ENV = "LMEnv/Math-v0"
 
 
-@torch.no_grad()
 def token_logprobs(policy: torch.nn.Module, codec, solutions: list[Solution]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and min log-probability of each completion's tokens under the policy (one forward per solution)."""
-    means, mins = [], []
-    for sol in solutions:
-        prompt = codec.encode(sol.problem.prompt)
-        completion = codec.encode(sol.completion or "") + [codec.eos_token_id]
-        ids = torch.tensor([prompt + completion])
-        logits = policy(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
-        lp = torch.log_softmax(logits, -1).gather(1, ids[0, len(prompt) :, None])[:, 0]
-        means.append(float(lp.mean()))
-        mins.append(float(lp.min()))
-    return np.asarray(means), np.asarray(mins)
+    """Mean and min log-probability of each completion's tokens under ``policy``."""
+    prompts = [sol.problem.prompt for sol in solutions]
+    return completion_logprobs(policy, codec, prompts, [sol.completion or "" for sol in solutions])
 
 
 def claim_steps(sol: Solution) -> list[int]:
@@ -85,11 +77,6 @@ def prm_min_scores(model, tokenizer, solutions: list[Solution], max_length: int 
     return out
 
 
-def result_start(text: str) -> int:
-    """Where the claimed result starts in a contrastive text (after the last ``= ``)."""
-    return text.rstrip("\n").rfind("= ") + 2
-
-
 def claim_texts(sol: Solution) -> list[str]:
     """Each checkable claim step's text (prompt + steps so far + the step cut after its claim)."""
     out = []
@@ -99,29 +86,6 @@ def claim_texts(sol: Solution) -> list[str]:
         cut = step[: where + len(claim)] if where >= 0 and claim else step
         out.append(step_text(sol.problem, sol.steps[:t], cut))
     return out
-
-
-def result_logprobs(lm: torch.nn.Module, codec, texts: list[str]) -> torch.Tensor:
-    """Summed log-probability of each text's result tokens (from :func:`result_start` to the end) under ``lm``."""
-    ids, starts = [], []
-    for text in texts:
-        head = codec.encode(text[: result_start(text)])
-        full = codec.encode(text)
-        if full[: len(head)] != head:  # not a token boundary: score the whole step's tail anyway
-            head = full[: len(head) - 1]
-        ids.append(full)
-        starts.append(len(head))
-    width = max(len(x) for x in ids)
-    batch = torch.full((len(ids), width), codec.pad_token_id)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, x in enumerate(ids):
-        batch[i, : len(x)] = torch.tensor(x)
-        mask[i, : len(x)] = 1
-    logits = lm(input_ids=batch, attention_mask=mask).logits[:, :-1].float()
-    lp = torch.log_softmax(logits, -1).gather(2, batch[:, 1:, None])[..., 0]
-    pos = torch.arange(width - 1)[None]
-    target = (pos >= torch.tensor(starts)[:, None] - 1) & (mask[:, 1:] > 0)
-    return (lp * target).sum(1)
 
 
 @torch.no_grad()
