@@ -14,6 +14,8 @@ and the oracle (pass@N).
    accuracy of each selector's pick for ``n = 1, 2, 4, ..., N`` (``agents.learners.rft.best_of_n_curve``,
    averaged over random orders of the ``N`` samples): a verifier's top-scored sample (``<rm>``) and
    a vote over answers weighted by the verifier's probabilities (``<rm>_weighted``);
+   ``--contrastive`` adds a generative verifier: the policy fine-tuned on minimal contrastive claim steps
+   (``agents.reward_models.contrastive``; selector ``contrastive_likelihood``, see ``bench/contrastive_prm.py``);
 4. write ``best_of_n.json`` (the table, the RMs' held-out metrics, timings) and ``best_of_n.png``.
 
     OMP_NUM_THREADS=1 python bench/best_of_n.py --out runs/best_of_n --n 64 --problems 100
@@ -80,6 +82,35 @@ def train_rm(out: Path, name: str, policy: Path, args: argparse.Namespace, **ove
         threads=args.threads,
     )
     return train_reward_model(RewardModelConfig(**{**settings, **overrides}))
+
+
+def contrastive_verifier(out: Path, policy: Path, args: argparse.Namespace) -> Path:
+    """The policy fine-tuned on minimal contrastive claim steps of its own train samples (a generative verifier).
+
+    ``agents.reward_models.contrastive``: right vs near-miss results after the policy's own prefixes; its mean
+    token log-probability of a solution is the ``contrastive_likelihood`` selector. A policy whose samples hold no
+    checkable claim step (one barely trained) gets the gold train solutions' claim steps instead.
+    """
+    from agents.reward_models.contrastive import train_contrastive_verifier
+    from agents.reward_models.train import contrastive_step_pairs, perturbed_solutions, policy_solutions
+
+    path = out / "contrastive_verifier"
+    if (path / "config.json").is_file():
+        return path
+    codec = load_codec(str(policy))
+    lm = load_model(str(policy), codec).to(args.device)
+    cfg = RewardModelConfig(
+        kind="prm", policy=str(policy), samples_per_problem=args.rm_samples, seed=args.seed, device=args.device
+    )
+    pairs = contrastive_step_pairs(policy_solutions(cfg, "train", args.rm_problems, lm), 2, seed=args.seed)
+    if not pairs:
+        gold = perturbed_solutions(word_problems("easy"), "train", args.rm_problems, 1, args.seed)
+        pairs = contrastive_step_pairs(gold, 2, seed=args.seed)
+    log = train_contrastive_verifier(lm, codec, pairs, args.contrastive_steps, lr=args.contrastive_lr, seed=args.seed)
+    lm.save_pretrained(path)
+    save_codec(codec, path)
+    (path / "train_log.json").write_text(json.dumps({"pairs": len(pairs), "log": log}))
+    return path
 
 
 class StepScorer:
@@ -177,6 +208,7 @@ def plot(table: dict, path: Path) -> None:
         "pass@n": "k:",
         "majority": "C0-o",
         "likelihood": "C4-d",
+        "contrastive_likelihood": "C5-D",
         "orm": "C1-s",
         "prm_product": "C2-^",
         "prm_min": "C2--v",
@@ -217,6 +249,13 @@ def main() -> None:
     ap.add_argument("--shepherd", action="store_true", help="also train a PRM on Math-Shepherd labels")
     ap.add_argument("--shepherd-rollouts", type=int, default=4)
     ap.add_argument("--shepherd-problems", type=int, default=60, help="train problems labelled by completions")
+    ap.add_argument(
+        "--contrastive",
+        action="store_true",
+        help="also fine-tune the policy on minimal contrastive claim steps (selector contrastive_likelihood)",
+    )
+    ap.add_argument("--contrastive-steps", type=int, default=1000)
+    ap.add_argument("--contrastive-lr", type=float, default=1e-4)
     ap.add_argument("--trials", type=int, default=16, help="random orders of the N samples averaged")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=1)
@@ -248,6 +287,7 @@ def main() -> None:
             shepherd_rollouts=args.shepherd_rollouts,
             num_problems=args.shepherd_problems,
         )
+    contrastive = contrastive_verifier(out, policy_path, args) if args.contrastive else None
     timings["rm_training_s"] = time.time() - t
 
     t = time.time()
@@ -284,6 +324,13 @@ def main() -> None:
             table[f"{name}_{how}"] = curve_for(samples, scores, args.trials, args.seed)
             table[f"{name}_{how}_weighted"] = curve_for(samples, scores, args.trials, args.seed, "weighted_majority")
             saved[f"{name}_{how}"] = scores
+    if contrastive is not None:
+        from agents.reward_models.contrastive import completion_logprobs
+
+        lm = load_model(str(contrastive), load_codec(str(contrastive))).to(args.device)
+        mean_lp, _ = completion_logprobs(lm, load_codec(str(contrastive)), prompts, completions)
+        saved["contrastive_likelihood"] = mean_lp.reshape(samples.returns.shape)
+        table["contrastive_likelihood"] = curve_for(samples, saved["contrastive_likelihood"], args.trials, args.seed)
     np.savez(out / "scores.npz", **saved)  # per-sample scores, for re-analysis
     timings["scoring_and_selection_s"] = time.time() - t
 

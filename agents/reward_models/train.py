@@ -41,6 +41,7 @@ not), an offline source with both labels present.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -63,7 +64,7 @@ from lm_envs.tasks.chat.preferences import PreferencePair, check_pair, load_pref
 from lm_envs.tasks.chat.reward import check_reward_model, prepare_tokenizer
 from lm_envs.tasks.math.grading import extract_answer, grade
 from lm_envs.tasks.math.prm import step_text
-from lm_envs.tasks.math.steps import check_step
+from lm_envs.tasks.math.steps import check_step, evaluate
 
 KINDS = ("preference", "orm", "prm")
 LABELS = ("rule", "shepherd")
@@ -505,6 +506,77 @@ def perturbed_solutions(
                     steps[-1] = f"{FINAL} {wrong}" if t == claims[-1] else f"{FINAL} {problem.answer}1"
             out.append(Solution(problem, steps, is_correct(problem, "\n".join(steps))))
     return out
+
+
+_FACT = re.compile(r"^\s*(-?\d+)\s*([-+*/x×])\s*(-?\d+)\s*$")
+
+
+def wrong_results(claim_lhs: str, value: int, rng: random.Random, k: int) -> list[int]:
+    """``k`` distinct wrong results for the claim ``claim_lhs = value``, the errors a small policy makes.
+
+    Drawn from: off by 1 .. 9 either way, off by 10, two digits swapped, and the result of a neighbouring
+    fact (``(a +- 1) op b``, ``a op (b +- 1)``). Never negative when ``value`` is not.
+
+    Example:
+        >>> r = wrong_results("12 * 6", 72, random.Random(0), 3)
+        >>> len(r), 72 in r, len(set(r))
+        (3, False, 3)
+    """
+    pool = {value + d for d in (*range(-9, 0), *range(1, 10), -10, 10)}
+    digits = str(abs(value))
+    for i in range(len(digits) - 1):
+        swapped = digits[:i] + digits[i + 1] + digits[i] + digits[i + 2 :]
+        if not swapped.startswith("0"):
+            pool.add(int(swapped) * (1 if value >= 0 else -1))
+    m = _FACT.match(claim_lhs)
+    if m:
+        a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
+        for a2, b2 in ((a - 1, b), (a + 1, b), (a, b - 1), (a, b + 1)):
+            with contextlib.suppress(Exception):
+                v = evaluate(f"{a2} {op} {b2}")
+                if v.denominator == 1:
+                    pool.add(int(v))
+    pool.discard(value)
+    if value >= 0:
+        pool = {v for v in pool if v >= 0}
+    return rng.sample(sorted(pool), min(k, len(pool)))
+
+
+def contrastive_step_pairs(solutions: Sequence[Solution], negatives: int = 2, seed: int = 0) -> list[tuple[str, str]]:
+    """Minimal contrastive PRM texts: ``(right, wrong)`` step prefixes that differ in ONE number only.
+
+    For every checkable claim step ``a op b = c`` of every solution (usually the policy's own samples, so the
+    prefixes are what the PRM will judge), the prefix ``prompt + steps[:t]`` is kept as sampled and the step is
+    written once with the true result of ``a op b`` and ``negatives`` times with a wrong one
+    (:func:`wrong_results`, plus the policy's own wrong result when it made one); the step is cut after the
+    claim. Nothing but ``c`` tells the two texts apart, so a PRM trained on them must compare ``c`` with
+    ``a op b`` instead of rating how hard the problem is.
+
+    Example:
+        >>> p = Problem("a", "Q?\\n", "72")
+        >>> pairs = contrastive_step_pairs([Solution(p, ["4 * 3 = 12", "12 * 6 = 84", "#### 84"], False)], 1)
+        >>> pairs[1]  # the second step: its true result beside the policy's own wrong one
+        ('Q?\\n4 * 3 = 12\\n12 * 6 = 72\\n', 'Q?\\n4 * 3 = 12\\n12 * 6 = 84\\n')
+    """
+    rng = random.Random(f"contrastive/{seed}")
+    pairs: list[tuple[str, str]] = []
+    for sol in solutions:
+        for t, step in enumerate(sol.steps):
+            check = check_step(step)
+            if check.verdict == "unverifiable" or check.lhs_value is None or check.lhs_value.denominator != 1:
+                continue
+            where = step.find(check.claim)
+            lhs, _, rhs = check.claim.rpartition("=")
+            if where < 0 or not lhs.strip() or not re.fullmatch(r"\s*-?\d+\s*", rhs):
+                continue
+            head = step[:where] + lhs.rstrip() + " = "
+            value = int(check.lhs_value)
+            wrong = wrong_results(lhs.strip(), value, rng, negatives)
+            if check.verdict == "wrong" and int(rhs) not in wrong:
+                wrong = [int(rhs), *wrong[: max(0, negatives - 1)]]
+            right_text = step_text(sol.problem, sol.steps[:t], f"{head}{value}")
+            pairs.extend((right_text, step_text(sol.problem, sol.steps[:t], f"{head}{w}")) for w in wrong)
+    return pairs
 
 
 def _load_policy(path: str, device: str) -> tuple[torch.nn.Module, TextCodec]:

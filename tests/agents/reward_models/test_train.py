@@ -21,12 +21,14 @@ from agents.reward_models.train import (
     build_reward_model,
     check_config,
     classifier_loss,
+    contrastive_step_pairs,
     evaluate_pairs,
     math_examples,
     perturbed_solutions,
     rule_step_labels,
     shepherd_step_labels,
     train_reward_model,
+    wrong_results,
 )
 from agents.train_rm import register_configs, to_config
 from lm_envs import Problem
@@ -214,6 +216,38 @@ def test_first_problem_labels_problems_past_an_sft_start_s_demonstrations(tmp_pa
     assert [s.problem.id for s in solutions[::2]] == [math_task.problem("train", i).id for i in (3, 4)]
     with pytest.raises(ValueError, match="first_problem must be >= 0"):
         check_config(RewardModelConfig(kind="orm", first_problem=-1))
+
+
+def test_contrastive_step_pairs_differ_in_the_claimed_result_only():
+    from lm_envs.tasks.math.steps import check_step
+
+    sols = perturbed_solutions(word_problems("easy"), "train", 10, 3, seed=0)
+    pairs = contrastive_step_pairs(sols, negatives=2, seed=0)
+    claims = sum(check_step(st).verdict != "unverifiable" for s in sols for st in s.steps)
+    assert claims > 10 and len(pairs) >= 2 * claims - 2  # two wrong results per claim (pool rarely smaller)
+    for right, wrong in pairs:
+        head, _, tail = right.rpartition("= ")
+        assert wrong.startswith(head + "= ") and wrong != right  # same prefix and step, another result
+        assert check_step(right.rstrip("\n").split("\n")[-1]).verdict == "correct"
+        assert check_step(wrong.rstrip("\n").split("\n")[-1]).verdict == "wrong"
+    # the prefix is kept as given, wrong steps included; the policy's own wrong result is one of the negatives
+    p = Problem("p", "Q?\n", "72")
+    own = contrastive_step_pairs([Solution(p, ["4 * 3 = 13", "13 * 6 = 78", "#### 78"], False)], 2, seed=1)
+    assert [r for r, _ in own] == ["Q?\n4 * 3 = 12\n"] * 2 + ["Q?\n4 * 3 = 13\n13 * 6 = 78\n"] * 2
+    assert own[0][1] == "Q?\n4 * 3 = 13\n" and own[2][1] != own[3][1]
+    assert contrastive_step_pairs(perturbed_solutions(word_problems("easy"), "train", 10, 3, 0), 2, 0) == pairs
+
+
+def test_wrong_results_are_near_misses():
+    import random
+
+    for value, lhs in ((72, "12 * 6"), (7, "3 + 4"), (0, "5 - 5"), (-3, "2 - 5")):
+        got = wrong_results(lhs, value, random.Random(0), 6)
+        assert len(got) == len(set(got)) == 6 and value not in got
+        assert all(abs(w - value) <= max(10, 9 * abs(value)) for w in got)
+        assert value < 0 or min(got) >= 0
+    assert 27 in wrong_results("12 * 6", 72, random.Random(0), 100)  # two digits swapped
+    assert {60, 72, 55, 77} <= set(wrong_results("11 * 6", 66, random.Random(0), 100))  # neighbouring facts
 
 
 @pytest.mark.parametrize("kind", ["orm", "prm"])
