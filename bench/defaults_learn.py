@@ -65,6 +65,8 @@ VARIANTS: dict[str, list[str]] = {
     "lr_5e-5": ["agent.lr=5e-5"],
     "lr_5e-5_random": ["agent.lr=5e-5", *COIN],
     "num_envs_256": ["agent.num_envs=256"],
+    "ppo_one_step": ["agent.ppo_epochs=1", "agent.num_minibatches=1"],  # PPO: one Adam step per rollout, not 16
+    "iterations_400": ["train.iterations=400"],  # the samples of num_envs_256 in 4x the updates of 64
     "kl_0.04": ["agent.kl_coef=0.04"],
     "temperature_0.7": ["agent.temperature=0.7"],
 }
@@ -120,10 +122,11 @@ def read_run(out: Path, sft: Path) -> dict[str, float] | None:
 
 
 def summarize(runs: dict[str, dict[str, float]]) -> dict[str, dict]:
-    """Group ``runs`` (keyed ``algo/variant/task/seed``) over seeds: mean and 95% CI of every figure."""
+    """Group ``runs`` (keyed ``algo/variant/task/seed``) over seeds, and over tasks and seeds: mean and 95% CI."""
     groups: dict[str, list[dict[str, float]]] = {}
     for key, row in runs.items():
         groups.setdefault(key.rsplit("/", 1)[0], []).append(row)
+        groups.setdefault(key.rsplit("/", 2)[0] + "/all tasks", []).append(row)  # every (task, seed) pair
     out = {}
     for key, rows in sorted(groups.items()):
         out[key] = {"n": len(rows)}
@@ -152,6 +155,30 @@ def table(summary: dict[str, dict]) -> str:
             f"{pct(row['heldout_change'])} | {acc(row['train_return_first'])} -> {acc(row['train_return_last'])} | "
             f"{pct(row['train_return_change'])} |"
         )
+    return "\n".join(lines)
+
+
+def table_compact(summary: dict[str, dict]) -> str:
+    """One row per algorithm / variant: held-out change per task and over all, return change over all."""
+
+    def cell(key: str, fig: str) -> str:
+        row = summary.get(key)
+        if row is None:
+            return "-"
+        m, lo, hi = (100 * v for v in row[fig])
+        return f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}] (n={row['n']})" if row["n"] > 1 else f"{m:+.1f} (n=1)"
+
+    arms = sorted({k.rsplit("/", 1)[0] for k in summary})
+    lines = [
+        "| algorithm / variant | "
+        + " | ".join(f"held-out change, {t}" for t in TASKS)
+        + " | held-out change, all | train return change, all |",
+        "|---|" + "---|" * (len(TASKS) + 2),
+    ]
+    for arm in arms:
+        cells = [cell(f"{arm}/{t}", "heldout_change") for t in TASKS]
+        cells += [cell(f"{arm}/all tasks", "heldout_change"), cell(f"{arm}/all tasks", "train_return_change")]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -202,10 +229,12 @@ def main() -> None:
         "runs": runs,
         "summary": summary,
         "table_md": table(summary),
+        "table_compact_md": table_compact(summary),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(result["table_md"])
+    print(result["table_compact_md"])
 
 
 if __name__ == "__main__":
