@@ -66,6 +66,8 @@ VARIANTS: dict[str, list[str]] = {
     "lr_5e-5_random": ["agent.lr=5e-5", *COIN],
     "num_envs_256": ["agent.num_envs=256"],
     "ppo_one_step": ["agent.ppo_epochs=1", "agent.num_minibatches=1"],  # PPO: one Adam step per rollout, not 16
+    # GRPO/RLOO with PPO's default steps per rollout (4 passes x 4 minibatches) and its KL coefficient
+    "steps_16_kl": ["agent.iterations=4", "agent.num_minibatches=4", "agent.kl_coef=0.05"],
     "iterations_400": ["train.iterations=400"],  # the samples of num_envs_256 in 4x the updates of 64
     "kl_0.04": ["agent.kl_coef=0.04"],
     "temperature_0.7": ["agent.temperature=0.7"],
