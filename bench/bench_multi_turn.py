@@ -13,7 +13,9 @@ t_single_per_token) / env_tokens / t_single_per_token), paired within each round
 to back) and the median over rounds. At most 1 means an injected token costs no more than a generated
 one (the issue's bar). ``env_token_prefill_cost`` is the same with each rollout's ``venv.step`` seconds
 (the env's own work: turn detection, the calculator's reply) taken out of both sides: the model-side
-cost of reading an env token, which is what the sampler controls.
+cost of reading an env token, which is what the sampler controls. ``forward_us_per_slot``: seconds inside the
+decode forwards (prompt prefill excluded) per token slot they computed (rows x width, holes included), for
+each rollout: the model-side price of a token, env or policy.
 
 With ``--baseline DIR`` (a checkout of the code before multi-turn support) it also times the single-turn
 env step (``bench_env.env_step_times`` on Math-v0) in subprocesses on both trees, alternating, so the
@@ -75,20 +77,30 @@ def rollouts(batch: int, repeats: int, stop: str) -> dict[str, float]:
         autoreset_mode="Disabled",
     )
     model = build_default_model(single.codec, seed=0)
-    forwards: list[int] = []
-    model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    forwards: list[int] = []  # token slots (rows x width, holes included) of each forward
+    clock = [0.0, 0.0]  # seconds inside forwards, start of the current one
+
+    def before(_: object, args: object, kwargs: dict) -> None:
+        forwards.append(kwargs["input_ids"].numel())
+        clock[1] = time.perf_counter()
+
+    def after(*_: object) -> None:
+        clock[0] += time.perf_counter() - clock[1]
+
+    model.register_forward_pre_hook(before, with_kwargs=True)
+    model.register_forward_hook(after, with_kwargs=True)
     stepping = {id(single): _time_steps(single), id(multi): _time_steps(multi)}
     options = {"split": "test", "index": list(range(batch))}
     rounds: list[dict[str, float]] = []
     for r in range(repeats + 1):  # the first round warms up both
         for acc in stepping.values():
             acc[0] = 0.0
-        start, n0 = time.perf_counter(), len(forwards)
+        start, n0, c0 = time.perf_counter(), len(forwards), clock[0]
         a = collect(model, single, options=options, generator=torch.Generator().manual_seed(r))
-        ts, fs = time.perf_counter() - start, len(forwards) - n0
-        start, n0 = time.perf_counter(), len(forwards)
+        ts, fs, ss, cs = time.perf_counter() - start, len(forwards) - n0, sum(forwards[n0 + 1 :]), clock[0] - c0
+        start, n0, c0 = time.perf_counter(), len(forwards), clock[0]
         b = collect(model, multi, options=options, generator=torch.Generator().manual_seed(r))
-        tm, fm = time.perf_counter() - start, len(forwards) - n0
+        tm, fm, sm, cm = time.perf_counter() - start, len(forwards) - n0, sum(forwards[n0 + 1 :]), clock[0] - c0
         if r:
             single_tokens, policy = int(a.mask.sum()), int(b.policy_mask.sum())
             env = int((b.mask & ~b.policy_mask).sum())
@@ -109,6 +121,10 @@ def rollouts(batch: int, repeats: int, stop: str) -> dict[str, float]:
                     "env_token_cost": (tm - policy * per_token) / env / per_token,
                     "env_token_prefill_cost": (tm - em - policy * model_per_token) / env / model_per_token,
                     "single_env_step_s": es,
+                    # model side only: seconds inside the decode forwards per token slot they computed
+                    "single_forward_us_per_slot": 1e6 * cs / ss,
+                    "multi_forward_us_per_slot": 1e6 * cm / sm,
+                    "multi_slot_fill": (policy + env) / sm,
                     "multi_env_step_s": em,
                     "turns": float(np.mean([i.get("num_turns", 0) for i in b.infos])),
                 }
@@ -138,6 +154,9 @@ def rollouts(batch: int, repeats: int, stop: str) -> dict[str, float]:
         "env_token_prefill_cost": med("env_token_prefill_cost"),
         "single_turn_env_step_s": med("single_env_step_s"),
         "multi_turn_env_step_s": med("multi_env_step_s"),
+        "single_turn_forward_us_per_slot": med("single_forward_us_per_slot"),
+        "multi_turn_forward_us_per_slot": med("multi_forward_us_per_slot"),
+        "forward_cost_per_slot_multi_over_single": med("multi_forward_us_per_slot") / med("single_forward_us_per_slot"),
         "env_token_cost_per_round": [round(x["env_token_cost"], 3) for x in rounds],
     }
 

@@ -242,6 +242,7 @@ def collect(
     ready = torch.ones(n, dtype=torch.bool)  # multi-turn: envs whose model state is current (their logits are)
     queue: dict[int, list[int]] = {}  # multi-turn: env -> tokens the model must read before it samples again
     overhead = FORWARD_OVERHEAD.get(device.type, FORWARD_OVERHEAD["cpu"])
+    holes = False  # multi-turn: whether a wide forward has left masked columns since the last compaction
     for t in itertools.count():
         uniforms = None
         if global_rows is not None and temperature > 0:
@@ -295,12 +296,18 @@ def collect(
             keep = running.nonzero()[:, 0].to(device)
             past.batch_select_indices(keep)
             rows, attn, next_pos, token = rows[running], attn[keep], next_pos[keep], token[keep]
-        if multi_turn and 4 * (attn.shape[1] - int(attn.sum(1).max())) > attn.shape[1]:  # a quarter is droppable
+        # only wide forwards leave holes (and pruning frees left padding): look for droppable columns then
+        if holes and 4 * (attn.shape[1] - int(attn.sum(1).max())) > attn.shape[1]:  # a quarter is droppable
             attn = _compact_cache(past, attn)
+            holes = False
         if queue:
             token, new_attn, step_pos, caught_up = _next_input(token, rows, queue, next_pos, pad, overhead)
             ready[caught_up] = True  # the next forward's logits follow their last env token
-            next_pos_after = next_pos + new_attn.sum(1, keepdim=True)
+            if new_attn.shape[1] > 1:
+                holes = True
+                next_pos_after = next_pos + new_attn.sum(1, keepdim=True)
+            else:
+                next_pos_after = next_pos + 1
         else:
             new_attn, step_pos = attn.new_ones(len(rows), 1), next_pos
             next_pos_after = next_pos + 1
@@ -354,12 +361,14 @@ def _compact_cache(past: Any, attn: torch.Tensor) -> torch.Tensor:
 
 #: The cost model of one cached forward of ``B`` rows and ``w`` tokens per row, in units of one row's
 #: token: ``B * (w + ROW_OVERHEAD) + FORWARD_OVERHEAD[device type]``. ``ROW_OVERHEAD`` is what a row
-#: costs whatever the width (the KV cache's append copies every row's keys and values); the tiny default
-#: model on one CPU thread measured ``c(B, w)`` ~ ``B * (w + 1)`` at B = 16 and 64, w = 1..8, with no
-#: fixed part to speak of. A GPU decode forward of a small model is kernel-launch-bound (a large fixed
-#: part, so wide forwards are nearly free): the ``cuda`` figure is that assumption, not a measurement.
-ROW_OVERHEAD = 1.0
-FORWARD_OVERHEAD = {"cpu": 0.0, "cuda": 1024.0}
+#: costs whatever the width (the KV cache's append copies every row's keys and values), ``FORWARD_OVERHEAD``
+#: what the forward costs whatever its size (dispatch). Fitted for the tiny default model on one CPU thread
+#: (``python bench/bench_multi_turn.py --forward-costs``: least squares over B = 1..64, w = 1..8 on a quiet
+#: machine, 2026-12-05: 1.27 and 12.5). A GPU decode forward of a small model is kernel-launch-bound (a
+#: large fixed part, so wide forwards are nearly free): the ``cuda`` figure is that assumption, not a
+#: measurement (no GPU was lent to measure it).
+ROW_OVERHEAD = 1.25
+FORWARD_OVERHEAD = {"cpu": 12.5, "cuda": 1024.0}
 
 
 def forward_width(pending: Sequence[int], overhead: float = 0.0) -> int:
@@ -414,8 +423,16 @@ def _next_input(
     for b, i in reading:
         pending[b] = len(queue[i])
     width = forward_width(pending, overhead)
-    seqs = [[t] for t in token[:, 0].tolist()]  # the sampled token, for rows that act
     caught_up = []
+    if width == 1:  # one token per row, no holes: the sampled tokens, the reading rows' next token swapped in
+        ids = token.clone()
+        for b, i in reading:
+            ids[b, 0] = queue[i].pop(0)
+            if not queue[i]:
+                del queue[i]
+                caught_up.append(i)
+        return ids, torch.ones_like(ids), next_pos, caught_up
+    seqs = [[t] for t in token[:, 0].tolist()]  # the sampled token, for rows that act
     for b, i in reading:
         seqs[b] = queue[i][:width]
         del queue[i][:width]
