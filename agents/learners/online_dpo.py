@@ -289,6 +289,36 @@ def choice_token_ids(codec: TextCodec, choices: Sequence[str]) -> list[int]:
     return ids
 
 
+def judge_inputs(
+    codec: TextCodec,
+    env_config: Any,
+    template: str,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    max_length: int | None,
+    device: torch.device,
+    left: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)`` of the rendered judge prompts, padded right (or ``left``).
+
+    Each is ``template.format(prompt=..., response=...)`` encoded as the env encodes a prompt (chat
+    template included); one longer than ``max_length`` keeps its end (where the question is asked).
+    """
+    ids = [
+        env_config.encode_prompt(codec, template.format(prompt=p, response=r))
+        for p, r in zip(prompts, responses, strict=True)
+    ]
+    if max_length is not None:
+        ids = [x[-max_length:] for x in ids]
+    width = max(len(x) for x in ids)
+    inp = torch.full((len(ids), width), codec.pad_token_id, dtype=torch.long, device=device)
+    att = torch.zeros((len(ids), width), dtype=torch.long, device=device)
+    for i, x in enumerate(ids):
+        cols = slice(width - len(x), width) if left else slice(0, len(x))
+        inp[i, cols], att[i, cols] = torch.tensor(x, device=device), 1
+    return inp, att
+
+
 @torch.no_grad()
 def judge_scores(
     model: torch.nn.Module,
@@ -311,19 +341,11 @@ def judge_scores(
     choice = torch.tensor(list(choice_ids), device=device)
     out = []
     for s in range(0, len(prompts), batch_size):
-        ids = [
-            env_config.encode_prompt(codec, template.format(prompt=p, response=r))
-            for p, r in zip(prompts[s : s + batch_size], responses[s : s + batch_size], strict=True)
-        ]
-        if max_length is not None:
-            ids = [x[-max_length:] for x in ids]
-        width = max(len(x) for x in ids)
-        inp = torch.full((len(ids), width), codec.pad_token_id, dtype=torch.long, device=device)
-        att = torch.zeros((len(ids), width), dtype=torch.long, device=device)
-        for i, x in enumerate(ids):
-            inp[i, : len(x)], att[i, : len(x)] = torch.tensor(x, device=device), 1
+        inp, att = judge_inputs(
+            codec, env_config, template, prompts[s : s + batch_size], responses[s : s + batch_size], max_length, device
+        )
         logits = model(input_ids=inp, attention_mask=att, position_ids=positions(att)).logits
-        last = logits[torch.arange(len(ids), device=device), att.sum(1) - 1].float()
+        last = logits[torch.arange(len(inp), device=device), att.sum(1) - 1].float()
         probs = torch.softmax(last[:, choice], -1)
         out.append(probs @ values)
     return torch.cat(out)
@@ -381,18 +403,11 @@ def judge_generate(
     budget = None if max_length is None else max(1, max_length - max_new_tokens)
     out: list[str] = []
     for s in range(0, len(prompts), batch_size):
-        ids = [
-            env_config.encode_prompt(codec, template.format(prompt=p, response=r))
-            for p, r in zip(prompts[s : s + batch_size], responses[s : s + batch_size], strict=True)
-        ]
-        if budget is not None:
-            ids = [x[-budget:] for x in ids]
-        width = max(len(x) for x in ids)
-        inp = torch.full((len(ids), width), codec.pad_token_id, dtype=torch.long, device=device)
-        att = torch.zeros((len(ids), width), dtype=torch.long, device=device)
-        for i, x in enumerate(ids):
-            inp[i, width - len(x) :], att[i, width - len(x) :] = torch.tensor(x, device=device), 1
-        done = torch.zeros(len(ids), dtype=torch.bool, device=device)
+        inp, att = judge_inputs(
+            codec, env_config, template, prompts[s : s + batch_size], responses[s : s + batch_size], budget, device,
+            left=True,
+        )  # fmt: skip
+        done = torch.zeros(len(inp), dtype=torch.bool, device=device)
         written: list[torch.Tensor] = []
         for _ in range(max_new_tokens):
             logits = model(input_ids=inp, attention_mask=att, position_ids=positions(att)).logits[:, -1]
