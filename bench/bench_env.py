@@ -46,20 +46,20 @@ def env_step_times(env_id: str, batch: int, tokens: int, seed: int = 0) -> np.nd
 @torch.no_grad()
 def model_step_time(vocab_size: int, batch: int, context: int, steps: int = 16) -> float:
     """Seconds per one-token forward of the tiny model with a KV cache holding ``context`` tokens."""
-    from agents.policy.models import build_default_model
+    from agents.policy.models import build_default_model, cache_argument, kv_cache
 
     codec = lm_envs.load_codec()
     model = build_default_model(codec)
     ids = torch.randint(4, vocab_size, (batch, context))
     out = model(input_ids=ids, use_cache=True)
-    past = out.past_key_values
+    past, arg = kv_cache(out), cache_argument(model)
     token = ids[:, -1:]
     for _ in range(2):  # warm-up
-        model(input_ids=token, past_key_values=past, use_cache=True)
+        model(input_ids=token, use_cache=True, **{arg: past})
     start = time.perf_counter()
     for _ in range(steps):
-        out = model(input_ids=token, past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        out = model(input_ids=token, use_cache=True, **{arg: past})
+        past = kv_cache(out)
     return (time.perf_counter() - start) / steps
 
 

@@ -55,17 +55,17 @@ def main() -> None:
     mean_tokens = float(np.mean([len(codec.encode(t)) + 1 for t in texts]))
     steps_per_episode = len(steps) / len(texts)
 
-    from agents.policy.models import build_default_model
+    from agents.policy.models import build_default_model, cache_argument, kv_cache
 
     model = build_default_model(codec)
     with torch.no_grad():
         ids = torch.randint(4, codec.vocab_size, (64, 60))
-        past = model(input_ids=ids, use_cache=True).past_key_values
+        past, arg = kv_cache(model(input_ids=ids, use_cache=True)), cache_argument(model)
         tok = ids[:, -1:]
-        model(input_ids=tok, past_key_values=past, use_cache=True)
+        model(input_ids=tok, use_cache=True, **{arg: past})
         start = time.perf_counter()
         for _ in range(16):
-            past = model(input_ids=tok, past_key_values=past, use_cache=True).past_key_values
+            past = kv_cache(model(input_ids=tok, use_cache=True, **{arg: past}))
         t_forward = (time.perf_counter() - start) / 16
     per_vector_step = 64 * (t_outcome + steps_per_episode * t_step) / mean_tokens
     print(

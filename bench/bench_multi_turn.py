@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 import lm_envs  # noqa: F401
-from agents.policy.models import build_default_model
+from agents.policy.models import build_default_model, cache_argument, kv_cache
 from agents.policy.sampling import collect
 from lm_envs import Problem, TokenVectorEnv
 from lm_envs.core.task import Reply
@@ -167,23 +167,22 @@ def forward_costs(batches: Sequence[int], widths: Sequence[int], steps: int = 12
     ``steps`` forwards each): the figures behind :func:`agents.policy.sampling.forward_width`'s cost model."""
     codec = gym.make_vec("LMEnv/Math-v0", num_envs=1).codec
     model = build_default_model(codec, seed=0).eval()
+    arg = cache_argument(model)
     rows = []
     with torch.no_grad():
         for b in batches:
             for w in widths:
                 ids = torch.randint(5, 400, (b, 80))
                 out = model(input_ids=ids, use_cache=True)
-                past, attn, times = out.past_key_values, torch.ones(b, 80, dtype=torch.long), []
+                past, attn, times = kv_cache(out), torch.ones(b, 80, dtype=torch.long), []
                 for _ in range(steps):
                     x = torch.randint(5, 400, (b, w))
                     attn = torch.cat([attn, torch.ones(b, w, dtype=torch.long)], 1)
                     pos = torch.arange(attn.shape[1] - w, attn.shape[1]).expand(b, -1)
                     start = time.perf_counter()
-                    out = model(
-                        input_ids=x, attention_mask=attn, position_ids=pos, past_key_values=past, use_cache=True
-                    )
+                    out = model(input_ids=x, attention_mask=attn, position_ids=pos, use_cache=True, **{arg: past})
                     times.append(time.perf_counter() - start)
-                    past = out.past_key_values
+                    past = kv_cache(out)
                 rows.append({"batch": b, "width": w, "forward_s": min(times[2:])})
     # c = a*B*w + (a*k)*B + a*F: linear in (B*w, B, 1)
     x = np.array([[r["batch"] * r["width"], r["batch"], 1.0] for r in rows])

@@ -163,6 +163,29 @@ def last_logits_only(model: nn.Module) -> dict[str, int]:
     return next(({name: 1} for name in ("logits_to_keep", "num_logits_to_keep") if name in params), {})
 
 
+def cache_argument(model: nn.Module) -> str:
+    """The ``forward`` keyword under which ``model`` takes a KV cache from an earlier forward.
+
+    Transformers 5.x calls it ``cache``; ``past_key_values`` (every earlier version) still works there
+    but warns on every forward and goes away in 5.40. Ask once per loop (``**{arg: cache}``), not per step.
+    """
+    model = getattr(model, "module", model)  # a DDP wrapper's forward takes anything: ask the model
+    params = inspect.signature(model.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    # a wrapper whose forward takes **kwargs: the installed transformers' own name
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def kv_cache(out: Any) -> Any:
+    """The KV cache a forward returned (``use_cache=True``), under either name (see :func:`cache_argument`)."""
+    cache = getattr(out, "cache", None)
+    return out.past_key_values if cache is None else cache
+
+
 @contextmanager
 def head_on_rows(model: nn.Module, keep: torch.Tensor) -> Iterator[None]:
     """Within the block, ``model``'s LM head sees only the hidden states where ``keep`` (``(B, T)``) is True.

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.policy.models import last_logits_only, positions
+from agents.policy.models import cache_argument, kv_cache, last_logits_only, positions
 from lm_envs import TokenVectorEnv
 
 
@@ -225,7 +225,8 @@ def collect(
         output_hidden_states=hidden,
         **last_logits_only(model),  # the prefill needs only the next token's logits
     )
-    past, logits, next_pos = out.past_key_values, out.logits[:, -1], pos[:, -1:] + 1
+    past, logits, next_pos = kv_cache(out), out.logits[:, -1], pos[:, -1:] + 1
+    cache_arg = cache_argument(model)
 
     tokens = torch.full((n, budget), pad, dtype=torch.long)
     logprobs = torch.zeros(n, budget)
@@ -316,11 +317,11 @@ def collect(
             input_ids=token,
             attention_mask=attn,
             position_ids=step_pos,
-            past_key_values=past,
             use_cache=True,
             output_hidden_states=hidden,
+            **{cache_arg: past},
         )
-        past, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos_after
+        past, logits, next_pos = kv_cache(out), out.logits[:, -1], next_pos_after
     used = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 0
     reset_infos = [{k: _item(v, i) for k, v in reset_info.items() if not k.startswith("_")} for i in range(n)]
     group = int((options or {}).get("group_size", 1))

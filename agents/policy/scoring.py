@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from agents.policy.models import last_logits_only, positions
+from agents.policy.models import cache_argument, kv_cache, last_logits_only, positions
 from agents.policy.sampling import Rollout
 
 
@@ -77,13 +77,17 @@ def response_outputs(
         output_hidden_states=hidden,
         **last_logits_only(model),  # only the prompt's last position predicts a generated token
     )
-    cache = out.past_key_values
+    cache = kv_cache(out)
     cache.batch_repeat_interleave(K)  # every completion of a group attends to the same prompt keys and values
     tokens, mask = rollout.tokens[rows], rollout.mask[rows].long()
     att = torch.cat([prompt_mask.repeat_interleave(K, 0), mask], dim=1)
     pos = positions(att)[:, prompt_ids.shape[1] :]
     rest = model(
-        input_ids=tokens, attention_mask=att, position_ids=pos, past_key_values=cache, output_hidden_states=hidden
+        input_ids=tokens,
+        attention_mask=att,
+        position_ids=pos,
+        output_hidden_states=hidden,
+        **{cache_argument(model): cache},
     )
 
     def align(prompt_out: torch.Tensor, completion_out: torch.Tensor) -> torch.Tensor:

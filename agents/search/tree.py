@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.policy.models import last_logits_only, positions
+from agents.policy.models import cache_argument, kv_cache, last_logits_only, positions
 from agents.policy.sampling import left_pad_prompts, sample_next
 from lm_envs import Problem
 
@@ -240,6 +240,7 @@ class _Engine:
         self.model, self.env, self.temperature, self.generator = model, env, temperature, generator
         self.codec = env.codec
         self.device = next(model.parameters()).device
+        self.cache_arg = cache_argument(model)
         self.separator = env.episodes.config.step_separator.encode("utf-8")
         self.budget = env.episodes.config.max_new_tokens
         self.stops = env.task.stops if env.task.has_stop_rule else None
@@ -253,7 +254,7 @@ class _Engine:
         out = self.model(
             input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **last_logits_only(self.model)
         )
-        self.cache = out.past_key_values
+        self.cache = kv_cache(out)
         self.cache.batch_repeat_interleave(repeat)
         self.attn = attn.repeat_interleave(repeat, 0)
         self.next_pos = (pos[:, -1:] + 1).repeat_interleave(repeat, 0)
@@ -290,10 +291,10 @@ class _Engine:
                 input_ids=feed,
                 attention_mask=self.attn,
                 position_ids=self.next_pos,
-                past_key_values=self.cache,
                 use_cache=True,
+                **{self.cache_arg: self.cache},
             )
-            self.cache = out.past_key_values
+            self.cache = kv_cache(out)
             self.logits = torch.where(moved[:, None], out.logits[:, -1].float(), self.logits)
             self.next_pos = self.next_pos + moved[:, None].long()
 
