@@ -68,7 +68,7 @@ class PPOConfig:
     num_envs: int = 64  # episodes per rollout
     group_size: int = 1  # episodes per problem (PPO needs no groups; K > 1 runs each shared prompt once)
     ppo_epochs: int = 4  # passes over each rollout
-    num_minibatches: int = 4  # minibatches per pass
+    num_minibatches: int = 4  # minibatches per pass, one Adam step each (unlike REINFORCE's accumulation chunks)
     clip_eps: float = 0.2  # policy ratio clip epsilon
     vf_clip: float = 0.2  # value clip range around the old values
     vf_coef: float = 0.1  # weight of the value loss (shared backbone)

@@ -99,8 +99,8 @@ class ReinforceConfig:
     lr: float = 2e-5  # Adam learning rate
     num_envs: int = 64  # episodes per rollout
     group_size: int = 8  # K samples per problem (rloo/grpo need K >= 2)
-    iterations: int = 1  # updates per rollout (mu); > 1 makes the ratio clip matter
-    num_minibatches: int = 1  # minibatches per update
+    iterations: int = 1  # passes over each rollout, one Adam step each (GRPO's mu); > 1 makes the ratio clip matter
+    num_minibatches: int = 1  # gradient-accumulation chunks per pass: bounds memory only, still one step per pass
     clip_eps: float = 0.2  # ratio clip epsilon
     kl_coef: float = 0.0  # beta
     kl_in: str = "loss"  # where the KL goes: "loss" (per token, GRPO) or "reward" (RLOO, REINFORCE++)
