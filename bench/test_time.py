@@ -253,7 +253,7 @@ def main() -> None:
     if "orm_pairwise" in rms:
         orm_pairwise = ClassifierScorer(str(out / "orm_pairwise"), device=args.device, max_length=256)
     prm_fast = recipes.StepScorer(str(out / "prm"), args.device)
-    prm_steps = LearnedPRM(str(out / "prm"), device=args.device, max_length=256).step_probabilities
+    prm_steps = LearnedPRM(str(out / "prm"), device=args.device, max_length=256)  # scores the policy's ids
     rule_steps = verifier_step_scorer(correct=1.0, unverifiable=0.5, wrong=0.0)
 
     table_co = None
