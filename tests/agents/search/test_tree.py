@@ -247,3 +247,14 @@ def test_token_path_cuts_long_prefixes_from_the_left_like_the_text_path(tiny_prm
         tiny_prm.max_length = 256
     assert env.codec.encode(texts[1]) == ids[150 - 64 : 150]  # the windows re-encode to themselves
     assert got == pytest.approx(want, abs=2e-5)
+
+
+def test_same_tokenizer_tells_another_vocabulary_apart(tmp_path):
+    from lm_envs.core.tokenizer import codec_from_tokenizers_file, load_codec, train_bpe
+    from lm_envs.tasks.math.prm import same_tokenizer
+
+    codec = load_codec(None)
+    assert same_tokenizer(codec, codec) and same_tokenizer(codec, load_codec(None))
+    other = tmp_path / "tokenizer.json"
+    other.write_text(train_bpe(["Q: 12 + 3 = 15\n#### 15\n"] * 50, vocab_size=300).to_str())
+    assert not same_tokenizer(codec, codec_from_tokenizers_file(other))
