@@ -58,7 +58,7 @@ from lm_envs.tasks.math.prm import LearnedPRM, aggregate
 
 ENV = "LMEnv/Math-v0"
 #: 97.5% quantiles of Student's t for 1..9 degrees of freedom (a 95% interval over a few seeds).
-GUIDE_NAMES = {"rule": "rule checker", "contrastive": "contrastive", "compute": "rule checker"}
+GUIDE_NAMES = {"rule": "rule checker", "contrastive": "contrastive verifier"}
 T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262]
 
 
@@ -68,6 +68,14 @@ def _recipes():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
+
+
+def search_label(strategy: str) -> str:
+    """``rule_beam`` -> ``beam (rule checker)``; a strategy without a guide prefix is the learned PRM's."""
+    for prefix, name in GUIDE_NAMES.items():
+        if strategy.startswith(prefix + "_"):
+            return f"{strategy.removeprefix(prefix + '_')} ({name})"
+    return f"{strategy} (PRM)"
 
 
 def ci95(values: list[float]) -> tuple[float, float]:
@@ -191,7 +199,7 @@ def plot(summary: dict, path: Path) -> None:
                 [100 * p["accuracy"] for p in pts],
                 yerr=[100 * p["ci"] for p in pts],
                 fmt=style,
-                label=f"{strat.split('_')[-1]} ({GUIDE_NAMES[strat.split('_')[0]] if '_' in strat else 'PRM'})",
+                label=search_label(strat),
                 markersize=7,
                 capsize=2,
             )
