@@ -86,7 +86,7 @@ def ci95(values: list[float]) -> tuple[float, float]:
     return mean, float(T975[min(len(values) - 2, len(T975) - 1)] * np.std(values, ddof=1) / math.sqrt(len(values)))
 
 
-def sample(policy, n: int, problems: int, seed: int, temperature: float, kwargs: dict) -> tuple[Samples, np.ndarray]:
+def sample(policy, n: int, problems: range, seed: int, temperature: float, kwargs: dict) -> tuple[Samples, np.ndarray]:
     """``n`` completions per test problem and their generated token counts ``(P, n)``."""
     generator = torch.Generator(device=next(policy.parameters()).device).manual_seed(seed)
     parts, tokens = [], []
@@ -94,7 +94,7 @@ def sample(policy, n: int, problems: int, seed: int, temperature: float, kwargs:
         policy,
         ENV,
         n,
-        indices=range(problems),
+        indices=problems,
         prefixes="",
         split="test",
         temperature=temperature,
@@ -224,6 +224,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/test_time")
     ap.add_argument("--n", type=int, default=256, help="largest N of best-of-N")
     ap.add_argument("--problems", type=int, default=500, help="test problems (Math-v0's test split has 500)")
+    ap.add_argument("--first-problem", type=int, default=0, help="the first test problem (e.g. a second block)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--search-n", type=int, nargs="+", default=[4, 16, 64], help="rows per problem of beam/DVTS")
     ap.add_argument("--width", type=int, default=4, help="beam width M (kept rows expand M times)")
@@ -295,6 +296,7 @@ def main() -> None:
     if "beam" not in strategies:
         raise SystemExit("--strategies must include beam (the difficulty bins compare it with best-of-N).")
     torch.set_num_threads(args.threads)
+    test_problems = range(args.first_problem, args.first_problem + args.problems)
     recipes = _recipes()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -352,7 +354,7 @@ def main() -> None:
     for s in range(args.seeds):
         seed = 1000 + s
         t = time.time()
-        samples, tokens = sample(policy, args.n, args.problems, seed, args.temperature, kwargs)
+        samples, tokens = sample(policy, args.n, test_problems, seed, args.temperature, kwargs)
         timings[f"seed{s}_sampling_s"] = time.time() - t
         t = time.time()
         orm_scores = score_samples(replace(samples), orm).scores
@@ -406,7 +408,7 @@ def main() -> None:
             for strat, n in ((strat, n) for strat in strategies for n in args.search_n):
                 extra = {"lookahead": args.lookahead} if strat == "lookahead" else {}
                 cfg = SearchConfig(strategy=strat, n=n, width=args.width, aggregate=how, select="score", **extra)
-                result = search(policy, ENV, cfg, guide, range(args.problems), seed=seed, env_kwargs=kwargs)
+                result = search(policy, ENV, cfg, guide, test_problems, seed=seed, env_kwargs=kwargs)
                 searches[f"{prefix}{strat}@{n}"] = {
                     "accuracy": result.accuracy,
                     "tokens": result.mean_tokens,
@@ -421,7 +423,7 @@ def main() -> None:
                 ENV,
                 rule_steps,
                 table_co,
-                range(args.problems),
+                test_problems,
                 probe=2,
                 seed=seed,
                 env_kwargs=kwargs,
@@ -502,6 +504,7 @@ def main() -> None:
         "env": ENV,
         "split": "test",
         "problems": args.problems,
+        "first_problem": args.first_problem,
         "N": args.n,
         "seeds": args.seeds,
         "n": ns,
