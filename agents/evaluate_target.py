@@ -318,7 +318,7 @@ def evaluate_target(target: str, settings: EvaluateSettings) -> dict[str, Any]:
             elif settings.prm is not None:
                 from lm_envs.tasks.math.prm import LearnedPRM
 
-                scorer = LearnedPRM(settings.prm, device=settings.device).step_probabilities
+                scorer = LearnedPRM(settings.prm, device=settings.device)  # reads the policy's ids when it can
             n_problems = metrics["num_problems"]
             found = search(
                 loaded.model,

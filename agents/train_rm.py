@@ -3,6 +3,7 @@
 lm-envs train-rm                                     # preference RM on the synthetic preference set
 lm-envs train-rm rm=orm policy=runs/x/policy         # outcome RM on a policy's math solutions
 lm-envs train-rm rm=prm labels=shepherd policy=...   # process RM with Math-Shepherd labels
+lm-envs train-rm rm=contrastive policy=runs/x/policy # the policy fine-tuned on its own claim steps (a verifier)
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ def main(cfg: DictConfig) -> float:
         raise SystemExit(report("lm-envs train-rm", err)) from None
     held = result["heldout"]
     print(f"\n{result['kind']} reward model: held-out accuracy {held['accuracy']:.3f}; saved in {cfg.output_dir}")
+    if result["kind"] == "contrastive":
+        print(
+            f"within-problem AUC {held['within_problem_auc']:.3f} (the policy's likelihood: "
+            f"{held['policy_within_problem_auc']:.3f}); accuracy above = right result over a near miss, held out"
+        )
     return float(held["accuracy"])
 
 

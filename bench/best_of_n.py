@@ -89,27 +89,28 @@ def contrastive_verifier(out: Path, policy: Path, args: argparse.Namespace) -> P
 
     ``agents.reward_models.contrastive``: right vs near-miss results after the policy's own prefixes; its mean
     token log-probability of a solution is the ``contrastive_likelihood`` selector. A policy whose samples hold no
-    checkable claim step (one barely trained) gets the gold train solutions' claim steps instead.
+    checkable claim step (one barely trained) gets the gold train solutions' claim steps instead. Trained by
+    ``agents.reward_models.train.train_contrastive`` (``lm-envs train-rm rm=contrastive``).
     """
-    from agents.reward_models.contrastive import train_contrastive_verifier
-    from agents.reward_models.train import contrastive_step_pairs, perturbed_solutions, policy_solutions
-
     path = out / "contrastive_verifier"
     if (path / "config.json").is_file():
         return path
-    codec = load_codec(str(policy))
-    lm = load_model(str(policy), codec).to(args.device)
     cfg = RewardModelConfig(
-        kind="prm", policy=str(policy), samples_per_problem=args.rm_samples, seed=args.seed, device=args.device
+        kind="contrastive",
+        output_dir=str(path),
+        policy=str(policy),
+        num_problems=args.rm_problems,
+        samples_per_problem=args.rm_samples,
+        heldout_problems=50,
+        steps=args.contrastive_steps,
+        batch_size=32,
+        lr=args.contrastive_lr,
+        eval_every=0,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
     )
-    pairs = contrastive_step_pairs(policy_solutions(cfg, "train", args.rm_problems, lm), 2, seed=args.seed)
-    if not pairs:
-        gold = perturbed_solutions(word_problems("easy"), "train", args.rm_problems, 1, args.seed)
-        pairs = contrastive_step_pairs(gold, 2, seed=args.seed)
-    log = train_contrastive_verifier(lm, codec, pairs, args.contrastive_steps, lr=args.contrastive_lr, seed=args.seed)
-    lm.save_pretrained(path)
-    save_codec(codec, path)
-    (path / "train_log.json").write_text(json.dumps({"pairs": len(pairs), "log": log}))
+    train_reward_model(cfg)  # = lm-envs train-rm rm=contrastive policy=... (its metrics.json beside the model)
     return path
 
 

@@ -17,6 +17,10 @@
    (:func:`lm_envs.tasks.math.steps.check_step`), the verifier a learned PRM would be at best;
 5. problems binned by difficulty (thirds by the policy's own pass rate over the ``N`` samples of the first seed); for
    each bin the accuracy of beam search and of PRM best-of-N at about the same generated tokens;
+   ``--contrastive`` adds the contrastive generative verifier (the policy fine-tuned on its own claim steps,
+   ``lm-envs train-rm rm=contrastive``): its mean token log-probability ranks best-of-N samples (``contrastive``,
+   and ``contrastive_weighted``: a vote weighted by its geometric-mean token probability) and, as a step scorer
+   (:class:`agents.reward_models.contrastive.LikelihoodStepScorer`, the prefix's likelihood), guides the searches;
 6. with the step checker, the compute-optimal mode (:mod:`agents.search.compute_optimal`): a setting per
    difficulty third fitted on ``--co-dev`` train problems within ``--co-budget`` tokens, run on the test problems;
 7. mean and 95% t-interval over seeds; where each verifier's curve peaks and how far it falls by ``N``;
@@ -44,6 +48,7 @@ import torch
 import lm_envs  # noqa: F401
 from agents.policy.models import load_model
 from agents.policy.sampling import sample_per_problem
+from agents.reward_models.contrastive import LikelihoodStepScorer, completion_logprobs
 from agents.reward_models.train import split_steps
 from agents.search.best_of_n import ClassifierScorer, Samples, best_of_n_curve, score_samples
 from agents.search.compute_optimal import compute_optimal_search, fit, name_of
@@ -53,6 +58,7 @@ from lm_envs.tasks.math.prm import LearnedPRM, aggregate
 
 ENV = "LMEnv/Math-v0"
 #: 97.5% quantiles of Student's t for 1..9 degrees of freedom (a 95% interval over a few seeds).
+GUIDE_NAMES = {"rule": "rule checker", "contrastive": "contrastive verifier"}
 T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262]
 
 
@@ -64,6 +70,14 @@ def _recipes():
     return module
 
 
+def search_label(strategy: str) -> str:
+    """``rule_beam`` -> ``beam (rule checker)``; a strategy without a guide prefix is the learned PRM's."""
+    for prefix, name in GUIDE_NAMES.items():
+        if strategy.startswith(prefix + "_"):
+            return f"{strategy.removeprefix(prefix + '_')} ({name})"
+    return f"{strategy} (PRM)"
+
+
 def ci95(values: list[float]) -> tuple[float, float]:
     """Mean and half-width of a 95% t-interval (0 with one value)."""
     mean = float(np.mean(values))
@@ -72,7 +86,7 @@ def ci95(values: list[float]) -> tuple[float, float]:
     return mean, float(T975[min(len(values) - 2, len(T975) - 1)] * np.std(values, ddof=1) / math.sqrt(len(values)))
 
 
-def sample(policy, n: int, problems: int, seed: int, temperature: float, kwargs: dict) -> tuple[Samples, np.ndarray]:
+def sample(policy, n: int, problems: range, seed: int, temperature: float, kwargs: dict) -> tuple[Samples, np.ndarray]:
     """``n`` completions per test problem and their generated token counts ``(P, n)``."""
     generator = torch.Generator(device=next(policy.parameters()).device).manual_seed(seed)
     parts, tokens = [], []
@@ -80,7 +94,7 @@ def sample(policy, n: int, problems: int, seed: int, temperature: float, kwargs:
         policy,
         ENV,
         n,
-        indices=range(problems),
+        indices=problems,
         prefixes="",
         split="test",
         temperature=temperature,
@@ -93,8 +107,16 @@ def sample(policy, n: int, problems: int, seed: int, temperature: float, kwargs:
     return Samples.concat(parts), np.concatenate(tokens)
 
 
-def selector_curves(samples: Samples, orm: np.ndarray, prm: dict[str, np.ndarray], trials: int, seed: int, recipes):
-    """Accuracy of each selector's pick for n = 1, 2, 4, ..., N."""
+def selector_curves(
+    samples: Samples,
+    orm: np.ndarray,
+    prm: dict[str, np.ndarray],
+    trials: int,
+    seed: int,
+    recipes,
+    contrastive: np.ndarray | None = None,
+):
+    """Accuracy of each selector's pick for n = 1, 2, 4, ..., N (``contrastive``: mean token log-probs)."""
     base = best_of_n_curve(samples, ("oracle", "majority"), trials=trials, seed=seed)
     table = {k: base[k] for k in ("n", "pass@n", "majority")}
     table["likelihood"] = recipes.curve_for(samples, samples.logprobs, trials, seed)
@@ -103,6 +125,10 @@ def selector_curves(samples: Samples, orm: np.ndarray, prm: dict[str, np.ndarray
     for how, scores in prm.items():
         table[f"prm_{how}"] = recipes.curve_for(samples, scores, trials, seed)
     table["prm_min_weighted"] = recipes.curve_for(samples, prm["min"], trials, seed, "weighted_majority")
+    if contrastive is not None:
+        table["contrastive"] = recipes.curve_for(samples, contrastive, trials, seed)
+        weights = np.exp(contrastive)  # geometric-mean token probability
+        table["contrastive_weighted"] = recipes.curve_for(samples, weights, trials, seed, "weighted_majority")
     return table
 
 
@@ -144,6 +170,8 @@ def plot(summary: dict, path: Path) -> None:
         "prm_product": "C2-.>",
         "prm_min_weighted": "C2:^",
         "rule_min": "C7-x",
+        "contrastive": "C8-D",
+        "contrastive_weighted": "C8:D",
     }
     for name, style in styles.items():
         if name not in summary["curves"]:
@@ -159,6 +187,9 @@ def plot(summary: dict, path: Path) -> None:
         ("rule_beam", "C9-*"),
         ("rule_dvts", "C9--P"),
         ("rule_lookahead", "C9:X"),
+        ("contrastive_beam", "C8-*"),
+        ("contrastive_dvts", "C8--P"),
+        ("contrastive_lookahead", "C8:X"),
     )
     for strat, style in (*styles_search, ("rule_compute_optimal", "rD")):
         pts = summary["search"].get(strat, [])
@@ -168,7 +199,7 @@ def plot(summary: dict, path: Path) -> None:
                 [100 * p["accuracy"] for p in pts],
                 yerr=[100 * p["ci"] for p in pts],
                 fmt=style,
-                label=f"{strat.removeprefix('rule_')} ({'rule checker' if strat.startswith('rule_') else 'PRM'})",
+                label=search_label(strat),
                 markersize=7,
                 capsize=2,
             )
@@ -193,6 +224,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/test_time")
     ap.add_argument("--n", type=int, default=256, help="largest N of best-of-N")
     ap.add_argument("--problems", type=int, default=500, help="test problems (Math-v0's test split has 500)")
+    ap.add_argument("--first-problem", type=int, default=0, help="the first test problem (e.g. a second block)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--search-n", type=int, nargs="+", default=[4, 16, 64], help="rows per problem of beam/DVTS")
     ap.add_argument("--width", type=int, default=4, help="beam width M (kept rows expand M times)")
@@ -208,6 +240,28 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="also select and search with the exact arithmetic step checker (the ceiling of a learned PRM)",
+    )
+    ap.add_argument(
+        "--contrastive",
+        action="store_true",
+        help="also the contrastive generative verifier (lm-envs train-rm rm=contrastive): best-of-N and search",
+    )
+    ap.add_argument("--contrastive-steps", type=int, default=1000)
+    ap.add_argument("--contrastive-lr", type=float, default=1e-4)
+    ap.add_argument(
+        "--search-guides",
+        nargs="+",
+        choices=("prm", "rule", "contrastive"),
+        default=None,
+        help="verifiers that guide the searches (default: the PRM, the rule checker with --rule-verifier, the "
+        "contrastive verifier with --contrastive)",
+    )
+    ap.add_argument(
+        "--strategies",
+        nargs="+",
+        choices=("beam", "dvts", "lookahead"),
+        default=None,
+        help="search strategies (default: beam, dvts and lookahead when --lookahead > 0)",
     )
     ap.add_argument("--co-budget", type=float, default=400, help="compute-optimal: tokens per problem (0: off)")
     ap.add_argument("--co-dev", type=int, default=60, help="compute-optimal: train problems its table is fitted on")
@@ -227,7 +281,22 @@ def main() -> None:
     args = ap.parse_args()
     if args.width < 1 or any(n < args.width or n % args.width for n in args.search_n):
         raise SystemExit(f"--search-n values must be multiples of --width {args.width} (and at least it).")
+    guides_wanted = args.search_guides or [
+        "prm",
+        *(["rule"] if args.rule_verifier else []),
+        *(["contrastive"] if args.contrastive else []),
+    ]
+    if "rule" in guides_wanted and not args.rule_verifier:
+        raise SystemExit("--search-guides rule needs --rule-verifier.")
+    if "contrastive" in guides_wanted and not args.contrastive:
+        raise SystemExit("--search-guides contrastive needs --contrastive (the verifier is trained by it).")
+    strategies = tuple(args.strategies or (("beam", "dvts", "lookahead") if args.lookahead else ("beam", "dvts")))
+    if "lookahead" in strategies and args.lookahead < 1:
+        raise SystemExit("--strategies lookahead needs --lookahead >= 1.")
+    if "beam" not in strategies:
+        raise SystemExit("--strategies must include beam (the difficulty bins compare it with best-of-N).")
     torch.set_num_threads(args.threads)
+    test_problems = range(args.first_problem, args.first_problem + args.problems)
     recipes = _recipes()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -245,6 +314,9 @@ def main() -> None:
         rms["orm_pairwise"] = recipes.train_rm(out, "orm_pairwise", policy_path, args, kind="orm", objective="pairwise")
     except ValueError as err:
         print(f"orm_pairwise skipped: {err}", flush=True)
+    contrastive_path = recipes.contrastive_verifier(out, policy_path, args) if args.contrastive else None
+    if contrastive_path is not None and (contrastive_path / "metrics.json").is_file():  # absent: trained elsewhere
+        rms["contrastive"] = json.loads((contrastive_path / "metrics.json").read_text())
     timings["verifiers_s"] = time.time() - t
     policy = load_model(str(policy_path), load_codec(str(policy_path))).to(args.device)
     kwargs = {"tokenizer": str(policy_path)}
@@ -253,8 +325,13 @@ def main() -> None:
     if "orm_pairwise" in rms:
         orm_pairwise = ClassifierScorer(str(out / "orm_pairwise"), device=args.device, max_length=256)
     prm_fast = recipes.StepScorer(str(out / "prm"), args.device)
-    prm_steps = LearnedPRM(str(out / "prm"), device=args.device, max_length=256).step_probabilities
+    prm_steps = LearnedPRM(str(out / "prm"), device=args.device, max_length=256)  # scores the policy's ids
     rule_steps = verifier_step_scorer(correct=1.0, unverifiable=0.5, wrong=0.0)
+    contrastive_lm = contrastive_codec = contrastive_steps = None
+    if contrastive_path is not None:
+        contrastive_codec = load_codec(str(contrastive_path))
+        contrastive_lm = load_model(str(contrastive_path), contrastive_codec).to(args.device).eval()
+        contrastive_steps = LikelihoodStepScorer(contrastive_lm, contrastive_codec)
 
     table_co = None
     if args.rule_verifier and args.co_budget > 0:  # compute-optimal: a setting per difficulty third, fitted on train
@@ -277,7 +354,7 @@ def main() -> None:
     for s in range(args.seeds):
         seed = 1000 + s
         t = time.time()
-        samples, tokens = sample(policy, args.n, args.problems, seed, args.temperature, kwargs)
+        samples, tokens = sample(policy, args.n, test_problems, seed, args.temperature, kwargs)
         timings[f"seed{s}_sampling_s"] = time.time() - t
         t = time.time()
         orm_scores = score_samples(replace(samples), orm).scores
@@ -289,7 +366,11 @@ def main() -> None:
             how: np.array([aggregate(q, how) for q in probs]).reshape(samples.returns.shape)
             for how in ("min", "last", "product")
         }
-        table = selector_curves(samples, orm_scores, prm, args.trials, seed, recipes)
+        contrastive = None
+        if contrastive_lm is not None:  # mean token log-prob (EOS included) under the contrastive verifier
+            means, _ = completion_logprobs(contrastive_lm, contrastive_codec, prompts, completions)
+            contrastive = means.reshape(samples.returns.shape)
+        table = selector_curves(samples, orm_scores, prm, args.trials, seed, recipes, contrastive)
         if args.rule_verifier:  # best-of-N by the exact step checker (min over steps): the discriminating-PRM ceiling
             rule = np.array(
                 [min(rule_steps([], [], split_steps(c)) or [1.0]) for c in completions], dtype=np.float64
@@ -310,29 +391,39 @@ def main() -> None:
             if args.rule_verifier:
                 first = np.where(samples.answer_classes()[:, :n] >= 0, rule[:, :n], -np.inf)
                 bon_problem[f"rule_{n}"] = samples.success[np.arange(args.problems), first.argmax(1)].tolist()
+            if contrastive is not None:
+                first = np.where(samples.answer_classes()[:, :n] >= 0, contrastive[:, :n], -np.inf)
+                bon_problem[f"contrastive_{n}"] = samples.success[np.arange(args.problems), first.argmax(1)].tolist()
         searches = {}
         t = time.time()
-        guides = [("", prm_steps, args.search_aggregate)]
-        if args.rule_verifier:  # the exact arithmetic checker as the step verifier: a PRM that discriminates
+        guides = []
+        if "prm" in guides_wanted:
+            guides.append(("", prm_steps, args.search_aggregate))
+        if "rule" in guides_wanted:  # the exact arithmetic checker as the step verifier: a PRM that discriminates
             guides.append(("rule_", rule_steps, "min"))
+        if "contrastive" in guides_wanted:  # the prefix's likelihood under the contrastive verifier ("last")
+            guides.append(("contrastive_", contrastive_steps, "last"))
+        scored_steps = {}
         for prefix, guide, how in guides:
-            strategies = ("beam", "dvts", "lookahead") if args.lookahead else ("beam", "dvts")
             for strat, n in ((strat, n) for strat in strategies for n in args.search_n):
                 extra = {"lookahead": args.lookahead} if strat == "lookahead" else {}
                 cfg = SearchConfig(strategy=strat, n=n, width=args.width, aggregate=how, select="score", **extra)
-                result = search(policy, ENV, cfg, guide, range(args.problems), seed=seed, env_kwargs=kwargs)
+                result = search(policy, ENV, cfg, guide, test_problems, seed=seed, env_kwargs=kwargs)
                 searches[f"{prefix}{strat}@{n}"] = {
                     "accuracy": result.accuracy,
                     "tokens": result.mean_tokens,
                     "success": result.success,
                 }
+                for path, count in result.scored_steps.items():  # steps read from the policy's ids vs from text
+                    key = f"{prefix or 'prm_'}{path}"
+                    scored_steps[key] = scored_steps.get(key, 0) + count
         if table_co is not None:
             co, co_bins = compute_optimal_search(
                 policy,
                 ENV,
                 rule_steps,
                 table_co,
-                range(args.problems),
+                test_problems,
                 probe=2,
                 seed=seed,
                 env_kwargs=kwargs,
@@ -353,12 +444,14 @@ def main() -> None:
                 "table": table,
                 "search": searches,
                 "bon_prm_success": bon_problem,
+                "scored_steps": scored_steps,
                 "verifier_auc": recipes.verifier_diagnostics(
                     {
                         "orm": orm_scores,
                         **({"orm_pairwise": pairwise_scores} if pairwise_scores is not None else {}),
                         "likelihood": samples.logprobs,
                         **{f"prm_{k}": v for k, v in prm.items()},
+                        **({"contrastive": contrastive} if contrastive is not None else {}),
                     },
                     samples.success,
                 ),
@@ -389,17 +482,17 @@ def main() -> None:
     for name, mask in bins.items():
         rows = {}
         for n in args.search_n:
-            beam = [float(np.mean(np.asarray(r["search"][f"beam@{n}"]["success"])[mask])) for r in per_seed]
-            dvts = [float(np.mean(np.asarray(r["search"][f"dvts@{n}"]["success"])[mask])) for r in per_seed]
-            bon = [float(np.mean(np.asarray(r["bon_prm_success"][n])[mask])) for r in per_seed]
-            rows[str(n)] = {"beam": ci95(beam), "dvts": ci95(dvts), "best_of_n_prm_min": ci95(bon)}
-            if args.rule_verifier:
-                rows[str(n)]["rule_beam"] = ci95(
-                    [float(np.mean(np.asarray(r["search"][f"rule_beam@{n}"]["success"])[mask])) for r in per_seed]
-                )
-                rows[str(n)]["best_of_n_rule_min"] = ci95(
-                    [float(np.mean(np.asarray(r["bon_prm_success"][f"rule_{n}"])[mask])) for r in per_seed]
-                )
+            rows[str(n)] = {}
+            for key in (f"{g}{strat}" for g in ("", "rule_", "contrastive_") for strat in strategies):
+                if f"{key}@{n}" in per_seed[0]["search"]:
+                    rows[str(n)][key] = ci95(
+                        [float(np.mean(np.asarray(r["search"][f"{key}@{n}"]["success"])[mask])) for r in per_seed]
+                    )
+            for name_bon, key in (("prm_min", n), ("rule_min", f"rule_{n}"), ("contrastive", f"contrastive_{n}")):
+                if key in per_seed[0]["bon_prm_success"]:
+                    rows[str(n)][f"best_of_n_{name_bon}"] = ci95(
+                        [float(np.mean(np.asarray(r["bon_prm_success"][key])[mask])) for r in per_seed]
+                    )
         rate = difficulty[mask]
         by_difficulty[name] = {
             "problems": int(mask.sum()),
@@ -411,6 +504,7 @@ def main() -> None:
         "env": ENV,
         "split": "test",
         "problems": args.problems,
+        "first_problem": args.first_problem,
         "N": args.n,
         "seeds": args.seeds,
         "n": ns,
@@ -423,7 +517,16 @@ def main() -> None:
         "ordering_at_N": sorted(
             (
                 (name, mean_table[name][-1])
-                for name in ("majority", "orm", "orm_pairwise", "prm_min", "prm_last", "prm_product", "rule_min")
+                for name in (
+                    "majority",
+                    "orm",
+                    "orm_pairwise",
+                    "prm_min",
+                    "prm_last",
+                    "prm_product",
+                    "rule_min",
+                    "contrastive",
+                )  # fmt: skip
                 if name in mean_table
             ),
             key=lambda kv: -kv[1],

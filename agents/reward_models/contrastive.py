@@ -139,3 +139,64 @@ def train_contrastive_verifier(
             log.append({"step": step + 1, "loss": round(loss.item(), 4), "pair_accuracy": acc})
     lm.eval()
     return log
+
+
+class LikelihoodStepScorer:
+    """A causal LM's likelihood of a solution prefix as a step scorer (the contrastive verifier in search).
+
+    The score of step ``t`` is ``exp(mean log p(tokens of steps 1..t | prompt))``, the geometric-mean token
+    probability of the prefix so far: with ``aggregate="last"`` a finished row's value is the whole solution's
+    likelihood, the score the contrastive verifier ranks best-of-N samples by (:func:`completion_logprobs`),
+    and a partial row is ranked by the same quantity on its prefix. Usable by
+    :func:`agents.search.tree.search` from text (``__call__``) or, when it shares the policy's tokenizer,
+    from the policy's own token ids (:meth:`token_step_scores`: one forward per row, no re-encoding).
+
+    Args:
+        lm: The verifier (e.g. the policy fine-tuned by :func:`train_contrastive_verifier`); put in eval mode.
+        codec: Its tokenizer.
+        batch_size: Rows per forward.
+        separator: The step separator that closes each step of the scored prefix.
+    """
+
+    def __init__(self, lm: torch.nn.Module, codec: TextCodec, batch_size: int = 64, separator: str = "\n") -> None:
+        self.lm, self.codec, self.batch_size, self.separator = lm.eval(), codec, batch_size, separator
+
+    def shares_tokenizer(self, codec: TextCodec) -> bool:
+        """Whether ``codec``'s token ids mean the same text to this verifier."""
+        from lm_envs.tasks.math.prm import same_tokenizer
+
+        return same_tokenizer(self.codec, codec)
+
+    def __call__(self, problems, histories, steps) -> list[float]:  # noqa: ANN001  (tree.StepScorer)
+        """Score each ``(problem, history, step)`` from text: prompt and prefix encoded here."""
+        contexts, starts, ends = [], [], []
+        for problem, history, step in zip(problems, histories, steps, strict=True):
+            head = self.codec.encode(problem.prompt)
+            full = self.codec.encode(problem.prompt + "".join(s + self.separator for s in (*history, step)))
+            start = len(head) if full[: len(head)] == head else len(head) - 1  # a merge across the prompt's end
+            contexts.append(full)
+            starts.append(max(1, start))
+            ends.append([len(full)])
+        return [v[0] for v in self.token_step_scores(contexts, starts, ends)]
+
+    @torch.no_grad()
+    def token_step_scores(
+        self, contexts: Sequence[Sequence[int]], starts: Sequence[int], ends: Sequence[Sequence[int]]
+    ) -> list[list[float]]:
+        """Geometric-mean probability of tokens ``starts[i] .. e - 1`` for each end ``e`` in ``ends[i]``.
+
+        ``contexts[i]`` holds prompt ids then solution ids (``starts[i]``: where the solution starts); one
+        forward per context serves all its ends.
+        """
+        out: list[list[float]] = []
+        for s in range(0, len(contexts), self.batch_size):
+            ids = [list(c) for c in contexts[s : s + self.batch_size]]
+            batch, mask = _batch(self.codec, ids)
+            lp = _token_logprobs(self.lm, batch, mask)  # lp[:, j] = log p(token j + 1 | tokens <= j)
+            for i, row_ends in enumerate(ends[s : s + self.batch_size]):
+                start = starts[s + i]
+                if start < 1:
+                    raise ValueError("a scored context needs at least one prompt token before the solution.")
+                cum = torch.cumsum(lp[i, start - 1 :], 0)
+                out.append([float(torch.exp(cum[e - start - 1] / (e - start))) if e > start else 1.0 for e in row_ends])
+        return out

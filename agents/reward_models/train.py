@@ -33,6 +33,14 @@ labelled 1/0 by the grader, binary cross-entropy on ``prompt + solution``.
 Binary cross-entropy (soft labels welcome) on the logit; ``P(step good) = sigmoid(logit)`` is what
 :class:`~lm_envs.tasks.math.prm.LearnedPRM` reads; solution scores aggregate by product, min or last.
 
+**Contrastive generative verifier** (``kind="contrastive"``, :func:`train_contrastive`): not a classifier but
+a copy of the policy (``policy=<dir>``, required) fine-tuned on minimal contrastive claim steps of its own
+train samples (:func:`contrastive_step_pairs`: the same prefix and claim ``a op b = `` with the true and a
+near-miss result; :mod:`agents.reward_models.contrastive`). It scores a solution by its mean token
+log-probability (:func:`~agents.reward_models.contrastive.completion_logprobs`; in search,
+:class:`~agents.reward_models.contrastive.LikelihoodStepScorer`). Saved as a causal LM with the policy's
+tokenizer; reported against the policy's own likelihood, the baseline it must beat within problems.
+
 Math solutions come from a policy (``policy=<dir of a causal LM + tokenizer>``, sampled through the
 env: the texts a PRM will later score) or, with ``policy=null``, from seeded perturbations of the gold
 solutions (:func:`perturbed_solutions`: one step's result changed, the final answer made wrong or
@@ -66,7 +74,7 @@ from lm_envs.tasks.math.grading import extract_answer, grade
 from lm_envs.tasks.math.prm import step_text
 from lm_envs.tasks.math.steps import check_step, evaluate
 
-KINDS = ("preference", "orm", "prm")
+KINDS = ("preference", "orm", "prm", "contrastive")
 LABELS = ("rule", "shepherd")
 FINAL = "####"  # the math tasks' final-answer line
 
@@ -75,7 +83,7 @@ FINAL = "####"  # the math tasks' final-answer line
 class RewardModelConfig:
     """Everything a reward-model run needs (Hydra: ``conf/reward_model.yaml`` + ``conf/rm/*.yaml``)."""
 
-    kind: str = "preference"  # preference | orm | prm
+    kind: str = "preference"  # preference | orm | prm | contrastive
     output_dir: str = "runs/rm"  # where the model, tokenizer and metrics.json go
     seed: int = 0
     threads: int | None = 1  # torch CPU threads (None: torch's default)
@@ -108,6 +116,9 @@ class RewardModelConfig:
     # the SAME problem: only what tells one problem's solutions apart is learnt, not which problems are easy)
     objective: str = "bce"
     heldout_samples: int | None = None  # solutions per held-out problem (None: samples_per_problem)
+    # --- contrastive (a generative verifier: the policy fine-tuned on its own claim steps, right vs near-miss)
+    negatives: int = 2  # wrong results per claim step
+    bt: float = 1.0  # weight of the Bradley-Terry term between the right and the wrong result (0: SFT only)
     # --- optimisation
     steps: int = 300
     batch_size: int = 16  # pairs (preference) or texts (orm / prm) per step
@@ -127,7 +138,21 @@ class RewardModelConfig:
 def check_config(cfg: RewardModelConfig) -> None:
     """Raise a clear ``ValueError`` for settings that cannot work."""
     if cfg.kind not in KINDS:
-        raise ValueError(f"unknown reward-model kind {cfg.kind!r}; choose one of {KINDS} (rm=preference|orm|prm).")
+        raise ValueError(
+            f"unknown reward-model kind {cfg.kind!r}; choose one of {KINDS} (rm=preference|orm|prm|contrastive)."
+        )
+    if cfg.kind == "contrastive":
+        if cfg.policy is None:
+            raise ValueError(
+                "rm=contrastive fine-tunes the policy on its own claim steps: set policy=<dir of a causal LM> "
+                "(from a run: lm-envs export RUN -o DIR)."
+            )
+        if cfg.model is not None and cfg.model != cfg.policy:
+            raise ValueError("rm=contrastive starts from the policy itself: leave model unset (or equal to policy).")
+        if cfg.negatives < 1 or cfg.bt < 0:
+            raise ValueError(f"negatives must be >= 1 and bt >= 0, got {cfg.negatives} and {cfg.bt}.")
+        if cfg.label_model is not None or cfg.objective != "bce":
+            raise ValueError("rm=contrastive has its own objective: leave label_model and objective unset.")
     if cfg.labels not in LABELS:
         raise ValueError(f"unknown PRM labels {cfg.labels!r}; choose one of {LABELS}.")
     if cfg.kind == "prm" and cfg.labels == "shepherd" and cfg.policy is None:
@@ -840,6 +865,103 @@ def evaluate_classifier(
     }
 
 
+def train_contrastive(
+    cfg: RewardModelConfig,
+    log: Callable[[int, dict[str, float]], None] | None = None,
+    policy: torch.nn.Module | None = None,
+) -> dict[str, Any]:
+    """``kind="contrastive"``: fine-tune a copy of the policy on contrastive claim steps of its own samples.
+
+    Train data: ``samples_per_problem`` samples of train problems ``first_problem ..`` turned into
+    ``(right, wrong)`` claim-step pairs (:func:`contrastive_step_pairs`, ``negatives`` per step). A policy whose
+    samples hold no checkable claim (barely trained) gets its train problems' gold claim steps instead
+    (``data.pair_source = "gold"``). Held out: ``heldout_problems`` test problems' samples, scored by the policy's
+    mean token log-probability before training and by the verifier's after (:func:`within_problem`), and the
+    pair accuracy (right result more likely than the wrong one) on their claim steps, before and after.
+
+    Args:
+        cfg: The run's settings (``kind="contrastive"``, ``policy`` set).
+        log: Called as ``log(step, metrics)``.
+        policy: Unused (the policy is loaded from ``cfg.policy`` and fine-tuned as a copy).
+    """
+    from agents.reward_models.contrastive import completion_logprobs, result_logprobs, train_contrastive_verifier
+
+    del policy
+    check_config(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    started = time.time()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lm, codec = _load_policy(str(cfg.policy), cfg.device)
+    train_sol = policy_solutions(cfg, "train", cfg.num_problems, lm, cfg.first_problem)
+    held_cfg = RewardModelConfig(
+        **{**asdict(cfg), "samples_per_problem": cfg.heldout_samples or cfg.samples_per_problem}
+    )
+    held_sol = policy_solutions(held_cfg, "test", cfg.heldout_problems, lm)
+    pairs, source = contrastive_step_pairs(train_sol, cfg.negatives, cfg.seed), "policy"
+    if not pairs:
+        task = gym.make(cfg.env_id).unwrapped.task
+        gold = perturbed_solutions(task, "train", cfg.num_problems, 1, cfg.seed, cfg.first_problem)
+        pairs, source = contrastive_step_pairs(gold, cfg.negatives, cfg.seed), "gold"
+    held_pairs = contrastive_step_pairs(held_sol, 1, cfg.seed + 1)
+    groups = [sol.problem.id for sol in held_sol]
+    correct = [sol.correct for sol in held_sol]
+    prompts = [sol.problem.prompt for sol in held_sol]
+    completions = [sol.completion if sol.completion is not None else "\n".join(sol.steps) for sol in held_sol]
+
+    @torch.no_grad()
+    def pair_accuracy() -> float:
+        if not held_pairs:
+            return float("nan")
+        lm.eval()
+        r = torch.cat([result_logprobs(lm, codec, [t for p in held_pairs[i : i + 64] for t in p]) for i in
+                       range(0, len(held_pairs), 64)]).view(-1, 2)  # fmt: skip
+        return float((r[:, 0] > r[:, 1]).float().mean())
+
+    before_pairs = pair_accuracy()
+    before = within_problem(completion_logprobs(lm, codec, prompts, completions)[0].tolist(), correct, groups)
+    data_info: dict[str, Any] = {
+        "train_solutions": len(train_sol),
+        "train_solution_accuracy": float(np.mean([s.correct for s in train_sol])) if train_sol else float("nan"),
+        "train_pairs": len(pairs),
+        "pair_source": source,
+        "heldout_solutions": len(held_sol),
+        "heldout_pairs": len(held_pairs),
+    }
+    if log is not None:
+        log(0, {f"data/{k}": float(v) for k, v in data_info.items() if not isinstance(v, str)})
+    history = train_contrastive_verifier(
+        lm, codec, pairs, cfg.steps, cfg.batch_size, cfg.lr, cfg.bt, cfg.seed, log_every=cfg.eval_every
+    )
+    if log is not None:
+        for entry in history:
+            log(entry["step"], {f"rm/{k}": v for k, v in entry.items() if k != "step"})
+    after = within_problem(completion_logprobs(lm, codec, prompts, completions)[0].tolist(), correct, groups)
+    held = {
+        "accuracy": pair_accuracy(),  # held-out claim steps: the right result more likely than a near miss
+        "policy_pair_accuracy": before_pairs,
+        **after,
+        "policy_within_problem_auc": before["within_problem_auc"],
+        "policy_selection_accuracy": before["selection_accuracy"],
+    }
+    if log is not None:
+        log(cfg.steps, {f"heldout/{k}": v for k, v in held.items()})
+    lm.config.lm_envs_kind = "contrastive"
+    lm.save_pretrained(out)
+    save_codec(codec, out)
+    result = {
+        "kind": cfg.kind,
+        "heldout": held,
+        "history": history,
+        "data": data_info,
+        "config": asdict(cfg),
+        "wall_time_s": round(time.time() - started, 2),
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def train_reward_model(
     cfg: RewardModelConfig,
     log: Callable[[int, dict[str, float]], None] | None = None,
@@ -853,6 +975,8 @@ def train_reward_model(
         policy: An already loaded policy for sampling math solutions (default: load ``cfg.policy``).
     """
     check_config(cfg)
+    if cfg.kind == "contrastive":
+        return train_contrastive(cfg, log, policy)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     started = time.time()

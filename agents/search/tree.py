@@ -4,7 +4,10 @@ All strategies run one KV-cached rollout engine (no prefix is ever re-encoded fr
 prefilled once, every row of the batch is a partial solution with its own cache row, and one *round*
 generates one reasoning step (up to the env's step separator, ``"\\n"``) for every live row. A step
 scorer then rates each new step, and rows are kept, forked or dropped by selecting cache rows
-(``Cache.batch_select_indices``). Rows that close their step early wait with masked pad columns (attention
+(``Cache.batch_select_indices``). A scorer that shares the policy's tokenizer (a learned PRM or the
+contrastive verifier trained from the policy) reads the rows' own token ids, one forward per row for all its
+new steps: nothing is decoded and re-encoded (:func:`reads_tokens`; ``SearchResult.scored_steps`` counts both
+paths). Rows that close their step early wait with masked pad columns (attention
 mask 0, positions unchanged), so a batch advances together without touching their state.
 
 Strategies (Snell et al. 2024, "Scaling LLM test-time compute optimally"; Beeching et al. 2024, DVTS):
@@ -41,8 +44,19 @@ from agents.policy.sampling import left_pad_prompts, sample_next
 from lm_envs import Problem
 
 #: A step scorer: ``(problems, histories, steps) -> P(step correct)`` for each closed step (the signature of
-#: :meth:`lm_envs.tasks.math.prm.LearnedPRM.step_probabilities`).
+#: :meth:`lm_envs.tasks.math.prm.LearnedPRM.step_probabilities`). A scorer that also has
+#: ``shares_tokenizer(codec) -> bool`` and ``token_step_scores(contexts, starts, ends) -> scores per end`` (as
+#: :class:`~lm_envs.tasks.math.prm.LearnedPRM` and
+#: :class:`~agents.reward_models.contrastive.LikelihoodStepScorer` do) is handed the policy's own token ids
+#: when it shares the policy's tokenizer: steps are then scored without decoding and re-encoding the prefix.
 StepScorer = Callable[[Sequence[Problem], Sequence[Sequence[str]], Sequence[str]], Sequence[float]]
+
+
+def reads_tokens(scorer: Any, codec: Any) -> bool:
+    """Whether ``scorer`` can score the policy's token ids as they are (same tokenizer, a token-level method)."""
+    shares = getattr(scorer, "shares_tokenizer", None)
+    return callable(getattr(scorer, "token_step_scores", None)) and callable(shares) and bool(shares(codec))
+
 
 STRATEGIES = ("best_of_n", "beam", "dvts", "lookahead")
 AGGREGATES = ("last", "min", "product")
@@ -187,6 +201,8 @@ class Row:
     finished: bool = False
     truncated: bool = False
     value: float = 1.0  # what ranking reads: the aggregate, or a lookahead's rating
+    # per closed step: (tokens up to its end, closed by EOS) when it ends on a token boundary, else None
+    ends: list[tuple[int, bool] | None] = field(default_factory=list)
 
     def fork(self) -> Row:
         return Row(
@@ -200,6 +216,7 @@ class Row:
             self.finished,
             self.truncated,
             self.value,
+            list(self.ends),
         )
 
 
@@ -214,6 +231,9 @@ class SearchResult:
         chosen: Per problem, the position in ``candidates`` of the final pick.
         success: Per problem, whether the pick is correct.
         generated_tokens: Per problem, every token generated for it (pruned rows and lookahead included).
+        scored_steps: Steps the scorer rated from the policy's token ids (``tokens``) and from text (``text``:
+            a scorer without a token path or with another tokenizer, or a step that does not end on a token
+            boundary).
     """
 
     indices: list[int]
@@ -221,6 +241,7 @@ class SearchResult:
     chosen: list[int]
     success: list[bool]
     generated_tokens: list[int]
+    scored_steps: dict[str, int] = field(default_factory=lambda: {"tokens": 0, "text": 0})
 
     @property
     def accuracy(self) -> float:
@@ -242,6 +263,7 @@ class _Engine:
         self.device = next(model.parameters()).device
         self.cache_arg = cache_argument(model)
         self.separator = env.episodes.config.step_separator.encode("utf-8")
+        self.separator_ids = self.codec.encode(env.episodes.config.step_separator)
         self.budget = env.episodes.config.max_new_tokens
         self.stops = env.task.stops if env.task.has_stop_rule else None
         self.eos = self.codec.eos_token_id
@@ -303,41 +325,99 @@ class _Engine:
         row.tokens.append(token)
         row.logprob += logp
         closed = False
-        if token == self.eos:
-            self._close(row, row.pending.decode("utf-8", errors="replace"))
+        if token == self.eos:  # the step's tokens end before the EOS (a scorer reads them closed by the separator)
+            self._close(row, row.pending.decode("utf-8", errors="replace"), (len(row.tokens) - 1, True))
             row.pending, row.finished = b"", True
             return True
         row.pending += self.codec.decode_bytes([token])
         if self.separator in row.pending:
             text, row.pending = row.pending.split(self.separator, 1)
             step = text.decode("utf-8", errors="replace")
-            self._close(row, step)
+            # a token boundary only when the separator ends this token (else the step is scored from text)
+            self._close(row, step, None if row.pending else (len(row.tokens), False))
             closed = bool(step.strip())  # a blank line is no step: the round goes on
         if not row.finished and len(row.tokens) >= self.budget:  # out of tokens: an unfinished step is not rated
             row.finished = row.truncated = True
         return closed or row.finished
 
-    def _close(self, row: Row, text: str) -> None:
+    def _close(self, row: Row, text: str, end: tuple[int, bool] | None) -> None:
         if not text.strip():
             return
         row.steps.append(text)
         row.scores.append(float("nan"))  # rated after the round, in one batched call
+        row.ends.append(end)
         if self.stops is not None and self.stops(text):
             row.finished = True
 
 
-def _rate(rows: list[Row], problems: list[Problem], scorer: StepScorer) -> None:
-    """Score every closed step not yet scored, in one batched call."""
+@dataclass
+class _Tokens:
+    """What a token-level scorer reads: each problem's prompt ids and the separator's ids."""
+
+    prompts: list[list[int]]
+    separator: list[int]
+
+
+def _rate(
+    rows: list[Row],
+    problems: list[Problem],
+    scorer: StepScorer,
+    tokens: _Tokens | None = None,
+    counts: dict[str, int] | None = None,
+) -> None:
+    """Score every closed step not yet scored: from the rows' token ids when ``tokens`` is given, else from text.
+
+    Token path: one context per row (its prompt ids and generated ids; a step closed by EOS is read closed by
+    the separator's ids instead) and every unscored step end in it, in one call. Steps that do not end on a
+    token boundary go the text path, in one batched call.
+    """
     todo = [(r, k) for r in rows for k, s in enumerate(r.scores) if s != s]
     if not todo:
         return
+    text_todo = todo
+    if tokens is not None:
+        text_todo = [(r, k) for r, k in todo if r.ends[k] is None]
+        by_row: dict[int, tuple[Row, list[int]]] = {}
+        for r, k in todo:
+            if r.ends[k] is not None:
+                by_row.setdefault(id(r), (r, []))[1].append(k)
+        contexts, starts, ends, where = [], [], [], []
+        for r, ks in by_row.values():
+            prompt = tokens.prompts[r.problem]
+            last = [r.ends[k] for k in ks if r.ends[k][1]]  # type: ignore[index]
+            ids = prompt + (r.tokens[: last[0][0]] + tokens.separator if last else r.tokens)
+            row_ends = []
+            for k in ks:
+                end, by_eos = r.ends[k]  # type: ignore[misc]
+                row_ends.append(len(prompt) + end + (len(tokens.separator) if by_eos else 0))
+            contexts.append(ids)
+            starts.append(len(prompt))
+            ends.append(row_ends)
+            where.append((r, ks))
+        if contexts:
+            values = scorer.token_step_scores(contexts, starts, ends)  # type: ignore[attr-defined]
+            if len(values) != len(contexts) or any(len(v) != len(e) for v, e in zip(values, ends, strict=True)):
+                raise ValueError("the step scorer's token_step_scores must return one score per step end.")
+            for (r, ks), vs in zip(where, values, strict=True):
+                for k, v in zip(ks, vs, strict=True):
+                    r.scores[k] = float(v)
+            if counts is not None:
+                counts["tokens"] += sum(len(e) for e in ends)
+    if not text_todo:
+        return
     values = list(
-        scorer([problems[r.problem] for r, _ in todo], [r.steps[:k] for r, k in todo], [r.steps[k] for r, k in todo])
+        scorer(
+            [problems[r.problem] for r, _ in text_todo],
+            [r.steps[:k] for r, k in text_todo],
+            [r.steps[k] for r, k in text_todo],
+        )
     )
-    if len(values) != len(todo):
-        raise ValueError(f"the step scorer returned {len(values)} scores for {len(todo)} steps.")
-    for (r, k), v in zip(todo, values, strict=True):
+    if len(values) != len(text_todo):
+        raise ValueError(f"the step scorer returned {len(values)} scores for {len(text_todo)} steps.")
+    for (r, k), v in zip(text_todo, values, strict=True):
         r.scores[k] = float(v)
+    if counts is not None:
+        counts["text"] += len(text_todo)
 
 
 def choose(candidates: list[dict[str, Any]], how: str, same: Callable[[str, str], bool] | None) -> int:
@@ -393,9 +473,10 @@ def search(
     indices = list(indices)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     out = SearchResult([], [], [], [], [])
+    by_tokens = scorer is not None and reads_tokens(scorer, env.codec)
     for start in range(0, len(indices), cfg.batch_problems):
         chunk = indices[start : start + cfg.batch_problems]
-        _search_chunk(model, env_id, env, kwargs, cfg, scorer, chunk, split, generator, same, key, out)
+        _search_chunk(model, env_id, env, kwargs, cfg, scorer, chunk, split, generator, same, key, out, by_tokens)
     return out
 
 
@@ -412,6 +493,7 @@ def _search_chunk(
     same: Callable[[str, str], bool] | None,
     key: str | None,
     out: SearchResult,
+    by_tokens: bool = False,
 ) -> None:
     venv = gym.make_vec(env_id, num_envs=len(chunk), autoreset_mode="Disabled", split=split, **kwargs)
     obs, _ = venv.reset(options={"index": chunk, "split": split})
@@ -420,6 +502,10 @@ def _search_chunk(
     venv.close()
     engine = _Engine(model, env, cfg.temperature, generator)
     engine.prefill(prompt_ids, prompt_mask, cfg.n)
+    tokens = None
+    if by_tokens:  # the policy's own prompt ids (left padding dropped): the scorer reads exactly what it sampled
+        prompts = [ids[m.bool()].tolist() for ids, m in zip(prompt_ids, prompt_mask, strict=True)]
+        tokens = _Tokens(prompts, engine.separator_ids)
     groups, keep, width = cfg.groups()
     rows = [Row(p, j // (keep * width)) for p in range(len(chunk)) for j in range(cfg.n)]
     pool: list[list[Row]] = [[] for _ in chunk]
@@ -435,11 +521,11 @@ def _search_chunk(
                 r.truncated = r.truncated or not r.finished
                 r.finished = True
         if scorer is not None:
-            _rate(rows, problems, scorer)
+            _rate(rows, problems, scorer, tokens, out.scored_steps)
         for r in rows:
             r.value = aggregate(r.scores, cfg.aggregate)
         if cfg.lookahead and any(not r.finished for r in rows):
-            _lookahead(engine, rows, problems, scorer, cfg, spent)
+            _lookahead(engine, rows, problems, scorer, cfg, spent, tokens, out.scored_steps)
         for r in rows:
             if r.finished:
                 pool[r.problem].append(r)
@@ -480,6 +566,7 @@ def _search_chunk(
                 "num_tokens": len(r.tokens),
                 "steps": r.steps,
                 "step_scores": r.scores,
+                "step_ends": [None if e is None else e[0] for e in r.ends],  # generated tokens up to each step
                 "logprob": r.logprob,
                 "tokens": r.tokens,
                 "truncated": r.truncated,
@@ -501,6 +588,8 @@ def _lookahead(
     scorer: StepScorer | None,
     cfg: SearchConfig,
     spent: list[int],
+    tokens: _Tokens | None = None,
+    counts: dict[str, int] | None = None,
 ) -> None:
     """Rate each unfinished row by the score of the step ``cfg.lookahead`` greedy steps later, then rewind."""
     state = engine.snapshot()
@@ -513,7 +602,7 @@ def _lookahead(
         if all(a.finished for a in ahead):
             break
     if scorer is not None:
-        _rate(ahead, problems, scorer)
+        _rate(ahead, problems, scorer, tokens, counts)
     for r, a in zip(rows, ahead, strict=True):
         if not r.finished:
             r.value = aggregate(a.scores, "last")

@@ -27,6 +27,9 @@ def test_tiny_test_time_bench_writes_curves_search_points_difficulty_bins_and_th
         "2",
         "--trials",
         "2",
+        "--contrastive",
+        "--contrastive-steps",
+        "2",
     ]
     out = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(tmp_path), *tiny, *train],
@@ -53,10 +56,25 @@ def test_tiny_test_time_bench_writes_curves_search_points_difficulty_bins_and_th
     for verifier in ("orm", "prm"):
         assert {"within_problem_auc", "selection_accuracy"} <= set(result["verifiers"][verifier]["heldout"])
     assert (tmp_path / "test_time.png").stat().st_size > 0
+    # --contrastive: the generative verifier as a best-of-N scorer and as a search guide, trained by train-rm's path
+    for name in ("contrastive", "contrastive_weighted"):
+        assert len(result["curves"][name]) == 4
+    assert [p["n"] for p in result["search"]["contrastive_beam"]] == [4, 8]
+    assert result["verifiers"]["contrastive"]["data"]["train_pairs"] > 0
+    assert "contrastive" in result["verifier_auc_on_test_samples"]
+    assert "best_of_n_contrastive" in result["by_difficulty"]["hard"]["4"]
+    # the PRM (the policy's backbone) and the contrastive verifier share the policy's tokenizer: token ids, no text
+    for guide in ("prm", "contrastive"):
+        counts = result["per_seed"][0]["scored_steps"]
+        assert counts[f"{guide}_tokens"] > 0, counts
 
 
 def test_search_sizes_that_are_not_multiples_of_the_width_are_refused_before_any_work(tmp_path):
     cmd = [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--search-n", "6", "--width", "4"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "multiples of --width 4" in out.stderr
+    assert not (tmp_path / "policy").exists()
+    cmd = [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--search-guides", "contrastive"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "needs --contrastive" in out.stderr
     assert not (tmp_path / "policy").exists()

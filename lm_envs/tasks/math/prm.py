@@ -17,6 +17,24 @@ from collections.abc import Sequence
 
 from lm_envs.core.problem import Problem
 
+#: A probe text two tokenizers must split alike to count as one (with the same byte table).
+_PROBE = "Q: Tom has 12 apples and buys 3 * 4 = 12 more.\n12 + 12 = 24\n#### 24\n"
+
+
+def same_tokenizer(a: object, b: object) -> bool:
+    """Whether two :class:`~lm_envs.core.tokenizer.TextCodec` s map the same ids to the same bytes and split alike.
+
+    Then a verifier with codec ``a`` can read token ids sampled with codec ``b`` as they are.
+    """
+    if a is b:
+        return True
+    return (
+        getattr(a, "vocab_size", None) == getattr(b, "vocab_size", None)
+        and getattr(a, "eos_token_id", None) == getattr(b, "eos_token_id", None)
+        and list(getattr(a, "token_bytes", [])) == list(getattr(b, "token_bytes", []))
+        and a.encode(_PROBE) == b.encode(_PROBE)  # type: ignore[attr-defined]
+    )
+
 
 def step_text(problem: Problem, history: Sequence[str], step: str, separator: str = "\n") -> str:
     """The text a PRM scores for ``step`` after ``history``: prompt, steps so far, separator."""
@@ -39,6 +57,10 @@ def aggregate(probabilities: Sequence[float], how: str) -> float:
     if how == "last":
         return probabilities[-1]
     raise ValueError(f"unknown aggregate {how!r}; choose 'product', 'min' or 'last'.")
+
+
+#: Backbones whose hidden state at a token depends on the tokens up to it only.
+_CAUSAL_TYPES = ("gpt2", "llama", "mistral", "qwen2", "qwen3", "gpt_neox", "gptj", "phi3", "olmo", "smollm3")
 
 
 class LearnedPRM:
@@ -83,6 +105,8 @@ class LearnedPRM:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.token_level, self.device, self.torch = token_level, device, torch
         self.batch_size, self.max_length, self.separator = batch_size, max_length, separator
+        self.path = path
+        self._codec: object | None = None
 
     def probabilities(self, texts: Sequence[str]) -> list[float]:
         """``P(last step correct)`` for each text, in batches of ``batch_size``."""
@@ -111,6 +135,83 @@ class LearnedPRM:
         """One probability per closed step, scored in batched forwards."""
         texts = [step_text(p, h, s, self.separator) for p, h, s in zip(problems, histories, steps, strict=True)]
         return self.probabilities(texts)
+
+    def __call__(
+        self, problems: Sequence[Problem], histories: Sequence[Sequence[str]], steps: Sequence[str]
+    ) -> list[float]:
+        """:meth:`step_probabilities`: a PRM is a step scorer of :func:`agents.search.tree.search`."""
+        return self.step_probabilities(problems, histories, steps)
+
+    def shares_tokenizer(self, codec: object) -> bool:
+        """Whether token ids of ``codec`` (a policy's) can be scored as they are (:meth:`token_step_scores`).
+
+        True when this PRM's tokenizer maps every id to the same bytes and splits text alike, and its
+        backbone is causal (a score read at a token depends on the text up to it only).
+        """
+        config = self.model.config
+        causal = getattr(config, "model_type", "") in _CAUSAL_TYPES or bool(getattr(config, "is_decoder", False))
+        if not causal or not (self.token_level or hasattr(self.model, "score")):
+            return False
+        if self._codec is None:
+            from lm_envs.core.tokenizer import load_codec
+
+            try:
+                self._codec = load_codec(self.path)
+            except Exception:  # a hub name without a local tokenizer file, or a tokenizer the codec cannot read
+                self._codec = False
+        return bool(self._codec) and same_tokenizer(self._codec, codec)
+
+    def token_step_scores(
+        self, contexts: Sequence[Sequence[int]], starts: Sequence[int], ends: Sequence[Sequence[int]]
+    ) -> list[list[float]]:
+        """``P(step correct)`` read in ONE forward per context at each step end, from token ids (no text).
+
+        ``contexts[i]`` is a prompt's and a partial solution's token ids (this PRM's tokenizer: check
+        :meth:`shares_tokenizer`), ``ends[i]`` the token counts after which a step (closed by its separator)
+        ends. With a causal backbone, the score read at token ``e - 1`` of the whole context is the score
+        of the prefix ``context[:e]`` on its own, so every step of a row costs one forward, and nothing is
+        decoded and re-encoded. A prefix longer than ``max_length`` is cut from the left, as
+        :meth:`probabilities` cuts texts. ``starts`` (where the prompt ends) is not needed here.
+        """
+        torch = self.torch
+        del starts
+        jobs: list[tuple[list[int], list[tuple[int, int, int]]]] = []  # (ids, [(row, k, read position)])
+        out: list[list[float]] = [[float("nan")] * len(e) for e in ends]
+        for i, (ids, row_ends) in enumerate(zip(contexts, ends, strict=True)):
+            ids = list(ids)
+            if not row_ends:
+                continue
+            if max(row_ends) <= self.max_length:
+                jobs.append((ids[: max(row_ends)], [(i, k, e - 1) for k, e in enumerate(row_ends)]))
+            else:  # each step on its own window of the last max_length tokens
+                for k, e in enumerate(row_ends):
+                    window = ids[max(0, e - self.max_length) : e]
+                    jobs.append((window, [(i, k, len(window) - 1)]))
+        pad = self.tokenizer.pad_token_id
+        for s in range(0, len(jobs), self.batch_size):
+            chunk = jobs[s : s + self.batch_size]
+            width = max(len(ids) for ids, _ in chunk)
+            batch = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for j, (ids, _) in enumerate(chunk):  # right padding: real tokens never see a pad
+                batch[j, : len(ids)] = torch.tensor(ids)
+                mask[j, : len(ids)] = 1
+            batch, mask = batch.to(self.device), mask.to(self.device)
+            with torch.no_grad():
+                if self.token_level:
+                    logits = self.model(input_ids=batch, attention_mask=mask).logits.float()
+                else:
+                    hidden = self.model.base_model(input_ids=batch, attention_mask=mask).last_hidden_state
+                    logits = self.model.score(hidden).float()
+            if self.num_labels == 1:
+                p = torch.sigmoid(logits[..., 0])
+            else:
+                p = torch.softmax(logits, dim=-1)[..., 1]
+            p = p.cpu()
+            for j, (_, reads) in enumerate(chunk):
+                for i, k, pos in reads:
+                    out[i][k] = float(p[j, pos])
+        return out
 
     def solution_scores(self, problems: Sequence[Problem], completions: Sequence[str], how: str) -> list[float]:
         """Solution-level scores: every step prefix of every completion scored, then aggregated."""

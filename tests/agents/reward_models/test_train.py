@@ -391,11 +391,67 @@ def compose_rm(*overrides):
 def test_every_rm_option_composes_and_validates(option):
     cfg = to_config(compose_rm(f"rm={option}"))
     assert isinstance(cfg, RewardModelConfig) and cfg.kind == option
-    check_config(cfg if option != "prm" else RewardModelConfig(**{**cfg.__dict__, "labels": "rule"}))
+    fixes = {"prm": {"labels": "rule"}, "contrastive": {"policy": "runs/x/policy"}}  # what the option's user sets
+    check_config(RewardModelConfig(**{**cfg.__dict__, **fixes.get(option, {})}))
 
 
 def test_rm_options_cover_every_kind():
-    assert RM_OPTIONS == ["orm", "preference", "prm"]
+    assert RM_OPTIONS == ["contrastive", "orm", "preference", "prm"]
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({}, "set policy=<dir of a causal LM>"),
+        ({"policy": "p", "negatives": 0}, "negatives must be >= 1"),
+        ({"policy": "p", "model": "other"}, "starts from the policy itself"),
+        ({"policy": "p", "objective": "pairwise"}, "has its own objective"),
+    ],
+)
+def test_contrastive_config_errors_name_the_fix(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        check_config(RewardModelConfig(kind="contrastive", **overrides))
+
+
+def test_train_rm_contrastive_from_the_cli_saves_a_verifier_and_reports_it_beside_the_likelihood(tmp_path):
+    # lm-envs train-rm rm=contrastive policy=DIR: the policy fine-tuned on contrastive claim steps, saved as a
+    # causal LM with the policy's tokenizer; held-out metrics beside the policy's own likelihood
+    from agents.cli import main
+    from agents.policy.models import build_default_model, load_model
+    from agents.reward_models.contrastive import LikelihoodStepScorer
+    from lm_envs.core.tokenizer import load_codec, save_codec
+
+    codec = load_codec(None)
+    policy = build_default_model(codec, n_layer=1, n_embd=32, n_head=2)
+    policy.save_pretrained(tmp_path / "policy")
+    save_codec(codec, tmp_path / "policy")
+    out = tmp_path / "verifier"
+    rc = main(
+        [
+            "train-rm",
+            "rm=contrastive",
+            f"policy={tmp_path / 'policy'}",
+            f"hydra.run.dir={out}",
+            "num_problems=3",
+            "samples_per_problem=2",
+            "heldout_problems=3",
+            "steps=3",
+            "batch_size=4",
+            "lr=1e-3",
+        ]
+    )
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["kind"] == "contrastive" and metrics["data"]["train_pairs"] > 0
+    assert metrics["data"]["pair_source"] == "gold"  # a random policy writes no checkable claim
+    held = metrics["heldout"]
+    for key in ("accuracy", "within_problem_auc", "selection_accuracy", "policy_within_problem_auc"):
+        assert key in held
+    assert metrics["history"][-1]["step"] == 3
+    lm = load_model(str(out), load_codec(str(out)))
+    before = dict(policy.named_parameters())
+    assert any(not torch.equal(p, before[n]) for n, p in lm.named_parameters())  # it was fine-tuned
+    assert LikelihoodStepScorer(lm, load_codec(str(out))).shares_tokenizer(codec)
 
 
 @pytest.mark.parametrize("override", ["lrr=0.1", "steps=many", "rm=dpo"])

@@ -130,3 +130,131 @@ def test_the_verifier_steers_beam_search_and_dvts_toward_steps_it_likes(model):
     beam = liked(search(model, ENV, SearchConfig(strategy="beam", n=8, width=4, aggregate="min"), even, indices))
     dvts = liked(search(model, ENV, SearchConfig(strategy="dvts", n=8, width=4, aggregate="min"), even, indices))
     assert beam > bon + 0.15 and dvts > bon + 0.15, (bon, beam, dvts)
+
+
+# ----------------------------------------------------------------------------------------------- token-level scoring
+
+
+@pytest.fixture(scope="module")
+def tiny_prm(tmp_path_factory):
+    """A one-logit GPT-2 PRM over the Math env's own tokenizer, saved and loaded as ``LearnedPRM``."""
+    from agents.reward_models.train import RewardModelConfig, build_reward_model
+    from lm_envs.tasks.math.prm import LearnedPRM
+
+    path = tmp_path_factory.mktemp("prm")
+    model, tokenizer = build_reward_model(
+        RewardModelConfig(kind="prm", output_dir=str(path), n_layer=1, n_embd=32, n_head=2, max_length=256)
+    )
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return LearnedPRM(str(path), max_length=256)
+
+
+class TextOnly:
+    """A scorer that hides another's token path: every step is scored from decoded text."""
+
+    def __init__(self, scorer):
+        self.scorer, self.calls = scorer, 0
+
+    def __call__(self, problems, histories, steps):
+        self.calls += len(steps)
+        return self.scorer(problems, histories, steps)
+
+
+def _plain_score(scorer, context, start):
+    """What a scorer says of ``context`` (ids) from a plain forward over exactly those ids."""
+    with torch.no_grad():
+        if hasattr(scorer, "model"):  # LearnedPRM: the classifier's own last-token readout
+            return float(torch.sigmoid(scorer.model(input_ids=torch.tensor([context])).logits[0, 0]))
+        logits = scorer.lm(input_ids=torch.tensor([context])).logits[0, :-1].float()
+        lp = torch.log_softmax(logits, -1).gather(1, torch.tensor(context[1:])[:, None])[:, 0]
+        return float(torch.exp(lp[start - 1 :].mean()))
+
+
+@pytest.mark.parametrize("kind", ["prm", "likelihood"])
+def test_search_scores_steps_on_the_policys_own_token_ids(model, tiny_prm, kind):
+    # a scorer that shares the policy's tokenizer reads the sampled ids in one forward per row (no decode /
+    # re-encode): every step's score is the scorer's verdict on prompt ids + the row's ids up to that step
+    from agents.reward_models.contrastive import LikelihoodStepScorer
+
+    env = gym.make(ENV).unwrapped
+    codec = env.codec
+    scorer = tiny_prm if kind == "prm" else LikelihoodStepScorer(model.lm, codec)
+    cfg = SearchConfig(strategy="beam", n=4, width=2, aggregate="min")
+    result = search(model, ENV, cfg, scorer, [0, 1], seed=3)
+    assert result.scored_steps["tokens"] > 0
+    ids, mask = prompts([0, 1])
+    checked = 0
+    for p, cands in enumerate(result.candidates):
+        prompt_ids = ids[p][mask[p].bool()].tolist()
+        for c in cands:
+            for k, end in enumerate(c["step_ends"]):
+                if end is None:
+                    continue
+                by_eos = c["tokens"][end : end + 1] == [codec.eos_token_id]  # read closed by the separator
+                context = prompt_ids + c["tokens"][:end] + (codec.encode("\n") if by_eos else [])
+                assert c["step_scores"][k] == pytest.approx(_plain_score(scorer, context, len(prompt_ids)), abs=2e-5)
+                checked += 1
+    assert checked >= 10
+
+
+@pytest.mark.parametrize("kind", ["prm", "likelihood"])
+def test_token_path_equals_the_text_path_where_text_re_encodes_to_the_same_ids(model, tiny_prm, kind):
+    from agents.reward_models.contrastive import LikelihoodStepScorer
+
+    env = gym.make(ENV).unwrapped
+    codec = env.codec
+    scorer = tiny_prm if kind == "prm" else LikelihoodStepScorer(model.lm, codec)
+    problem = env.task.problem("test", 0)
+    steps = list(problem.steps)
+    prompt_ids = codec.encode(problem.prompt)
+    context = codec.encode(problem.prompt + "".join(s + "\n" for s in steps))
+    ends = [len(codec.encode(problem.prompt + "".join(s + "\n" for s in steps[: k + 1]))) for k in range(len(steps))]
+    assert context[: len(prompt_ids)] == prompt_ids and all(
+        context[:e] == codec.encode(problem.prompt + "".join(s + "\n" for s in steps[: k + 1]))
+        for k, e in enumerate(ends)
+    )
+    got = scorer.token_step_scores([context], [len(prompt_ids)], [ends])[0]
+    want = [TextOnly(scorer)([problem], [steps[:k]], [steps[k]])[0] for k in range(len(steps))]
+    assert len(steps) >= 2 and got == pytest.approx(want, abs=2e-5)
+
+
+def test_a_scorer_with_another_tokenizer_gets_text(model, tiny_prm, monkeypatch):
+    from agents.search.tree import reads_tokens
+
+    env = gym.make(ENV).unwrapped
+    assert reads_tokens(tiny_prm, env.codec)
+    monkeypatch.setattr(tiny_prm, "shares_tokenizer", lambda codec: False)
+    assert not reads_tokens(tiny_prm, env.codec)
+    result = search(model, ENV, SearchConfig(strategy="beam", n=4, width=2), tiny_prm, [0], seed=1)
+    assert result.scored_steps["tokens"] == 0 and result.scored_steps["text"] > 0
+    plain = TextOnly(tiny_prm)  # a plain callable has no token path either
+    assert not reads_tokens(plain, env.codec)
+    search(model, ENV, SearchConfig(strategy="beam", n=4, width=2), plain, [0], seed=1)
+    assert plain.calls > 0
+
+
+def test_token_path_cuts_long_prefixes_from_the_left_like_the_text_path(tiny_prm):
+    env = gym.make(ENV).unwrapped
+    ids = env.codec.encode("Q: 1 + 1?\n" + "1 + 1 = 2\n" * 40)
+    ends = [12, 150, len(ids)]
+    tiny_prm.max_length = 64
+    try:
+        got = tiny_prm.token_step_scores([ids], [0], [ends])[0]
+        texts = [env.codec.decode(ids[max(0, e - 64) : e]) for e in ends]
+        want = [tiny_prm.probabilities([t])[0] for t in texts]
+    finally:
+        tiny_prm.max_length = 256
+    assert env.codec.encode(texts[1]) == ids[150 - 64 : 150]  # the windows re-encode to themselves
+    assert got == pytest.approx(want, abs=2e-5)
+
+
+def test_same_tokenizer_tells_another_vocabulary_apart(tmp_path):
+    from lm_envs.core.tokenizer import codec_from_tokenizers_file, load_codec, train_bpe
+    from lm_envs.tasks.math.prm import same_tokenizer
+
+    codec = load_codec(None)
+    assert same_tokenizer(codec, codec) and same_tokenizer(codec, load_codec(None))
+    other = tmp_path / "tokenizer.json"
+    other.write_text(train_bpe(["Q: 12 + 3 = 15\n#### 15\n"] * 50, vocab_size=300).to_str())
+    assert not same_tokenizer(codec, codec_from_tokenizers_file(other))
