@@ -22,6 +22,9 @@ def test_quick_run_writes_the_contract_json_and_png_with_pgr_by_hand(tmp_path, c
                 by_hand = [(b - a) / (d - a) if d > a else float("nan") for a, b, d in zip(w, s, c, strict=True)]
                 got = arms[f"pgr_{prefix}{student}_{metric}"]["per_seed"]
                 assert got == pytest.approx(by_hand, nan_ok=True)
+            w, s = (arms[f"{prefix}{k}_accuracy"]["per_seed"] for k in ("weak", student))
+            diff = arms[f"{prefix}{student}_minus_weak_accuracy"]["per_seed"]
+            assert diff == pytest.approx([b - a for a, b in zip(w, s, strict=True)])
     # the trained models are where the summary says, the students trained on the weak model's labels
     raw = result["per_seed_raw"][0]
     assert set(raw["accuracy"]) == {"weak", "intermediate", "w2s", "w2s_conf", "bootstrap", "ceiling"}
