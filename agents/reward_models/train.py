@@ -94,6 +94,10 @@ class RewardModelConfig:
     # train only the one-output head on the frozen backbone's last-token features (a linear probe; each text goes
     # through the backbone once, so a pretrained 135M backbone costs forwards, not backward passes)
     freeze_backbone: bool = False
+    # LoRA adapters (rank lora_r, scale lora_alpha / lora_r) on every linear layer of the backbone, the head trained
+    # whole; merged into the weights when saved (a plain transformers model). 0: every weight trains
+    lora_r: int = 0
+    lora_alpha: float = 32.0
     # --- preference data
     data: str | None = None  # chosen/rejected JSONL; None: the synthetic set (hidden gold rubric)
     num_pairs: int = 2000  # synthetic pairs for training
@@ -150,6 +154,10 @@ def check_config(cfg: RewardModelConfig) -> None:
         raise ValueError("objective=pairwise compares whole solutions of one problem: use it with rm=orm.")
     if cfg.pair_offset < 0:
         raise ValueError(f"pair_offset must be >= 0, got {cfg.pair_offset}.")
+    if cfg.lora_r < 0 or cfg.lora_alpha <= 0:
+        raise ValueError(f"lora_r must be >= 0 (0: no adapter) and lora_alpha > 0, got {cfg.lora_r}, {cfg.lora_alpha}.")
+    if cfg.lora_r and cfg.freeze_backbone:
+        raise ValueError("freeze_backbone=true trains the head alone; drop lora_r (adapters) or freeze_backbone.")
     if not 0.0 <= cfg.conf_coef <= 1.0:
         raise ValueError(f"conf_coef is a mixing weight in [0, 1], got {cfg.conf_coef}.")
     if cfg.label_model is not None and (cfg.kind == "prm" or cfg.objective == "pairwise"):
@@ -352,13 +360,14 @@ def classifier_head(model: torch.nn.Module) -> torch.nn.Module:
     """The one-output head of a ``*ForSequenceClassification`` model (``score``: GPT-2, Llama, Qwen, ...).
 
     Raises:
-        ValueError: For a classifier whose head has another name (freeze_backbone cannot find what to train).
+        ValueError: For a classifier whose head has another name (freeze_backbone and lora_r cannot find it).
     """
     head = getattr(model, "score", None)
     if not isinstance(head, torch.nn.Module):
         raise ValueError(
-            f"{type(model).__name__} has no `score` head; freeze_backbone=true needs a causal-LM backbone's sequence "
-            "classifier (GPT-2, Llama, Qwen, SmolLM2, ...). Use freeze_backbone=false for this model."
+            f"{type(model).__name__} has no `score` head; freeze_backbone=true and lora_r need a causal-LM "
+            "backbone's sequence classifier (GPT-2, Llama, Qwen, SmolLM2, ...). Train every weight of this model "
+            "(freeze_backbone=false lora_r=0)."
         )
     return head
 
@@ -421,8 +430,16 @@ def score_function(cfg: RewardModelConfig, model: torch.nn.Module, tokenizer: An
 
     With ``freeze_backbone`` every backbone weight stops training (``requires_grad`` off) and the head is the
     only trainable module; the head of :func:`head_features` is the model's score, so training and held-out
-    scores are what the saved model computes.
+    scores are what the saved model computes. With ``lora_r`` the backbone's linear layers get adapters
+    (:func:`agents.policy.lora.add_lora`, everything else frozen) and the head trains whole.
     """
+    if cfg.lora_r:
+        from agents.policy.lora import LoRASection, add_lora
+
+        head = classifier_head(model)
+        add_lora(model, LoRASection(r=cfg.lora_r, alpha=cfg.lora_alpha), seed=cfg.seed)
+        for p in head.parameters():  # the fresh head trains whole (peft may have wrapped it too)
+            p.requires_grad_(True)
     if not cfg.freeze_backbone:
         return lambda texts: score_texts(model, tokenizer, texts, cfg.max_length)
     head = classifier_head(model)
@@ -1147,6 +1164,10 @@ def train_reward_model(
     model.config.lm_envs_kind = cfg.kind
     model.config.lm_envs_chat_template = bool(data_info.get("chat_template", False))  # how its prompts looked
     model.eval()
+    if cfg.lora_r:
+        from agents.policy.lora import merge_lora
+
+        model = merge_lora(model)  # a plain transformers classifier computing what the adapted one computed
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     result = {

@@ -581,3 +581,32 @@ def test_a_chat_template_student_trains_its_head_on_rendered_pairs_labelled_by_a
     # chat_template=false keeps plain prompts with the same backbone
     cfg_plain = RewardModelConfig(output_dir=str(tmp_path / "p2"), model=backbone, chat_template=False, **settings)
     assert not train_reward_model(cfg_plain)["data"]["chat_template"]
+
+
+def test_lora_adapters_train_and_the_saved_model_is_the_merged_adapted_one(tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lm_envs.tasks.chat.reward import prepare_tokenizer
+
+    backbone = chat_backbone(tmp_path / "backbone")
+    cfg = RewardModelConfig(
+        output_dir=str(tmp_path / "rm"), model=backbone, lora_r=4, num_pairs=32, steps=3, batch_size=4, lr=1e-2, **TINY
+    )
+    result = train_reward_model(cfg)
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm")
+    tok = prepare_tokenizer(AutoTokenizer.from_pretrained(tmp_path / "rm"), saved)
+    assert not any("lora_" in k for k in saved.state_dict())  # merged: a plain transformers classifier
+    from agents.reward_models.train import preference_data
+
+    held = preference_data(cfg, backbone)[1]
+    assert result["heldout"]["accuracy"] == pytest.approx(evaluate_pairs(saved, tok, held, 192)["accuracy"])
+    assert result["heldout"]["reward_mean"] == pytest.approx(evaluate_pairs(saved, tok, held, 192)["reward_mean"])
+    before = load_file(str(Path(backbone) / "model.safetensors"))
+    changed = [k for k in before if k in saved.state_dict() and not torch.equal(before[k], saved.state_dict()[k])]
+    assert changed and all(k.endswith("weight") for k in changed)  # adapted linear weights moved, nothing else
+    assert not any("ln_" in k or "wpe" in k or "wte" in k for k in changed)
+    with pytest.raises(ValueError, match="freeze_backbone"):
+        check_config(RewardModelConfig(lora_r=4, freeze_backbone=True))
+    with pytest.raises(ValueError, match="lora_r"):
+        check_config(RewardModelConfig(lora_r=-1))
