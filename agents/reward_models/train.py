@@ -89,12 +89,23 @@ class RewardModelConfig:
     threads: int | None = 1  # torch CPU threads (None: torch's default)
     device: str = "cpu"
     # --- the model: a one-output sequence classifier over a causal LM backbone
-    model: str | None = None  # name or path (e.g. an SFT'd policy); None: a fresh tiny GPT-2 from the config below
+    # name or path (e.g. an SFT'd policy), a shipped alias (smollm2) or a .gguf file; None: a fresh tiny GPT-2
+    model: str | None = None
     tokenizer: str | None = None  # None: the model's own (or the embedded default for model=None)
     n_layer: int = 4  # tiny default config (agents.policy.models.DEFAULT_MODEL)
     n_embd: int = 256
     n_head: int = 4
     max_length: int = 512  # longer texts are cut from the left (the response end matters most)
+    # synthetic pairs: render each prompt through the tokenizer's chat template when it has one (as the chat env
+    # renders prompts for a policy with that tokenizer); the embedded default has none (plain "User: ... Assistant:")
+    chat_template: bool = True
+    # train only the one-output head on the frozen backbone's last-token features (a linear probe; each text goes
+    # through the backbone once, so a pretrained 135M backbone costs forwards, not backward passes)
+    freeze_backbone: bool = False
+    # LoRA adapters (rank lora_r, scale lora_alpha / lora_r) on every linear layer of the backbone, the head trained
+    # whole; merged into the weights when saved (a plain transformers model). 0: every weight trains
+    lora_r: int = 0
+    lora_alpha: float = 32.0
     # --- preference data
     data: str | None = None  # chosen/rejected JSONL; None: the synthetic set (hidden gold rubric)
     num_pairs: int = 2000  # synthetic pairs for training
@@ -168,6 +179,10 @@ def check_config(cfg: RewardModelConfig) -> None:
         raise ValueError("objective=pairwise compares whole solutions of one problem: use it with rm=orm.")
     if cfg.pair_offset < 0:
         raise ValueError(f"pair_offset must be >= 0, got {cfg.pair_offset}.")
+    if cfg.lora_r < 0 or cfg.lora_alpha <= 0:
+        raise ValueError(f"lora_r must be >= 0 (0: no adapter) and lora_alpha > 0, got {cfg.lora_r}, {cfg.lora_alpha}.")
+    if cfg.lora_r and cfg.freeze_backbone:
+        raise ValueError("freeze_backbone=true trains the head alone; drop lora_r (adapters) or freeze_backbone.")
     if not 0.0 <= cfg.conf_coef <= 1.0:
         raise ValueError(f"conf_coef is a mixing weight in [0, 1], got {cfg.conf_coef}.")
     if cfg.label_model is not None and (cfg.kind == "prm" or cfg.objective == "pairwise"):
@@ -333,17 +348,20 @@ def build_reward_model(cfg: RewardModelConfig) -> tuple[torch.nn.Module, Any]:
     else:
         from transformers import AutoConfig
 
+        from agents.policy.pretrained import resolve_model
+
+        source = resolve_model(cfg.model)  # a shipped alias or a .gguf file: its converted directory
         try:
-            config = AutoConfig.from_pretrained(cfg.model)
+            config = AutoConfig.from_pretrained(source)
             if any("ForSequenceClassification" in a for a in config.architectures or []) and config.num_labels != 1:
                 raise ValueError(
                     f"the model at {cfg.model!r} is a classifier with {config.num_labels} outputs; a reward model "
                     "needs exactly one (num_labels=1). Start from its causal LM backbone instead, or from a "
                     "one-output reward model."
                 )
-            tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.model)
+            tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.tokenizer) or source)
             torch.manual_seed(cfg.seed)  # the fresh head's initialisation
-            model = AutoModelForSequenceClassification.from_pretrained(cfg.model, num_labels=1)
+            model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
         except OSError as e:
             raise ValueError(
                 f"cannot load the reward-model backbone {cfg.model!r}: {e}. Give a local directory with a "
@@ -363,13 +381,115 @@ def score_texts(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], ma
     return model(**enc.to(device)).logits[:, 0].float()
 
 
+def classifier_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The one-output head of a ``*ForSequenceClassification`` model (``score``: GPT-2, Llama, Qwen, ...).
+
+    Raises:
+        ValueError: For a classifier whose head has another name (freeze_backbone and lora_r cannot find it).
+    """
+    head = getattr(model, "score", None)
+    if not isinstance(head, torch.nn.Module):
+        raise ValueError(
+            f"{type(model).__name__} has no `score` head; freeze_backbone=true and lora_r need a causal-LM "
+            "backbone's sequence classifier (GPT-2, Llama, Qwen, SmolLM2, ...). Train every weight of this model "
+            "(freeze_backbone=false lora_r=0)."
+        )
+    return head
+
+
+#: Last-token features of one frozen backbone, by text: ``(backbone, tokenizer, max_length)`` and the rows.
+_FEATURES: dict[str, Any] = {"key": None, "rows": {}}
+
+
+@torch.no_grad()
+def head_features(
+    model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 32
+) -> torch.Tensor:
+    """What the classifier head reads for each text: the hidden state at the last real token, ``(len(texts), H)``.
+
+    ``classifier_head(model)(features)`` is the model's score: each batch is checked against the model's own
+    logits, so the features are exactly what a frozen-backbone reward model's head trains on. A pretrained
+    backbone (``model`` a path) keeps its features for the process (one backbone at a time), so models that
+    share it (several heads on the same pairs) run each text through it once.
+
+    Raises:
+        ValueError: When the head of the features does not reproduce the model's scores (a classifier that
+            pools differently from transformers' last-real-token rule).
+    """
+    head = classifier_head(model)
+    source = getattr(model, "name_or_path", "") or ""
+    key = (source, getattr(tokenizer, "name_or_path", ""), max_length) if source else None
+    if key is None or _FEATURES["key"] != key:
+        _FEATURES.update(key=key, rows={})
+    rows: dict[str, torch.Tensor] = _FEATURES["rows"] if key is not None else {}
+    todo = sorted(dict.fromkeys(t for t in texts if t not in rows), key=len)  # similar lengths: little padding
+    device = next(model.parameters()).device
+    seen: dict[str, torch.Tensor] = {}
+    hook = head.register_forward_hook(lambda module, args, out: seen.update(x=args[0]))
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+            ids = enc["input_ids"].to(device)
+            logits = model(**enc.to(device)).logits[:, 0].float()
+            x = seen["x"]
+            if x.dim() == 3:  # the head ran on every position; transformers then reads the last real token
+                real = (ids != model.config.pad_token_id).int() * torch.arange(ids.shape[1], device=device)
+                x = x[torch.arange(len(chunk), device=device), real.argmax(-1)]
+            if not torch.allclose(head(x)[:, 0].float(), logits, rtol=1e-4, atol=1e-4):
+                raise ValueError(
+                    f"{type(model).__name__}'s head does not read the last real token's hidden state, so "
+                    "freeze_backbone=true cannot cache its features; use freeze_backbone=false for this model."
+                )
+            rows.update(zip(chunk, x.detach(), strict=True))
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return torch.stack([rows[t] for t in texts]) if texts else torch.zeros(0, head.in_features)
+
+
+def score_function(cfg: RewardModelConfig, model: torch.nn.Module, tokenizer: Any) -> Callable[..., torch.Tensor]:
+    """``texts -> scores`` for training: full forwards, or with ``freeze_backbone`` the head on cached features.
+
+    With ``freeze_backbone`` every backbone weight stops training (``requires_grad`` off) and the head is the
+    only trainable module; the head of :func:`head_features` is the model's score, so training and held-out
+    scores are what the saved model computes. With ``lora_r`` the backbone's linear layers get adapters
+    (:func:`agents.policy.lora.add_lora`, everything else frozen) and the head trains whole.
+    """
+    if cfg.lora_r:
+        from agents.policy.lora import LoRASection, add_lora
+
+        head = classifier_head(model)
+        add_lora(model, LoRASection(r=cfg.lora_r, alpha=cfg.lora_alpha), seed=cfg.seed)
+        for p in head.parameters():  # the fresh head trains whole (peft may have wrapped it too)
+            p.requires_grad_(True)
+    if not cfg.freeze_backbone:
+        return lambda texts: score_texts(model, tokenizer, texts, cfg.max_length)
+    head = classifier_head(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in head.parameters():
+        p.requires_grad_(True)
+    return lambda texts: head(head_features(model, tokenizer, texts, cfg.max_length))[:, 0].float()
+
+
 # ============================================================================================
 # Preference data
 # ============================================================================================
 
 
-def preference_data(cfg: RewardModelConfig) -> tuple[list[PreferencePair], list[PreferencePair]]:
-    """Train and held-out pairs: the JSONL file split by ``heldout``, or the synthetic train/test splits."""
+def preference_data(
+    cfg: RewardModelConfig, chat_template: str | None = None
+) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """Train and held-out pairs: the JSONL file split by ``heldout``, or the synthetic train/test splits.
+
+    Args:
+        cfg: The run's settings.
+        chat_template: Synthetic pairs: a tokenizer (name or directory) whose chat template renders each prompt
+            (the same pairs, responses and order; only the prompt text changes); ``None``: the plain template.
+    """
     if cfg.data is not None:
         pairs = load_preference_jsonl(cfg.data)
         order = random.Random(cfg.seed).sample(range(len(pairs)), len(pairs))
@@ -377,22 +497,30 @@ def preference_data(cfg: RewardModelConfig) -> tuple[list[PreferencePair], list[
         if len(pairs) - n_held < 1:
             raise ValueError(f"{cfg.data} has {len(pairs)} pair(s); training needs at least 2 (one held out).")
         return [pairs[i] for i in order[n_held:]], [pairs[i] for i in order[:n_held]]
+    from lm_envs.tasks.chat.task import SyntheticInstructions
+
+    task = SyntheticInstructions(chat_template=chat_template)
     n_held = min(200, max(1, round(cfg.heldout * cfg.num_pairs)))
     return (
-        synthetic_preferences(cfg.pair_offset + cfg.num_pairs, seed=cfg.seed, split="train")[cfg.pair_offset :],
-        synthetic_preferences(n_held, seed=cfg.seed, split="test"),
+        synthetic_preferences(cfg.pair_offset + cfg.num_pairs, seed=cfg.seed, split="train", task=task)[
+            cfg.pair_offset :
+        ],
+        synthetic_preferences(n_held, seed=cfg.seed, split="test", task=task),
     )
 
 
-@torch.no_grad()
-def weak_labels(cfg: RewardModelConfig, texts: Sequence[str], pairs: bool) -> list[float]:
-    """The label model's probabilities: ``sigmoid(r(a) - r(b))`` for consecutive text pairs, else ``sigmoid(logit)``.
+def template_source(tokenizer: Any, wanted: bool = True) -> str | None:
+    """The tokenizer (name or directory) whose chat template renders synthetic prompts, or ``None`` (plain).
 
-    Args:
-        cfg: Its ``label_model`` (a reward-model directory) and ``max_length``.
-        texts: The training texts (``[a_1, b_1, a_2, b_2, ...]`` when ``pairs``).
-        pairs: Preference pairs (one label per pair) or classifier texts (one label per text).
+    ``None`` unless ``wanted`` and the tokenizer has a chat template (the embedded default has none).
     """
+    if not wanted or not getattr(tokenizer, "chat_template", None):
+        return None
+    return str(tokenizer.name_or_path)
+
+
+def load_label_model(cfg: RewardModelConfig) -> tuple[torch.nn.Module, Any]:
+    """The label model (``cfg.label_model``) and its tokenizer, ready to score."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
@@ -404,6 +532,36 @@ def weak_labels(cfg: RewardModelConfig, texts: Sequence[str], pairs: bool) -> li
             "with `lm-envs train-rm` (the weak supervisor), or label_model=null for the data's own labels."
         ) from e
     check_reward_model(model, tokenizer, str(cfg.label_model))
+    return model, tokenizer
+
+
+def label_pairs(
+    cfg: RewardModelConfig, pairs: list[PreferencePair], model: torch.nn.Module, tokenizer: Any
+) -> list[PreferencePair]:
+    """The training pairs as the label model saw its own: rendered with its chat template if it trained with one.
+
+    A reward model trained here records ``lm_envs_chat_template`` in its config (older ones: plain prompts), so a
+    weak supervisor without a template labels the same pairs a chat-template student trains on.
+    """
+    if cfg.data is not None:
+        return pairs
+    source = template_source(tokenizer, bool(getattr(model.config, "lm_envs_chat_template", False)))
+    return preference_data(cfg, source)[0]
+
+
+@torch.no_grad()
+def weak_labels(
+    cfg: RewardModelConfig, texts: Sequence[str], pairs: bool, labeller: tuple[torch.nn.Module, Any] | None = None
+) -> list[float]:
+    """The label model's probabilities: ``sigmoid(r(a) - r(b))`` for consecutive text pairs, else ``sigmoid(logit)``.
+
+    Args:
+        cfg: Its ``label_model`` (a reward-model directory) and ``max_length``.
+        texts: The training texts (``[a_1, b_1, a_2, b_2, ...]`` when ``pairs``).
+        pairs: Preference pairs (one label per pair) or classifier texts (one label per text).
+        labeller: The label model and its tokenizer when already loaded (:func:`load_label_model`).
+    """
+    model, tokenizer = labeller or load_label_model(cfg)
     scores = torch.cat(
         [score_texts(model, tokenizer, texts[i : i + 128], cfg.max_length) for i in range(0, len(texts), 128)]
     )
@@ -706,15 +864,22 @@ def math_examples(cfg: RewardModelConfig, solutions: Sequence[Solution], complet
 
 
 @torch.no_grad()
+@torch.no_grad()
 def evaluate_pairs(
-    model: torch.nn.Module, tokenizer: Any, pairs: Sequence[PreferencePair], max_length: int, batch_size: int = 64
+    model: torch.nn.Module,
+    tokenizer: Any,
+    pairs: Sequence[PreferencePair],
+    max_length: int,
+    batch_size: int = 64,
+    score: Callable[[Sequence[str]], torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """Held-out pair accuracy and the score mean/std over both sides of every pair."""
+    """Held-out pair accuracy and the score mean/std over both sides of every pair (``score``: texts -> scores)."""
     model.eval()
+    score = score or (lambda texts: score_texts(model, tokenizer, texts, max_length))
     rc, rr = [], []
     for s in range(0, len(pairs), batch_size):
         chunk = pairs[s : s + batch_size]
-        r = score_texts(model, tokenizer, [t for p in chunk for t in p.texts()], max_length).view(-1, 2)
+        r = score([t for p in chunk for t in p.texts()]).view(-1, 2)
         rc.append(r[:, 0])
         rr.append(r[:, 1])
     c, r = torch.cat(rc), torch.cat(rr)
@@ -987,14 +1152,21 @@ def train_reward_model(
 
     # --- data -------------------------------------------------------------------------------------
     if cfg.kind == "preference":
-        train_pairs, held_pairs = preference_data(cfg)
+        rendered = template_source(tokenizer, cfg.chat_template)
+        train_pairs, held_pairs = preference_data(cfg, rendered)
         for i, p in enumerate(train_pairs):
             check_pair(p, where=f"training pair {i}")
         n_train = len(train_pairs)
-        data_info: dict[str, Any] = {"train_pairs": n_train, "heldout_pairs": len(held_pairs)}
+        data_info: dict[str, Any] = {
+            "train_pairs": n_train,
+            "heldout_pairs": len(held_pairs),
+            "chat_template": rendered is not None and cfg.data is None,
+        }
         pair_labels = None  # weak supervision: P(chosen beats rejected) by the label model
         if cfg.label_model is not None:
-            pair_labels = weak_labels(cfg, [t for p in train_pairs for t in p.texts()], pairs=True)
+            labeller = load_label_model(cfg)
+            seen = label_pairs(cfg, train_pairs, *labeller)  # the same pairs, rendered as the label model trained
+            pair_labels = weak_labels(cfg, [t for p in seen for t in p.texts()], pairs=True, labeller=labeller)
             data_info["label_agreement"] = float(np.mean(np.asarray(pair_labels) > 0.5))
     else:
         task = gym.make(cfg.env_id).unwrapped.task
@@ -1039,12 +1211,17 @@ def train_reward_model(
         log(0, {f"data/{k}": float(v) for k, v in data_info.items()})
 
     # --- optimisation -----------------------------------------------------------------------------
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    score = score_function(cfg, model, tokenizer)  # texts -> (len,) scores, with grad where the model trains
+    if cfg.freeze_backbone:  # the head alone trains, on features computed once per text
+        texts = [t for p in train_pairs for t in p.texts()] if cfg.kind == "preference" else train_texts
+        head_features(model, tokenizer, texts, cfg.max_length)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))  # warm-up, cosine to 10%
 
     def evaluate() -> dict[str, float]:
         if cfg.kind == "preference":
-            return evaluate_pairs(model, tokenizer, held_pairs, cfg.max_length)
+            return evaluate_pairs(model, tokenizer, held_pairs, cfg.max_length, score=score)
         metrics = evaluate_classifier(model, tokenizer, held_texts, held_labels, cfg.max_length)
         return {**metrics, **selection_metrics(model, tokenizer, cfg, held_sol)}
 
@@ -1070,7 +1247,7 @@ def train_reward_model(
         if cfg.kind == "preference":
             batch = [train_pairs[i] for i in idx]
             # Chosen and rejected in one forward: [c_1, r_1, c_2, r_2, ...].
-            r = score_texts(model, tokenizer, [t for p in batch for t in p.texts()], cfg.max_length).view(-1, 2)
+            r = score([t for p in batch for t in p.texts()]).view(-1, 2)
             margins = torch.tensor([p.margin for p in batch], device=r.device) + cfg.margin
             loss, metrics = bradley_terry_loss(r[:, 0], r[:, 1], margins, cfg.center_coef)
             if pair_labels is not None or cfg.conf_coef:  # soft (weak) labels and the confidence loss, on r+ - r-
@@ -1082,10 +1259,10 @@ def train_reward_model(
         elif pairs:  # a right and a wrong solution of one problem in each pair: [r_1, w_1, r_2, w_2, ...]
             chosen = [pairs[k] for k in rng.integers(len(pairs), size=max(1, cfg.batch_size // 2))]
             texts = [train_texts[int(rng.choice(side))] for right, wrong in chosen for side in (right, wrong)]
-            r = score_texts(model, tokenizer, texts, cfg.max_length).view(-1, 2)
+            r = score(texts).view(-1, 2)
             loss, metrics = bradley_terry_loss(r[:, 0], r[:, 1], cfg.margin, cfg.center_coef)
         else:
-            logits = score_texts(model, tokenizer, [train_texts[i] for i in idx], cfg.max_length)
+            logits = score([train_texts[i] for i in idx])
             y = torch.tensor([train_labels[i] for i in idx], device=logits.device)
             loss = confidence_loss(logits, y, conf_alpha(step, cfg.steps, cfg.conf_coef))
             metrics = {"accuracy": float(((logits > 0) == (y > 0.5)).float().mean())}
@@ -1109,7 +1286,12 @@ def train_reward_model(
     model.config.reward_mean, model.config.reward_std = held["reward_mean"], held["reward_std"]
     model.config.heldout_accuracy = held["accuracy"]
     model.config.lm_envs_kind = cfg.kind
+    model.config.lm_envs_chat_template = bool(data_info.get("chat_template", False))  # how its prompts looked
     model.eval()
+    if cfg.lora_r:
+        from agents.policy.lora import merge_lora
+
+        model = merge_lora(model)  # a plain transformers classifier computing what the adapted one computed
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     result = {

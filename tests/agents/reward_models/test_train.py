@@ -569,3 +569,100 @@ def test_weak_labels_replace_the_gold_order_and_held_out_stays_gold(tmp_path):
         check_config(RewardModelConfig(conf_coef=2.0))
     with pytest.raises(ValueError, match="label_model"):
         check_config(RewardModelConfig(kind="prm", label_model=str(weak)))
+
+
+# ------------------------------------------------------------------------ pretrained students (chat template, probe)
+
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def chat_backbone(path: Path) -> str:
+    """A tiny GPT-2 causal LM saved with the embedded tokenizer and a ChatML template: a stand-in pretrained model."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    import lm_envs
+    from lm_envs.core.tokenizer import save_codec
+
+    codec = lm_envs.load_codec()
+    save_codec(codec, path)
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    (path / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": CHATML}))
+    torch.manual_seed(0)
+    gpt = GPT2Config(vocab_size=codec.vocab_size, n_layer=1, n_embd=32, n_head=2, n_positions=192)
+    GPT2LMHeadModel(gpt).save_pretrained(path)
+    return str(path)
+
+
+def test_a_chat_template_student_trains_its_head_on_rendered_pairs_labelled_by_a_plain_weak_model(tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from agents.reward_models.train import head_features, label_pairs, load_label_model, preference_data, score_texts
+    from lm_envs.tasks.chat.reward import prepare_tokenizer
+
+    backbone = chat_backbone(tmp_path / "backbone")
+    weak = tmp_path / "weak"
+    train_reward_model(RewardModelConfig(output_dir=str(weak), num_pairs=32, steps=2, batch_size=4, **TINY))
+    settings = dict(num_pairs=32, pair_offset=32, steps=3, batch_size=4, lr=1e-2, label_model=str(weak), **TINY)
+    cfg = RewardModelConfig(output_dir=str(tmp_path / "student"), model=backbone, freeze_backbone=True, **settings)
+    result = train_reward_model(cfg)
+    plain = train_reward_model(RewardModelConfig(output_dir=str(tmp_path / "plain"), **settings))
+    assert result["data"]["chat_template"] and not plain["data"]["chat_template"]
+    # the weak model labelled the pairs as it was trained (plain prompts): the same labels for both students
+    assert result["data"]["label_agreement"] == plain["data"]["label_agreement"]
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "student")
+    tok = prepare_tokenizer(AutoTokenizer.from_pretrained(tmp_path / "student"), student)
+    assert student.config.lm_envs_chat_template is True
+    train, held = preference_data(cfg, backbone)
+    assert train[0].prompt.startswith("<|im_start|>user\n") and train[0].prompt.endswith("<|im_start|>assistant\n")
+    assert [p.chosen for p in train] == [p.chosen for p in preference_data(cfg)[0]]  # only the prompts differ
+    assert [p.prompt for p in label_pairs(cfg, train, *load_label_model(cfg))] == [
+        p.prompt for p in preference_data(cfg)[0]
+    ]
+    # held-out accuracy is the saved model's own, on the rendered test pairs
+    assert result["heldout"]["accuracy"] == pytest.approx(evaluate_pairs(student, tok, held, 192)["accuracy"])
+    # freeze_backbone: every weight but the head is the backbone's, the head trained
+    before, after = load_file(str(Path(backbone) / "model.safetensors")), student.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k in after and "lm_head" not in k)
+    assert sum(k in after for k in before) >= len(after) - 1  # all but the new head came from the backbone
+    initial, _ = build_reward_model(cfg)  # the head as seeded before training
+    assert not torch.equal(initial.score.weight, student.score.weight)
+    texts = [t for p in held[:4] for t in p.texts()]
+    assert torch.allclose(
+        student.score(head_features(student, tok, texts, 192))[:, 0], score_texts(student, tok, texts, 192)
+    )
+    # chat_template=false keeps plain prompts with the same backbone
+    cfg_plain = RewardModelConfig(output_dir=str(tmp_path / "p2"), model=backbone, chat_template=False, **settings)
+    assert not train_reward_model(cfg_plain)["data"]["chat_template"]
+
+
+def test_lora_adapters_train_and_the_saved_model_is_the_merged_adapted_one(tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lm_envs.tasks.chat.reward import prepare_tokenizer
+
+    backbone = chat_backbone(tmp_path / "backbone")
+    cfg = RewardModelConfig(
+        output_dir=str(tmp_path / "rm"), model=backbone, lora_r=4, num_pairs=32, steps=3, batch_size=4, lr=1e-2, **TINY
+    )
+    result = train_reward_model(cfg)
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm")
+    tok = prepare_tokenizer(AutoTokenizer.from_pretrained(tmp_path / "rm"), saved)
+    assert not any("lora_" in k for k in saved.state_dict())  # merged: a plain transformers classifier
+    from agents.reward_models.train import preference_data
+
+    held = preference_data(cfg, backbone)[1]
+    assert result["heldout"]["accuracy"] == pytest.approx(evaluate_pairs(saved, tok, held, 192)["accuracy"])
+    assert result["heldout"]["reward_mean"] == pytest.approx(evaluate_pairs(saved, tok, held, 192)["reward_mean"])
+    before = load_file(str(Path(backbone) / "model.safetensors"))
+    changed = [k for k in before if k in saved.state_dict() and not torch.equal(before[k], saved.state_dict()[k])]
+    assert changed and all(k.endswith("weight") for k in changed)  # adapted linear weights moved, nothing else
+    assert not any("ln_" in k or "wpe" in k or "wte" in k for k in changed)
+    with pytest.raises(ValueError, match="freeze_backbone"):
+        check_config(RewardModelConfig(lora_r=4, freeze_backbone=True))
+    with pytest.raises(ValueError, match="lora_r"):
+        check_config(RewardModelConfig(lora_r=-1))
