@@ -25,6 +25,30 @@ def register_configs() -> None:
 
 register_configs()
 
+#: The backbone taken off the command line by :func:`cli` (see :func:`split_backbone`), set after composition.
+_BACKBONE: list[str] = []
+
+
+def split_backbone(argv: list[str]) -> tuple[list[str], str | None]:
+    """Take ``model=<name or path>`` off a ``train-rm`` command line: ``(the rest, the value or None)``.
+
+    ``reward_model.yaml`` lives in the same config directory as the training config, whose ``model/``
+    group makes Hydra read ``model=smollm2`` as a group choice and refuse it; the reward model's
+    ``model`` key is a plain name or path, so the command line's value is set after composition.
+
+    Example:
+        >>> split_backbone(["rm=orm", "model=smollm2", "steps=5"])
+        (['rm=orm', 'steps=5'], 'smollm2')
+    """
+    rest, value = [], None
+    for arg in argv:
+        key, eq, val = arg.lstrip("+").partition("=")
+        if eq and key == "model":
+            value = val.strip("'\"")
+        else:
+            rest.append(arg)
+    return rest, value
+
 
 def to_config(cfg: DictConfig | RewardModelConfig) -> RewardModelConfig:
     """A validated :class:`RewardModelConfig` from a composed Hydra config (or pass one through)."""
@@ -56,6 +80,8 @@ def main(cfg: DictConfig) -> float:
     """Train one reward model; returns its held-out accuracy (what sweepers optimise)."""
     from agents.errors import report, want_traceback
 
+    if _BACKBONE:
+        cfg.model = None if _BACKBONE[0].lower() in ("null", "none", "") else _BACKBONE[0]
     try:
         result = run(cfg)
     except Exception as err:  # one line naming the setting and the fix (--traceback: the full one)
@@ -74,6 +100,11 @@ def main(cfg: DictConfig) -> float:
 
 def cli(argv: list[str]) -> int:
     """Run :func:`main` with ``argv`` as Hydra's command line."""
+    argv, backbone = split_backbone(argv)
+    if backbone is not None and any(a in ("-m", "--multirun") for a in argv):
+        print("lm-envs train-rm: model= cannot be swept with -m; run one job per backbone.", file=sys.stderr)
+        return 2
+    _BACKBONE[:] = [] if backbone is None else [backbone]
     sys.argv = ["lm-envs train-rm", *argv]
     try:
         main()

@@ -666,3 +666,23 @@ def test_lora_adapters_train_and_the_saved_model_is_the_merged_adapted_one(tmp_p
         check_config(RewardModelConfig(lora_r=4, freeze_backbone=True))
     with pytest.raises(ValueError, match="lora_r"):
         check_config(RewardModelConfig(lora_r=-1))
+
+
+def test_train_rm_cli_takes_the_backbone_as_model_equals(tmp_path):
+    """``model=`` names the reward model's backbone although conf/model/ is the policy's config group."""
+    from agents.cli import main
+    from agents.policy.models import build_default_model
+    from agents.train_rm import split_backbone
+    from lm_envs.core.tokenizer import load_codec, save_codec
+
+    assert split_backbone(["+model='x'", "steps=1"]) == (["steps=1"], "x")
+    codec = load_codec(None)
+    backbone = build_default_model(codec, n_layer=1, n_embd=32, n_head=2)
+    backbone.save_pretrained(tmp_path / "backbone")
+    save_codec(codec, tmp_path / "backbone")
+    run_dir = tmp_path / "rm"
+    argv = ["train-rm", f"hydra.run.dir={run_dir}", f"model={tmp_path / 'backbone'}", "num_pairs=32", "steps=2"]
+    assert main([*argv, "batch_size=4", "eval_every=0"]) == 0
+    saved = json.loads((run_dir / "config.json").read_text())  # the backbone's size, not the tiny RM default's
+    assert (saved["n_layer"], saved["n_embd"]) == (1, 32) != (RewardModelConfig().n_layer, RewardModelConfig().n_embd)
+    assert main(["train-rm", "-m", "model=a,b"]) == 2  # a sweep over backbones is refused, naming the fix
