@@ -7,6 +7,15 @@ one JSON document with every variant and the throughput ratios ours / TRL.
 
     python bench/bench_trl.py [--updates 5] [--warmup 2] [--rounds 3] [--paired-rounds 3] [--threads 2]
     python bench/bench_trl.py --quick --variants ours_grpo ours_rloo ours_ppo ours_ppo_grouped   # smoke test
+    python bench/bench_trl.py --model smollm2 --lora 16 0 --variants ours_grpo trl_grpo --threads 1 \
+        --prompts 4 --group 8 --max-new-tokens 64 --temperature 0.7 --updates 2 --warmup 1 --rounds 1 --paired-rounds 1
+
+``--model`` trains a pretrained model instead of the tiny one (``smollm2``, a transformers directory or a
+``.gguf`` file; no SFT start): the env renders its prompts through the model's chat template and TRL gets
+them as conversations, rendered by the same template (every prompt's token ids are checked equal to the
+env's). ``--lora R [R ...]`` measures each rank in turn (0: full fine-tuning; ours injects the adapters with
+:func:`agents.policy.lora.add_lora`, TRL gets the same ``peft.LoraConfig``: alpha 32, no dropout, every linear
+layer but the head); with several ranks the JSON holds one benchmark per rank under ``by_lora``.
 
 Two measurements:
 
@@ -160,6 +169,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of every worker")
     parser.add_argument("--sft-steps", type=int, default=150, help="SFT warm-start steps (0: untrained model)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--model", default=None, help="smollm2, a transformers directory or a .gguf file (default: the tiny model)"
+    )
+    parser.add_argument(
+        "--lora",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="LoRA ranks to measure, one benchmark each (0: full fine-tuning)",
+    )
+    parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--cache-dir", default=None, help="where the SFT weights are cached (default: temp dir)")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
     parser.add_argument("--worker", choices=(*VARIANTS, "sft", "pair"), help=argparse.SUPPRESS)
@@ -179,7 +199,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"bench_trl.py: variants {wanted_trl} need trl, which is not installed. Install the benchmark extra "
             f"with `{INSTALL_HINT}` (or run only our variants: --variants {' '.join(OURS[:4])})."
         )
-    result = run_benchmark(args)
+    if args.model is not None:
+        from agents.policy.pretrained import display_name, resolve_model
+
+        args.model_path, args.model_name = resolve_model(args.model, progress=False), display_name(args.model)
+        args.sft_steps = 0  # a pretrained model starts as it is
+    else:
+        args.model_path = args.model_name = None
+    if len(args.lora) == 1:
+        result = run_benchmark(args, args.lora[0])
+    else:  # one benchmark per rank, one after the other, in one JSON document
+        result = {
+            "benchmark": "training throughput, ours vs TRL, per LoRA rank",
+            "by_lora": {("full" if r == 0 else f"lora_r{r}"): run_benchmark(args, r) for r in args.lora},
+        }
     print(json.dumps(result, indent=2))
     return result
 
@@ -187,8 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- parent
 
 
-def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    """Prepare the shared weights, run the separate and the paired runs, summarise."""
+def run_benchmark(args: argparse.Namespace, lora: int = 0) -> dict[str, Any]:
+    """Prepare the shared weights, run the separate and the paired runs, summarise (LoRA rank ``lora``)."""
     started = time.time()
     spec: dict[str, Any] = {
         "env": ENV_ID,
@@ -201,6 +234,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "seed": args.seed,
         "sft_steps": args.sft_steps,
+        "temperature": args.temperature,
+        "lora": lora,
+        "model_path": getattr(args, "model_path", None),
+        "model": getattr(args, "model_name", None) or "lm-envs/tiny-gpt2",
     }
     cache = Path(args.cache_dir or Path(tempfile.gettempdir()) / "lm-envs-bench-trl")
     spec["model_dir"] = str(cache / f"tiny-sft{args.sft_steps}-seed{args.seed}") if args.sft_steps > 0 else None
@@ -224,11 +261,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "training throughput, ours vs TRL",
         "env": ENV_ID,
         "settings": {
-            **{k: v for k, v in spec.items() if k != "model_dir"},
+            **{k: v for k, v in spec.items() if k not in ("model_dir", "model_path")},
             "rounds": args.rounds,
             "paired_rounds": args.paired_rounds,
             "completions_per_update": args.prompts * args.group,
-            "temperature": 1.0,
             "kl_coef": 0.0,
             "dtype": "float32",
             "device": "cpu",

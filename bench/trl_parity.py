@@ -42,6 +42,7 @@ of held-out accuracy after training, and of the paired difference ours - TRL (sa
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -133,6 +134,8 @@ def held_out(model: Any, spec: dict[str, Any]) -> dict[str, Any]:
         "mean_return": out["mean_return"],
         "num_episodes": out["num_episodes"],
         "episodes_hash": out["episodes_hash"],
+        # which problems were scored (the same for both sides and before / after)
+        "problems_hash": hashlib.sha256("\n".join(r["problem_id"] for r in out["records"]).encode()).hexdigest(),
         "mean_tokens": out["mean_tokens"],
         "completions": [r["completion"] for r in out["records"][:5]],  # a look at what it writes
         "seconds": round(time.perf_counter() - started, 1),
