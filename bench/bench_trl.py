@@ -536,6 +536,8 @@ class OursLoop:
                 group_size=self.group,
                 kl_coef=0.0,
                 temperature=self.temperature,
+                # gradient accumulation over whole groups: still one optimizer step per rollout, less memory
+                num_minibatches=spec.get("micro_batches", 1),
             )
             params = self.model.parameters()
         self.optimizer = torch.optim.Adam(params, lr=spec["lr"], eps=1e-5)  # as agents.run
@@ -684,8 +686,11 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None, fi
     out_dir = tempfile.mkdtemp(prefix=f"bench-trl-{algo}-")
     common = {
         "output_dir": out_dir,
-        "per_device_train_batch_size": n,  # completions per optimizer step (prompts x generations)
-        "gradient_accumulation_steps": 1,
+        # completions per optimizer step (prompts x generations), in micro_batches accumulated steps: TRL then
+        # generates the whole batch once (steps_per_generation = gradient_accumulation_steps) and its dapo
+        # loss divides by the tokens of the whole generation batch, as ours
+        "per_device_train_batch_size": n // spec.get("micro_batches", 1),
+        "gradient_accumulation_steps": spec.get("micro_batches", 1),
         "num_generations": spec["group"],
         "max_completion_length": spec["max_new_tokens"],
         "temperature": spec.get("temperature", 1.0),
@@ -773,6 +778,7 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None, fi
     keys = ("beta", "loss_type", "scale_rewards", "num_generations", "max_completion_length", "learning_rate")
     keys += ("lr_scheduler_type", "optim", "adam_epsilon", "weight_decay", "gradient_checkpointing", "bf16")
     keys += ("num_iterations", "epsilon", "temperature", "per_device_train_batch_size", "normalize_advantages")
+    keys += ("gradient_accumulation_steps", "steps_per_generation")
     config = {k: getattr(args, k) for k in keys if hasattr(args, k)}
     config = {k: (v.value if hasattr(v, "value") else v) for k, v in config.items()}
     result = {
