@@ -180,6 +180,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="LoRA ranks to measure, one benchmark each (0: full fine-tuning)",
     )
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument(
+        "--micro-batches",
+        type=int,
+        default=1,
+        help="gradient accumulation steps per update, both sides (still one optimizer step per batch)",
+    )
     parser.add_argument("--cache-dir", default=None, help="where the SFT weights are cached (default: temp dir)")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
     parser.add_argument("--worker", choices=(*VARIANTS, "sft", "pair"), help=argparse.SUPPRESS)
@@ -235,6 +241,7 @@ def run_benchmark(args: argparse.Namespace, lora: int = 0) -> dict[str, Any]:
         "seed": args.seed,
         "sft_steps": args.sft_steps,
         "temperature": args.temperature,
+        "micro_batches": args.micro_batches,
         "lora": lora,
         "model_path": getattr(args, "model_path", None),
         "model": getattr(args, "model_name", None) or "lm-envs/tiny-gpt2",
