@@ -667,6 +667,8 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None, fi
         problems = [Problem(f"train/{i}", str(p), a) for i, (p, a) in enumerate(zip(prompts, answer))]
         scores = [o.reward for o in reward.outcome_batch(problems, texts)]
         batches.append({"tokens": tokens, "length": tokens / len(completion_ids), "reward": statistics.mean(scores)})
+        if spec.get("progress"):  # the updates so far (a run cut short still shows its curve)
+            Path(spec["progress"]).write_text(json.dumps({"seed": spec["seed"], "records": batches}))
         return scores
 
     steps_timed: list[dict[str, float]] = []

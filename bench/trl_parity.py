@@ -159,7 +159,10 @@ def job_ours(spec: dict[str, Any]) -> dict[str, Any]:
     bench_trl._setup(spec)
     loop = bench_trl.OursLoop(spec, "grpo")
     started = time.perf_counter()
-    records = [loop.update(k) for k in range(spec["updates"])]
+    records = []
+    for k in range(spec["updates"]):
+        records.append(loop.update(k))
+        _progress(spec, records)
     train_s = time.perf_counter() - started
     return {
         "records": records,
@@ -192,6 +195,12 @@ def job_trl(spec: dict[str, Any]) -> dict[str, Any]:
 JOBS = {"before": job_before, "ours": job_ours, "trl": job_trl}
 
 
+def _progress(spec: dict[str, Any], records: list[dict[str, float]]) -> None:
+    """The updates so far, beside the job's output (a run cut short still shows its curve)."""
+    if spec.get("progress"):
+        Path(spec["progress"]).write_text(json.dumps({"seed": spec["seed"], "records": records}))
+
+
 def run_job(name: str, spec: dict[str, Any], out: Path) -> dict[str, Any]:
     """Run one job in a fresh interpreter (one torch thread per ``spec``); its JSON lands at ``out``."""
     if out.exists():
@@ -206,13 +215,14 @@ def run_job(name: str, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         "--job",
         name,
         "--spec",
-        json.dumps({**spec, "out": str(tmp)}),
+        json.dumps({**spec, "out": str(tmp), "progress": str(out.with_suffix(".progress"))}),
     ]
     print(f"trl_parity: {name} seed {spec['seed']} ...", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0 or not tmp.exists():
         raise RuntimeError(f"trl_parity.py job {name!r} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     tmp.rename(out)  # a finished file or none
+    out.with_suffix(".progress").unlink(missing_ok=True)
     return json.loads(out.read_text())
 
 
