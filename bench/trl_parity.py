@@ -291,6 +291,14 @@ def summarize(setting: str, spec: dict[str, Any], runs_dir: Path, seeds: list[in
         "machine": {"cpu_count": os.cpu_count(), "libraries": bench_trl._libraries()},
     }
     result["summary"] = {side: side_summary(runs) for side, runs in found.items() if runs}
+    unfinished = {  # jobs cut short (or still running): the updates they had made, no held-out score
+        f"{side}_seed{s}": curve(json.loads(path.read_text()), per_update)
+        for side in SIDES
+        for s in seeds
+        if s not in found[side] and (path := runs_dir / f"{side}_seed{s}.progress").exists()
+    }
+    if unfinished:
+        result["unfinished"] = unfinished
     both = sorted(set(found["ours"]) & set(found["trl"]))
     if both:
         diff: dict[str, Any] = {"seeds": both}

@@ -32,12 +32,14 @@ def test_summary_curves_intervals_and_paired_difference(tmp_path):
     write_run(tmp_path / "ours_seed1.json", [0.0, 0.0, 0.5], 0.2)
     write_run(tmp_path / "trl_seed0.json", [0.0, 0.0, 0.5], 0.3)
     write_run(tmp_path / "trl_seed1.json", [0.0, 0.5, 0.5], 0.2)
+    (tmp_path / "trl_seed2.progress").write_text(json.dumps({"seed": 2, "records": [{"reward": 0.25}]}))
     spec = {"prompts": 2, "group": 4, "seed": 0}
-    out = bench.summarize("tiny", spec, tmp_path, [0, 1, 2])  # seed 2 has no files: left out
+    out = bench.summarize("tiny", spec, tmp_path, [0, 1, 2])  # seed 2 has no finished run: left out
+    assert out["unfinished"] == {"trl_seed2": [[8, 0.25]]}  # a run cut short: its updates so far
     assert out["samples_per_update"] == 8
     assert out["runs"]["ours"]["0"]["curve"] == [[8, 0.0], [16, 0.5], [24, 1.0]]
     ours = out["summary"]["ours"]
-    assert ours["seeds"] == [0, 1]
+    assert ours["seeds"] == [0, 1] and out["summary"]["trl"]["seeds"] == [0, 1]
     assert ours["reward_all"]["per_seed"] == [0.5, pytest.approx(0.1667, abs=1e-4)]
     assert ours["reward_last_third"]["per_seed"] == [1.0, 0.5]
     assert ours["held_out_after"]["mean"] == pytest.approx(0.3)
