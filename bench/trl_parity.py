@@ -369,7 +369,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out or ROOT / "bench" / "results" / f"trl_parity_{args.setting}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({k: result[k] for k in ("held_out_before", "summary", "ours_minus_trl") if k in result}, indent=1))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("held_out_before", "summary", "ours_minus_trl", "unfinished") if k in result},
+            indent=1,
+        )
+    )
     return result
 
 
