@@ -7,6 +7,15 @@ one JSON document with every variant and the throughput ratios ours / TRL.
 
     python bench/bench_trl.py [--updates 5] [--warmup 2] [--rounds 3] [--paired-rounds 3] [--threads 2]
     python bench/bench_trl.py --quick --variants ours_grpo ours_rloo ours_ppo ours_ppo_grouped   # smoke test
+    python bench/bench_trl.py --model smollm2 --lora 16 0 --variants ours_grpo trl_grpo --threads 1 \
+        --prompts 4 --group 8 --max-new-tokens 64 --temperature 0.7 --updates 2 --warmup 1 --rounds 1 --paired-rounds 1
+
+``--model`` trains a pretrained model instead of the tiny one (``smollm2``, a transformers directory or a
+``.gguf`` file; no SFT start): the env renders its prompts through the model's chat template and TRL gets
+them as conversations, rendered by the same template (every prompt's token ids are checked equal to the
+env's). ``--lora R [R ...]`` measures each rank in turn (0: full fine-tuning; ours injects the adapters with
+:func:`agents.policy.lora.add_lora`, TRL gets the same ``peft.LoraConfig``: alpha 32, no dropout, every linear
+layer but the head); with several ranks the JSON holds one benchmark per rank under ``by_lora``.
 
 Two measurements:
 
@@ -160,6 +169,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of every worker")
     parser.add_argument("--sft-steps", type=int, default=150, help="SFT warm-start steps (0: untrained model)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--model", default=None, help="smollm2, a transformers directory or a .gguf file (default: the tiny model)"
+    )
+    parser.add_argument(
+        "--lora",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="LoRA ranks to measure, one benchmark each (0: full fine-tuning)",
+    )
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument(
+        "--micro-batches",
+        type=int,
+        default=1,
+        help="gradient accumulation steps per update, both sides (still one optimizer step per batch)",
+    )
     parser.add_argument("--cache-dir", default=None, help="where the SFT weights are cached (default: temp dir)")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
     parser.add_argument("--worker", choices=(*VARIANTS, "sft", "pair"), help=argparse.SUPPRESS)
@@ -179,7 +205,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"bench_trl.py: variants {wanted_trl} need trl, which is not installed. Install the benchmark extra "
             f"with `{INSTALL_HINT}` (or run only our variants: --variants {' '.join(OURS[:4])})."
         )
-    result = run_benchmark(args)
+    if args.model is not None:
+        from agents.policy.pretrained import display_name, resolve_model
+
+        args.model_path, args.model_name = resolve_model(args.model, progress=False), display_name(args.model)
+        args.sft_steps = 0  # a pretrained model starts as it is
+    else:
+        args.model_path = args.model_name = None
+    if len(args.lora) == 1:
+        result = run_benchmark(args, args.lora[0])
+    else:  # one benchmark per rank, one after the other, in one JSON document
+        result = {
+            "benchmark": "training throughput, ours vs TRL, per LoRA rank",
+            "by_lora": {("full" if r == 0 else f"lora_r{r}"): run_benchmark(args, r) for r in args.lora},
+        }
     print(json.dumps(result, indent=2))
     return result
 
@@ -187,8 +226,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- parent
 
 
-def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    """Prepare the shared weights, run the separate and the paired runs, summarise."""
+def run_benchmark(args: argparse.Namespace, lora: int = 0) -> dict[str, Any]:
+    """Prepare the shared weights, run the separate and the paired runs, summarise (LoRA rank ``lora``)."""
     started = time.time()
     spec: dict[str, Any] = {
         "env": ENV_ID,
@@ -201,6 +240,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "seed": args.seed,
         "sft_steps": args.sft_steps,
+        "temperature": args.temperature,
+        "micro_batches": args.micro_batches,
+        "lora": lora,
+        "model_path": getattr(args, "model_path", None),
+        "model": getattr(args, "model_name", None) or "lm-envs/tiny-gpt2",
     }
     cache = Path(args.cache_dir or Path(tempfile.gettempdir()) / "lm-envs-bench-trl")
     spec["model_dir"] = str(cache / f"tiny-sft{args.sft_steps}-seed{args.seed}") if args.sft_steps > 0 else None
@@ -224,11 +268,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "training throughput, ours vs TRL",
         "env": ENV_ID,
         "settings": {
-            **{k: v for k, v in spec.items() if k != "model_dir"},
+            **{k: v for k, v in spec.items() if k not in ("model_dir", "model_path")},
             "rounds": args.rounds,
             "paired_rounds": args.paired_rounds,
             "completions_per_update": args.prompts * args.group,
-            "temperature": 1.0,
             "kl_coef": 0.0,
             "dtype": "float32",
             "device": "cpu",
@@ -393,7 +436,11 @@ def prepare_model(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_model(spec: dict[str, Any], codec: Any) -> Any:
-    """The SFT-warm-started weights, or (``--sft-steps 0``) the freshly initialised default."""
+    """The pretrained model (``spec["model_path"]``), the SFT-warm-started tiny weights, or the fresh default."""
+    if spec.get("model_path"):
+        from agents.policy.models import load_model
+
+        return load_model(spec["model_path"], codec)
     if spec["model_dir"] is None:
         from agents.policy.models import build_default_model
 
@@ -451,20 +498,29 @@ class OursLoop:
         import gymnasium as gym
         import torch
 
-        import lm_envs  # noqa: F401
+        import lm_envs
         from agents.learners.ppo import KLController, PPOConfig
         from agents.learners.reinforce import ReinforceConfig
         from agents.policy.actor_critic import Policy
+        from agents.policy.lora import LoRASection, add_lora
         from agents.policy.models import frozen_copy
 
         self.spec, self.is_ppo = spec, algo in PPO_VARIANTS
         grouped, kl_coef, epochs, minibatches = PPO_VARIANTS.get(algo, (True, 0.0, 1, 1))
         self.group = spec["group"] if grouped else 1
         self.n = spec["prompts"] * spec["group"]
+        path = spec.get("model_path")
+        self.model = _load_model(spec, lm_envs.load_codec(path))
+        if spec.get("lora"):  # as agents.run: adapters injected in place, everything else frozen
+            add_lora(self.model, LoRASection(r=spec["lora"]), seed=spec["seed"])
+        self.temperature = spec.get("temperature", 1.0)
         self.venv = gym.make_vec(
-            spec["env"], num_envs=self.n, autoreset_mode="Disabled", max_new_tokens=spec["max_new_tokens"]
+            spec["env"],
+            num_envs=self.n,
+            autoreset_mode="Disabled",
+            max_new_tokens=spec["max_new_tokens"],
+            **_env_kwargs(spec, self.model),
         )
-        self.model = _load_model(spec, self.venv.codec)
         if self.is_ppo:
             self.cfg: Any = PPOConfig(
                 lr=spec["lr"],
@@ -481,12 +537,20 @@ class OursLoop:
             params = self.policy.parameters()
         else:
             self.cfg = ReinforceConfig(
-                baseline=algo, lr=spec["lr"], num_envs=self.n, group_size=self.group, kl_coef=0.0
+                baseline=algo,
+                lr=spec["lr"],
+                num_envs=self.n,
+                group_size=self.group,
+                kl_coef=0.0,
+                temperature=self.temperature,
+                # gradient accumulation over whole groups: still one optimizer step per rollout, less memory
+                num_minibatches=spec.get("micro_batches", 1),
             )
             params = self.model.parameters()
         self.optimizer = torch.optim.Adam(params, lr=spec["lr"], eps=1e-5)  # as agents.run
         cfg = {k: v for k, v in vars(self.cfg).items() if k != "name"}
-        self.config = {"algorithm": f"agents.{'ppo' if self.is_ppo else 'reinforce'}", "completions": self.n, **cfg}
+        algorithm = f"agents.{'ppo' if self.is_ppo else 'reinforce'}"
+        self.config = {"algorithm": algorithm, "completions": self.n, "lora_r": spec.get("lora", 0), **cfg}
 
     def update(self, k: int) -> dict[str, float]:
         """Iteration ``k``: train problems ``k * prompts ..``, one rollout, one update; returns its record."""
@@ -503,7 +567,9 @@ class OursLoop:
         if self.group > 1:
             options["group_size"] = self.group
         value_head = self.policy.value_head if self.is_ppo else None  # as agents.run: PPO's old values
-        rollout = collect(self.model, self.venv, options=options, temperature=1.0, generator=gen, value_head=value_head)
+        rollout = collect(
+            self.model, self.venv, options=options, temperature=self.temperature, generator=gen, value_head=value_head
+        )
         gen_s = time.perf_counter() - t0
         if self.is_ppo:
             ppo_update(self.policy, self.ref, self.optimizer, rollout, self.cfg, self.kl_ctl, generator=gen)
@@ -518,6 +584,17 @@ class OursLoop:
             "length": rollout.num_tokens / self.n,
             "reward": float(rollout.returns.mean()),
         }
+
+
+def _env_kwargs(spec: dict[str, Any], model: Any) -> dict[str, Any]:
+    """The env's own options (``spec["env_kwargs"]``), plus the model's tokenizer and logits width."""
+    from agents.policy.models import logits_width
+
+    kwargs = dict(spec.get("env_kwargs") or {})
+    if spec.get("model_path"):
+        kwargs.setdefault("tokenizer", spec["model_path"])  # its chat template renders the prompts
+    kwargs.setdefault("vocab_size", logits_width(model))  # a model's logits may be wider than its tokenizer
+    return kwargs
 
 
 def run_ours(spec: dict[str, Any], algo: str) -> dict[str, Any]:
@@ -539,11 +616,16 @@ def run_ours(spec: dict[str, Any], algo: str) -> dict[str, Any]:
     }
 
 
-def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None) -> dict[str, Any]:
+def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None, finish: Any = None) -> dict[str, Any]:
     """TRL's trainer on the same model, prompts, reward and settings, timed per optimizer step by a callback.
 
     With ``partner``, our update ``k`` runs right after TRL's step ``k`` (inside ``on_step_end``, outside
-    TRL's timed step), and the result holds both sides.
+    TRL's timed step), and the result holds both sides. A pretrained model (``spec["model_path"]``) whose
+    env renders prompts through its chat template gets the prompts as conversations, which TRL renders with
+    the same template; every prompt's token ids are checked against the env's before generation (a
+    mismatch stops the run). ``spec["lora"]`` (rank) trains LoRA adapters as ours does (TRL wraps the model
+    with ``peft``), ``spec["keep_records"]`` adds every update's record to the result, and
+    ``finish(trainer)`` (e.g. an evaluation of the trained model) adds its dict under ``"finish"``.
     """
     _setup(spec)
     import gymnasium as gym
@@ -551,7 +633,7 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None) ->
     from datasets import Dataset
     from transformers import AutoTokenizer, TrainerCallback
 
-    import lm_envs  # noqa: F401
+    import lm_envs
     from lm_envs import Problem
     from lm_envs.core.tokenizer import save_codec
     from lm_envs.tasks.math.rewards import MathReward
@@ -563,18 +645,30 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None) ->
         from trl import RLOOConfig as Config
         from trl import RLOOTrainer as Trainer
     torch.set_num_threads(spec["threads"])  # again: importing trl must not have changed it
-    env = gym.make(spec["env"]).unwrapped
+    model = _load_model(spec, lm_envs.load_codec(spec.get("model_path")))
+    env = gym.make(spec["env"], max_new_tokens=spec["max_new_tokens"], **_env_kwargs(spec, model)).unwrapped
     steps = spec["warmup"] + spec["updates"]
     problems = [env.task.problem("train", i) for i in range(steps * spec["prompts"])]
-    dataset = Dataset.from_list([{"prompt": p.prompt, "answer": p.answer} for p in problems])
+    prompt_cfg = env.episodes.config  # the env's resolved prompt rendering
+    chat = prompt_cfg.uses_chat(env.codec)
+    head = [{"role": "system", "content": prompt_cfg.system_prompt}] if prompt_cfg.system_prompt else []
+
+    def as_prompt(text: str) -> Any:  # a conversation when the env renders through the chat template
+        return [*head, {"role": "user", "content": text}] if chat else text
+
+    dataset = Dataset.from_list([{"prompt": as_prompt(p.prompt), "answer": p.answer} for p in problems])
+    env_ids = {p.prompt: prompt_cfg.encode_prompt(env.codec, p.prompt) for p in problems}
     reward = MathReward()
     batches: list[dict[str, float]] = []  # one per generation batch, i.e. per step
 
     def math_outcome(prompts, completions, completion_ids, answer, **kwargs):  # TRL passes dataset columns
         tokens = sum(len(c) for c in completion_ids)  # up to and including EOS
-        problems = [Problem(f"train/{i}", p, a) for i, (p, a) in enumerate(zip(prompts, answer))]
-        scores = [o.reward for o in reward.outcome_batch(problems, completions)]
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]  # a chat reply's text
+        problems = [Problem(f"train/{i}", str(p), a) for i, (p, a) in enumerate(zip(prompts, answer))]
+        scores = [o.reward for o in reward.outcome_batch(problems, texts)]
         batches.append({"tokens": tokens, "length": tokens / len(completion_ids), "reward": statistics.mean(scores)})
+        if spec.get("progress"):  # the updates so far (a run cut short still shows its curve)
+            Path(spec["progress"]).write_text(json.dumps({"seed": spec["seed"], "records": batches}))
         return scores
 
     steps_timed: list[dict[str, float]] = []
@@ -601,11 +695,14 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None) ->
     out_dir = tempfile.mkdtemp(prefix=f"bench-trl-{algo}-")
     common = {
         "output_dir": out_dir,
-        "per_device_train_batch_size": n,  # completions per optimizer step (prompts x generations)
-        "gradient_accumulation_steps": 1,
+        # completions per optimizer step (prompts x generations), in micro_batches accumulated steps: TRL then
+        # generates the whole batch once (steps_per_generation = gradient_accumulation_steps) and its dapo
+        # loss divides by the tokens of the whole generation batch, as ours
+        "per_device_train_batch_size": n // spec.get("micro_batches", 1),
+        "gradient_accumulation_steps": spec.get("micro_batches", 1),
         "num_generations": spec["group"],
         "max_completion_length": spec["max_new_tokens"],
-        "temperature": 1.0,
+        "temperature": spec.get("temperature", 1.0),
         "top_p": 1.0,
         "top_k": 0,
         "learning_rate": spec["lr"],
@@ -634,10 +731,17 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None) ->
     if algo == "grpo":
         common.update(loss_type="dapo", scale_rewards="group")
     args = Config(**common)
-    model = _load_model(spec, env.codec)
-    if spec["model_dir"] is None:  # untrained default: TRL still needs the codec as a HF tokenizer
-        save_codec(env.codec, Path(out_dir) / "tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(Path(spec["model_dir"] or out_dir) / "tokenizer")
+    if spec.get("model_path"):
+        tokenizer = AutoTokenizer.from_pretrained(spec["model_path"])
+    else:
+        if spec["model_dir"] is None:  # untrained default: TRL still needs the codec as a HF tokenizer
+            save_codec(env.codec, Path(out_dir) / "tokenizer")
+        tokenizer = AutoTokenizer.from_pretrained(Path(spec["model_dir"] or out_dir) / "tokenizer")
+    peft_config = None
+    if spec.get("lora"):  # as ours (agents.policy.lora.LoRASection's defaults): alpha 32, no dropout
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=spec["lora"], lora_alpha=32.0, lora_dropout=0.0, target_modules="all-linear")
     trainer = Trainer(
         model=model,
         reward_funcs=math_outcome,
@@ -645,7 +749,22 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None) ->
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[Timer()],
+        peft_config=peft_config,
     )
+    tokenize = trainer._tokenize_prompts  # check TRL's prompt ids against the env's, every batch
+    prompt_check = {"prompts": 0, "identical": 0}
+
+    def checked_tokenize(prompts):
+        out = tokenize(prompts)
+        for prompt, ids in zip(prompts, out[0]):
+            text = prompt[-1]["content"] if isinstance(prompt, list) else prompt
+            prompt_check["prompts"] += 1
+            prompt_check["identical"] += int(list(ids) == env_ids[text])
+        if prompt_check["identical"] != prompt_check["prompts"]:
+            raise RuntimeError(f"TRL's prompt token ids differ from the env's: {prompt_check}")
+        return out
+
+    trainer._tokenize_prompts = checked_tokenize
     gen_s: list[float] = []
     generate = trainer._generate  # tokenize prompts, model.generate, decode: TRL's side of our collect()
 
@@ -660,6 +779,7 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None) ->
     rss_before = _rss_mib()
     trainer.train()
     peak = _rss_mib()
+    finished = finish(trainer) if finish is not None else None
     shutil.rmtree(out_dir, ignore_errors=True)
     if not len(steps_timed) == len(batches) == len(gen_s) == steps:
         raise RuntimeError(f"expected {steps} TRL steps, got {len(steps_timed)} timed, {len(batches)} rewarded.")
@@ -667,13 +787,19 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None) ->
     keys = ("beta", "loss_type", "scale_rewards", "num_generations", "max_completion_length", "learning_rate")
     keys += ("lr_scheduler_type", "optim", "adam_epsilon", "weight_decay", "gradient_checkpointing", "bf16")
     keys += ("num_iterations", "epsilon", "temperature", "per_device_train_batch_size", "normalize_advantages")
+    keys += ("gradient_accumulation_steps", "steps_per_generation")
     config = {k: getattr(args, k) for k in keys if hasattr(args, k)}
     config = {k: (v.value if hasattr(v, "value") else v) for k, v in config.items()}
     result = {
         **figures(records, spec["warmup"]),
         "torch_threads": min(threads),
-        "config": {"algorithm": f"trl.{Trainer.__name__}", "completions": n, **config},
+        "prompt_ids_checked": prompt_check,
+        "config": {"algorithm": f"trl.{Trainer.__name__}", "completions": n, "lora_r": spec.get("lora", 0), **config},
     }
+    if spec.get("keep_records"):
+        result["records"] = records
+    if finished is not None:
+        result["finish"] = finished
     if partner is not None:
         theirs = {**result, "peak_rss_mib_both": peak}
         mine = {**figures(ours, spec["warmup"]), "config": partner.config}

@@ -116,3 +116,33 @@ def test_quick_trl():
     pair = result["paired"]["ours_grpo/trl_grpo"][0]
     assert pair["ours"]["tokens_per_s"] > 0 and pair["trl"]["tokens_per_s"] > 0
     assert len(pair["tokens_per_s_ratio_each"]) == result["settings"]["updates"]
+
+
+@pytest.mark.slow
+def test_quick_smollm2_lora_and_full():
+    pytest.importorskip("trl")
+    from agents.policy.pretrained import resolve_model
+
+    try:
+        resolve_model("smollm2", progress=False)
+    except ValueError as e:
+        pytest.skip(f"SmolLM2 is not cached and cannot be downloaded here: {e}")
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--model", "smollm2", "--lora", "16", "0"]
+    cmd += ["--micro-batches", "2", "--variants", "ours_grpo", "trl_grpo"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)
+    assert set(result["by_lora"]) == {"lora_r16", "full"}
+    for name, rank in (("lora_r16", 16), ("full", 0)):
+        one = result["by_lora"][name]
+        assert one["settings"]["model"].startswith("HuggingFaceTB/SmolLM2-135M-Instruct")
+        assert one["settings"]["lora"] == rank and one["settings"]["sft_steps"] == 0
+        for variant in ("ours_grpo", "trl_grpo"):
+            check_variant(one, variant, 8)
+            assert one["variants"][variant]["config"]["lora_r"] == rank
+        trl = one["variants"]["trl_grpo"]
+        assert trl["config"]["gradient_accumulation_steps"] == 2 and trl["config"]["per_device_train_batch_size"] == 4
+        checked = trl["rounds"][0]["prompt_ids_checked"]  # chat-templated prompts: TRL's ids are the env's
+        assert checked["prompts"] == checked["identical"] > 0
+        assert one["variants"]["ours_grpo"]["config"]["num_minibatches"] == 2
+        assert set(one["paired"]) == {"ours_grpo/trl_grpo"}
