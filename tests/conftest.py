@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 
@@ -59,3 +60,17 @@ def step_task() -> ListTask:
 @pytest.fixture
 def step_reward() -> StepCheckReward:
     return StepCheckReward()
+
+
+@pytest.fixture(autouse=True)
+def _close_job_log_files():
+    """Close the log files a Hydra job run in this process attached to the root logger (``train.log``).
+
+    A passing test's ``tmp_path`` is removed when it ends (``tmp_path_retention_policy``); a handler left
+    on a removed run directory would make any later log call in the process fail on its missing file.
+    """
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(handler)
+        handler.close()
