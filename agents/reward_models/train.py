@@ -1030,6 +1030,22 @@ def evaluate_classifier(
     }
 
 
+def write_result(
+    out: Path, cfg: RewardModelConfig, held: dict[str, Any], history: Any, data_info: Any, started: float
+) -> dict[str, Any]:
+    """The run's result (held-out metrics, history, data, config, wall time), also written to ``metrics.json``."""
+    result = {
+        "kind": cfg.kind,
+        "heldout": held,
+        "history": history,
+        "data": data_info,
+        "config": asdict(cfg),
+        "wall_time_s": round(time.time() - started, 2),
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def train_contrastive(
     cfg: RewardModelConfig,
     log: Callable[[int, dict[str, float]], None] | None = None,
@@ -1115,16 +1131,7 @@ def train_contrastive(
     lm.config.lm_envs_kind = "contrastive"
     lm.save_pretrained(out)
     save_codec(codec, out)
-    result = {
-        "kind": cfg.kind,
-        "heldout": held,
-        "history": history,
-        "data": data_info,
-        "config": asdict(cfg),
-        "wall_time_s": round(time.time() - started, 2),
-    }
-    (out / "metrics.json").write_text(json.dumps(result, indent=1))
-    return result
+    return write_result(out, cfg, held, history, data_info, started)
 
 
 def train_reward_model(
@@ -1294,13 +1301,4 @@ def train_reward_model(
         model = merge_lora(model)  # a plain transformers classifier computing what the adapted one computed
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    result = {
-        "kind": cfg.kind,
-        "heldout": held,
-        "history": history,
-        "data": data_info,
-        "config": asdict(cfg),
-        "wall_time_s": round(time.time() - started, 2),
-    }
-    (out / "metrics.json").write_text(json.dumps(result, indent=1))
-    return result
+    return write_result(out, cfg, held, history, data_info, started)
