@@ -113,5 +113,5 @@ def cli(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m agents.train_rm ...: the same command line as lm-envs train-rm
+    sys.exit(cli(sys.argv[1:]))
