@@ -15,8 +15,9 @@ Arms (equal samples: 15 rounds of 4 problems x 8 samples at temperature 0.7, 64 
   does not change what is learnt.
 * ``grpo_mu4``: GRPO's mu = 4 (``agent.iterations=4``): 4 passes over each round's 32 samples, one Adam step
   each, the ratio clipped at 0.2 once the policy has moved: as many optimizer steps per round as ``rft``. Its
-  gradient is accumulated over 4 chunks as in ``grpo_mb4``: a whole 32-row pass holds 32 x ~110 x 49k fp32
-  logits and their log-softmax, ~7 GB at its peak, which the shared 24 GB machine could not give three runs.
+  gradient is accumulated over 4 chunks as in ``grpo_mb4``: a whole 32-row pass grows peak memory by ~7 GB
+  (``bench/update_memory.py``: mostly the 30 layers' activations), which the shared 24 GB machine could not
+  give three runs.
 * ``rft``: expert iteration at equal samples: keep the correct samples, pool them, 4 AdamW steps of 8 per round.
 
 A run directory that already holds ``eval.json`` is reused, so a seed can run in its own process (one thread

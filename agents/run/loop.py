@@ -48,7 +48,14 @@ from agents.learners.base import REQUIRED_METRICS, RunContext, learner_class, ma
 from agents.learners.pretrain import train_pretrain
 from agents.learners.sft import train_sft
 from agents.policy.lora import AdapterOff, adapter_state, add_lora, fold_lora
-from agents.policy.models import default_model_name, export_model, frozen_copy, load_model, logits_width
+from agents.policy.models import (
+    default_model_name,
+    enable_activation_checkpointing,
+    export_model,
+    frozen_copy,
+    load_model,
+    logits_width,
+)
 from agents.policy.precision import Precision, check_dtype
 from agents.policy.pretrained import display_name, resolve_model
 from agents.run.checkpoint import find_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, untie
@@ -303,10 +310,7 @@ def _run(cfg: RunConfig, dist: Any, device: str, out: Path) -> dict[str, Any]:
         add_lora(model, cfg.model.lora, seed=cfg.seed)
     model = model.to(device)
     if cfg.model.gradient_checkpointing:
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
-            model.activation_checkpointing_enable({"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     check_positions(probe, model, cfg)
     env_kwargs.setdefault("vocab_size", logits_width(model))
     ctx = RunContext(
