@@ -35,16 +35,36 @@ scored (their ``metrics.json`` stays); one reruns by hand with
     lm-envs train-rm +rm_experiment=weak_to_strong_smollm2 label_model=<weak RM dir>
     python -m experiments.claim_weak_to_strong --students smollm2 --seeds 0   # one seed; cached per seed
 
+**RL against the reward models** (``--rl weak w2s w2s_conf ceiling``, default off; arms ``rl_*``): for the
+from-scratch family, PPO against each named RM through the over-optimization claim's entry,
+``lm-envs train +experiment=overoptimization env.kwargs.reward_kwargs.reward_model=<RM dir>`` (SFT on the
+instructions' demonstrations, then ``--rl-iterations`` (20) PPO iterations of 32 episodes, the RM's z-scored score
+as reward, per-token KL 0.05 to the SFT reference), then the final policy's greedy responses to 200 test prompts
+scored by the gold rubric (``rl_<arm>_eval_gold``); beside it the rollouts' gold, RM score and KL over the last
+quarter of the iterations, and the same SFT with no PPO (``rl_sft_eval_gold``, where every arm starts). PGR on RL
+gold = (student - weak) / (ceiling - weak) per seed; ``rl_ceiling_minus_weak_eval_gold`` is the control (the gap
+a student could recover). The RMs are retrained from the same settings and seeds (only those the arms need; an RM
+already in ``<work>/seed<k>/<name>`` with the same settings is reused), and each arm is cached in
+``<work>/seed<k>/rl.json``:
+
+    python -m experiments.claim_weak_to_strong --students --rl weak w2s w2s_conf ceiling --seeds 0 --out /tmp/s0 \
+        --work experiments/results/work/weak_to_strong                  # one seed (repeat per seed)
+    python -m experiments.claim_weak_to_strong --students --rl weak w2s w2s_conf ceiling   # all seeds: summarises
+
+The pretrained family's RMs get no RL arm: each reward would be a SmolLM2 forward, and their weights are deleted
+once scored.
+
 A run that leaves a family out keeps that family's per-seed results recorded in ``<out>/weak_to_strong.json``
-(the from-scratch arms were recorded before the pretrained family existed), and each family's per-seed result
-is cached under ``<out>/work/weak_to_strong/seed<k>/``, so seeds can run in separate processes and a last call
-(``--students scratch smollm2`` with every seed) only summarises.
+(the from-scratch arms were recorded before the pretrained family existed; RL arms and seeds not run are kept the
+same way), and each family's per-seed result is cached under ``<out>/work/weak_to_strong/seed<k>/``, so seeds can
+run in separate processes and a last call (``--students scratch smollm2`` with every seed) only summarises.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -65,6 +85,9 @@ STUDENTS = ("scratch", "smollm2")  # the strong-student families: 2 x 64 from sc
 PRETRAINED_CONF = CONF.with_name(f"{NAME}_smollm2.yaml")
 PRETRAINED_BON = (50, 8)  # prompts x samples of best-of-n for the pretrained family (a SmolLM2 forward per text)
 PRETRAINED_ARMS = ("weak", "intermediate", "w2s", "w2s_conf", "bootstrap", "ceiling")
+RL_ARMS = ("weak", "w2s", "w2s_conf", "bootstrap", "ceiling")  # from-scratch RMs that PPO can run against (--rl)
+RL_ITERATIONS = 20  # PPO iterations of 32 episodes (conf/experiment/overoptimization.yaml runs 40)
+RL_EVAL_PROMPTS = 200  # the final policy's greedy responses to the first test prompts, scored by the gold rubric
 
 
 def settings_of(path: Path) -> dict[str, Any]:
@@ -91,16 +114,39 @@ def pretrained_settings() -> dict[str, Any]:
     return settings_of(PRETRAINED_CONF)
 
 
-def train(out: Path, seed: int, quick: bool, base: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
-    """Train one reward model with ``base`` (default: the strong settings) and ``overrides``; returns its metrics."""
-    from agents.reward_models.train import RewardModelConfig, train_reward_model
+def rm_config(out: Path, seed: int, quick: bool, base: dict[str, Any] | None = None, **overrides: Any) -> Any:
+    """The ``RewardModelConfig`` of one model: ``base`` (default: the strong settings) with ``overrides``."""
+    from agents.reward_models.train import RewardModelConfig
 
     settings = {**(strong_settings() if base is None else base), **overrides}
     if quick:
         settings.update(steps=4, num_pairs=32, n_layer=1, n_embd=8, heldout=0.5)
     if quick and settings.get("pair_offset", 0) > 0:
         settings["pair_offset"] = 32
-    return train_reward_model(RewardModelConfig(**settings, output_dir=str(out), seed=seed, eval_every=0))
+    return RewardModelConfig(**settings, output_dir=str(out), seed=seed, eval_every=0)
+
+
+def train(out: Path, seed: int, quick: bool, base: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """Train one reward model with ``base`` (default: the strong settings) and ``overrides``; returns its metrics."""
+    from agents.reward_models.train import train_reward_model
+
+    return train_reward_model(rm_config(out, seed, quick, base, **overrides))
+
+
+def train_or_reuse(out: Path, seed: int, quick: bool, **overrides: Any) -> dict[str, Any]:
+    """:func:`train`, or the metrics of the model already in ``out`` when it was trained with exactly these settings.
+
+    Quick mode always trains (its models live in a test's temporary directory).
+    """
+    from dataclasses import asdict
+
+    cfg = rm_config(out, seed, quick, None, **overrides)
+    done = out / "metrics.json"
+    if not quick and done.is_file() and (out / "model.safetensors").is_file():
+        metrics = json.loads(done.read_text())
+        if metrics.get("config") == json.loads(json.dumps(asdict(cfg))):
+            return metrics
+    return train(out, seed, quick, **overrides)
 
 
 def stand_in_backbone(path: Path) -> str:
@@ -194,24 +240,28 @@ def run_seed_pretrained(seed: int, work: Path, quick: bool) -> dict[str, Any]:
     return out
 
 
+def scratch_models(d: Path) -> dict[str, dict[str, Any]]:
+    """The from-scratch family's models of one seed directory ``d``, in training order: name -> settings.
+
+    Each model's settings are the strong ones (the yaml) with these overrides; a label model comes before its
+    students.
+    """
+    transfer = {"pair_offset": strong_settings()["num_pairs"]}
+    return {
+        "weak": {**WEAK, "pair_offset": 0},
+        "w2s": {**transfer, "label_model": str(d / "weak")},
+        "w2s_conf": {**transfer, "label_model": str(d / "weak"), "conf_coef": CONF_COEF},
+        "intermediate": {**INTERMEDIATE, **transfer, "label_model": str(d / "weak")},
+        "bootstrap": {**transfer, "label_model": str(d / "intermediate")},
+        "ceiling": transfer,
+    }
+
+
 def run_seed(seed: int, work: Path, quick: bool) -> dict[str, Any]:
     """The five models of one seed, their held-out accuracy and their best-of-16 gold."""
     started = time.time()
-    n = strong_settings()["num_pairs"]
     d = work / f"seed{seed}"
-    models = {
-        "weak": train(d / "weak", seed, quick, **WEAK, pair_offset=0),
-    }
-    transfer = {"pair_offset": n}
-    models["w2s"] = train(d / "w2s", seed, quick, **transfer, label_model=str(d / "weak"))
-    models["w2s_conf"] = train(
-        d / "w2s_conf", seed, quick, **transfer, label_model=str(d / "weak"), conf_coef=CONF_COEF
-    )
-    models["intermediate"] = train(
-        d / "intermediate", seed, quick, **INTERMEDIATE, **transfer, label_model=str(d / "weak")
-    )
-    models["bootstrap"] = train(d / "bootstrap", seed, quick, **transfer, label_model=str(d / "intermediate"))
-    models["ceiling"] = train(d / "ceiling", seed, quick, **transfer)
+    models = {name: train(d / name, seed, quick, **overrides) for name, overrides in scratch_models(d).items()}
     num_prompts, m = (6, 4) if quick else (200, BON_N)
     prompts, responses, gold = base_samples(num_prompts, m, seed)
     from agents.search.best_of_n import best_of_n_expectation
@@ -227,6 +277,124 @@ def run_seed(seed: int, work: Path, quick: bool) -> dict[str, Any]:
     out["bon"] = {"n": m, "prompts": num_prompts}
     out["wall_s"] = time.time() - started
     return out
+
+
+def rl_needs(arm_name: str) -> list[str]:
+    """The from-scratch models the RL arm against ``arm_name``'s RM needs, label models first."""
+    return {"w2s": ["weak"], "w2s_conf": ["weak"], "bootstrap": ["weak", "intermediate"]}.get(arm_name, []) + [arm_name]
+
+
+def policy_run(rm_dir: Path, seed: int, run_dir: Path, quick: bool, iterations: int) -> dict[str, Any]:
+    """``lm-envs train +experiment=overoptimization`` against one RM, in this process; its ``eval.json``.
+
+    SFT, ``iterations`` of PPO, then the final policy's greedy responses to the test prompts (records with their
+    gold rubric). A finished run directory is reused; its checkpoints are removed (the policy stays in model/).
+    """
+    from experiments.common import train as train_run
+
+    overrides = [
+        "+experiment=overoptimization",
+        f"env.kwargs.reward_kwargs.reward_model={rm_dir}",
+        f"seed={seed}",
+        f"train.iterations={iterations}",
+        f"train.checkpoint_every={max(iterations, 1)}",
+        f"eval.num_episodes={4 if quick else RL_EVAL_PROMPTS}",
+    ]
+    if quick:
+        overrides += ["sft.steps=2", "agent.num_envs=4"]
+    done = train_run(overrides, run_dir)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    if not done.get("records"):
+        raise RuntimeError(f"the run in {run_dir} kept no evaluation records; rerun it in an empty directory.")
+    return done
+
+
+def sft_run(rm_dir: Path, seed: int, run_dir: Path, quick: bool) -> dict[str, Any]:
+    """The RL arms' common start: the same SFT with no PPO; the gold rubric of its greedy test responses."""
+    records = policy_run(rm_dir, seed, run_dir, quick, 0)["records"]
+    return {
+        "eval_gold": float(np.mean([r["outcome"]["gold"] for r in records])),
+        "eval_tokens": float(np.mean([r["num_tokens"] for r in records])),
+        "eval_prompts": len(records),
+    }
+
+
+def rl_run(rm_dir: Path, seed: int, run_dir: Path, quick: bool, iterations: int) -> dict[str, Any]:
+    """PPO against one RM for ``iterations`` (:func:`policy_run`); what it reached.
+
+    Returns the gold rubric of the final policy's greedy responses to the test prompts (``eval_gold``, from the
+    final evaluation's records) and, from the training rollouts, gold, RM score and KL to the SFT reference at the
+    start (iteration 1: the SFT policy's samples) and over the last ``iterations // 4`` iterations, with the
+    per-iteration trajectory.
+    """
+    from experiments.common import metrics_records
+
+    done = policy_run(rm_dir, seed, run_dir, quick, iterations)
+    traj = [
+        {"kl": r["ppo/kl_ref"], "proxy": r["rollout/outcome/rm_score"], "gold": r["rollout/outcome/gold"]}
+        for r in metrics_records(run_dir)
+        if "ppo/kl_ref" in r and "rollout/outcome/gold" in r
+    ]
+    if not traj:
+        raise RuntimeError(f"the RL run in {run_dir} logged no gold rubric; is its env LMEnv/Chat-v0?")
+    w = max(1, len(traj) // 4)
+    records = done["records"]
+
+    def last(key: str) -> float:
+        return float(np.mean([r[key] for r in traj[-w:]]))
+
+    return {
+        "eval_gold": float(np.mean([r["outcome"]["gold"] for r in records])),
+        "eval_rm_score": float(np.mean([r["outcome"]["rm_score"] for r in records])),
+        "eval_tokens": float(np.mean([r["num_tokens"] for r in records])),
+        "eval_prompts": len(records),
+        "gold_start": traj[0]["gold"],
+        "proxy_start": traj[0]["proxy"],
+        "gold_last": last("gold"),
+        "proxy_last": last("proxy"),
+        "kl_last": last("kl"),
+        "window": w,
+        "iterations": len(traj),
+        "wall_s": float(done.get("wall_time_s", 0.0)),
+        "trajectory": traj,
+    }
+
+
+def run_seed_rl(seed: int, work: Path, quick: bool, arms: list[str], iterations: int) -> dict[str, Any]:
+    """PPO against each named from-scratch RM of one seed; per arm, :func:`rl_run`'s result and the RM's accuracy.
+
+    Trains only the RMs these arms need (an RM already in the seed's directory with the same settings is
+    reused); ``sft`` is the same SFT with no PPO (:func:`sft_run`). Each arm's result is cached in
+    ``<work>/seed<k>/rl.json`` (with its iterations; never in quick mode), so arms and seeds can run in separate
+    processes.
+    """
+    d = work / f"seed{seed}"
+    cache = d / "rl.json"
+    done: dict[str, Any] = json.loads(cache.read_text()) if not quick and cache.is_file() else {}
+    specs = scratch_models(d)
+    iterations = 2 if quick else iterations
+
+    def save() -> None:
+        if not quick:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(done, indent=1))
+
+    for name in arms:
+        if name in done and done[name]["iterations"] == iterations:
+            continue
+        rm_wall = 0.0
+        for model in rl_needs(name):
+            metrics = train_or_reuse(d / model, seed, quick, **specs[model])
+            if model != "weak" or name == "weak":  # the weak model's training time counts in its own arm
+                rm_wall += float(metrics["wall_time_s"])
+        result = rl_run(d / name, seed, d / f"rl_{name}_it{iterations}", quick, iterations)
+        done[name] = {**result, "rm_accuracy": metrics["heldout"]["accuracy"], "rm_wall_s": rm_wall}
+        save()
+    if "sft" not in done:  # the SFT start's greedy gold (the reward model only scores, no PPO step reads it)
+        t0 = time.time()
+        done["sft"] = {**sft_run(d / arms[0], seed, d / "rl_sft", quick), "wall_s": time.time() - t0, "rm_wall_s": 0.0}
+        save()
+    return {name: done[name] for name in [*arms, "sft"]}
 
 
 def pgr_values(per_seed: list[dict[str, Any]], metric: str, student: str) -> list[float]:
@@ -269,6 +437,26 @@ def summarize(per_seed: list[dict[str, Any]], seeds: list[int], quick: bool) -> 
             "wall_s_per_seed": float(np.mean([s["wall_s"] for s in pre])),
         }
         wall.append(np.mean([s["wall_s"] for s in pre]))
+    if any(s.get("rl") for s in per_seed):
+        arms.update(rl_arms(per_seed))
+        with_rl = [s["rl"] for s in per_seed if s.get("rl")]
+        rl_wall = float(np.mean([sum(r["wall_s"] + r["rm_wall_s"] for r in x.values()) for x in with_rl]))
+        first = next(iter(with_rl[0].values()))
+        setting["rl"] = {
+            "rms": "the from-scratch family's RMs, retrained per seed with the settings above (their held-out "
+            "accuracy: rl_<arm>_rm_accuracy)",
+            "entry": "lm-envs train +experiment=overoptimization env.kwargs.reward_kwargs.reward_model=<RM dir>",
+            "iterations": first["iterations"],
+            "episodes_per_iteration": 4 if quick else 32,
+            "final_eval": f"greedy responses to the first {first['eval_prompts']} test prompts, gold rubric",
+            "window": f"rollout metrics over the last {first['window']} iterations",
+            "seeds": [k for k, x in zip(seeds, per_seed, strict=True) if x.get("rl")],
+            "arms": {k: sorted(x.get("rl", {})) for k, x in zip(seeds, per_seed, strict=True)},
+            "wall_s_per_seed": rl_wall,
+            "not_run": "RL against the pretrained (SmolLM2 probe) RMs: a 135M forward per reward, and their "
+            "weights are deleted once scored",
+        }
+        wall.append(rl_wall)
     verdict, summary = _verdict(arms)
     headline = [
         f"{kind}{prefix}{name}_accuracy"
@@ -277,6 +465,8 @@ def summarize(per_seed: list[dict[str, Any]], seeds: list[int], quick: bool) -> 
     ]
     headline += ["pgr_smollm2_bootstrap_accuracy", "pgr_smollm2_w2s_bon_gold", "pgr_smollm2_w2s_conf_bon_gold"]
     headline += ["smollm2_w2s_minus_weak_accuracy"]
+    headline += [f"rl_{k}_eval_gold" for k in ("weak", "w2s", "w2s_conf", "ceiling")]
+    headline += ["rl_ceiling_minus_weak_eval_gold", "pgr_rl_w2s_eval_gold", "pgr_rl_w2s_conf_eval_gold"]
     return {
         "claim": NAME,
         "paper": PAPER,
@@ -325,6 +515,104 @@ def family_arms(per_seed: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
     return arms
 
 
+def rl_arms(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """The RL arms: gold, RM score and KL of PPO against each from-scratch RM; PGR on RL gold, the control gap.
+
+    A seed without an RL result for an arm contributes NaN (left out of the mean and CI).
+    """
+    from agents.reward_models.train import performance_gap_recovered
+
+    names = [k for k in RL_ARMS if any(k in s.get("rl", {}) for s in per_seed)]
+    nan = float("nan")
+
+    def values(name: str, key: str) -> list[float]:
+        return [float(s["rl"][name][key]) if name in s.get("rl", {}) else nan for s in per_seed]
+
+    arms: dict[str, Any] = {}
+    for name in names:
+        start, last = values(name, "gold_start"), values(name, "gold_last")
+        p0, p1 = values(name, "proxy_start"), values(name, "proxy_last")
+        arms[f"rl_{name}_eval_gold"] = arm(
+            "RL (PPO against this RM): gold rubric of the final policy's greedy responses to the test prompts",
+            values(name, "eval_gold"),
+        )
+        arms[f"rl_{name}_gold_last"] = arm(
+            "RL: gold rubric of the training rollouts, last quarter of the iterations", last
+        )
+        arms[f"rl_{name}_gold_change"] = arm(
+            "RL: rollout gold, last quarter minus iteration 1 (the SFT policy's samples)",
+            [b - a for a, b in zip(start, last, strict=True)],
+        )
+        arms[f"rl_{name}_proxy_gain"] = arm(
+            "RL: this RM's score of the rollouts, last quarter minus iteration 1 (the RM's own units)",
+            [b - a for a, b in zip(p0, p1, strict=True)],
+        )
+        arms[f"rl_{name}_kl"] = arm(
+            "RL: KL to the SFT reference, last quarter (nats per episode)", values(name, "kl_last")
+        )
+        arms[f"rl_{name}_rm_accuracy"] = arm(
+            "held-out gold pair accuracy of the RM this RL arm ran against (retrained here)",
+            values(name, "rm_accuracy"),
+        )
+    arms["rl_sft_gold"] = arm(
+        "rollout gold rubric at RL iteration 1 (the SFT policy before any update), mean over the arms",
+        [
+            float(np.mean([r["gold_start"] for k, r in s["rl"].items() if k in RL_ARMS])) if s.get("rl") else nan
+            for s in per_seed
+        ],
+    )
+    arms["rl_sft_eval_gold"] = arm(
+        "gold rubric of the SFT policy's greedy responses to the test prompts (where every RL arm starts)",
+        values("sft", "eval_gold"),
+    )
+    if "weak" not in names or "ceiling" not in names:
+        return arms
+    for metric in ("eval_gold", "gold_last"):
+        weak, ceiling = values("weak", metric), values("ceiling", metric)
+        arms[f"rl_ceiling_minus_weak_{metric}"] = arm(
+            f"RL {metric}: ceiling RM minus weak RM, same seed (the gap a student could recover; control)",
+            [c - w for w, c in zip(weak, ceiling, strict=True)],
+        )
+        for student in ("w2s", "w2s_conf", "bootstrap"):
+            if student not in names:
+                continue
+            got = values(student, metric)
+            arms[f"pgr_rl_{student}_{metric}"] = arm(
+                f"PGR on RL {metric}: (student - weak) / (ceiling - weak), per seed",
+                [performance_gap_recovered(w, x, c) for w, x, c in zip(weak, got, ceiling, strict=True)],
+            )
+            if metric == "eval_gold":
+                arms[f"rl_{student}_minus_weak_eval_gold"] = arm(
+                    "RL eval gold: student RM minus weak RM, same seed", [x - w for w, x in zip(weak, got, strict=True)]
+                )
+    return arms
+
+
+def _rl_summary(arms: dict[str, Any]) -> str:
+    names = [k for k in RL_ARMS if f"rl_{k}_eval_gold" in arms]
+    seeds = sum(x == x for x in arms[f"rl_{names[0]}_eval_gold"]["per_seed"])
+
+    def fmt(key: str) -> str:
+        a = arms[key]
+        return f"{a['mean']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]"
+
+    golds = ", ".join(f"{k} {arms[f'rl_{k}_eval_gold']['mean']:.3f}" for k in names)
+    text = (
+        f"RL against the from-scratch RMs (PPO, {seeds} seeds): greedy gold of the final policy {golds} "
+        f"(SFT start, rollout gold {arms['rl_sft_gold']['mean']:.3f})"
+    )
+    if "rl_ceiling_minus_weak_eval_gold" in arms:
+        text += f"; ceiling minus weak {fmt('rl_ceiling_minus_weak_eval_gold')} (control: the gap to recover)"
+        pgrs = [
+            f"{k} {fmt(f'pgr_rl_{k}_eval_gold')}"
+            for k in ("w2s", "w2s_conf", "bootstrap")
+            if f"pgr_rl_{k}_eval_gold" in arms
+        ]
+        if pgrs:
+            text += "; PGR on RL gold " + ", ".join(pgrs)
+    return text + "."
+
+
 def _family_summary(arms: dict[str, Any], prefix: str, label: str) -> str:
     acc = {k: arms[f"{prefix}{k}_accuracy"]["mean"] for k in ("weak", "w2s", "w2s_conf", "bootstrap", "ceiling")}
     pgr = {k: arms[f"pgr_{prefix}{k}_accuracy"] for k in ("w2s", "w2s_conf", "bootstrap")}
@@ -347,14 +635,27 @@ def _verdict(arms: dict[str, Any]) -> tuple[str, str]:
 
     Pretrained: held if the w2s student's PGR on accuracy has its CI above 0 and its PGR on best-of-n gold is
     positive on average; partly held if only one of the two does, or only the confidence-loss or bootstrap
-    student's accuracy PGR CI is above 0. From scratch: held if the w2s PGR CI is above 0 (partly: another).
+    student's accuracy PGR CI is above 0. From scratch: held if the w2s PGR CI is above 0 (partly: another, or a
+    student's PGR on RL gold with its CI above 0 while the control gap, ceiling minus weak RL gold, has its CI
+    above 0). RL only (no family's classification results): the same rule on RL gold.
     """
     parts = []
     if "weak_accuracy" in arms:
         parts.append(_family_summary(arms, "", "from scratch (2 x 64 students)"))
+    if "rl_sft_gold" in arms:
+        parts.append(_rl_summary(arms))
     if "smollm2_weak_accuracy" in arms:
         parts.append(_family_summary(arms, "smollm2_", "pretrained (SmolLM2-135M probe)"))
     summary = " ".join(parts)
+    gap = arms.get("rl_ceiling_minus_weak_eval_gold", {"ci95": [float("nan")]})["ci95"][0] > 0
+    rl_above = {
+        k: gap and arms.get(f"pgr_rl_{k}_eval_gold", {"ci95": [float("nan")]})["ci95"][0] > 0
+        for k in ("w2s", "w2s_conf", "bootstrap")
+    }
+    if "weak_accuracy" not in arms and "smollm2_weak_accuracy" not in arms:
+        if rl_above["w2s"]:
+            return "held", summary
+        return ("partly held" if any(rl_above.values()) else "did not hold"), summary
     prefix = "smollm2_" if "smollm2_weak_accuracy" in arms else ""
     above = {k: arms[f"pgr_{prefix}{k}_accuracy"]["ci95"][0] > 0 for k in ("w2s", "w2s_conf", "bootstrap")}
     if prefix:
@@ -366,7 +667,7 @@ def _verdict(arms: dict[str, Any]) -> tuple[str, str]:
         return "did not hold", summary
     if above["w2s"]:
         return "held", summary
-    if any(above.values()):
+    if any(above.values()) or any(rl_above.values()):
         return "partly held", summary
     return "did not hold", summary
 
@@ -383,8 +684,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     families = [
         (p, t) for p, t in (("", "from scratch"), ("smollm2_", "SmolLM2 (pretrained)")) if f"{p}weak_accuracy" in a
     ]
-    fig, axes = plt.subplots(len(families), 2, figsize=(11, 4 * len(families)), squeeze=False)
-    for row, (prefix, family) in zip(axes, families, strict=True):
+    rl = [k for k in RL_ARMS if f"rl_{k}_eval_gold" in a]
+    rows = len(families) + bool(rl)
+    fig, axes = plt.subplots(rows, 2, figsize=(11, 4 * rows), squeeze=False)
+    if rl:
+        plot_rl(result, rl, axes[-1])
+    for row, (prefix, family) in zip(axes, families, strict=False):
         for ax, metric, title in (
             (row[0], "accuracy", "held-out gold pair accuracy"),
             (row[1], "bon_gold", "gold rubric of the best-of-n pick"),
@@ -414,6 +719,44 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_rl(result: dict[str, Any], names: list[str], row: Any) -> None:
+    """RL row: the final policies' greedy gold per RM (bars, 95% CIs, PGR in the labels); rollout gold by iteration."""
+    a = result["arms"]
+    colors = {"weak": "C3", "w2s": "C0", "w2s_conf": "C9", "bootstrap": "C4", "ceiling": "C2"}
+    ax = row[0]
+    means = [a[f"rl_{n}_eval_gold"]["mean"] for n in names]
+    err = np.array(
+        [
+            [m - a[f"rl_{n}_eval_gold"]["ci95"][0], a[f"rl_{n}_eval_gold"]["ci95"][1] - m]
+            for n, m in zip(names, means, strict=True)
+        ]
+    ).T
+    ax.bar(range(len(names)), means, yerr=err, color=[colors[n] for n in names], capsize=4)
+    labels = [
+        f"{n}\nPGR {a[f'pgr_rl_{n}_eval_gold']['mean']:.2f}" if f"pgr_rl_{n}_eval_gold" in a else n for n in names
+    ]
+    ax.set_xticks(range(len(names)), labels, fontsize=8)
+    sft = a.get("rl_sft_eval_gold", {"mean": float("nan")})["mean"]
+    if sft == sft:
+        ax.axhline(sft, color="k", ls=":", label="the SFT policy, where RL starts (greedy gold)")
+        ax.legend(fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_title("from scratch, RL (PPO against each RM): greedy gold of the final policy", fontsize=10)
+    ax = row[1]
+    for n in names:
+        trajs = [s["rl"][n]["trajectory"] for s in result.get("per_seed_raw", []) if n in s.get("rl", {})]
+        if not trajs:
+            continue
+        length = min(len(t) for t in trajs)
+        gold = np.mean([[r["gold"] for r in t[:length]] for t in trajs], axis=0)
+        ax.plot(range(1, length + 1), gold, "o-", ms=3, color=colors[n], label=f"PPO vs {n} ({len(trajs)} seeds)")
+    ax.axhline(a["rl_sft_gold"]["mean"], color="k", ls=":", label="iteration 1 (the SFT policy's samples)")
+    ax.set_xlabel("PPO iteration")
+    ax.set_ylabel("rollout gold rubric (mean over seeds)")
+    ax.legend(fontsize=8)
+    ax.set_title("from scratch, RL: gold of the training rollouts", fontsize=10)
+
+
 def cached(path: Path, compute: Any, quick: bool) -> dict[str, Any]:
     """``compute()``'s per-seed result, read from ``path`` when a finished run wrote it (never in quick mode)."""
     if not quick and path.is_file():
@@ -426,15 +769,19 @@ def cached(path: Path, compute: Any, quick: bool) -> dict[str, Any]:
 
 
 def recorded(out_dir: Path, seeds: list[int]) -> list[dict[str, Any]] | None:
-    """The from-scratch per-seed results recorded in ``out_dir/weak_to_strong.json`` for ``seeds`` (or ``None``)."""
+    """The per-seed results recorded in ``out_dir/weak_to_strong.json`` for ``seeds`` (or ``None``).
+
+    Each seed's dict holds what was recorded for it: the from-scratch family's keys at the top level, the
+    pretrained family's under ``smollm2``, the RL arms' under ``rl``.
+    """
     path = out_dir / f"{NAME}.json"
     if not path.is_file():
         return None
     doc = json.loads(path.read_text())
     raw = dict(zip(doc.get("seeds", []), doc.get("per_seed_raw", []), strict=False))
-    if not all(s in raw and "accuracy" in raw[s] for s in seeds):
+    if not all(s in raw for s in seeds):
         return None
-    return [{k: v for k, v in raw[s].items() if k != "smollm2"} for s in seeds]
+    return [dict(raw[s]) for s in seeds]
 
 
 def run(
@@ -443,6 +790,9 @@ def run(
     quick: bool = False,
     students: tuple[str, ...] = STUDENTS,
     work: Path | None = None,
+    rl: tuple[str, ...] = (),
+    rl_iterations: int = RL_ITERATIONS,
+    rl_seeds: list[int] | None = None,
 ) -> dict[str, Any]:
     """Run the claim for ``seeds``; write ``out_dir/weak_to_strong.json`` and ``.png``; return the JSON.
 
@@ -451,30 +801,41 @@ def run(
         out_dir: Where the JSON and PNG go (the trained RMs under ``out_dir/work/weak_to_strong``).
         quick: A seconds-scale version (tiny models, 32 pairs, 4 steps; a tiny stand-in for SmolLM2) for tests.
         students: The strong-student families to run: ``scratch`` (2 x 64 from scratch) and/or ``smollm2``
-            (pretrained). A family left out keeps its results recorded in ``out_dir/weak_to_strong.json``.
+            (pretrained), or none (``()``: only ``rl``). A family left out keeps its results recorded in
+            ``out_dir/weak_to_strong.json``.
         work: Where models and per-seed results go (default ``out_dir/work/weak_to_strong``); seeds run in
             separate processes share it and write their JSON to scratch ``out_dir``s.
+        rl: From-scratch RMs to run PPO against (:data:`RL_ARMS`; default none). PGR on RL gold needs ``weak``,
+            ``ceiling`` and a student. RL results recorded for other arms or seeds are kept.
+        rl_iterations: PPO iterations of each RL run.
+        rl_seeds: The seeds that get the RL arms (default: all); the others keep what was recorded (or NaN).
     """
     import torch
 
     unknown = sorted(set(students) - set(STUDENTS))
-    if unknown or not students:
-        raise ValueError(f"unknown student families {unknown or students}; choose from {STUDENTS}.")
+    if unknown or not (students or rl):
+        raise ValueError(f"unknown student families {unknown or students}; choose from {STUDENTS} (or name --rl arms).")
+    bad = sorted(set(rl) - set(RL_ARMS))
+    if bad:
+        raise ValueError(f"unknown RL arms {bad}; choose from {RL_ARMS}.")
+    if rl_iterations < 1:
+        raise ValueError(f"rl_iterations must be at least 1, got {rl_iterations}.")
     torch.set_num_threads(1)
     out_dir = Path(out_dir)
     work = Path(work) if work is not None else out_dir / "work" / NAME
-    old = None if quick or "scratch" in students else recorded(out_dir, seeds)
+    old = None if quick else recorded(out_dir, seeds)
+    rl_seeds = list(seeds if rl_seeds is None else rl_seeds)
     per_seed = []
     for i, s in enumerate(seeds):
-        raw: dict[str, Any] = {}
+        raw: dict[str, Any] = dict(old[i]) if old is not None else {}
         if "scratch" in students:
             raw.update(cached(work / f"seed{s}" / "scratch.json", lambda s=s: run_seed(s, work, quick), quick))
-        elif old is not None:
-            raw.update(old[i])
         if "smollm2" in students:
             raw["smollm2"] = cached(
                 work / f"seed{s}" / "smollm2.json", lambda s=s: run_seed_pretrained(s, work, quick), quick
             )
+        if rl and s in rl_seeds:
+            raw["rl"] = {**raw.get("rl", {}), **run_seed_rl(s, work, quick, list(rl), rl_iterations)}
         per_seed.append(raw)
     result = summarize(per_seed, seeds, quick)
     result["per_seed_raw"] = per_seed
@@ -485,17 +846,35 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: ``--seeds``, ``--out``, ``--quick``."""
+    """Command line: ``--seeds``, ``--out``, ``--quick``, ``--students``, ``--work``, ``--rl ARM ...``."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=Path("experiments/results"))
     ap.add_argument("--quick", action="store_true", help="seconds-scale version (for tests)")
     ap.add_argument(
-        "--students", nargs="+", choices=STUDENTS, default=list(STUDENTS), help="strong-student families to run"
+        "--students",
+        nargs="*",
+        choices=STUDENTS,
+        default=list(STUDENTS),
+        help="strong-student families to run (none: only --rl; recorded results are kept)",
     )
     ap.add_argument("--work", type=Path, default=None, help="models and per-seed results (default OUT/work/...)")
+    ap.add_argument(
+        "--rl", nargs="*", choices=RL_ARMS, default=[], help="from-scratch RMs to run PPO against (default: none)"
+    )
+    ap.add_argument("--rl-iterations", type=int, default=RL_ITERATIONS, help="PPO iterations per RL run")
+    ap.add_argument("--rl-seeds", type=int, nargs="+", default=None, help="seeds with RL arms (default: all)")
     args = ap.parse_args(argv)
-    result = run(args.seeds, args.out, args.quick, tuple(args.students), args.work)
+    result = run(
+        args.seeds,
+        args.out,
+        args.quick,
+        tuple(args.students),
+        args.work,
+        tuple(args.rl),
+        args.rl_iterations,
+        args.rl_seeds,
+    )
     print(json.dumps({k: result[k] for k in ("claim", "verdict", "summary", "wall_s_per_seed")}, indent=1))
 
 

@@ -36,6 +36,54 @@ def test_quick_run_writes_the_contract_json_and_png_with_pgr_by_hand(tmp_path, c
         "weak": False, "intermediate": False, "w2s": True, "w2s_conf": True, "bootstrap": True, "ceiling": True
     }  # fmt: skip
     assert "smollm2" in on_disk["setting"] and "pretrained" in on_disk["summary"]
+    assert "rl" not in raw and not any("rl_" in k for k in arms)  # RL is off unless asked for
+
+
+def test_quick_rl_arm_runs_ppo_against_each_rm_and_reports_pgr_on_rl_gold(tmp_path, check_contract):
+    result = claim.run([0], tmp_path, quick=True, students=(), rl=("weak", "w2s_conf", "ceiling"))
+    check_contract(json.loads((tmp_path / "weak_to_strong.json").read_text()), "weak_to_strong", [0])
+    assert (tmp_path / "weak_to_strong.png").stat().st_size > 1000
+    arms, rl = result["arms"], result["per_seed_raw"][0]["rl"]
+    assert set(rl) == {"weak", "w2s_conf", "ceiling", "sft"} and "accuracy" not in result["per_seed_raw"][0]
+    assert arms["rl_sft_eval_gold"]["per_seed"] == [pytest.approx(rl.pop("sft")["eval_gold"])]  # no PPO: the start
+    for name, r in rl.items():  # PPO through lm-envs train: two iterations, the final policy scored by gold
+        assert r["iterations"] == 2 == len(r["trajectory"]) and r["eval_prompts"] == 4
+        assert 0.0 <= r["eval_gold"] <= 1.0 and arms[f"rl_{name}_eval_gold"]["per_seed"] == [
+            pytest.approx(r["eval_gold"])
+        ]
+        assert (tmp_path / "work" / "weak_to_strong" / "seed0" / f"rl_{name}_it2" / "model").is_dir()
+        assert r["gold_start"] == pytest.approx(rl["weak"]["gold_start"])  # the same SFT start for every RM
+    w, s, c = (rl[k]["eval_gold"] for k in ("weak", "w2s_conf", "ceiling"))
+    assert arms["rl_ceiling_minus_weak_eval_gold"]["per_seed"] == [pytest.approx(c - w, abs=1e-4)]
+    by_hand = (s - w) / (c - w) if c > w else float("nan")
+    assert arms["pgr_rl_w2s_conf_eval_gold"]["per_seed"] == [pytest.approx(by_hand, abs=1e-3, nan_ok=True)]
+    assert "pgr_rl_w2s_eval_gold" not in arms and "RL against the from-scratch RMs" in result["summary"]
+    assert result["setting"]["rl"]["iterations"] == 2 and result["setting"]["rl"]["seeds"] == [0]
+    # a seed without RL results gets NaN in the RL arms; another seed's recorded RL results merge in
+    both = claim.summarize([result["per_seed_raw"][0], {}], [0, 1], True)
+    assert both["arms"]["rl_weak_eval_gold"]["per_seed"][1] != both["arms"]["rl_weak_eval_gold"]["per_seed"][1]
+    with pytest.raises(ValueError, match="choose from"):
+        claim.run([0], tmp_path, quick=True, students=(), rl=("strongest",))
+    # a full-size call reads each arm from the seed's cache and keeps recorded arms it was not asked for
+    work = tmp_path / "work" / "weak_to_strong"
+    (work / "seed0" / "rl.json").write_text(json.dumps(result["per_seed_raw"][0]["rl"]))
+    again = claim.run([0], tmp_path, students=(), rl=("weak", "ceiling"), rl_iterations=2)  # trains nothing
+    assert again["arms"] == json.loads(json.dumps(result["arms"]))
+
+
+def test_a_reward_model_is_reused_only_when_its_settings_are_the_same(tmp_path, monkeypatch):
+    from dataclasses import asdict
+
+    out = tmp_path / "ceiling"
+    out.mkdir()
+    cfg = claim.rm_config(out, 0, False, None, pair_offset=2000)
+    metrics = {"config": json.loads(json.dumps(asdict(cfg))), "heldout": {"accuracy": 0.8}, "wall_time_s": 1.0}
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    (out / "model.safetensors").write_bytes(b"")
+    monkeypatch.setattr(claim, "train", lambda *a, **k: {"trained": True})
+    assert claim.train_or_reuse(out, 0, False, pair_offset=2000) == metrics
+    assert claim.train_or_reuse(out, 1, False, pair_offset=2000) == {"trained": True}  # another seed
+    assert claim.train_or_reuse(out, 0, False, pair_offset=2000, conf_coef=0.5) == {"trained": True}
 
 
 def test_a_run_of_one_family_keeps_the_other_family_s_recorded_results(tmp_path):
