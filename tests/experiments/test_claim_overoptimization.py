@@ -47,5 +47,6 @@ def test_unknown_rl_proxy_fails_naming_the_choices(tmp_path):
 def test_quick_rl_arm_goes_through_lm_envs_train(tmp_path):
     result = claim.run([0, 1], tmp_path, quick=True, rl=["pairs_32"])
     traj = result["curves"]["rl"]["pairs_32"]
-    assert len(traj) == 2 and all(len(t) == 2 and all(r["kl"] >= 0 for r in t) for t in traj)
+    # the measured KL to the reference is >= 0 up to float rounding (-1.7e-7 seen at the first iteration)
+    assert len(traj) == 2 and all(len(t) == 2 and all(r["kl"] >= -1e-5 for r in t) for t in traj)
     assert "rl_pairs_32_gold_change" in result["arms"]
