@@ -161,7 +161,9 @@ because scores are tied to it. Each id's "Version History" is kept here.
     ``task="lm_envs.tasks.chat:load_chat_task"``. Budget: 128 prompt tokens, 32 new tokens.
 
     Version History:
-        * v0: initial release.
+        * v0: initial release. Since 2026-12-05 a reward model that ``lm-envs train-rm`` trained on
+          prompts rendered through its own chat template scores the conversation rendered that way
+          (before: the env's rendering); the default RM and every score without such a model are unchanged.
 """
 
 from lm_envs.core.protocol import EvalProtocol

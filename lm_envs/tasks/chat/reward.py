@@ -8,6 +8,10 @@ small RM trained on first use on the synthetic preference set and cached
 of them are scored in one batched forward (right-padded; the score is read at each text's last
 real token). KL to the reference model is the agent's job (PPO), not the reward's.
 
+The text scored is the prompt plus the response; a reward model that ``lm-envs train-rm`` trained on prompts
+rendered through its own chat template reads the conversation rendered that way, whatever template the
+policy's env used (:meth:`RewardModelScorer.prompt_for`).
+
 The reward paid is ``(score - mean) / std`` with ``normalize=True`` (``mean``/``std`` given, or
 the held-out statistics the trainer saved in the model's config as ``reward_mean`` and
 ``reward_std``), else the raw score, minus ``length_penalty`` per word of the response. The record
@@ -98,6 +102,9 @@ class RewardModelScorer:
         self.path, self.device, self.batch_size, self.max_length = str(path), device, batch_size, max_length
         self.mean = getattr(self.model.config, "reward_mean", None)
         self.std = getattr(self.model.config, "reward_std", None)
+        # `lm-envs train-rm` records whether the synthetic prompts it trained on went through this model's own
+        # chat template (see prompt_for)
+        self.chat_template = bool(getattr(self.model.config, "lm_envs_chat_template", False))
         self.forwards = 0
         self._torch = torch
         self._lock = threading.Lock()
@@ -118,6 +125,21 @@ class RewardModelScorer:
                 self.forwards += 1
                 out.extend(self.model(**enc).logits[:, 0].float().cpu().tolist())
         return out
+
+    def prompt_for(self, problem: Problem) -> str:
+        """The prompt as this reward model read prompts in training.
+
+        A reward model that `lm-envs train-rm` trained on prompts rendered through its own chat template
+        (``lm_envs_chat_template`` in its config) scores the conversation (``metadata["messages"]``)
+        rendered the same way, whatever template the policy's env used; any other reward model reads the
+        env's prompt as it is.
+        """
+        messages = (problem.metadata or {}).get("messages")
+        if not self.chat_template or not messages:
+            return problem.prompt
+        from lm_envs.tasks.chat.task import render_messages
+
+        return render_messages(messages, self.path)
 
     def __repr__(self) -> str:
         return f"RewardModelScorer({self.path!r})"
@@ -204,7 +226,7 @@ class ChatReward(Reward):
 
     def outcome_batch(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Outcome]:
         scorer = self.scorer()
-        scores = scorer.score([p.prompt + c for p, c in zip(problems, completions, strict=True)])
+        scores = scorer.score([scorer.prompt_for(p) + c for p, c in zip(problems, completions, strict=True)])
         out = []
         for problem, completion, score in zip(problems, completions, scores, strict=True):
             value = (score - self._norm[0]) / self._norm[1] if self.normalize else score

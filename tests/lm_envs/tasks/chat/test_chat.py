@@ -236,3 +236,41 @@ def test_vector_env_scores_episodes_ending_together_in_one_forward():
 def test_chat_env_is_registered_with_a_protocol():
     assert "LMEnv/Chat-v0" in lm_envs.registered_ids()
     assert lm_envs.get_protocol("LMEnv/Chat-v0").metric == "mean_return"
+
+
+def test_a_chat_template_reward_model_reads_its_own_rendering_of_the_conversation(tmp_path):
+    """An RM trained on chat-templated prompts (lm_envs_chat_template) scores them so, whatever the env rendered."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
+
+    from lm_envs.core.tokenizer import load_codec, save_codec
+    from lm_envs.tasks.chat.reward import RewardModelScorer
+
+    codec = load_codec(None)
+    save_codec(codec, tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    tok.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    tok.save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=codec.vocab_size, n_layer=1, n_embd=16, n_head=2, n_positions=256, num_labels=1)
+    config.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    model = GPT2ForSequenceClassification(config)
+    for flag, where in ((True, tmp_path / "templated"), (False, tmp_path / "plain")):
+        model.config.lm_envs_chat_template = flag
+        model.save_pretrained(where)
+        tok.save_pretrained(where)
+    problem = SyntheticInstructions().problem("test", 0)  # the env's plain "User: ... Assistant:" rendering
+    completion = " A green quiet park."
+    templated = RewardModelScorer(str(tmp_path / "templated"))
+    rendered = render_messages(problem.metadata["messages"], str(tmp_path / "templated"))
+    assert templated.prompt_for(problem) == rendered != problem.prompt
+    assert rendered.startswith("<|im_start|>user\n")
+    got = ChatReward(reward_model=str(tmp_path / "templated")).outcome(problem, completion).record["rm_score"]
+    assert got == pytest.approx(templated.score([rendered + completion])[0], abs=1e-6)
+    assert got != pytest.approx(templated.score([problem.prompt + completion])[0], abs=1e-6)
+    # without the flag (any other RM): the env's prompt as it is; a problem without messages too
+    assert RewardModelScorer(str(tmp_path / "plain")).prompt_for(problem) == problem.prompt
+    assert templated.prompt_for(Problem("x", "User: hi\nAssistant:")) == "User: hi\nAssistant:"
