@@ -84,6 +84,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(0)
     torch.set_num_threads(spec["threads"])
     import agents.policy.scoring as scoring
+    import lm_envs
     from agents.learners.reinforce import ReinforceConfig, reinforce_update
     from agents.policy.lora import LoRASection, add_lora
     from agents.policy.models import build_default_model, enable_activation_checkpointing, load_model, logits_width
@@ -91,11 +92,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     minibatches, recompute_layers = ARMS[spec["arm"]]
     device = torch.device(spec["device"])
     if spec["model"] == "tiny":
-        import lm_envs
-
         model = build_default_model(lm_envs.load_codec(), seed=0)
     else:
-        import lm_envs
         from agents.policy.pretrained import resolve_model
 
         path = resolve_model(spec["model"], progress=False)
