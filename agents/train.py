@@ -22,7 +22,11 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="pkg://lm_envs_conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Run one training job; returns the final held-out accuracy (what sweepers optimise)."""
+    """Run one training job; returns the final held-out accuracy (what sweepers optimise).
+
+    An env without a notion of success (no ``correct`` in its outcome records, e.g. a chat env scored by a
+    reward model) returns and prints the held-out mean return instead.
+    """
     from agents.errors import report, want_traceback
     from agents.run import run
     from agents.run.distributed import close_distributed
@@ -44,12 +48,17 @@ def main(cfg: DictConfig) -> float:
     def fmt(value: float | None) -> str:
         return "unknown" if value is None else f"{value:.3f}"
 
-    print(
-        f"\nheld-out accuracy: {fmt(before.get('accuracy'))} after SFT -> {fmt(metrics['accuracy'])} after RL, "
-        f"mean return {fmt(before.get('mean_return'))} -> {fmt(metrics['mean_return'])} "
-        f"({metrics['num_problems']} test problems); run directory: {cfg.output_dir}"
-    )
-    return float(metrics["accuracy"])
+    # an env whose episodes have no notion of success (a chat env scored by a reward model) has no accuracy
+    # (it would print 0.000 -> 0.000): its summary, and what a sweeper optimises, is the mean return
+    graded = any("correct" in (r.get("outcome") or {}) for r in result.get("records", []))
+    if graded:
+        head = f"held-out accuracy: {fmt(before.get('accuracy'))} after SFT -> {fmt(metrics['accuracy'])} after RL, "
+        head += f"mean return {fmt(before.get('mean_return'))} -> {fmt(metrics['mean_return'])}"
+    else:
+        head = f"held-out mean return: {fmt(before.get('mean_return'))} after SFT -> "
+        head += f"{fmt(metrics['mean_return'])} after RL"
+    print(f"\n{head} ({metrics['num_problems']} test problems); run directory: {cfg.output_dir}")
+    return float(metrics["accuracy"] if graded else metrics["mean_return"])
 
 
 def cli(argv: list[str]) -> int:

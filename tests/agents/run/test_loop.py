@@ -318,6 +318,18 @@ def test_train_cli_runs_a_job_and_prints_accuracy_and_return_before_and_after_rl
     assert line in out and str(tmp_path) in out
 
 
+def test_train_cli_on_an_env_without_success_prints_mean_return_not_accuracy(tmp_path, capsys):
+    from agents import train
+
+    # the chat env's episodes are scored by a reward model: no notion of success, so no accuracy to print
+    train.cli(["+experiment=smoke", "env=chat", "sft.steps=0", "agent.num_envs=8", f"hydra.run.dir={tmp_path}"])
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "eval.json").read_text())
+    before, after = result["before_rl"], result["metrics"]
+    line = f"held-out mean return: {before['mean_return']:.3f} after SFT -> {after['mean_return']:.3f} after RL ("
+    assert line in out and "held-out accuracy" not in out
+
+
 def test_lr_schedule_decays_the_agent_lr_over_the_iterations(tmp_path):
     run(
         smoke(
