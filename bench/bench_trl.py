@@ -616,24 +616,30 @@ def run_ours(spec: dict[str, Any], algo: str) -> dict[str, Any]:
     }
 
 
-def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None, finish: Any = None) -> dict[str, Any]:
-    """TRL's trainer on the same model, prompts, reward and settings, timed per optimizer step by a callback.
+def build_trl_trainer(
+    spec: dict[str, Any],
+    algo: str,
+    model: Any,
+    env: Any,
+    problems: list[Any],
+    callbacks: tuple[Any, ...] = (),
+    rollout_func: Any = None,
+) -> dict[str, Any]:
+    """TRL's trainer (``algo``: ``grpo`` or ``rloo``) for ``spec`` on ``problems`` in order, with our reward.
 
-    With ``partner``, our update ``k`` runs right after TRL's step ``k`` (inside ``on_step_end``, outside
-    TRL's timed step), and the result holds both sides. A pretrained model (``spec["model_path"]``) whose
-    env renders prompts through its chat template gets the prompts as conversations, which TRL renders with
-    the same template; every prompt's token ids are checked against the env's before generation (a
-    mismatch stops the run). ``spec["lora"]`` (rank) trains LoRA adapters as ours does (TRL wraps the model
-    with ``peft``), ``spec["keep_records"]`` adds every update's record to the result, and
-    ``finish(trainer)`` (e.g. an evaluation of the trained model) adds its dict under ``"finish"``.
+    The prompts are ``env``'s (conversations when it renders through the model's chat template, which TRL
+    renders with the same template); the reward is :class:`lm_envs.tasks.math.rewards.MathReward` of each
+    decoded completion. Every prompt TRL tokenizes itself is checked against the env's ids (a mismatch
+    raises). ``rollout_func`` (GRPO only) is TRL's hook that replaces its generation.
+
+    Returns:
+        ``trainer``, ``args`` (its config), ``out_dir`` (its output directory, the caller removes it),
+        ``batches`` (one ``{tokens, length, reward}`` per reward call), ``prompt_check`` (prompts checked and
+        identical), ``as_prompt`` (problem text -> TRL prompt) and ``trainer_class``.
     """
-    _setup(spec)
-    import gymnasium as gym
-    import torch
     from datasets import Dataset
-    from transformers import AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
 
-    import lm_envs
     from lm_envs import Problem
     from lm_envs.core.tokenizer import save_codec
     from lm_envs.tasks.math.rewards import MathReward
@@ -644,11 +650,6 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None, fi
     else:
         from trl import RLOOConfig as Config
         from trl import RLOOTrainer as Trainer
-    torch.set_num_threads(spec["threads"])  # again: importing trl must not have changed it
-    model = _load_model(spec, lm_envs.load_codec(spec.get("model_path")))
-    env = gym.make(spec["env"], max_new_tokens=spec["max_new_tokens"], **_env_kwargs(spec, model)).unwrapped
-    steps = spec["warmup"] + spec["updates"]
-    problems = [env.task.problem("train", i) for i in range(steps * spec["prompts"])]
     prompt_cfg = env.episodes.config  # the env's resolved prompt rendering
     chat = prompt_cfg.uses_chat(env.codec)
     head = [{"role": "system", "content": prompt_cfg.system_prompt}] if prompt_cfg.system_prompt else []
@@ -670,26 +671,6 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None, fi
         if spec.get("progress"):  # the updates so far (a run cut short still shows its curve)
             Path(spec["progress"]).write_text(json.dumps({"seed": spec["seed"], "records": batches}))
         return scores
-
-    steps_timed: list[dict[str, float]] = []
-    ours: list[dict[str, float]] = []
-    threads: list[int] = []
-    clock: dict[str, tuple[float, float]] = {}
-
-    class Timer(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            clock["end"] = _clock()
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            clock["begin"] = _clock()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            (t0, c0), (t1, c1), (te, _) = clock["begin"], _clock(), clock["end"]
-            steps_timed.append({"wall_s": t1 - t0, "cpu_s": c1 - c0, "loop_s": t0 - te})
-            threads.append(torch.get_num_threads())
-            if partner is not None:
-                ours.append(partner.update(len(steps_timed) - 1))
-            clock["end"] = _clock()
 
     n = spec["prompts"] * spec["group"]
     out_dir = tempfile.mkdtemp(prefix=f"bench-trl-{algo}-")
@@ -714,7 +695,7 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None, fi
         "beta": 0.0,
         "num_iterations": 1,
         "epsilon": 0.2,
-        "max_steps": steps,
+        "max_steps": len(problems) // spec["prompts"],  # one step per batch of prompts
         "shuffle_dataset": False,
         "gradient_checkpointing": False,
         "bf16": False,
@@ -748,8 +729,9 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None, fi
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[Timer()],
+        callbacks=list(callbacks),
         peft_config=peft_config,
+        **({"rollout_func": rollout_func} if rollout_func is not None else {}),
     )
     tokenize = trainer._tokenize_prompts  # check TRL's prompt ids against the env's, every batch
     prompt_check = {"prompts": 0, "identical": 0}
@@ -765,6 +747,64 @@ def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None, fi
         return out
 
     trainer._tokenize_prompts = checked_tokenize
+    return {
+        "trainer": trainer,
+        "args": args,
+        "out_dir": out_dir,
+        "batches": batches,
+        "prompt_check": prompt_check,
+        "as_prompt": as_prompt,
+        "trainer_class": Trainer,
+    }
+
+
+def run_trl(spec: dict[str, Any], algo: str, partner: OursLoop | None = None, finish: Any = None) -> dict[str, Any]:
+    """TRL's trainer on the same model, prompts, reward and settings, timed per optimizer step by a callback.
+
+    With ``partner``, our update ``k`` runs right after TRL's step ``k`` (inside ``on_step_end``, outside
+    TRL's timed step), and the result holds both sides. A pretrained model (``spec["model_path"]``) whose
+    env renders prompts through its chat template gets the prompts as conversations, which TRL renders with
+    the same template; every prompt's token ids are checked against the env's before generation (a
+    mismatch stops the run). ``spec["lora"]`` (rank) trains LoRA adapters as ours does (TRL wraps the model
+    with ``peft``), ``spec["keep_records"]`` adds every update's record to the result, and
+    ``finish(trainer)`` (e.g. an evaluation of the trained model) adds its dict under ``"finish"``.
+    """
+    _setup(spec)
+    import gymnasium as gym
+    import torch
+    from transformers import TrainerCallback
+
+    import lm_envs
+
+    torch.set_num_threads(spec["threads"])  # again: importing trl must not have changed it
+    model = _load_model(spec, lm_envs.load_codec(spec.get("model_path")))
+    env = gym.make(spec["env"], max_new_tokens=spec["max_new_tokens"], **_env_kwargs(spec, model)).unwrapped
+    steps = spec["warmup"] + spec["updates"]
+    problems = [env.task.problem("train", i) for i in range(steps * spec["prompts"])]
+    steps_timed: list[dict[str, float]] = []
+    ours: list[dict[str, float]] = []
+    threads: list[int] = []
+    clock: dict[str, tuple[float, float]] = {}
+
+    class Timer(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            clock["end"] = _clock()
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            clock["begin"] = _clock()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            (t0, c0), (t1, c1), (te, _) = clock["begin"], _clock(), clock["end"]
+            steps_timed.append({"wall_s": t1 - t0, "cpu_s": c1 - c0, "loop_s": t0 - te})
+            threads.append(torch.get_num_threads())
+            if partner is not None:
+                ours.append(partner.update(len(steps_timed) - 1))
+            clock["end"] = _clock()
+
+    n = spec["prompts"] * spec["group"]
+    built = build_trl_trainer(spec, algo, model, env, problems, callbacks=(Timer(),))
+    trainer, args, out_dir, batches = built["trainer"], built["args"], built["out_dir"], built["batches"]
+    prompt_check, Trainer = built["prompt_check"], built["trainer_class"]
     gen_s: list[float] = []
     generate = trainer._generate  # tokenize prompts, model.generate, decode: TRL's side of our collect()
 
