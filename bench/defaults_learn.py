@@ -15,9 +15,10 @@ does; its held-out accuracy is scored on the true reward (the records' ``true_co
     OMP_NUM_THREADS=1 python bench/defaults_learn.py --algos grpo --variants default random
     python bench/defaults_learn.py --summarize-only
 
-Writes ``bench/results/defaults_learn.json``: every run's figures, then per (algorithm, variant, task) the
-mean and 95% CI over seeds (``experiments.common.ci95``) of held-out accuracy before / after and of the
-paired change, and of the training return over the first and the last 10 iterations.
+Writes ``bench/results/defaults_learn.json`` (runs already recorded there are kept unless rerun into
+``--runs``, so seeds and arms can be added in later sessions): every run's figures, then per (algorithm,
+variant, task) the mean and 95% CI over seeds (``experiments.common.ci95``) of held-out accuracy before /
+after and of the paired change, and of the training return over the first and the last 10 iterations.
 """
 
 from __future__ import annotations
@@ -216,6 +217,10 @@ def main() -> None:
         row = read_run(out, args.runs / f"sft-{task}-s{seed}")
         if row is not None:
             runs[f"{algo}/{variant}/{task}/{seed}"] = row
+    if args.out.exists():  # runs recorded earlier (other sessions, other run directories) stay unless rerun here
+        kept = json.loads(args.out.read_text()).get("runs", {})
+        runs = {**{k: v for k, v in kept.items() if k not in runs}, **runs}
+        runs = dict(sorted(runs.items()))
     summary = summarize(runs)
     result = {
         "setting": {
