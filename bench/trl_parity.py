@@ -25,7 +25,8 @@ normalisation), ``beta=0`` (no KL, no reference model; ours ``kl_coef=0``), ``nu
 ``epsilon=0.2`` (ours ``iterations=1``, ``clip_eps=0.2``), one optimizer step per generation batch, Adam
 (eps 1e-5, no weight decay, constant lr, gradient clipping 1.0). What cannot be made equal is listed in
 ``bench_trl.py``: generation (``model.generate`` vs our env steps), our env also ends an episode when the
-``#### answer`` line closes (TRL on EOS only), the random streams (sampling, LoRA's ``A`` init).
+``#### answer`` line closes (TRL on EOS only), the random streams (sampling, LoRA's ``A`` init). The update
+itself, on identical batches, is compared by ``bench/trl_grad_check.py``.
 
     OMP_NUM_THREADS=1 python bench/trl_parity.py --setting tiny --seeds 0 1 2
     OMP_NUM_THREADS=1 python bench/trl_parity.py --setting smollm2 --seeds 0 --sides trl   # one job at a time
