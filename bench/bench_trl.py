@@ -616,6 +616,29 @@ def run_ours(spec: dict[str, Any], algo: str) -> dict[str, Any]:
     }
 
 
+def with_position_ids(forward: Any, *args: Any, **kwargs: Any) -> Any:
+    """``forward`` with position ids counted from each row's first unmasked token (as generation counts them).
+
+    TRL's GRPO loss forward passes ``input_ids`` and ``attention_mask`` only, so a model that then numbers
+    positions 0.. over the padded row (absolute position embeddings: GPT-2, the tiny default) scores a
+    left-padded prompt's tokens at shifted positions; RoPE models do not care. Ids already given are kept.
+    """
+    att = kwargs.get("attention_mask")
+    if att is not None and kwargs.get("position_ids") is None:
+        kwargs["position_ids"] = (att.long().cumsum(-1) - 1).clamp(min=0)
+    return forward(*args, **kwargs)
+
+
+def add_position_ids(forward: Any) -> Any:
+    """``forward`` wrapped by :func:`with_position_ids`, its signature kept (TRL inspects it: ``logits_to_keep``)."""
+
+    @functools.wraps(forward)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        return with_position_ids(forward, *args, **kwargs)
+
+    return wrapped
+
+
 def build_trl_trainer(
     spec: dict[str, Any],
     algo: str,
@@ -630,7 +653,8 @@ def build_trl_trainer(
     The prompts are ``env``'s (conversations when it renders through the model's chat template, which TRL
     renders with the same template); the reward is :class:`lm_envs.tasks.math.rewards.MathReward` of each
     decoded completion. Every prompt TRL tokenizes itself is checked against the env's ids (a mismatch
-    raises). ``rollout_func`` (GRPO only) is TRL's hook that replaces its generation.
+    raises). ``rollout_func`` (GRPO only) is TRL's hook that replaces its generation. ``spec["position_ids"]``
+    gives every forward of the model position ids (:func:`with_position_ids`), which TRL's loss leaves out.
 
     Returns:
         ``trainer``, ``args`` (its config), ``out_dir`` (its output directory, the caller removes it),
@@ -718,6 +742,8 @@ def build_trl_trainer(
         if spec["model_dir"] is None:  # untrained default: TRL still needs the codec as a HF tokenizer
             save_codec(env.codec, Path(out_dir) / "tokenizer")
         tokenizer = AutoTokenizer.from_pretrained(Path(spec["model_dir"] or out_dir) / "tokenizer")
+    if spec.get("position_ids"):
+        model.forward = add_position_ids(model.forward)
     peft_config = None
     if spec.get("lora"):  # as ours (agents.policy.lora.LoRASection's defaults): alpha 32, no dropout
         from peft import LoraConfig

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import functools
 import importlib
 import json
 import math
@@ -110,14 +109,6 @@ def row_chunks(inputs: dict[str, Any], parts: int) -> list[dict[str, Any]]:
     return out
 
 
-def _with_positions(forward: Any, *args: Any, **kwargs: Any) -> Any:
-    """``forward`` with position ids counted from each row's first unmasked token (as generation counts them)."""
-    att = kwargs.get("attention_mask")
-    if att is not None and kwargs.get("position_ids") is None:
-        kwargs["position_ids"] = (att.long().cumsum(-1) - 1).clamp(min=0)
-    return forward(*args, **kwargs)
-
-
 def run(setting: str, steps: int, threads: int, max_batches: int, trl_positions: bool = False) -> dict[str, Any]:
     import gymnasium as gym
     import torch
@@ -176,7 +167,7 @@ def run(setting: str, steps: int, threads: int, max_batches: int, trl_positions:
     built = bench_trl.build_trl_trainer(trl_spec, "grpo", model_trl, env, problems, rollout_func=rollout_func)
     trainer, as_prompt = built["trainer"], built["as_prompt"]
     if trl_positions:  # TRL's every forward gets the position ids generation used (its steps too)
-        model_trl.forward = functools.partial(_with_positions, model_trl.forward)
+        model_trl.forward = bench_trl.add_position_ids(model_trl.forward)
     trainer.create_optimizer()
     trainer.current_gradient_accumulation_steps = 1  # what Trainer.train sets before its loop
     out: dict[str, Any] = {
@@ -234,7 +225,7 @@ def run(setting: str, steps: int, threads: int, max_batches: int, trl_positions:
         gap, gap_pos = logp_gap(logp_trl, rollout), logp_gap(logp_pos, rollout)
         # TRL's loss again, its forward given those position ids: the gradient TRL would compute without the shift
         forward = model_trl.forward
-        model_trl.forward = functools.partial(_with_positions, forward)
+        model_trl.forward = bench_trl.add_position_ids(forward)
         try:
             trainer.optimizer.zero_grad(set_to_none=True)
             for part in chunks:

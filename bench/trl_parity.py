@@ -26,7 +26,10 @@ normalisation), ``beta=0`` (no KL, no reference model; ours ``kl_coef=0``), ``nu
 (eps 1e-5, no weight decay, constant lr, gradient clipping 1.0). What cannot be made equal is listed in
 ``bench_trl.py``: generation (``model.generate`` vs our env steps), our env also ends an episode when the
 ``#### answer`` line closes (TRL on EOS only), the random streams (sampling, LoRA's ``A`` init). The update
-itself, on identical batches, is compared by ``bench/trl_grad_check.py``.
+itself, on identical batches, is compared by ``bench/trl_grad_check.py``: TRL's loss forward passes no position
+ids, which on the tiny model's absolute positions scores left-padded prompts at shifted positions; the side
+``trl_positions`` (``--sides trl_positions``) is TRL's trainer with its model given them, paired against ours as
+``ours_minus_trl_positions``.
 
     OMP_NUM_THREADS=1 python bench/trl_parity.py --setting tiny --seeds 0 1 2
     OMP_NUM_THREADS=1 python bench/trl_parity.py --setting smollm2 --seeds 0 --sides trl   # one job at a time
@@ -62,7 +65,9 @@ import bench_trl  # noqa: E402  (the TRL setup and our loop, shared with the thr
 from experiments.common import ci95  # noqa: E402
 
 SETTINGS = ("tiny", "smollm2")
-SIDES = ("ours", "trl")
+SIDES = ("ours", "trl", "trl_positions")
+#: The TRL side a paired difference is taken against: ``trl`` as it ships, ``trl_positions`` with position ids.
+TRL_SIDES = ("trl", "trl_positions")
 EXPERIMENT = ROOT / "conf" / "experiment" / "math_smollm2.yaml"
 
 
@@ -193,7 +198,12 @@ def job_trl(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-JOBS = {"before": job_before, "ours": job_ours, "trl": job_trl}
+def job_trl_positions(spec: dict[str, Any]) -> dict[str, Any]:
+    """TRL's GRPOTrainer with its model given position ids (its loss forward has none; see ``bench_trl``)."""
+    return job_trl({**spec, "position_ids": True})
+
+
+JOBS = {"before": job_before, "ours": job_ours, "trl": job_trl, "trl_positions": job_trl_positions}
 
 
 def _progress(spec: dict[str, Any], records: list[dict[str, float]]) -> None:
@@ -300,12 +310,14 @@ def summarize(setting: str, spec: dict[str, Any], runs_dir: Path, seeds: list[in
     }
     if unfinished:
         result["unfinished"] = unfinished
-    both = sorted(set(found["ours"]) & set(found["trl"]))
-    if both:
+    for theirs in TRL_SIDES:
+        both = sorted(set(found["ours"]) & set(found[theirs]))
+        if not both:
+            continue
         diff: dict[str, Any] = {"seeds": both}
         for key in ("reward_all", "reward_last_third", "held_out_after"):
             values = [
-                _metric(found["ours"][s], key, per_update) - _metric(found["trl"][s], key, per_update) for s in both
+                _metric(found["ours"][s], key, per_update) - _metric(found[theirs][s], key, per_update) for s in both
             ]
             mean, lo, hi = ci95(values)
             diff[key] = {
@@ -313,7 +325,7 @@ def summarize(setting: str, spec: dict[str, Any], runs_dir: Path, seeds: list[in
                 "mean": round(mean, 4),
                 "ci95": [round(lo, 4), round(hi, 4)],
             }
-        result["ours_minus_trl"] = diff
+        result[f"ours_minus_{theirs}"] = diff
     return result
 
 
@@ -331,7 +343,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--setting", choices=SETTINGS, default="tiny")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=["ours", "trl"])
     parser.add_argument("--updates", type=int, default=None, help="updates per run (default: the setting's)")
     parser.add_argument("--eval-episodes", type=int, default=None, help="held-out problems (default: the setting's)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of every job")
@@ -348,7 +360,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = JOBS[args.job](spec)
         Path(spec["out"]).write_text(json.dumps(result))
         return result
-    if "trl" in args.sides and not args.summarize_only:
+    if set(args.sides) & set(TRL_SIDES) and not args.summarize_only:
         import importlib.util
 
         if importlib.util.find_spec("trl") is None:
@@ -372,7 +384,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(
         json.dumps(
-            {k: result[k] for k in ("held_out_before", "summary", "ours_minus_trl", "unfinished") if k in result},
+            {
+                k: result[k]
+                for k in ("held_out_before", "summary", "ours_minus_trl", "ours_minus_trl_positions", "unfinished")
+                if k in result
+            },
             indent=1,
         )
     )

@@ -46,10 +46,10 @@ def test_positions_count_from_each_rows_first_real_token():
         return "out"
 
     mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
-    assert bench._with_positions(forward, input_ids=torch.zeros(2, 4), attention_mask=mask) == "out"
+    assert bench.bench_trl.with_position_ids(forward, input_ids=torch.zeros(2, 4), attention_mask=mask) == "out"
     assert seen["position_ids"].tolist() == [[0, 0, 0, 1], [0, 1, 2, 3]]
     given = torch.arange(4)[None]
-    bench._with_positions(forward, attention_mask=mask, position_ids=given)  # given ids are kept
+    bench.bench_trl.with_position_ids(forward, attention_mask=mask, position_ids=given)  # given ids are kept
     assert seen["position_ids"] is given
 
 

@@ -50,6 +50,20 @@ def test_summary_curves_intervals_and_paired_difference(tmp_path):
     assert diff["seeds"] == [0, 1]
     assert diff["reward_last_third"]["per_seed"] == [0.5, 0.0]
     assert diff["held_out_after"]["per_seed"] == [pytest.approx(0.1), 0.0]
+    assert "ours_minus_trl_positions" not in out  # that side has no runs here
+
+
+def test_summary_pairs_ours_with_the_position_ids_side_too(tmp_path):
+    bench = load_bench()
+    (tmp_path / "before.json").write_text(json.dumps({"held_out": {"accuracy": 0.1}}))
+    for seed, (mine, theirs) in enumerate([(0.5, 0.25), (0.5, 0.5)]):
+        write_run(tmp_path / f"ours_seed{seed}.json", [mine], 0.3)
+        write_run(tmp_path / f"trl_positions_seed{seed}.json", [theirs], 0.2)
+    out = bench.summarize("tiny", {"prompts": 2, "group": 4, "seed": 0}, tmp_path, [0, 1])
+    assert set(out["summary"]) == {"ours", "trl_positions"} and "ours_minus_trl" not in out
+    diff = out["ours_minus_trl_positions"]
+    assert diff["reward_all"]["per_seed"] == [0.25, 0.0]
+    assert diff["held_out_after"]["per_seed"] == [pytest.approx(0.1), pytest.approx(0.1)]
 
 
 @pytest.mark.slow
