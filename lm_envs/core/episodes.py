@@ -40,6 +40,7 @@ class EnvConfig:
     system_prompt: str | None = None
     max_turn_tokens: int | None = None
     max_turns: int | None = None
+    stop_rule: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_prompt_tokens", "max_new_tokens", "max_turn_tokens", "max_turns"):
@@ -57,6 +58,11 @@ class EnvConfig:
             raise ValueError(
                 f"chat_template must be True, False or None (use the tokenizer's template if it has one), "
                 f"got {self.chat_template!r}."
+            )
+        if not isinstance(self.stop_rule, (bool, np.bool_)):
+            raise ValueError(
+                f"stop_rule must be True (the task's stop rule ends an episode) or False (only a stop token or the "
+                f"token budget does), got {self.stop_rule!r}."
             )
         if self.system_prompt is not None and (not isinstance(self.system_prompt, str) or self.chat_template is False):
             raise ValueError(
@@ -118,9 +124,9 @@ class EnvConfig:
         return codec.encode(self.prompt_text(codec, prompt), add_special_tokens=False)
 
 
-def tracks_steps(task: Task, reward: Reward) -> bool:
-    """Whether an env must split its completions into steps (process rewards or a stop rule)."""
-    return bool(reward.process) or task.has_stop_rule
+def tracks_steps(task: Task, reward: Reward, stop_rule: bool = True) -> bool:
+    """Whether an env must split its completions into steps (process rewards or a stop rule in force)."""
+    return bool(reward.process) or (stop_rule and task.has_stop_rule)
 
 
 class EpisodeBatch:
@@ -159,8 +165,8 @@ class EpisodeBatch:
         self.running = np.zeros(n, dtype=bool)
 
         self.separator = config.step_separator.encode("utf-8")
-        self.track_steps = tracks_steps(task, reward)
-        self.stops = task.stops if task.has_stop_rule else None
+        self.track_steps = tracks_steps(task, reward, config.stop_rule)
+        self.stops = task.stops if task.has_stop_rule and config.stop_rule else None
         self.is_eos = np.zeros(action_size, dtype=bool)
         self.is_eos[sorted(i for i in codec.stop_token_ids if i < action_size)] = True  # every end-of-turn id
         last = self.separator[-1:]

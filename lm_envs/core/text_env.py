@@ -88,6 +88,7 @@ class TextEnv(gym.Env):
         system_prompt: str | None = None,
         max_turn_tokens: int | None = None,
         max_turns: int | None = None,
+        stop_rule: bool = True,
         split: str = "train",
         curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
         max_chars: int = 1 << 16,
@@ -102,6 +103,7 @@ class TextEnv(gym.Env):
             system_prompt,
             max_turn_tokens,
             max_turns,
+            stop_rule,
         )
         self.task = resolve_task(task, task_kwargs)
         self.task.check_split(split)
@@ -112,8 +114,8 @@ class TextEnv(gym.Env):
         self.curriculum = make_curriculum(curriculum, step_separator)
         self._stage = 0
         self.separator = step_separator.encode("utf-8")
-        self.track_steps = tracks_steps(self.task, self.reward)
-        self.stops = self.task.stops if self.task.has_stop_rule else None
+        self.track_steps = tracks_steps(self.task, self.reward, self.config.stop_rule)
+        self.stops = self.task.stops if self.task.has_stop_rule and self.config.stop_rule else None
         self.observation_space = AnyText(max_chars)
         self.action_space = AnyText(max_chars)
         self.render_mode = render_mode

@@ -154,6 +154,10 @@ class TokenEnv(gym.Env):
             without ending the turn truncates the episode (``None``: only ``max_new_tokens``).
         max_turns: Multi-turn tasks: the most turns of the policy; a reply that would start one
             more truncates the episode instead (``None``: no limit).
+        stop_rule: Whether the task's stop rule (:meth:`Task.stops`, e.g. the math tasks' closed
+            ``#### X`` line) ends the episode. ``False``: only a stop token (EOS, end of turn) or the
+            token budget does, so the policy must end its turn itself, as in TRL's GRPOTrainer;
+            graders that read the last answer then read what it wrote after its first one.
         split: Default split that ``reset`` samples from.
         curriculum: Reverse-curriculum start states: ``None``, ``"mixed"``, ``"staged"``, a dict of
             :class:`~lm_envs.ReverseCurriculum` arguments or an instance.
@@ -202,6 +206,7 @@ class TokenEnv(gym.Env):
         system_prompt: str | None = None,
         max_turn_tokens: int | None = None,
         max_turns: int | None = None,
+        stop_rule: bool = True,
         split: str = "train",
         curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
         render_mode: str | None = None,
@@ -219,6 +224,7 @@ class TokenEnv(gym.Env):
             system_prompt,
             max_turn_tokens,
             max_turns,
+            stop_rule,
         )
         self.episodes = build_episodes(
             1, task, reward, task_kwargs, reward_kwargs, tokenizer, vocab_size, config, split, curriculum

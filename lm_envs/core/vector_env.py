@@ -62,6 +62,7 @@ class TokenVectorEnv(VectorEnv):
         system_prompt: str | None = None,
         max_turn_tokens: int | None = None,
         max_turns: int | None = None,
+        stop_rule: bool = True,
         split: str = "train",
         curriculum: ReverseCurriculum | str | dict[str, Any] | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
@@ -84,6 +85,7 @@ class TokenVectorEnv(VectorEnv):
             system_prompt,
             max_turn_tokens,
             max_turns,
+            stop_rule,
         )
         self.episodes = build_episodes(
             num_envs, task, reward, task_kwargs, reward_kwargs, tokenizer, vocab_size, config, split, curriculum

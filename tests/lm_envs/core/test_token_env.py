@@ -73,6 +73,37 @@ def test_text_after_the_stopping_step_in_the_same_token_is_cut(step_task, step_r
     assert info["completion"] == "#### 18\n" and rewards[-1] == pytest.approx(1.0)
 
 
+def test_stop_rule_off_only_eos_or_the_budget_ends_the_episode(step_task, step_reward):
+    text = "3 * 4 = 12\n2 + 12 = 14\n#### 14\nDone."
+    env = TokenEnv(step_task, step_reward, stop_rule=False)
+    env.reset(options={"index": 0})
+    rewards, term, trunc, info = rollout(env, text)  # then EOS
+    assert term and not trunc and len(rewards) == len(env.codec.encode(text)) + 1  # past the answer line, to EOS
+    assert info["completion"] == text and info["step_rewards"][:3] == [0.5, 0.5, 0.0]
+    assert sum(rewards) == pytest.approx(sum(info["step_rewards"]) + info["outcome_reward"])
+    # the same text as one action: the text env cuts nothing either, and pays the same
+    text_env = lm_envs.TextEnv(step_task, step_reward, stop_rule=False)
+    text_env.reset(options={"index": 0})
+    _, total, *_, text_info = text_env.step(text)
+    assert text_info["completion"] == text and total == pytest.approx(sum(rewards))
+    # default: the closed answer line ends it
+    env = TokenEnv(step_task, step_reward)
+    env.reset(options={"index": 0})
+    assert rollout(env, text)[3]["completion"] == "3 * 4 = 12\n2 + 12 = 14\n#### 14\n"
+    with pytest.raises(ValueError, match="stop_rule must be True"):
+        TokenEnv(step_task, step_reward, stop_rule="no")
+
+
+def test_stop_rule_off_in_the_vector_env_and_through_gym_make():
+    venv = lm_envs.TokenVectorEnv(
+        2, "lm_envs.tasks.math:word_problems", "lm_envs.tasks.math:MathReward", stop_rule=False
+    )
+    assert venv.episodes.stops is None and not venv.episodes.track_steps
+    env = gym.make("LMEnv/Math-v0", stop_rule=False).unwrapped
+    assert env.episodes.stops is None
+    assert gym.make("LMEnv/Math-v0").unwrapped.episodes.stops is not None
+
+
 def test_truncation_at_budget_with_penalty_and_unfinished_step_unpaid(step_task, step_reward):
     env = TokenEnv(step_task, step_reward, max_new_tokens=5, truncation_penalty=-0.25)
     env.reset(options={"index": 0})
