@@ -742,8 +742,6 @@ def build_trl_trainer(
         if spec["model_dir"] is None:  # untrained default: TRL still needs the codec as a HF tokenizer
             save_codec(env.codec, Path(out_dir) / "tokenizer")
         tokenizer = AutoTokenizer.from_pretrained(Path(spec["model_dir"] or out_dir) / "tokenizer")
-    if spec.get("position_ids"):
-        model.forward = add_position_ids(model.forward)
     peft_config = None
     if spec.get("lora"):  # as ours (agents.policy.lora.LoRASection's defaults): alpha 32, no dropout
         from peft import LoraConfig
@@ -759,6 +757,9 @@ def build_trl_trainer(
         peft_config=peft_config,
         **({"rollout_func": rollout_func} if rollout_func is not None else {}),
     )
+    if spec.get("position_ids"):  # after construction: TRL replaces the forward with its fused-LM-head one
+        base = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+        base.forward = add_position_ids(base.forward)
     tokenize = trainer._tokenize_prompts  # check TRL's prompt ids against the env's, every batch
     prompt_check = {"prompts": 0, "identical": 0}
 

@@ -88,3 +88,24 @@ def test_quick_run_both_sides(tmp_path):
     assert trl["num_iterations"] == ours["iterations"] == 1 and ours["kl_coef"] == 0.0
     assert trl["learning_rate"] == ours["lr"] and trl["temperature"] == ours["temperature"]
     assert set(result["ours_minus_trl"]) >= {"reward_all", "held_out_after"}
+
+
+@pytest.mark.slow
+def test_trl_positions_side_gives_trls_loss_forward_position_ids(monkeypatch):
+    pytest.importorskip("trl")
+    import argparse
+
+    bench = load_bench()  # puts bench/ on sys.path: bench_trl is the module trl_parity uses
+    bench_trl = bench.bench_trl
+    added = []
+    wrap = bench_trl.with_position_ids
+
+    def counting(forward, *args, **kwargs):
+        added.append(kwargs.get("position_ids") is None)  # generation passes its own; TRL's loss forward none
+        return wrap(forward, *args, **kwargs)
+
+    monkeypatch.setattr(bench_trl, "with_position_ids", counting)
+    args = argparse.Namespace(threads=1, cache_dir=None, quick=True, updates=None, eval_episodes=None)
+    spec = {**bench.setting_spec("tiny", args), "seed": 0}
+    bench_trl.run_trl({**spec, "position_ids": True}, "grpo")
+    assert sum(added) >= 2  # one loss forward per step (2 steps), each given the ids it lacked
