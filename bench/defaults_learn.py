@@ -140,6 +140,32 @@ def summarize(runs: dict[str, dict[str, float]]) -> dict[str, dict]:
     return out
 
 
+def paired(runs: dict[str, dict[str, float]], reference: str = "grpo/default") -> dict[str, dict]:
+    """Each arm minus ``reference`` on the (task, seed) pairs both ran (same SFT start): mean and 95% CI.
+
+    The held-out change and the training return change, in points of accuracy / return; only arms with
+    two pairs or more.
+    """
+    arms: dict[str, dict[str, dict[str, float]]] = {}
+    for key, row in runs.items():
+        arm, pair = key.rsplit("/", 2)[0], "/".join(key.rsplit("/", 2)[1:])
+        arms.setdefault(arm, {})[pair] = row
+    base = arms.get(reference, {})
+    out = {}
+    for arm, rows in sorted(arms.items()):
+        pairs = sorted(set(rows) & set(base))
+        if arm == reference or len(pairs) < 2:
+            continue
+        out[f"{arm} - {reference}"] = {
+            "n": len(pairs),
+            **{
+                fig: list(ci95([rows[k][fig] - base[k][fig] for k in pairs]))
+                for fig in ("heldout_change", "train_return_change")
+            },
+        }
+    return out
+
+
 def table(summary: dict[str, dict]) -> str:
     def pct(x: list[float]) -> str:
         return f"{100 * x[0]:+.1f} [{100 * x[1]:+.1f}, {100 * x[2]:+.1f}]"
@@ -235,6 +261,7 @@ def main() -> None:
         },
         "runs": runs,
         "summary": summary,
+        "paired_vs_grpo_default": paired(runs),
         "table_md": table(summary),
         "table_compact_md": table_compact(summary),
     }
