@@ -102,6 +102,7 @@ def setting_spec(name: str, args: argparse.Namespace) -> dict[str, Any]:
         exp = OmegaConf.to_container(OmegaConf.load(EXPERIMENT))
         env_kwargs = dict(exp["env"]["kwargs"])
         spec.update(
+            env=exp["env"].get("id", bench_trl.ENV_ID),  # the experiment's env (its test split), else Math-v0
             model_path=resolve_model(exp["model"]["name_or_path"], progress=False),
             model_name=exp["model"]["name_or_path"],
             seed=0,
