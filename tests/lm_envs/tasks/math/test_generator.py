@@ -400,6 +400,13 @@ def test_math_v1_is_math_v0_with_the_stratified_test_split() -> None:
     assert v1.stratified_test and not v1.distinct_test and v1.config() == v0.config() and v1.size("test") == 500
     assert [v1.problem("train", i) for i in range(20)] == [v0.problem("train", i) for i in range(20)]
     assert v1.problem("test", 0) != v0.problem("test", 0)
+    assert [v1.problem("test", i).metadata["key"] for i in range(5)] == [  # Math-v1's split, as released
+        "area/area:11,2",
+        "travel/distance:23,4",
+        "area/perimeter:25,23",
+        "travel/left:77,24,2",
+        "travel/distance:7,8",
+    ]
     # task_kwargs given to gym.make replace the registered ones; the split stays stratified
     custom = gym.make("LMEnv/Math-v1", task_kwargs={"preset": "easy", "max_steps": 1}).unwrapped.task
     assert custom.stratified_test and custom.max_steps == 1
