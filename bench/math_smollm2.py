@@ -1,8 +1,10 @@
-"""RL on a real pretrained instruct model: SmolLM2-135M-Instruct on one-step Math-v0 problems, 3 seeds per arm.
+"""RL on a real pretrained instruct model: SmolLM2-135M-Instruct on one-step Math-v1 problems, 3 seeds per arm.
 
 Runs (or reuses) ``lm-envs train +experiment=math_smollm2`` for each arm and seed, then writes one JSON with
-held-out greedy accuracy before / after (per seed, mean, 95% t-interval), training success over the first and
-last five rounds, mean completion length and wall time: the figures behind the README's SmolLM2 table.
+held-out greedy accuracy before / after (per seed, mean, 95% t-interval; after also per template), training
+success over the first and last five rounds, mean completion length and wall time: the figures behind the
+README's SmolLM2 table. ``bench/results/math_smollm2_v0split.json`` holds the earlier table, measured on the
+``basic`` range with Math-v0's test split (inventory and shopping problems only).
 
     python bench/math_smollm2.py --work /tmp/smol --seeds 0 1 2 --arms grpo grpo_mb4 rft   # ~20-30 min per run
     python bench/math_smollm2.py --work /tmp/smol --summary-only                            # rebuild the JSON
@@ -66,6 +68,32 @@ def run_arm(arm: str, seed: int, run_dir: Path) -> None:
     subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
 
 
+def run_task(run_dir: Path) -> tuple[str, dict[str, Any], Any]:
+    """A finished run's env id, task kwargs and task (the problems its evaluation played)."""
+    import gymnasium as gym
+    import yaml
+
+    import lm_envs
+    from lm_envs.core.components import resolve_task
+
+    env = yaml.safe_load((run_dir / "config.yaml").read_text())["env"]
+    spec = gym.spec(env["id"]) if env["id"] in lm_envs.registered_ids() else None
+    task_kwargs = env["kwargs"].get("task_kwargs", spec.kwargs.get("task_kwargs") if spec else None)
+    return env["id"], task_kwargs, resolve_task(spec.kwargs["task"], task_kwargs) if spec else None
+
+
+def per_template(run_dir: Path, records: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Held-out greedy successes per template: ``{template: [correct, problems]}``."""
+    _, _, task = run_task(run_dir)
+    out: dict[str, list[int]] = {}
+    for r in records:
+        split, _, index = r["problem_id"].partition("/")
+        counts = out.setdefault(task.problem(split, int(index)).metadata["template"], [0, 0])
+        counts[0] += bool(r["success"])
+        counts[1] += 1
+    return dict(sorted(out.items()))
+
+
 def summarise_run(run_dir: Path) -> dict[str, Any]:
     """One finished run's figures."""
     ev = json.loads((run_dir / "eval.json").read_text())
@@ -74,6 +102,7 @@ def summarise_run(run_dir: Path) -> dict[str, Any]:
     return {
         "accuracy_before": ev["accuracy_before_rl"],
         "accuracy_after": ev["metrics"]["accuracy"],
+        "after_per_template": per_template(run_dir, ev["records"]),
         "mean_tokens_after": ev["metrics"]["mean_tokens"],
         "train_success_first5": sum(success[:5]) / max(1, len(success[:5])),
         "train_success_last5": sum(success[-5:]) / max(1, len(success[-5:])),
@@ -95,6 +124,8 @@ def summarise(work: Path, arms: list[str], seeds: list[int]) -> dict[str, Any]:
         runs = {s: work / f"{arm}_s{s}" for s in seeds if (work / f"{arm}_s{s}" / "eval.json").exists()}
         if not runs:
             continue
+        if "env" not in doc:
+            doc["env"], doc["task_kwargs"], _ = run_task(next(iter(runs.values())))
         per = {s: summarise_run(d) for s, d in runs.items()}
         after = [per[s]["accuracy_after"] for s in per]
         gain = [per[s]["accuracy_after"] - per[s]["accuracy_before"] for s in per]

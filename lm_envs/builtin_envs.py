@@ -17,7 +17,27 @@ because scores are tied to it. Each id's "Version History" is kept here.
     the accuracy of the ``math_few_demos`` models by 0.6-3.2 points.
 
     Version History:
+        * v1: the test split has train's mix (``stratified_test=True``), see ``LMEnv/Math-v1``.
         * v0: initial release.
+
+``LMEnv/Math-v1``
+    ``LMEnv/Math-v0`` (same ``easy`` problems, prompt, reward, budgets and 500-problem test split
+    evaluated by accuracy) with a test split stratified like train: each test problem picks its
+    step count, template and variant as a train draw does and redraws only its numbers until its
+    key falls in the test partition (``stratified_word_problems("easy", distinct_test=False)``,
+    which sets ``stratified_test=True``, so ``task_kwargs`` passed to ``gym.make``, which replace
+    the registered ones, keep the split stratified). v0 redraws the whole problem instead, so its test mix over-weights
+    variants with many test keys and under-weights those with few (one-step ``travel`` is 3% of
+    v0's test problems and 9% of train's, one-step ``area`` 14% of test and 9% of train); a task
+    setting whose small variants get no test key at all (one-step problems of the ``basic``
+    range) measured held-out accuracy on two templates of four. The partition is unchanged, so
+    no test key is ever a train problem. Test problems still repeat (variants with few test keys,
+    e.g. 4 for one-step ``travel``, are drawn as often as in train); a task setting with a
+    variant that has no test key at all is an error naming the fix.
+
+    Version History:
+        * v1: test split with train's mix of steps, templates and variants.
+        * v0: see ``LMEnv/Math-v0``.
 
 ``LMEnv/MathProcess-v0``
     ``LMEnv/Math-v0``'s problems with rule-based process rewards on top of the outcome: every
@@ -178,6 +198,11 @@ _MATH = {
 }
 
 register("LMEnv/Math-v0", **_MATH, protocol=EvalProtocol(split="test", metric="accuracy"))
+register(
+    "LMEnv/Math-v1",
+    **{**_MATH, "task": "lm_envs.tasks.math:stratified_word_problems"},
+    protocol=EvalProtocol(split="test", metric="accuracy"),
+)
 register(
     "LMEnv/MathProcess-v0",
     **{**_MATH, "reward_kwargs": {"process": "rule"}},

@@ -12,7 +12,10 @@ whether non-integer values (fractions, decimals) may appear. ``train`` is effect
 a canonical key (template, variant and numbers, not the names or wording), a fixed 1/16 of the
 key space is reserved for ``test`` by a hash of the key, and ``train`` redraws any problem whose
 key falls there. The reserved partition depends on the key only, so no seed or difficulty
-setting can leak a test problem into any training stream.
+setting can leak a test problem into any training stream. By default ``test`` redraws its whole
+problem until the key is a test key, so its mix of templates follows how many test keys each one
+has; ``stratified_test=True`` picks step count, template and variant as ``train`` does and
+redraws only the numbers, so ``test`` has ``train``'s mix (``LMEnv/Math-v1``).
 
 Example:
     >>> task = ArithmeticWordProblems.from_preset("easy", seed=0)
@@ -82,6 +85,10 @@ experiments; its key space is small (about 3,500 train and 400 test keys, hence 
 so a model trained for long on it can memorise the train problems instead of learning arithmetic."""
 
 _MAX_ATTEMPTS = 2000
+_PROBE_ATTEMPTS = 1000
+"""Number draws per variant that must yield a test key when ``stratified_test`` (checked at construction)."""
+_STRATIFIED_ATTEMPTS = 20 * _PROBE_ATTEMPTS
+"""Number draws a ``stratified_test`` problem may take to land in the test partition before giving up."""
 
 
 def render_prompt(question: str) -> str:
@@ -1189,11 +1196,20 @@ class ArithmeticWordProblems(Task):
             variant and numbers). Each is drawn from its own stream as without it, skipping keys
             already used by earlier test problems, so the split is drawn in order once and cached.
             ``False`` reproduces ``LMEnv/Math-v0``'s test split, which repeats some problems.
+        stratified_test: Give ``test`` the mix of step counts, templates and variants of ``train``.
+            Each test problem picks its variant as a ``train`` draw from its stream does, then
+            redraws only the numbers of that variant until the key is in the test partition (the
+            partition itself is unchanged, so ``train`` never sees a test key). ``False`` (the
+            default, ``LMEnv/Math-v0``'s split) redraws the whole problem instead, so a template
+            with few test keys (e.g. one-step ``area`` or ``travel`` at small ``max_value``) gets a
+            smaller share of ``test`` than of ``train``, or none. A variant with so few keys that
+            none falls in the test partition is an error at construction.
         name: Task name used in logs.
 
     Raises:
-        ValueError: If a knob is invalid or no enabled template can produce some step count
-            in ``[min_steps, max_steps]`` with the given operations and range.
+        ValueError: If a knob is invalid, no enabled template can produce some step count
+            in ``[min_steps, max_steps]`` with the given operations and range, or (with
+            ``stratified_test``) some enabled variant cannot produce a test problem.
 
     Example:
         >>> task = ArithmeticWordProblems(seed=1, min_steps=2, max_steps=2, operations=("+", "-"))
@@ -1222,6 +1238,7 @@ class ArithmeticWordProblems(Task):
         test_seed: int = 0,
         train_size: int = 10**9,
         distinct_test: bool = True,
+        stratified_test: bool = False,
         name: str = "arithmetic",
     ) -> None:
         for knob, value in (
@@ -1265,7 +1282,12 @@ class ArithmeticWordProblems(Task):
             raise ValueError(f"test_size must be in [1, 1000000], got {test_size}.")
         if train_size < 1:
             raise ValueError(f"train_size must be >= 1, got {train_size}.")
-        for knob, flag in (("fractions", fractions), ("decimals", decimals), ("distinct_test", distinct_test)):
+        for knob, flag in (
+            ("fractions", fractions),
+            ("decimals", decimals),
+            ("distinct_test", distinct_test),
+            ("stratified_test", stratified_test),
+        ):
             if not isinstance(flag, bool):
                 raise ValueError(f"{knob} must be a bool, got {flag!r}.")
 
@@ -1278,6 +1300,7 @@ class ArithmeticWordProblems(Task):
         self.templates = tuple(t for t in TEMPLATES if t in chosen)
         self.test_size, self.train_size = test_size, train_size
         self.distinct_test = distinct_test
+        self.stratified_test = stratified_test
         self._cfg = _Config(frozenset(self.operations), min_value, max_value, fractions, decimals)
 
         # (n_steps) -> {template: [variants]} for the enabled templates and operations.
@@ -1294,6 +1317,8 @@ class ArithmeticWordProblems(Task):
                 )
             self._by_steps[n] = table
         self._probe()
+        if stratified_test:
+            self._probe_test_keys()
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> ArithmeticWordProblems:
@@ -1381,7 +1406,7 @@ class ArithmeticWordProblems(Task):
 
     def _distinct_test_split(self, n: int) -> list[Problem]:
         """The first ``n`` distinct test problems, drawn in index order and shared by equal tasks."""
-        key = (repr(self), self.test_size, self.name)
+        key = (repr(self), self.test_size, self.name, self.stratified_test)
         drawn = _DISTINCT_TEST_CACHE.setdefault(key, [])
         seen = {q.metadata["key"] for q in drawn}
         while len(drawn) < n:
@@ -1394,32 +1419,59 @@ class ArithmeticWordProblems(Task):
         """Draw problem ``index`` of ``split`` from its own seeded stream, skipping keys in ``exclude``."""
         test = split == "test"
         rng = _rng(self.test_seed if test else self.seed, split, index)
+        if test and self.stratified_test:
+            return self._problem(split, index, self._draw_stratified_test(rng, index, exclude))
         for _ in range(_MAX_ATTEMPTS):
             drawn = self._draw(rng)
             if drawn is None:
                 continue
-            variant, draw, question, answer, key = drawn
-            if _in_test(key) != test or key in exclude:
+            if _in_test(drawn[4]) != test or drawn[4] in exclude:
                 continue
-            answer_text = draw.fmt(answer)
-            return Problem(
-                id=f"{split}/{index}",
-                prompt=render_prompt(question),
-                answer=answer_text,
-                steps=(*draw.steps, f"{FINAL_ANSWER_PREFIX} {answer_text}"),
-                metadata={
-                    "template": variant.template,
-                    "variant": variant.name,
-                    "n_steps": variant.steps,
-                    "operations": [op for op in OPERATIONS if op in draw.used],
-                    "key": key,
-                    "difficulty": self.config(),
-                },
-            )
+            return self._problem(split, index, drawn)
         raise RuntimeError(
             f"could not draw a {'new ' if exclude else ''}{split} problem for index {index} in {_MAX_ATTEMPTS} "
             f"attempts with {self!r}; widen max_value, allow more operations, lower test_size or set "
             f"distinct_test=False."
+        )
+
+    def _draw_stratified_test(
+        self, rng: random.Random, index: int, exclude: set[str]
+    ) -> tuple[_Variant, _Draw, str, Fraction, str]:
+        """A test draw whose variant is chosen as a ``train`` draw chooses it; only its numbers are redrawn."""
+        for _ in range(_MAX_ATTEMPTS):  # the variant of the train problem this stream would give
+            drawn = self._draw(rng)
+            if drawn is not None and not _in_test(drawn[4]):
+                break
+        else:  # pragma: no cover - _probe makes every step count drawable
+            raise RuntimeError(f"could not draw a problem for test index {index} with {self!r}.")
+        variant = drawn[0]
+        for _ in range(_STRATIFIED_ATTEMPTS):
+            drawn = self._build(rng, variant)
+            if drawn is not None and _in_test(drawn[4]) and drawn[4] not in exclude:
+                return drawn
+        raise RuntimeError(
+            f"could not draw a {'new ' if exclude else ''}{variant.template}/{variant.name} test problem for "
+            f"index {index} in {_STRATIFIED_ATTEMPTS} attempts with {self!r} (stratified_test=True); its test keys "
+            f"are {'used up: set distinct_test=False, lower test_size or ' if exclude else 'too rare: '}widen "
+            f"max_value, drop the template {variant.template!r} or set stratified_test=False."
+        )
+
+    def _problem(self, split: str, index: int, drawn: tuple[_Variant, _Draw, str, Fraction, str]) -> Problem:
+        variant, draw, question, answer, key = drawn
+        answer_text = draw.fmt(answer)
+        return Problem(
+            id=f"{split}/{index}",
+            prompt=render_prompt(question),
+            answer=answer_text,
+            steps=(*draw.steps, f"{FINAL_ANSWER_PREFIX} {answer_text}"),
+            metadata={
+                "template": variant.template,
+                "variant": variant.name,
+                "n_steps": variant.steps,
+                "operations": [op for op in OPERATIONS if op in draw.used],
+                "key": key,
+                "difficulty": self.config(),
+            },
         )
 
     def _draw(self, rng: random.Random, n: int | None = None) -> tuple[_Variant, _Draw, str, Fraction, str] | None:
@@ -1428,7 +1480,10 @@ class ArithmeticWordProblems(Task):
         table = self._by_steps[n]
         templates = [t for t in TEMPLATES if t in table]
         variants = table[templates[rng.randrange(len(templates))]]
-        variant = variants[rng.randrange(len(variants))]
+        return self._build(rng, variants[rng.randrange(len(variants))])
+
+    def _build(self, rng: random.Random, variant: _Variant) -> tuple[_Variant, _Draw, str, Fraction, str] | None:
+        """Draw the numbers (and names, wording) of one ``variant``; ``None`` if a constraint failed."""
         draw = _Draw(rng, self._cfg)
         try:
             question, answer, numbers = variant.build(draw)
@@ -1448,3 +1503,26 @@ class ArithmeticWordProblems(Task):
                     f"max_value={self.max_value}, min_value={self.min_value}; raise max_value, lower "
                     f"min_value or max_steps, or allow more operations."
                 )
+
+    def _probe_test_keys(self) -> None:
+        """With ``stratified_test``: fail early if some enabled variant (almost) never makes a test key."""
+        for n, table in self._by_steps.items():
+            for variants in table.values():
+                for variant in variants:
+                    rng = _rng(0, f"probe-test/{variant.template}/{variant.name}", n)
+                    built = False
+                    for _ in range(_PROBE_ATTEMPTS):
+                        drawn = self._build(rng, variant)
+                        if drawn is not None and _in_test(drawn[4]):
+                            break
+                        built = built or drawn is not None
+                    else:
+                        if not built:
+                            continue  # never drawn under these knobs, in train or test
+                        raise ValueError(
+                            f"stratified_test=True, but the {n}-step variant {variant.template}/{variant.name} made "
+                            f"no test problem in {_PROBE_ATTEMPTS} draws with max_value={self.max_value}, "
+                            f"operations {list(self.operations)}: its key space is too small for the test "
+                            f"partition (1 key in {TEST_MODULUS}); widen max_value, drop the template "
+                            f"{variant.template!r} (templates=...) or set stratified_test=False."
+                        )

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import pickle
 import subprocess
 import sys
+import warnings
+from collections import Counter
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 
+import lm_envs  # noqa: F401 - registers the env ids
 import lm_envs.tasks.math.generator as generator
 from lm_envs.core.problem import Problem
+from lm_envs.tasks.math import word_problems
 from lm_envs.tasks.math.generator import (
     MAX_STEPS,
     PRESETS,
@@ -278,3 +286,127 @@ def test_documents_are_every_true_fact_of_the_range_in_a_fixed_order() -> None:
         assert claim.verdict == "correct", (line, claim)
     ops = {line.split()[1] for line in lines}
     assert ops == {"+", "-", "*", "/"} and "12 / 4 = 3" in lines and "7 / 2 = 3" not in lines
+
+
+def _split_digest(task: ArithmeticWordProblems, split: str, n: int) -> str:
+    h = hashlib.sha256()
+    for i in range(n):
+        p = task.problem(split, i)
+        h.update(json.dumps([p.prompt, p.answer, list(p.steps), p.metadata["key"]]).encode())
+    return h.hexdigest()[:16]
+
+
+def test_default_splits_are_unchanged_by_the_stratified_test_knob() -> None:
+    # Values computed by the generator before stratified_test existed: LMEnv/Math-v0's splits, the distinct
+    # easy split and the recorded SmolLM2 (v0 split) experiment's task must not move.
+    v0 = ArithmeticWordProblems.from_preset("easy", distinct_test=False)
+    assert [v0.problem("test", i).metadata["key"] for i in range(5)] == [
+        "equation/add:21,98",
+        "area/cost:4,3,6",
+        "equation/add:12,64",
+        "inventory/chain1:99,-,49",
+        "travel/left:46,9,5",
+    ]
+    assert _split_digest(v0, "test", 500) == "bf7fe7cebb32e259"
+    assert _split_digest(v0, "train", 200) == "5362022511dddec1"
+    assert _split_digest(ArithmeticWordProblems.from_preset("easy"), "test", 100) == "c138774b15b14c81"
+    smol = ArithmeticWordProblems.from_preset(
+        "basic", max_steps=1, templates=["inventory", "shopping", "travel", "area"], distinct_test=False
+    )
+    assert _split_digest(smol, "test", 300) == "c57e02e94c5d67ab"
+
+
+def _cells(task: ArithmeticWordProblems, split: str, n: int) -> Counter:
+    return Counter((p.metadata["n_steps"], p.metadata["template"]) for p in map(partial(task.problem, split), range(n)))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},  # LMEnv/Math-v1's task
+        {"max_steps": 1, "max_value": 150, "templates": ["inventory", "shopping", "travel", "area"]},  # math_smollm2
+    ],
+    ids=["easy", "smollm2"],
+)
+def test_stratified_test_split_has_the_train_mix(overrides: dict) -> None:
+    n = 2000
+    task = ArithmeticWordProblems.from_preset(
+        "easy", distinct_test=False, stratified_test=True, test_size=n, **overrides
+    )
+    train, test = _cells(task, "train", n), _cells(task, "test", n)
+    old = _cells(ArithmeticWordProblems.from_preset("easy", distinct_test=False, test_size=n, **overrides), "test", n)
+
+    def worst(a: Counter, b: Counter) -> float:  # largest gap in sampling standard errors of the difference
+        gaps = []
+        for cell in set(a) | set(b):
+            p = (a[cell] + b[cell]) / (2 * n)
+            gaps.append(abs(a[cell] - b[cell]) / n / math.sqrt(2 * p * (1 - p) / n))
+        return max(gaps)
+
+    assert set(test) == set(train)
+    assert worst(train, test) < 3.5
+    assert worst(train, old) > 5  # the whole-draw split does not have train's mix (the check can fail)
+
+
+def test_stratified_test_never_shares_a_key_with_train_and_is_deterministic() -> None:
+    task = ArithmeticWordProblems.from_preset("easy", distinct_test=False, stratified_test=True)
+    other = ArithmeticWordProblems.from_preset("easy", distinct_test=False, stratified_test=True, seed=5)
+    test = [task.problem("test", i) for i in range(500)]
+    test_keys = {p.metadata["key"] for p in test}
+    train_keys = {p.metadata["key"] for s in (task, other) for p in map(partial(s.problem, "train"), range(2000))}
+    assert all(generator._in_test(k) for k in test_keys) and not any(generator._in_test(k) for k in train_keys)
+    assert not test_keys & train_keys and len(test_keys) > 200
+    # the same test split whatever the training seed, problem by problem, in any order
+    assert [other.problem("test", i) for i in reversed(range(500))] == test[::-1]
+    # the train split does not depend on the knob
+    plain = ArithmeticWordProblems.from_preset("easy", distinct_test=False)
+    assert [plain.problem("train", i) for i in range(50)] == [task.problem("train", i) for i in range(50)]
+    # gold steps still check out
+    for p in test[:100]:
+        assert all(check_step(step).verdict == "correct" for step in p.steps[:-1])
+
+
+def test_stratified_distinct_test_split_is_distinct() -> None:
+    task = ArithmeticWordProblems.from_preset("medium", stratified_test=True, test_size=200)
+    keys = [task.problem("test", i).metadata["key"] for i in range(200)]
+    assert len(set(keys)) == 200 and all(generator._in_test(k) for k in keys)
+
+
+def test_a_variant_without_test_keys_fails_at_construction_naming_the_fix() -> None:
+    smol_v0 = {"max_steps": 1, "templates": ["inventory", "shopping", "travel", "area"], "distinct_test": False}
+    with pytest.raises(
+        ValueError, match=r"1-step variant (travel/distance|area/area).*widen max_value.*stratified_test"
+    ):
+        word_problems("basic", stratified_test=True, **smol_v0)
+    word_problems("basic", **smol_v0)  # the whole-draw split still builds (and has no travel or area problem)
+    with pytest.raises(ValueError, match="stratified_test must be a bool"):
+        ArithmeticWordProblems(stratified_test="yes")  # type: ignore[arg-type]
+
+
+def test_a_stratified_variant_whose_test_keys_are_used_up_names_the_fix() -> None:
+    task = ArithmeticWordProblems.from_preset("easy", max_steps=1, templates=["travel"], stratified_test=True)
+    with pytest.raises(RuntimeError, match="travel/distance test problem.*used up.*distinct_test=False"):
+        task.problem("test", 30)  # one-step travel has 4 test keys at max_value 99
+
+
+def test_math_v1_is_math_v0_with_the_stratified_test_split() -> None:
+    v0_spec, v1_spec = gym.spec("LMEnv/Math-v0"), gym.spec("LMEnv/Math-v1")
+    same = {k: v for k, v in v0_spec.kwargs.items() if k != "task"}
+    assert {k: v for k, v in v1_spec.kwargs.items() if k != "task"} == same  # reward, budgets, protocol, kwargs
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
+        v0 = gym.make("LMEnv/Math-v0").unwrapped.task
+    v1 = gym.make("LMEnv/Math-v1").unwrapped.task
+    assert v1.stratified_test and not v1.distinct_test and v1.config() == v0.config() and v1.size("test") == 500
+    assert [v1.problem("train", i) for i in range(20)] == [v0.problem("train", i) for i in range(20)]
+    assert v1.problem("test", 0) != v0.problem("test", 0)
+    assert [v1.problem("test", i).metadata["key"] for i in range(5)] == [  # Math-v1's split, as released
+        "area/area:11,2",
+        "travel/distance:23,4",
+        "area/perimeter:25,23",
+        "travel/left:77,24,2",
+        "travel/distance:7,8",
+    ]
+    # task_kwargs given to gym.make replace the registered ones; the split stays stratified
+    custom = gym.make("LMEnv/Math-v1", task_kwargs={"preset": "easy", "max_steps": 1}).unwrapped.task
+    assert custom.stratified_test and custom.max_steps == 1
