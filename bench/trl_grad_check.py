@@ -110,6 +110,7 @@ def row_chunks(inputs: dict[str, Any], parts: int) -> list[dict[str, Any]]:
 
 
 def run(setting: str, steps: int, threads: int, max_batches: int, trl_positions: bool = False) -> dict[str, Any]:
+    """The paired update check of the module docstring: ``steps`` batches with a signal, both sides each."""
     import gymnasium as gym
     import torch
 
@@ -161,21 +162,15 @@ def run(setting: str, steps: int, threads: int, max_batches: int, trl_positions:
             out["logprobs"].append(r.logprobs[i][m].tolist())
         return out
 
-    # TRL gets the model as it is (adapters already in, so no peft_config) and one step per batch, no accumulation
-    trl_spec = {**spec, "lora": 0, "micro_batches": 1}
+    # TRL gets the model as it is (adapters already in, so no peft_config) and one step per batch, no accumulation;
+    # with trl_positions its every forward gets the position ids generation used (its steps too)
+    trl_spec = {**spec, "lora": 0, "micro_batches": 1, "position_ids": trl_positions}
     micro = spec.get("micro_batches", 1)  # TRL's loss runs over as many row chunks as ours (memory only)
     built = bench_trl.build_trl_trainer(trl_spec, "grpo", model_trl, env, problems, rollout_func=rollout_func)
     trainer, as_prompt = built["trainer"], built["as_prompt"]
-    if trl_positions:  # TRL's every forward gets the position ids generation used (its steps too)
-        model_trl.forward = bench_trl.add_position_ids(model_trl.forward)
     trainer.create_optimizer()
     trainer.current_gradient_accumulation_steps = 1  # what Trainer.train sets before its loop
-    out: dict[str, Any] = {
-        "setting": setting,
-        "trl_positions": trl_positions,
-        "spec": {k: v for k, v in spec.items() if k != "env_kwargs"},
-    }
-    out["spec"]["env_kwargs"] = spec.get("env_kwargs")
+    out: dict[str, Any] = {"setting": setting, "trl_positions": trl_positions, "spec": spec}
     out["libraries"] = bench_trl._libraries()
     out["steps"], out["skipped_batches"] = [], []
     for k in range(max_batches):
