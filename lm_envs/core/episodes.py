@@ -10,6 +10,7 @@ when the episode ends, so the cost of a step does not grow with the length of th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -129,6 +130,11 @@ def tracks_steps(task: Task, reward: Reward, stop_rule: bool = True) -> bool:
     return bool(reward.process) or (stop_rule and task.has_stop_rule)
 
 
+def stop_rule_of(task: Task, stop_rule: bool = True) -> Callable[[str], bool] | None:
+    """The task's stop rule when it has one and the env keeps it on (``stop_rule``), else ``None``."""
+    return task.stops if stop_rule and task.has_stop_rule else None
+
+
 class EpisodeBatch:
     """``n`` token-level episodes stepped together; see the module docstring.
 
@@ -166,7 +172,7 @@ class EpisodeBatch:
 
         self.separator = config.step_separator.encode("utf-8")
         self.track_steps = tracks_steps(task, reward, config.stop_rule)
-        self.stops = task.stops if task.has_stop_rule and config.stop_rule else None
+        self.stops = stop_rule_of(task, config.stop_rule)
         self.is_eos = np.zeros(action_size, dtype=bool)
         self.is_eos[sorted(i for i in codec.stop_token_ids if i < action_size)] = True  # every end-of-turn id
         last = self.separator[-1:]

@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from lm_envs.core.components import RewardSpec, TaskSpec, resolve_action_size, resolve_reward, resolve_task
 from lm_envs.core.curriculum import ReverseCurriculum, make_curriculum
-from lm_envs.core.episodes import EnvConfig, EpisodeBatch, tracks_steps
+from lm_envs.core.episodes import EnvConfig, EpisodeBatch, stop_rule_of, tracks_steps
 from lm_envs.core.problem import Problem
 from lm_envs.core.reward import as_outcome
 from lm_envs.core.steps import advance_steps
@@ -115,7 +115,7 @@ class TextEnv(gym.Env):
         self._stage = 0
         self.separator = step_separator.encode("utf-8")
         self.track_steps = tracks_steps(self.task, self.reward, self.config.stop_rule)
-        self.stops = self.task.stops if self.task.has_stop_rule and self.config.stop_rule else None
+        self.stops = stop_rule_of(self.task, self.config.stop_rule)
         self.observation_space = AnyText(max_chars)
         self.action_space = AnyText(max_chars)
         self.render_mode = render_mode
