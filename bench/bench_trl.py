@@ -520,6 +520,9 @@ class OursLoop:
             autoreset_mode="Disabled",
             max_new_tokens=spec["max_new_tokens"],
             **_env_kwargs(spec, self.model),
+            # spec "stop_rule": False trains on TRL's rule (only EOS or the budget ends a sample); evaluation keeps
+            # the env's own rule either way
+            **({"stop_rule": False} if spec.get("stop_rule") is False else {}),
         )
         if self.is_ppo:
             self.cfg: Any = PPOConfig(

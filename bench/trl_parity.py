@@ -29,7 +29,9 @@ normalisation), ``beta=0`` (no KL, no reference model; ours ``kl_coef=0``), ``nu
 itself, on identical batches, is compared by ``bench/trl_grad_check.py``: TRL's loss forward passes no position
 ids, which on the tiny model's absolute positions scores left-padded prompts at shifted positions; the side
 ``trl_positions`` (``--sides trl_positions``) is TRL's trainer with its model given them, paired against ours as
-``ours_minus_trl_positions``.
+``ours_minus_trl_positions``. The side ``ours_eos`` is ours trained on TRL's stop rule (env ``stop_rule=False``:
+only EOS or the token budget ends a sample, so it trains on what a sample writes after its answer line, as TRL
+does), paired as ``ours_eos_minus_trl``; held-out accuracy is scored the same way for every side.
 
     OMP_NUM_THREADS=1 python bench/trl_parity.py --setting tiny --seeds 0 1 2
     OMP_NUM_THREADS=1 python bench/trl_parity.py --setting smollm2 --seeds 0 --sides trl   # one job at a time
@@ -65,7 +67,10 @@ import bench_trl  # noqa: E402  (the TRL setup and our loop, shared with the thr
 from experiments.common import ci95  # noqa: E402
 
 SETTINGS = ("tiny", "smollm2")
-SIDES = ("ours", "trl", "trl_positions")
+SIDES = ("ours", "ours_eos", "trl", "trl_positions")
+#: Our sides: ``ours`` with the env's stop rule (a sample ends when its ``#### X`` line closes), ``ours_eos`` with
+#: TRL's (only EOS or the budget ends it; env ``stop_rule=False``).
+OUR_SIDES = ("ours", "ours_eos")
 #: The TRL side a paired difference is taken against: ``trl`` as it ships, ``trl_positions`` with position ids.
 TRL_SIDES = ("trl", "trl_positions")
 EXPERIMENT = ROOT / "conf" / "experiment" / "math_smollm2.yaml"
@@ -204,13 +209,49 @@ def job_trl_positions(spec: dict[str, Any]) -> dict[str, Any]:
     return job_trl({**spec, "position_ids": True})
 
 
-JOBS = {"before": job_before, "ours": job_ours, "trl": job_trl, "trl_positions": job_trl_positions}
+def job_ours_eos(spec: dict[str, Any]) -> dict[str, Any]:
+    """Our GRPO trained on TRL's stop rule (env ``stop_rule=False``: only EOS or the budget ends a sample)."""
+    return job_ours({**spec, "stop_rule": False})
+
+
+JOBS = {
+    "before": job_before,
+    "ours": job_ours,
+    "ours_eos": job_ours_eos,
+    "trl": job_trl,
+    "trl_positions": job_trl_positions,
+}
 
 
 def _progress(spec: dict[str, Any], records: list[dict[str, float]]) -> None:
     """The updates so far, beside the job's output (a run cut short still shows its curve)."""
     if spec.get("progress"):
         Path(spec["progress"]).write_text(json.dumps({"seed": spec["seed"], "records": records}))
+
+
+#: Spec keys that do not change what a job computes (where files go, threads) or vary per job (the seed).
+_PER_JOB = ("seed", "threads", "out", "progress", "model_dir", "model_path", "warmup")
+
+
+def check_runs_dir(runs_dir: Path, spec: dict[str, Any]) -> None:
+    """Refuse to mix job files of two settings: ``runs_dir/spec.json`` holds the spec its files were run with.
+
+    A job whose file exists is not run again, so without this a changed experiment (another env, task or budget)
+    would silently be summarised with the old setting's files.
+    """
+    shared = {k: v for k, v in spec.items() if k not in _PER_JOB}
+    path = runs_dir / "spec.json"
+    if path.exists():
+        recorded = json.loads(path.read_text())
+        if recorded != shared:
+            changed = sorted(k for k in set(recorded) | set(shared) if recorded.get(k) != shared.get(k))
+            raise SystemExit(
+                f"trl_parity.py: the job files in {runs_dir} were run with another setting (differs in {changed}); "
+                f"move them away or pass --runs <new dir> (and --out) for this one."
+            )
+        return
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(shared, indent=1, sort_keys=True) + "\n")
 
 
 def run_job(name: str, spec: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -311,14 +352,14 @@ def summarize(setting: str, spec: dict[str, Any], runs_dir: Path, seeds: list[in
     }
     if unfinished:
         result["unfinished"] = unfinished
-    for theirs in TRL_SIDES:
-        both = sorted(set(found["ours"]) & set(found[theirs]))
+    for mine, theirs in ((m, t) for m in OUR_SIDES for t in TRL_SIDES):
+        both = sorted(set(found[mine]) & set(found[theirs]))
         if not both:
             continue
         diff: dict[str, Any] = {"seeds": both}
         for key in ("reward_all", "reward_last_third", "held_out_after"):
             values = [
-                _metric(found["ours"][s], key, per_update) - _metric(found[theirs][s], key, per_update) for s in both
+                _metric(found[mine][s], key, per_update) - _metric(found[theirs][s], key, per_update) for s in both
             ]
             mean, lo, hi = ci95(values)
             diff[key] = {
@@ -326,7 +367,7 @@ def summarize(setting: str, spec: dict[str, Any], runs_dir: Path, seeds: list[in
                 "mean": round(mean, 4),
                 "ci95": [round(lo, 4), round(hi, 4)],
             }
-        result[f"ours_minus_{theirs}"] = diff
+        result[f"{mine}_minus_{theirs}"] = diff
     return result
 
 
@@ -372,6 +413,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     spec = setting_spec(args.setting, args)
     runs_dir = Path(args.runs or ROOT / "bench" / "results" / "trl_parity" / args.setting)
     if not args.summarize_only:
+        check_runs_dir(runs_dir, spec)
         if spec.get("sft_steps"):
             with tempfile.TemporaryDirectory(prefix="trl-parity-") as tmp:  # the one SFT start both sides load
                 bench_trl.run_worker("sft", spec, Path(tmp))
@@ -387,7 +429,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         json.dumps(
             {
                 k: result[k]
-                for k in ("held_out_before", "summary", "ours_minus_trl", "ours_minus_trl_positions", "unfinished")
+                for k in ("held_out_before", "summary", "unfinished")
+                + tuple(f"{m}_minus_{t}" for m in OUR_SIDES for t in TRL_SIDES)
                 if k in result
             },
             indent=1,

@@ -66,6 +66,41 @@ def test_summary_pairs_ours_with_the_position_ids_side_too(tmp_path):
     assert diff["held_out_after"]["per_seed"] == [pytest.approx(0.1), pytest.approx(0.1)]
 
 
+def test_summary_pairs_both_of_our_stop_rules_with_trl(tmp_path):
+    bench = load_bench()
+    (tmp_path / "before.json").write_text(json.dumps({"held_out": {"accuracy": 0.1}}))
+    for seed, (task_rule, eos_rule, theirs) in enumerate([(0.5, 0.75, 0.25), (0.25, 0.5, 0.5)]):
+        write_run(tmp_path / f"ours_seed{seed}.json", [task_rule], 0.3)
+        write_run(tmp_path / f"ours_eos_seed{seed}.json", [eos_rule], 0.4)
+        write_run(tmp_path / f"trl_seed{seed}.json", [theirs], 0.2)
+    out = bench.summarize("smollm2", {"prompts": 2, "group": 4, "seed": 0}, tmp_path, [0, 1])
+    assert out["ours_minus_trl"]["reward_all"]["per_seed"] == [0.25, -0.25]
+    assert out["ours_eos_minus_trl"]["reward_all"]["per_seed"] == [0.5, 0.0]
+    assert out["ours_eos_minus_trl"]["held_out_after"]["per_seed"] == [pytest.approx(0.2), pytest.approx(0.2)]
+    assert "ours_eos_minus_trl_positions" not in out
+
+
+def test_runs_dir_refuses_job_files_of_another_setting(tmp_path):
+    bench = load_bench()
+    spec = {"env": "LMEnv/Math-v1", "updates": 15, "seed": 0, "threads": 1, "model_path": "/x"}
+    bench.check_runs_dir(tmp_path, spec)
+    bench.check_runs_dir(tmp_path, {**spec, "seed": 2, "threads": 2, "model_path": "/y"})  # per-job keys: fine
+    assert json.loads((tmp_path / "spec.json").read_text()) == {"env": "LMEnv/Math-v1", "updates": 15}
+    with pytest.raises(SystemExit, match=r"differs in \['env'\].*--runs"):
+        bench.check_runs_dir(tmp_path, {**spec, "env": "LMEnv/Math-v0"})
+
+
+def test_ours_eos_side_trains_without_the_task_stop_rule():
+    import argparse
+
+    bench = load_bench()
+    args = argparse.Namespace(threads=1, cache_dir=None, quick=True, updates=None, eval_episodes=None)
+    spec = {**bench.setting_spec("tiny", args), "seed": 0}
+    task_rule = bench.bench_trl.OursLoop(spec, "grpo").venv.unwrapped.episodes
+    eos_rule = bench.bench_trl.OursLoop({**spec, "stop_rule": False}, "grpo").venv.unwrapped.episodes
+    assert task_rule.stops is not None and eos_rule.stops is None  # only EOS or the budget ends a sample
+
+
 @pytest.mark.slow
 def test_quick_run_both_sides(tmp_path):
     pytest.importorskip("trl")
