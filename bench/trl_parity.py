@@ -1,6 +1,6 @@
 """Learning parity (#20): our GRPO vs TRL's GRPOTrainer at equal samples, same model, prompts and reward.
 
-Both sides train the same start model on the same ``LMEnv/Math-v0`` training problems in the same order
+Both sides train the same start model on the same training problems in the same order
 (update ``k`` uses train problems ``k*P .. k*P+P-1``, ``G`` samples each), with the same reward (our grader,
 :class:`lm_envs.tasks.math.rewards.MathReward`), group size, learning rate, temperature, token budget and
 LoRA configuration, one optimizer step per batch. Reported side by side: reward per training sample (each
@@ -13,9 +13,10 @@ Settings:
   :func:`prepare_model`: 150 SFT steps on the gold demonstrations, saved once and loaded by both);
   GRPO defaults (``agent=grpo``): lr 2e-5, 8 prompts x 8 samples, temperature 1, full fine-tuning.
 * ``smollm2``: SmolLM2-135M-Instruct (``model=smollm2``) with LoRA on ``+experiment=math_smollm2``'s task,
-  read from ``conf/experiment/math_smollm2.yaml`` (one-step ``basic`` problems told forwards, the chat
-  template, 64 new tokens, LoRA r=16 on every linear layer, lr 2e-4, 4 prompts x 8 samples, temperature
-  0.7, 15 updates, 100 held-out problems).
+  read from ``conf/experiment/math_smollm2.yaml`` (its env, ``LMEnv/Math-v1``, and task: one-step problems
+  told forwards, numbers up to 150; the chat template, 64 new tokens, LoRA r=16 on every linear layer, lr
+  2e-4, 4 prompts x 8 samples, temperature 0.7, 15 updates, 100 held-out problems). Compare ``ours_eos``
+  with ``trl`` here: one stop rule on both sides.
 
 Ours is :class:`bench_trl.OursLoop` (``collect`` through the token env, then
 :func:`agents.learners.reinforce.reinforce_update` with ``baseline=grpo``, as ``agents.run`` runs it);
