@@ -51,8 +51,18 @@ already in ``<work>/seed<k>/<name>`` with the same settings is reused), and each
         --work experiments/results/work/weak_to_strong                  # one seed (repeat per seed)
     python -m experiments.claim_weak_to_strong --students --rl weak w2s w2s_conf ceiling   # all seeds: summarises
 
-The pretrained family's RMs get no RL arm: each reward would be a SmolLM2 forward, and their weights are deleted
-once scored.
+**RL against the SmolLM2-probe RMs** (``--rl-students smollm2``, arms ``rl_smollm2_*``): the same PPO entry and
+settings against the pretrained family's probes (``ceiling``, ``w2s``, ``w2s_conf``, ``bootstrap``), each retrained
+with :func:`run_seed_pretrained`'s settings and seeds (:func:`pretrained_models`; w2s and w2s_conf on the weak
+model's labels, a probe already in ``<work>/seed<k>/smollm2/<name>`` with the same settings reused) and deleted
+once its arm ran (0.5 GB each). The chat env's reward renders each prompt through the probe's chat template, as it
+trained (``lm_envs_chat_template`` in its config), so every reward is a SmolLM2 forward. The weak side is the
+from-scratch weak RM's arm (``weak``, run or reused through the from-scratch path and its ``rl.json``; the recorded
+one when ``<out>/weak_to_strong.json`` has it), and so is the SFT start; the control is
+``rl_smollm2_ceiling_minus_weak_eval_gold``. Each probe arm is cached in ``<work>/seed<k>/smollm2/rl.json``:
+
+    python -m experiments.claim_weak_to_strong --students --rl weak ceiling w2s w2s_conf --rl-students smollm2 \
+        --seeds 0 --out /tmp/s0 --work experiments/results/work/weak_to_strong       # one seed (repeat per seed)
 
 A run that leaves a family out keeps that family's per-seed results recorded in ``<out>/weak_to_strong.json``
 (the from-scratch arms were recorded before the pretrained family existed; RL arms and seeds not run are kept the

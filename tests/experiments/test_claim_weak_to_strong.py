@@ -144,6 +144,10 @@ def test_quick_rl_against_the_pretrained_probes_shares_the_weak_arm_and_deletes_
     d = tmp_path / "work" / "weak_to_strong" / "seed0" / "smollm2"
     for name, r in raw["rl_smollm2"].items():  # PPO through lm-envs train against the probe, scored by gold
         assert r["iterations"] == 2 == len(r["trajectory"]) and r["eval_prompts"] == 4 and r["rm_chat_template"]
+        assert (
+            r["s_per_iteration"] > 0
+            and r["rm_accuracy"] == json.loads((d / name / "metrics.json").read_text())["heldout"]["accuracy"]
+        )
         assert r["gold_start"] == pytest.approx(raw["rl"]["weak"]["gold_start"])  # the same SFT start
         assert (d / f"rl_{name}_it2" / "model").is_dir() and (d / name / "metrics.json").is_file()
         assert not (d / name / "model.safetensors").exists()  # the probe's weights are gone once its arm ran
@@ -162,6 +166,12 @@ def test_quick_rl_against_the_pretrained_probes_shares_the_weak_arm_and_deletes_
     assert result["setting"]["rl_smollm2"]["arms"] == {0: ["ceiling", "w2s"]}
     with pytest.raises(ValueError, match="choose from"):
         claim.run([0], tmp_path, quick=True, students=(), rl=("ceiling",), rl_students=("gpt5",))
+    # a full-size call reads the probe arms from the seed's cache; the weak arm stays as the JSON records it
+    work = tmp_path / "work" / "weak_to_strong"
+    (work / "seed0" / "smollm2" / "rl.json").write_text(json.dumps(raw["rl_smollm2"]))
+    (work / "seed0" / "rl.json").write_text(json.dumps({**raw["rl"], "weak": {**raw["rl"]["weak"], "eval_gold": 9.0}}))
+    again = claim.run([0], tmp_path, students=(), rl=("weak", "ceiling"), rl_students=("smollm2",), rl_iterations=2)
+    assert json.dumps(again["arms"]) == json.dumps(arms)  # trains nothing, changes nothing (NaN as NaN)
 
 
 def test_a_frozen_backbone_probe_scores_the_chat_env_s_prompt_as_it_trained(tmp_path):
