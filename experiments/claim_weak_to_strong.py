@@ -717,11 +717,15 @@ def _rl_summary(arms: dict[str, Any], family: str = "scratch") -> str:
     )
     if f"{p}ceiling_minus_weak_eval_gold" in arms:
         text += f"; ceiling minus weak {fmt(f'{p}ceiling_minus_weak_eval_gold')} (control: the gap to recover)"
+        gaps = arms[f"{p}ceiling_minus_weak_eval_gold"]["per_seed"]
+        defined = sum(g > 0 for g in gaps if g == g)  # PGR is undefined where the ceiling is not above weak
         pgrs = [
             f"{k} {fmt(f'pgr_{p}{k}_eval_gold')}"
             for k in ("w2s", "w2s_conf", "bootstrap")
             if f"pgr_{p}{k}_eval_gold" in arms
         ]
+        if pgrs and defined < seeds:
+            pgrs[-1] += f" (defined on {defined} of {seeds} seeds)"
         if pgrs:
             text += "; PGR on RL gold " + ", ".join(pgrs)
     return text + "."
