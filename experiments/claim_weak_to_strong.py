@@ -852,7 +852,7 @@ def plot_rl(result: dict[str, Any], names: list[str], row: Any, family: str = "s
     """RL row: the final policies' greedy gold per RM (bars, 95% CIs, PGR in the labels); rollout gold by iteration."""
     a = result["arms"]
     p = RL_FAMILIES[family]
-    title = {"scratch": "from scratch", "smollm2": "SmolLM2 probes (weak: from scratch)"}[family]
+    title = {"scratch": "from scratch", "smollm2": "SmolLM2 probes"}[family]
     colors = {"weak": "C3", "w2s": "C0", "w2s_conf": "C9", "bootstrap": "C4", "ceiling": "C2"}
     ax = row[0]
     means = [a[f"{p}{n}_eval_gold"]["mean"] for n in names]
