@@ -51,8 +51,18 @@ already in ``<work>/seed<k>/<name>`` with the same settings is reused), and each
         --work experiments/results/work/weak_to_strong                  # one seed (repeat per seed)
     python -m experiments.claim_weak_to_strong --students --rl weak w2s w2s_conf ceiling   # all seeds: summarises
 
-The pretrained family's RMs get no RL arm: each reward would be a SmolLM2 forward, and their weights are deleted
-once scored.
+**RL against the SmolLM2-probe RMs** (``--rl-students smollm2``, arms ``rl_smollm2_*``): the same PPO entry and
+settings against the pretrained family's probes (``ceiling``, ``w2s``, ``w2s_conf``, ``bootstrap``), each retrained
+with :func:`run_seed_pretrained`'s settings and seeds (:func:`pretrained_models`; w2s and w2s_conf on the weak
+model's labels, a probe already in ``<work>/seed<k>/smollm2/<name>`` with the same settings reused) and deleted
+once its arm ran (0.5 GB each). The chat env's reward renders each prompt through the probe's chat template, as it
+trained (``lm_envs_chat_template`` in its config), so every reward is a SmolLM2 forward. The weak side is the
+from-scratch weak RM's arm (``weak``, run or reused through the from-scratch path and its ``rl.json``; the recorded
+one when ``<out>/weak_to_strong.json`` has it), and so is the SFT start; the control is
+``rl_smollm2_ceiling_minus_weak_eval_gold``. Each probe arm is cached in ``<work>/seed<k>/smollm2/rl.json``:
+
+    python -m experiments.claim_weak_to_strong --students --rl weak ceiling w2s w2s_conf --rl-students smollm2 \
+        --seeds 0 --out /tmp/s0 --work experiments/results/work/weak_to_strong       # one seed (repeat per seed)
 
 A run that leaves a family out keeps that family's per-seed results recorded in ``<out>/weak_to_strong.json``
 (the from-scratch arms were recorded before the pretrained family existed; RL arms and seeds not run are kept the
@@ -85,7 +95,8 @@ STUDENTS = ("scratch", "smollm2")  # the strong-student families: 2 x 64 from sc
 PRETRAINED_CONF = CONF.with_name(f"{NAME}_smollm2.yaml")
 PRETRAINED_BON = (50, 8)  # prompts x samples of best-of-n for the pretrained family (a SmolLM2 forward per text)
 PRETRAINED_ARMS = ("weak", "intermediate", "w2s", "w2s_conf", "bootstrap", "ceiling")
-RL_ARMS = ("weak", "w2s", "w2s_conf", "bootstrap", "ceiling")  # from-scratch RMs that PPO can run against (--rl)
+RL_ARMS = ("weak", "w2s", "w2s_conf", "bootstrap", "ceiling")  # RMs that PPO can run against (--rl)
+RL_FAMILIES = {"scratch": "rl_", "smollm2": "rl_smollm2_"}  # --rl-students: whose students and ceiling; arm prefix
 RL_ITERATIONS = 20  # PPO iterations of 32 episodes (conf/experiment/overoptimization.yaml runs 40)
 RL_EVAL_PROMPTS = 200  # the final policy's greedy responses to the first test prompts, scored by the gold rubric
 
@@ -133,20 +144,22 @@ def train(out: Path, seed: int, quick: bool, base: dict[str, Any] | None = None,
     return train_reward_model(rm_config(out, seed, quick, base, **overrides))
 
 
-def train_or_reuse(out: Path, seed: int, quick: bool, **overrides: Any) -> dict[str, Any]:
+def train_or_reuse(
+    out: Path, seed: int, quick: bool, base: dict[str, Any] | None = None, **overrides: Any
+) -> dict[str, Any]:
     """:func:`train`, or the metrics of the model already in ``out`` when it was trained with exactly these settings.
 
     Quick mode always trains (its models live in a test's temporary directory).
     """
     from dataclasses import asdict
 
-    cfg = rm_config(out, seed, quick, None, **overrides)
+    cfg = rm_config(out, seed, quick, base, **overrides)
     done = out / "metrics.json"
     if not quick and done.is_file() and (out / "model.safetensors").is_file():
         metrics = json.loads(done.read_text())
         if metrics.get("config") == json.loads(json.dumps(asdict(cfg))):
             return metrics
-    return train(out, seed, quick, **overrides)
+    return train(out, seed, quick, base, **overrides)
 
 
 def stand_in_backbone(path: Path) -> str:
@@ -200,6 +213,25 @@ def head_scores(rm_dirs: dict[str, Path], texts: list[str], max_length: int) -> 
     return out
 
 
+def pretrained_models(d: Path, work: Path, quick: bool) -> dict[str, tuple[dict[str, Any] | None, dict[str, Any]]]:
+    """The pretrained family's models of one seed directory ``d``, in training order: name -> (base, overrides).
+
+    ``base`` is the SmolLM2 probe's settings (the yaml; quick mode: the stand-in backbone under ``work``) or ``None``
+    (the from-scratch settings) for the weak supervisor (the scratch family's) and the 1 x 16 intermediate.
+    """
+    ps = pretrained_settings()
+    base = {**ps, "model": stand_in_backbone(work / "stand_in") if quick else ps["model"]}
+    transfer = {"pair_offset": ps["pair_offset"], "num_pairs": ps["num_pairs"]}
+    return {
+        "weak": (None, {**WEAK, "pair_offset": 0}),
+        "intermediate": (None, {**INTERMEDIATE, **transfer, "label_model": str(d / "weak")}),
+        "w2s": (base, {"label_model": str(d / "weak")}),
+        "w2s_conf": (base, {"label_model": str(d / "weak"), "conf_coef": CONF_COEF}),
+        "bootstrap": (base, {"label_model": str(d / "intermediate")}),
+        "ceiling": (base, {}),
+    }
+
+
 def run_seed_pretrained(seed: int, work: Path, quick: bool) -> dict[str, Any]:
     """The pretrained family of one seed: the weak and intermediate models, four SmolLM2 students, their metrics."""
     from agents.search.best_of_n import best_of_n_expectation
@@ -208,16 +240,10 @@ def run_seed_pretrained(seed: int, work: Path, quick: bool) -> dict[str, Any]:
     started = time.time()
     d = work / f"seed{seed}" / "smollm2"
     ps = pretrained_settings()
-    base = {**ps, "model": stand_in_backbone(work / "stand_in") if quick else ps["model"]}
-    transfer = {"pair_offset": ps["pair_offset"], "num_pairs": ps["num_pairs"]}
-    models = {"weak": train(d / "weak", seed, quick, **WEAK, pair_offset=0)}  # the scratch family's weak model
-    models["intermediate"] = train(
-        d / "intermediate", seed, quick, **INTERMEDIATE, **transfer, label_model=str(d / "weak")
-    )
-    models["w2s"] = train(d / "w2s", seed, quick, base, label_model=str(d / "weak"))
-    models["w2s_conf"] = train(d / "w2s_conf", seed, quick, base, label_model=str(d / "weak"), conf_coef=CONF_COEF)
-    models["bootstrap"] = train(d / "bootstrap", seed, quick, base, label_model=str(d / "intermediate"))
-    models["ceiling"] = train(d / "ceiling", seed, quick, base)
+    models = {
+        name: train(d / name, seed, quick, base, **overrides)
+        for name, (base, overrides) in pretrained_models(d, work, quick).items()
+    }
     num_prompts, m = (6, 4) if quick else PRETRAINED_BON
     prompts, responses, gold = base_samples(num_prompts, m, seed)
     students = [k for k in models if k not in ("weak", "intermediate")]
@@ -302,6 +328,8 @@ def policy_run(rm_dir: Path, seed: int, run_dir: Path, quick: bool, iterations: 
     ]
     if quick:
         overrides += ["sft.steps=2", "agent.num_envs=4"]
+    if run_dir.is_dir() and not (run_dir / "eval.json").is_file() and not (run_dir / "checkpoints").is_dir():
+        shutil.rmtree(run_dir)  # a killed run with nothing to resume from: its metrics.jsonl would be appended to
     done = train_run(overrides, run_dir)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     if not done.get("records"):
@@ -330,10 +358,9 @@ def rl_run(rm_dir: Path, seed: int, run_dir: Path, quick: bool, iterations: int)
     from experiments.common import metrics_records
 
     done = policy_run(rm_dir, seed, run_dir, quick, iterations)
+    ppo = [r for r in metrics_records(run_dir) if "ppo/kl_ref" in r and "rollout/outcome/gold" in r]
     traj = [
-        {"kl": r["ppo/kl_ref"], "proxy": r["rollout/outcome/rm_score"], "gold": r["rollout/outcome/gold"]}
-        for r in metrics_records(run_dir)
-        if "ppo/kl_ref" in r and "rollout/outcome/gold" in r
+        {"kl": r["ppo/kl_ref"], "proxy": r["rollout/outcome/rm_score"], "gold": r["rollout/outcome/gold"]} for r in ppo
     ]
     if not traj:
         raise RuntimeError(f"the RL run in {run_dir} logged no gold rubric; is its env LMEnv/Chat-v0?")
@@ -356,21 +383,26 @@ def rl_run(rm_dir: Path, seed: int, run_dir: Path, quick: bool, iterations: int)
         "window": w,
         "iterations": len(traj),
         "wall_s": float(done.get("wall_time_s", 0.0)),
+        # wall time of one PPO iteration (32 episodes, their rewards, the update): median over the run
+        "s_per_iteration": float(np.median(np.diff([r["time"] for r in ppo]))) if len(ppo) > 1 else float("nan"),
         "trajectory": traj,
     }
 
 
-def run_seed_rl(seed: int, work: Path, quick: bool, arms: list[str], iterations: int) -> dict[str, Any]:
+def run_seed_rl(
+    seed: int, work: Path, quick: bool, arms: list[str], iterations: int, recorded: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """PPO against each named from-scratch RM of one seed; per arm, :func:`rl_run`'s result and the RM's accuracy.
 
     Trains only the RMs these arms need (an RM already in the seed's directory with the same settings is
     reused); ``sft`` is the same SFT with no PPO (:func:`sft_run`). Each arm's result is cached in
     ``<work>/seed<k>/rl.json`` (with its iterations; never in quick mode), so arms and seeds can run in separate
-    processes.
+    processes; an arm in ``recorded`` (the seed's RL results in the JSON) with the same iterations counts as run.
     """
     d = work / f"seed{seed}"
     cache = d / "rl.json"
     done: dict[str, Any] = json.loads(cache.read_text()) if not quick and cache.is_file() else {}
+    done.update((recorded or {}) if not quick else {})  # what the JSON records stays as recorded
     specs = scratch_models(d)
     iterations = 2 if quick else iterations
 
@@ -395,6 +427,48 @@ def run_seed_rl(seed: int, work: Path, quick: bool, arms: list[str], iterations:
         done["sft"] = {**sft_run(d / arms[0], seed, d / "rl_sft", quick), "wall_s": time.time() - t0, "rm_wall_s": 0.0}
         save()
     return {name: done[name] for name in [*arms, "sft"]}
+
+
+def run_seed_rl_pretrained(seed: int, work: Path, quick: bool, arms: list[str], iterations: int) -> dict[str, Any]:
+    """PPO against each named SmolLM2-probe RM of one seed (``w2s``, ``w2s_conf``, ``bootstrap``, ``ceiling``).
+
+    The probes are retrained with :func:`run_seed_pretrained`'s settings and seeds (:func:`pretrained_models`; a
+    probe already in ``<work>/seed<k>/smollm2/<name>`` with the same settings is reused), each arm runs
+    :func:`rl_run` (the chat env's reward renders the prompt through the probe's chat template, as it trained), and
+    the probe's 0.5 GB weights are deleted once its arm is done (no other arm reads them; ``metrics.json`` stays).
+    The weak side is the from-scratch weak RM's arm (:func:`run_seed_rl`). Each arm is cached in
+    ``<work>/seed<k>/smollm2/rl.json`` (with its iterations; never in quick mode).
+    """
+    from lm_envs.tasks.chat import reward as chat_reward
+
+    d = work / f"seed{seed}" / "smollm2"
+    cache = d / "rl.json"
+    done: dict[str, Any] = json.loads(cache.read_text()) if not quick and cache.is_file() else {}
+    specs = pretrained_models(d, work, quick)
+    iterations = 2 if quick else iterations
+    for name in arms:
+        if name in done and done[name]["iterations"] == iterations:
+            continue
+        rm_wall = 0.0
+        for model in rl_needs(name):  # the weak (and intermediate) label models first
+            base, overrides = specs[model]
+            metrics = train_or_reuse(d / model, seed, quick, base, **overrides)
+            if model != "weak":  # the weak model's training time counts in the weak arm
+                rm_wall += float(metrics["wall_time_s"])
+        result = rl_run(d / name, seed, d / f"rl_{name}_it{iterations}", quick, iterations)
+        done[name] = {
+            **result,
+            "rm_accuracy": metrics["heldout"]["accuracy"],
+            "rm_wall_s": rm_wall,
+            "rm_chat_template": bool(metrics["data"]["chat_template"]),
+        }
+        if not quick:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(done, indent=1))
+        for key in [k for k in chat_reward._SCORERS if k[0] == str(d / name)]:
+            del chat_reward._SCORERS[key]  # the loaded probe (0.5 GB) is not needed by another arm
+        (d / name / "model.safetensors").unlink(missing_ok=True)
+    return {name: done[name] for name in arms}
 
 
 def pgr_values(per_seed: list[dict[str, Any]], metric: str, student: str) -> list[float]:
@@ -453,8 +527,29 @@ def summarize(per_seed: list[dict[str, Any]], seeds: list[int], quick: bool) -> 
             "seeds": [k for k, x in zip(seeds, per_seed, strict=True) if x.get("rl")],
             "arms": {k: sorted(x.get("rl", {})) for k, x in zip(seeds, per_seed, strict=True)},
             "wall_s_per_seed": rl_wall,
-            "not_run": "RL against the pretrained (SmolLM2 probe) RMs: a 135M forward per reward, and their "
-            "weights are deleted once scored",
+        }
+        wall.append(rl_wall)
+    if any(s.get("rl_smollm2") for s in per_seed):
+        arms.update(rl_arms(per_seed, "smollm2"))
+        with_rl = [s["rl_smollm2"] for s in per_seed if s.get("rl_smollm2")]
+        rl_wall = float(np.mean([sum(r["wall_s"] + r["rm_wall_s"] for r in x.values()) for x in with_rl]))
+        first = next(iter(with_rl[0].values()))
+        setting["rl_smollm2"] = {
+            "rms": "the pretrained family's SmolLM2-probe RMs (ceiling, w2s, w2s_conf, bootstrap), retrained per seed "
+            "with its settings and deleted after their arm; the weak side is the from-scratch weak RM's arm "
+            "(rl_smollm2_weak_* = rl_weak_*, rl_smollm2_sft_* = rl_sft_*)",
+            "entry": "the same PPO entry and settings as setting.rl (the chat env renders each prompt through the "
+            "probe's chat template, as it trained)",
+            "iterations": first["iterations"],
+            "final_eval": f"greedy responses to the first {first['eval_prompts']} test prompts, gold rubric",
+            "seeds": [k for k, x in zip(seeds, per_seed, strict=True) if x.get("rl_smollm2")],
+            "arms": {k: sorted(x.get("rl_smollm2", {})) for k, x in zip(seeds, per_seed, strict=True)},
+            "wall_s_per_seed": rl_wall,
+            "s_per_iteration": {  # median wall time of one PPO iteration, mean over the seeds
+                k: float(np.mean([x[k]["s_per_iteration"] for x in with_rl if "s_per_iteration" in x.get(k, {})]))
+                for k in RL_ARMS
+                if any("s_per_iteration" in x.get(k, {}) for x in with_rl)
+            },
         }
         wall.append(rl_wall)
     verdict, summary = _verdict(arms)
@@ -467,6 +562,8 @@ def summarize(per_seed: list[dict[str, Any]], seeds: list[int], quick: bool) -> 
     headline += ["smollm2_w2s_minus_weak_accuracy"]
     headline += [f"rl_{k}_eval_gold" for k in ("weak", "w2s", "w2s_conf", "ceiling")]
     headline += ["rl_ceiling_minus_weak_eval_gold", "pgr_rl_w2s_eval_gold", "pgr_rl_w2s_conf_eval_gold"]
+    headline += ["rl_smollm2_ceiling_eval_gold", "rl_smollm2_ceiling_minus_weak_eval_gold"]
+    headline += ["pgr_rl_smollm2_w2s_eval_gold", "pgr_rl_smollm2_w2s_conf_eval_gold"]
     return {
         "claim": NAME,
         "paper": PAPER,
@@ -515,53 +612,67 @@ def family_arms(per_seed: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
     return arms
 
 
-def rl_arms(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """The RL arms: gold, RM score and KL of PPO against each from-scratch RM; PGR on RL gold, the control gap.
+def rl_results(raw: dict[str, Any], family: str) -> dict[str, Any]:
+    """One seed's RL results of a family, by arm.
 
-    A seed without an RL result for an arm contributes NaN (left out of the mean and CI).
+    ``scratch``: ``raw["rl"]``; ``smollm2``: its probe arms (``raw["rl_smollm2"]``) with the weak arm and SFT start
+    they share with the from-scratch family (none when the seed has no probe arm).
+    """
+    if family == "scratch":
+        return raw.get("rl", {})
+    if not raw.get("rl_smollm2"):
+        return {}
+    shared = {k: v for k, v in raw.get("rl", {}).items() if k in ("weak", "sft")}
+    return {**shared, **raw["rl_smollm2"]}
+
+
+def rl_arms(per_seed: list[dict[str, Any]], family: str = "scratch") -> dict[str, Any]:
+    """The RL arms of a family: gold, RM score and KL of PPO against each RM; PGR on RL gold, the control gap.
+
+    Keys start with ``RL_FAMILIES[family]`` (``rl_``, ``rl_smollm2_``; PGRs ``pgr_`` before it). A seed without an
+    RL result for an arm contributes NaN (left out of the mean and CI).
     """
     from agents.reward_models.train import performance_gap_recovered
 
-    names = [k for k in RL_ARMS if any(k in s.get("rl", {}) for s in per_seed)]
+    p = RL_FAMILIES[family]
+    runs = [rl_results(s, family) for s in per_seed]
+    names = [k for k in RL_ARMS if any(k in r for r in runs)]
     nan = float("nan")
 
     def values(name: str, key: str) -> list[float]:
-        return [float(s["rl"][name][key]) if name in s.get("rl", {}) else nan for s in per_seed]
+        return [float(r[name][key]) if name in r else nan for r in runs]
 
     arms: dict[str, Any] = {}
     for name in names:
         start, last = values(name, "gold_start"), values(name, "gold_last")
         p0, p1 = values(name, "proxy_start"), values(name, "proxy_last")
-        arms[f"rl_{name}_eval_gold"] = arm(
+        arms[f"{p}{name}_eval_gold"] = arm(
             "RL (PPO against this RM): gold rubric of the final policy's greedy responses to the test prompts",
             values(name, "eval_gold"),
         )
-        arms[f"rl_{name}_gold_last"] = arm(
+        arms[f"{p}{name}_gold_last"] = arm(
             "RL: gold rubric of the training rollouts, last quarter of the iterations", last
         )
-        arms[f"rl_{name}_gold_change"] = arm(
+        arms[f"{p}{name}_gold_change"] = arm(
             "RL: rollout gold, last quarter minus iteration 1 (the SFT policy's samples)",
             [b - a for a, b in zip(start, last, strict=True)],
         )
-        arms[f"rl_{name}_proxy_gain"] = arm(
+        arms[f"{p}{name}_proxy_gain"] = arm(
             "RL: this RM's score of the rollouts, last quarter minus iteration 1 (the RM's own units)",
             [b - a for a, b in zip(p0, p1, strict=True)],
         )
-        arms[f"rl_{name}_kl"] = arm(
+        arms[f"{p}{name}_kl"] = arm(
             "RL: KL to the SFT reference, last quarter (nats per episode)", values(name, "kl_last")
         )
-        arms[f"rl_{name}_rm_accuracy"] = arm(
+        arms[f"{p}{name}_rm_accuracy"] = arm(
             "held-out gold pair accuracy of the RM this RL arm ran against (retrained here)",
             values(name, "rm_accuracy"),
         )
-    arms["rl_sft_gold"] = arm(
+    arms[f"{p}sft_gold"] = arm(
         "rollout gold rubric at RL iteration 1 (the SFT policy before any update), mean over the arms",
-        [
-            float(np.mean([r["gold_start"] for k, r in s["rl"].items() if k in RL_ARMS])) if s.get("rl") else nan
-            for s in per_seed
-        ],
+        [float(np.mean([x["gold_start"] for k, x in r.items() if k in RL_ARMS])) if r else nan for r in runs],
     )
-    arms["rl_sft_eval_gold"] = arm(
+    arms[f"{p}sft_eval_gold"] = arm(
         "gold rubric of the SFT policy's greedy responses to the test prompts (where every RL arm starts)",
         values("sft", "eval_gold"),
     )
@@ -569,7 +680,7 @@ def rl_arms(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         return arms
     for metric in ("eval_gold", "gold_last"):
         weak, ceiling = values("weak", metric), values("ceiling", metric)
-        arms[f"rl_ceiling_minus_weak_{metric}"] = arm(
+        arms[f"{p}ceiling_minus_weak_{metric}"] = arm(
             f"RL {metric}: ceiling RM minus weak RM, same seed (the gap a student could recover; control)",
             [c - w for w, c in zip(weak, ceiling, strict=True)],
         )
@@ -577,37 +688,44 @@ def rl_arms(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
             if student not in names:
                 continue
             got = values(student, metric)
-            arms[f"pgr_rl_{student}_{metric}"] = arm(
+            arms[f"pgr_{p}{student}_{metric}"] = arm(
                 f"PGR on RL {metric}: (student - weak) / (ceiling - weak), per seed",
                 [performance_gap_recovered(w, x, c) for w, x, c in zip(weak, got, ceiling, strict=True)],
             )
             if metric == "eval_gold":
-                arms[f"rl_{student}_minus_weak_eval_gold"] = arm(
+                arms[f"{p}{student}_minus_weak_eval_gold"] = arm(
                     "RL eval gold: student RM minus weak RM, same seed", [x - w for w, x in zip(weak, got, strict=True)]
                 )
     return arms
 
 
-def _rl_summary(arms: dict[str, Any]) -> str:
-    names = [k for k in RL_ARMS if f"rl_{k}_eval_gold" in arms]
-    seeds = sum(x == x for x in arms[f"rl_{names[0]}_eval_gold"]["per_seed"])
+def _rl_summary(arms: dict[str, Any], family: str = "scratch") -> str:
+    p = RL_FAMILIES[family]
+    names = [k for k in RL_ARMS if f"{p}{k}_eval_gold" in arms]
+    seeds = sum(x == x for x in arms[f"{p}{names[0]}_eval_gold"]["per_seed"])
 
     def fmt(key: str) -> str:
         a = arms[key]
         return f"{a['mean']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]"
 
-    golds = ", ".join(f"{k} {arms[f'rl_{k}_eval_gold']['mean']:.3f}" for k in names)
+    golds = ", ".join(f"{k} {arms[f'{p}{k}_eval_gold']['mean']:.3f}" for k in names)
+    rms = "the from-scratch RMs" if family == "scratch" else "the SmolLM2-probe RMs"
+    shared = "" if family == "scratch" else "; weak: the from-scratch weak RM"
     text = (
-        f"RL against the from-scratch RMs (PPO, {seeds} seeds): greedy gold of the final policy {golds} "
-        f"(SFT start, rollout gold {arms['rl_sft_gold']['mean']:.3f})"
+        f"RL against {rms} (PPO, {seeds} seeds{shared}): greedy gold of the final policy {golds} "
+        f"(SFT start, rollout gold {arms[f'{p}sft_gold']['mean']:.3f})"
     )
-    if "rl_ceiling_minus_weak_eval_gold" in arms:
-        text += f"; ceiling minus weak {fmt('rl_ceiling_minus_weak_eval_gold')} (control: the gap to recover)"
+    if f"{p}ceiling_minus_weak_eval_gold" in arms:
+        text += f"; ceiling minus weak {fmt(f'{p}ceiling_minus_weak_eval_gold')} (control: the gap to recover)"
+        gaps = arms[f"{p}ceiling_minus_weak_eval_gold"]["per_seed"]
+        defined = sum(g > 0 for g in gaps if g == g)  # PGR is undefined where the ceiling is not above weak
         pgrs = [
-            f"{k} {fmt(f'pgr_rl_{k}_eval_gold')}"
+            f"{k} {fmt(f'pgr_{p}{k}_eval_gold')}"
             for k in ("w2s", "w2s_conf", "bootstrap")
-            if f"pgr_rl_{k}_eval_gold" in arms
+            if f"pgr_{p}{k}_eval_gold" in arms
         ]
+        if pgrs and defined < seeds:
+            pgrs[-1] += f" (defined on {defined} of {seeds} seeds)"
         if pgrs:
             text += "; PGR on RL gold " + ", ".join(pgrs)
     return text + "."
@@ -637,7 +755,8 @@ def _verdict(arms: dict[str, Any]) -> tuple[str, str]:
     positive on average; partly held if only one of the two does, or only the confidence-loss or bootstrap
     student's accuracy PGR CI is above 0. From scratch: held if the w2s PGR CI is above 0 (partly: another, or a
     student's PGR on RL gold with its CI above 0 while the control gap, ceiling minus weak RL gold, has its CI
-    above 0). RL only (no family's classification results): the same rule on RL gold.
+    above 0; for the pretrained family the same RL rule on its probe RMs also makes it partly held). RL only (no
+    family's classification results): the same rule on RL gold, either family.
     """
     parts = []
     if "weak_accuracy" in arms:
@@ -646,28 +765,34 @@ def _verdict(arms: dict[str, Any]) -> tuple[str, str]:
         parts.append(_rl_summary(arms))
     if "smollm2_weak_accuracy" in arms:
         parts.append(_family_summary(arms, "smollm2_", "pretrained (SmolLM2-135M probe)"))
+    if "rl_smollm2_sft_gold" in arms:
+        parts.append(_rl_summary(arms, "smollm2"))
     summary = " ".join(parts)
-    gap = arms.get("rl_ceiling_minus_weak_eval_gold", {"ci95": [float("nan")]})["ci95"][0] > 0
-    rl_above = {
-        k: gap and arms.get(f"pgr_rl_{k}_eval_gold", {"ci95": [float("nan")]})["ci95"][0] > 0
-        for k in ("w2s", "w2s_conf", "bootstrap")
-    }
+
+    def rl_above(p: str) -> dict[str, bool]:
+        gap = arms.get(f"{p}ceiling_minus_weak_eval_gold", {"ci95": [float("nan")]})["ci95"][0] > 0
+        return {
+            k: gap and arms.get(f"pgr_{p}{k}_eval_gold", {"ci95": [float("nan")]})["ci95"][0] > 0
+            for k in ("w2s", "w2s_conf", "bootstrap")
+        }
+
+    scratch_rl, probe_rl = rl_above("rl_"), rl_above("rl_smollm2_")
     if "weak_accuracy" not in arms and "smollm2_weak_accuracy" not in arms:
-        if rl_above["w2s"]:
+        if scratch_rl["w2s"] or probe_rl["w2s"]:
             return "held", summary
-        return ("partly held" if any(rl_above.values()) else "did not hold"), summary
+        return ("partly held" if any([*scratch_rl.values(), *probe_rl.values()]) else "did not hold"), summary
     prefix = "smollm2_" if "smollm2_weak_accuracy" in arms else ""
     above = {k: arms[f"pgr_{prefix}{k}_accuracy"]["ci95"][0] > 0 for k in ("w2s", "w2s_conf", "bootstrap")}
     if prefix:
         bon = arms["pgr_smollm2_w2s_bon_gold"]["mean"] > 0
         if above["w2s"] and bon:
             return "held", summary
-        if above["w2s"] or bon or any(above.values()):
+        if above["w2s"] or bon or any(above.values()) or any(probe_rl.values()):
             return "partly held", summary
         return "did not hold", summary
     if above["w2s"]:
         return "held", summary
-    if any(above.values()) or any(rl_above.values()):
+    if any(above.values()) or any(scratch_rl.values()):
         return "partly held", summary
     return "did not hold", summary
 
@@ -684,11 +809,15 @@ def plot(result: dict[str, Any], path: Path) -> None:
     families = [
         (p, t) for p, t in (("", "from scratch"), ("smollm2_", "SmolLM2 (pretrained)")) if f"{p}weak_accuracy" in a
     ]
-    rl = [k for k in RL_ARMS if f"rl_{k}_eval_gold" in a]
-    rows = len(families) + bool(rl)
+    rl = {
+        family: [k for k in RL_ARMS if f"{p}{k}_eval_gold" in a]
+        for family, p in RL_FAMILIES.items()
+        if f"{p}sft_gold" in a
+    }
+    rows = len(families) + len(rl)
     fig, axes = plt.subplots(rows, 2, figsize=(11, 4 * rows), squeeze=False)
-    if rl:
-        plot_rl(result, rl, axes[-1])
+    for row, (family, names_rl) in zip(axes[len(families) :], rl.items(), strict=True):
+        plot_rl(result, names_rl, row, family)
     for row, (prefix, family) in zip(axes, families, strict=False):
         for ax, metric, title in (
             (row[0], "accuracy", "held-out gold pair accuracy"),
@@ -719,42 +848,45 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_rl(result: dict[str, Any], names: list[str], row: Any) -> None:
+def plot_rl(result: dict[str, Any], names: list[str], row: Any, family: str = "scratch") -> None:
     """RL row: the final policies' greedy gold per RM (bars, 95% CIs, PGR in the labels); rollout gold by iteration."""
     a = result["arms"]
+    p = RL_FAMILIES[family]
+    title = {"scratch": "from scratch", "smollm2": "SmolLM2 probes"}[family]
     colors = {"weak": "C3", "w2s": "C0", "w2s_conf": "C9", "bootstrap": "C4", "ceiling": "C2"}
     ax = row[0]
-    means = [a[f"rl_{n}_eval_gold"]["mean"] for n in names]
+    means = [a[f"{p}{n}_eval_gold"]["mean"] for n in names]
     err = np.array(
         [
-            [m - a[f"rl_{n}_eval_gold"]["ci95"][0], a[f"rl_{n}_eval_gold"]["ci95"][1] - m]
+            [m - a[f"{p}{n}_eval_gold"]["ci95"][0], a[f"{p}{n}_eval_gold"]["ci95"][1] - m]
             for n, m in zip(names, means, strict=True)
         ]
     ).T
-    ax.bar(range(len(names)), means, yerr=err, color=[colors[n] for n in names], capsize=4)
+    ax.bar(range(len(names)), means, yerr=np.nan_to_num(err), color=[colors[n] for n in names], capsize=4)
     labels = [
-        f"{n}\nPGR {a[f'pgr_rl_{n}_eval_gold']['mean']:.2f}" if f"pgr_rl_{n}_eval_gold" in a else n for n in names
+        f"{n}\nPGR {a[f'pgr_{p}{n}_eval_gold']['mean']:.2f}" if f"pgr_{p}{n}_eval_gold" in a else n for n in names
     ]
     ax.set_xticks(range(len(names)), labels, fontsize=8)
-    sft = a.get("rl_sft_eval_gold", {"mean": float("nan")})["mean"]
+    sft = a.get(f"{p}sft_eval_gold", {"mean": float("nan")})["mean"]
     if sft == sft:
         ax.axhline(sft, color="k", ls=":", label="the SFT policy, where RL starts (greedy gold)")
         ax.legend(fontsize=8)
     ax.set_ylim(0, 1)
-    ax.set_title("from scratch, RL (PPO against each RM): greedy gold of the final policy", fontsize=10)
+    ax.set_title(f"{title}, RL (PPO against each RM): greedy gold of the final policy", fontsize=10)
     ax = row[1]
     for n in names:
-        trajs = [s["rl"][n]["trajectory"] for s in result.get("per_seed_raw", []) if n in s.get("rl", {})]
+        runs = [rl_results(s, family) for s in result.get("per_seed_raw", [])]
+        trajs = [r[n]["trajectory"] for r in runs if n in r]
         if not trajs:
             continue
         length = min(len(t) for t in trajs)
         gold = np.mean([[r["gold"] for r in t[:length]] for t in trajs], axis=0)
         ax.plot(range(1, length + 1), gold, "o-", ms=3, color=colors[n], label=f"PPO vs {n} ({len(trajs)} seeds)")
-    ax.axhline(a["rl_sft_gold"]["mean"], color="k", ls=":", label="iteration 1 (the SFT policy's samples)")
+    ax.axhline(a[f"{p}sft_gold"]["mean"], color="k", ls=":", label="iteration 1 (the SFT policy's samples)")
     ax.set_xlabel("PPO iteration")
     ax.set_ylabel("rollout gold rubric (mean over seeds)")
     ax.legend(fontsize=8)
-    ax.set_title("from scratch, RL: gold of the training rollouts", fontsize=10)
+    ax.set_title(f"{title}, RL: gold of the training rollouts", fontsize=10)
 
 
 def cached(path: Path, compute: Any, quick: bool) -> dict[str, Any]:
@@ -793,6 +925,7 @@ def run(
     rl: tuple[str, ...] = (),
     rl_iterations: int = RL_ITERATIONS,
     rl_seeds: list[int] | None = None,
+    rl_students: tuple[str, ...] = ("scratch",),
 ) -> dict[str, Any]:
     """Run the claim for ``seeds``; write ``out_dir/weak_to_strong.json`` and ``.png``; return the JSON.
 
@@ -805,10 +938,13 @@ def run(
             ``out_dir/weak_to_strong.json``.
         work: Where models and per-seed results go (default ``out_dir/work/weak_to_strong``); seeds run in
             separate processes share it and write their JSON to scratch ``out_dir``s.
-        rl: From-scratch RMs to run PPO against (:data:`RL_ARMS`; default none). PGR on RL gold needs ``weak``,
-            ``ceiling`` and a student. RL results recorded for other arms or seeds are kept.
+        rl: RMs to run PPO against (:data:`RL_ARMS`; default none). PGR on RL gold needs ``weak``,
+            ``ceiling`` and a student. RL results recorded for other arms or seeds are kept (and arms recorded
+            with the same iterations are not rerun).
         rl_iterations: PPO iterations of each RL run.
         rl_seeds: The seeds that get the RL arms (default: all); the others keep what was recorded (or NaN).
+        rl_students: Whose students and ceiling the ``rl`` arms use: ``scratch`` (arms ``rl_*``) and/or
+            ``smollm2`` (the SmolLM2 probes, arms ``rl_smollm2_*``); ``weak`` is the from-scratch weak RM for both.
     """
     import torch
 
@@ -820,6 +956,9 @@ def run(
         raise ValueError(f"unknown RL arms {bad}; choose from {RL_ARMS}.")
     if rl_iterations < 1:
         raise ValueError(f"rl_iterations must be at least 1, got {rl_iterations}.")
+    bad = sorted(set(rl_students) - set(RL_FAMILIES))
+    if bad or (rl and not rl_students):
+        raise ValueError(f"unknown RL student families {bad or rl_students}; choose from {tuple(RL_FAMILIES)}.")
     torch.set_num_threads(1)
     out_dir = Path(out_dir)
     work = Path(work) if work is not None else out_dir / "work" / NAME
@@ -835,7 +974,14 @@ def run(
                 work / f"seed{s}" / "smollm2.json", lambda s=s: run_seed_pretrained(s, work, quick), quick
             )
         if rl and s in rl_seeds:
-            raw["rl"] = {**raw.get("rl", {}), **run_seed_rl(s, work, quick, list(rl), rl_iterations)}
+            scratch = [a for a in rl if "scratch" in rl_students or a == "weak"]  # weak: both families' weak side
+            probes = [a for a in rl if a != "weak"] if "smollm2" in rl_students else []
+            if scratch:
+                done = run_seed_rl(s, work, quick, scratch, rl_iterations, raw.get("rl"))
+                raw["rl"] = {**raw.get("rl", {}), **done}
+            if probes:
+                done = run_seed_rl_pretrained(s, work, quick, probes, rl_iterations)
+                raw["rl_smollm2"] = {**raw.get("rl_smollm2", {}), **done}
         per_seed.append(raw)
     result = summarize(per_seed, seeds, quick)
     result["per_seed_raw"] = per_seed
@@ -846,7 +992,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: ``--seeds``, ``--out``, ``--quick``, ``--students``, ``--work``, ``--rl ARM ...``."""
+    """Command line: ``--seeds``, ``--out``, ``--quick``, ``--students``, ``--work``, ``--rl``, ``--rl-students``."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=Path("experiments/results"))
@@ -859,8 +1005,13 @@ def main(argv: list[str] | None = None) -> None:
         help="strong-student families to run (none: only --rl; recorded results are kept)",
     )
     ap.add_argument("--work", type=Path, default=None, help="models and per-seed results (default OUT/work/...)")
+    ap.add_argument("--rl", nargs="*", choices=RL_ARMS, default=[], help="RMs to run PPO against (default: none)")
     ap.add_argument(
-        "--rl", nargs="*", choices=RL_ARMS, default=[], help="from-scratch RMs to run PPO against (default: none)"
+        "--rl-students",
+        nargs="+",
+        choices=tuple(RL_FAMILIES),
+        default=["scratch"],
+        help="whose students and ceiling the --rl arms use (smollm2: the SmolLM2 probes; weak is shared)",
     )
     ap.add_argument("--rl-iterations", type=int, default=RL_ITERATIONS, help="PPO iterations per RL run")
     ap.add_argument("--rl-seeds", type=int, nargs="+", default=None, help="seeds with RL arms (default: all)")
@@ -874,6 +1025,7 @@ def main(argv: list[str] | None = None) -> None:
         tuple(args.rl),
         args.rl_iterations,
         args.rl_seeds,
+        tuple(args.rl_students),
     )
     print(json.dumps({k: result[k] for k in ("claim", "verdict", "summary", "wall_s_per_seed")}, indent=1))
 
