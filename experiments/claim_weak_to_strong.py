@@ -465,8 +465,7 @@ def run_seed_rl_pretrained(seed: int, work: Path, quick: bool, arms: list[str], 
         if not quick:
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(done, indent=1))
-        for key in [k for k in chat_reward._SCORERS if k[0] == str(d / name)]:
-            del chat_reward._SCORERS[key]  # the loaded probe (0.5 GB) is not needed by another arm
+        chat_reward.release_scorers(str(d / name))  # the loaded probe (0.5 GB) is not needed by another arm
         (d / name / "model.safetensors").unlink(missing_ok=True)
     return {name: done[name] for name in arms}
 

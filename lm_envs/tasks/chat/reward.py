@@ -33,7 +33,7 @@ from lm_envs.core.problem import Problem
 from lm_envs.core.reward import Outcome, Reward
 from lm_envs.tasks.chat.rubric import Constraints, rubric_parts, words
 
-__all__ = ["ChatReward", "RewardModelScorer", "check_reward_model", "load_scorer"]
+__all__ = ["ChatReward", "RewardModelScorer", "check_reward_model", "load_scorer", "release_scorers"]
 
 
 def check_reward_model(model: Any, tokenizer: Any, where: str) -> None:
@@ -154,6 +154,23 @@ def load_scorer(path: str, device: str = "cpu", batch_size: int = 256, max_lengt
     if key not in _SCORERS:
         _SCORERS[key] = RewardModelScorer(str(path), device, batch_size, max_length)
     return _SCORERS[key]
+
+
+def release_scorers(path: str) -> int:
+    """Drop the shared scorers :func:`load_scorer` loaded from ``path`` (their weights go with them).
+
+    For a process that runs against several reward models in turn and needs each one's memory back.
+
+    Args:
+        path: The reward model directory, as given to :func:`load_scorer`.
+
+    Returns:
+        How many scorers were dropped (one per device / batch size / length they were loaded with).
+    """
+    keys = [k for k in _SCORERS if k[0] == str(path)]
+    for k in keys:
+        del _SCORERS[k]
+    return len(keys)
 
 
 class ChatReward(Reward):

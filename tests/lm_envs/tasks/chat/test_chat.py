@@ -197,6 +197,16 @@ def test_batched_scoring_equals_one_by_one_in_one_forward():
         assert a.record["gold"] == b.record["gold"]
 
 
+def test_release_scorers_drops_only_that_models_shared_scorer():
+    from lm_envs.tasks.chat.reward import load_scorer, release_scorers
+
+    scorer = ChatReward().scorer()
+    assert load_scorer(scorer.path) is load_scorer(scorer.path)  # shared while loaded
+    assert release_scorers("/no/such/model") == 0
+    assert release_scorers(scorer.path) >= 1
+    assert ChatReward().scorer() is not scorer  # loaded afresh
+
+
 def test_reward_prefers_rubric_following_responses():
     problem = Problem("x", render_messages([{"role": "user", "content": "Write about the park in exactly 4 words. "
                       'Use the words "green" and "quiet". Do not repeat words.'}]),
