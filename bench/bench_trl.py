@@ -522,7 +522,7 @@ class OursLoop:
             **_env_kwargs(spec, self.model),
             # spec "stop_rule": False trains on TRL's rule (only EOS or the budget ends a sample); evaluation keeps
             # the env's own rule either way
-            **({"stop_rule": False} if spec.get("stop_rule") is False else {}),
+            stop_rule=spec.get("stop_rule", True),
         )
         if self.is_ppo:
             self.cfg: Any = PPOConfig(

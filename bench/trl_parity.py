@@ -234,11 +234,12 @@ def _progress(spec: dict[str, Any], records: list[dict[str, float]]) -> None:
 _PER_JOB = ("seed", "threads", "out", "progress", "model_dir", "model_path", "warmup")
 
 
-def check_runs_dir(runs_dir: Path, spec: dict[str, Any]) -> None:
+def check_runs_dir(runs_dir: Path, spec: dict[str, Any], record: bool = True) -> None:
     """Refuse to mix job files of two settings: ``runs_dir/spec.json`` holds the spec its files were run with.
 
     A job whose file exists is not run again, so without this a changed experiment (another env, task or budget)
-    would silently be summarised with the old setting's files.
+    would silently be summarised with the old setting's files. ``record``: write the spec where none is recorded
+    yet (a run does; ``--summarize-only`` only checks).
     """
     shared = {k: v for k, v in spec.items() if k not in _PER_JOB}
     path = runs_dir / "spec.json"
@@ -251,8 +252,9 @@ def check_runs_dir(runs_dir: Path, spec: dict[str, Any]) -> None:
                 f"move them away or pass --runs <new dir> (and --out) for this one."
             )
         return
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(shared, indent=1, sort_keys=True) + "\n")
+    if record:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(shared, indent=1, sort_keys=True) + "\n")
 
 
 def run_job(name: str, spec: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -413,8 +415,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
     spec = setting_spec(args.setting, args)
     runs_dir = Path(args.runs or ROOT / "bench" / "results" / "trl_parity" / args.setting)
+    check_runs_dir(runs_dir, spec, record=not args.summarize_only)
     if not args.summarize_only:
-        check_runs_dir(runs_dir, spec)
         if spec.get("sft_steps"):
             with tempfile.TemporaryDirectory(prefix="trl-parity-") as tmp:  # the one SFT start both sides load
                 bench_trl.run_worker("sft", spec, Path(tmp))

@@ -83,6 +83,8 @@ def test_summary_pairs_both_of_our_stop_rules_with_trl(tmp_path):
 def test_runs_dir_refuses_job_files_of_another_setting(tmp_path):
     bench = load_bench()
     spec = {"env": "LMEnv/Math-v1", "updates": 15, "seed": 0, "threads": 1, "model_path": "/x"}
+    bench.check_runs_dir(tmp_path, spec, record=False)  # --summarize-only: checks, records nothing
+    assert not (tmp_path / "spec.json").exists()
     bench.check_runs_dir(tmp_path, spec)
     bench.check_runs_dir(tmp_path, {**spec, "seed": 2, "threads": 2, "model_path": "/y"})  # per-job keys: fine
     assert json.loads((tmp_path / "spec.json").read_text()) == {"env": "LMEnv/Math-v1", "updates": 15}
