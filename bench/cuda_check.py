@@ -9,6 +9,11 @@ wheels of ``bench/wheelhouse.sh`` first); runs from a plain copy of the repo, wi
     sampler's and the loss's log-probs of the same tokens: ~0 in float32, small in bf16), the first
     iteration's loss statistics, ``rollout/tokens_per_s``, the SFT loss at its first and last step (the
     same batches on both devices: a numerics check), wall time and peak GPU memory.
+    ``variants`` (on the check's device only; a CPU twin would add nothing the three agents do not): LoRA
+    adapters, float16 with its grad scaler (CUDA only), transformers' SDPA attention with gradient
+    checkpointing, DAPO's dynamic sampling, online DPO, and GRPO on the multi-turn tool-use env (env-injected
+    tokens); then ``torchrun`` runs (one process: the NCCL process group, DDP and FSDP2 wrapping on the GPU,
+    which no CPU test reaches) through ``python -m torch.distributed.run -m agents.train``.
 (b) ``throughput`` (CUDA bf16): generated tokens/s of ``agents.policy.sampling.collect`` (through the env)
     vs ``model.generate`` at batch 64 and 256, for the embedded default and a ~110M Llama built from a
     config; the time and tokens/s of one GRPO update (``reinforce_update``) on a grouped rollout; peak
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
 import importlib.util
 import json
@@ -49,7 +55,18 @@ if str(ROOT) not in sys.path:  # agents/, lm_envs/, leaderboard/ from this check
 
 AGENTS = ("grpo", "ppo", "rft")
 #: Metric-name prefix of each agent's update statistics.
-PREFIX = {"grpo": "reinforce/", "ppo": "ppo/", "rft": "rft/"}
+PREFIX = {"grpo": "reinforce/", "ppo": "ppo/", "rft": "rft/", "dapo": "reinforce/", "online_dpo": "dpo/"}
+#: Runs beyond the CPU-vs-CUDA three, on the check's device only: name -> (agent, overrides, needs CUDA).
+VARIANTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
+    "grpo_lora": ("grpo", ("model.lora.r=8",), False),
+    "grpo_fp16": ("grpo", ("model.dtype=float16",), True),  # autocast float16 + GradScaler: a CUDA path
+    "grpo_sdpa_ckpt": ("grpo", ("model.attn_implementation=sdpa", "model.gradient_checkpointing=true"), False),
+    "dapo": ("dapo", (), False),
+    "online_dpo": ("online_dpo", (), False),
+    "grpo_tools": ("grpo", ("env=math_tools",), False),  # multi-turn: tool results injected by the env
+}
+#: torchrun runs (one process): name -> overrides beyond the grpo run's.
+TORCHRUN: dict[str, tuple[str, ...]] = {"torchrun_ddp": (), "torchrun_fsdp": ("train.strategy=fsdp",)}
 ROLLOUT_KEYS = ("rollout/return_mean", "rollout/success", "rollout/tokens_per_s", "time/rollout_s", "time/iteration_s")
 
 
@@ -83,7 +100,17 @@ def versions() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in ("torch", "transformers", "tokenizers", "numpy", "gymnasium", "hydra-core", "omegaconf", "jsonschema"):
+    for name in (
+        "torch",
+        "transformers",
+        "tokenizers",
+        "peft",
+        "numpy",
+        "gymnasium",
+        "hydra-core",
+        "omegaconf",
+        "jsonschema",
+    ):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -135,6 +162,12 @@ def with_retry(step: Callable[[], dict[str, Any]], device: str) -> dict[str, Any
 # ------------------------------------------------------------------------------------------------
 
 
+def merge_overrides(base: list[str], extra: tuple[str, ...] | list[str]) -> list[str]:
+    """``base`` then ``extra``, an ``extra`` key replacing the same key of ``base`` (Hydra refuses a key twice)."""
+    keys = {o.split("=", 1)[0] for o in extra}
+    return [o for o in base if o.split("=", 1)[0] not in keys] + list(extra)
+
+
 def run_overrides(agent: str, device: str, dtype: str, tiny: bool, threads: int | None) -> list[str]:
     """The Hydra overrides of one check run (``conf/config.yaml`` plus these)."""
     common = ["seed=0", "resume=false", "train.eval_every=0", "train.progress=false", "train.checkpoint_every=1000"]
@@ -149,6 +182,8 @@ def run_overrides(agent: str, device: str, dtype: str, tiny: bool, threads: int 
             "grpo": ["agent.num_envs=8", "agent.group_size=4"],
             "ppo": ["agent.num_envs=4", "agent.ppo_epochs=1", "agent.num_minibatches=1"],
             "rft": ["agent.num_envs=8", "agent.prompts_per_round=2", "agent.group_size=4"],
+            "dapo": ["agent.num_envs=8", "agent.group_size=4", "agent.dynamic_max_rollouts=1"],
+            "online_dpo": ["agent.num_envs=8", "agent.group_size=4"],
         }
         rft_steps = ["agent.sft_steps=2", "agent.batch_size=4"]
     else:  # the embedded default (4x256 GPT-2) on LMEnv/Math-v0: 96-token episodes
@@ -158,6 +193,8 @@ def run_overrides(agent: str, device: str, dtype: str, tiny: bool, threads: int 
             "grpo": ["agent.num_envs=64", "agent.group_size=8"],
             "ppo": ["agent.num_envs=64"],  # group_size 1, 4 epochs x 4 minibatches, kl_coef 0.05 (a reference)
             "rft": ["agent.num_envs=64", "agent.prompts_per_round=8", "agent.group_size=8"],
+            "dapo": ["agent.num_envs=64", "agent.group_size=8", "agent.dynamic_max_rollouts=2"],
+            "online_dpo": ["agent.num_envs=64", "agent.group_size=4"],
         }
         rft_steps = ["agent.sft_steps=8", "agent.batch_size=16"]
     if agent == "rft":  # keep=best: an untrained policy may solve nothing, and Improve must still run
@@ -177,15 +214,16 @@ def compose(out_dir: Path, overrides: list[str]) -> Any:
         return hydra_compose(config_name="config", overrides=[f"output_dir={out_dir}", *overrides])
 
 
-def one_run(agent: str, device: str, dtype: str, tiny: bool, threads: int | None, work: Path) -> dict[str, Any]:
+def one_run(
+    agent: str, device: str, dtype: str, tiny: bool, threads: int | None, work: Path, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     import torch
 
     from agents.run import run
-    from agents.run.logger import read_metrics
 
     out_dir = Path(tempfile.mkdtemp(prefix=f"{agent}-{device.replace(':', '')}-", dir=work))
     try:
-        cfg = compose(out_dir, run_overrides(agent, device, dtype, tiny, threads))
+        cfg = compose(out_dir, merge_overrides(run_overrides(agent, device, dtype, tiny, threads), extra))
         cuda = device.startswith("cuda")
         if cuda:
             torch.cuda.synchronize()
@@ -195,22 +233,9 @@ def one_run(agent: str, device: str, dtype: str, tiny: bool, threads: int | None
         if cuda:
             torch.cuda.synchronize()
         wall = time.perf_counter() - start
-        records = read_metrics(out_dir / "metrics.jsonl")
-        sft = [r["sft/loss"] for r in records if r.get("sft/loss") is not None]
-        iterations = []
-        for r in records:
-            if r.get("rollout/tokens_per_s") is None:  # SFT and evaluation records
-                continue
-            keep = {k: v for k, v in r.items() if k.startswith(PREFIX[agent]) or k in ROLLOUT_KEYS}
-            iterations.append({"step": r["step"], **keep})
-        first = iterations[0] if iterations else {}
         out = {
             "wall_s": round(wall, 2),
-            "first_ratio_max_error": first.get(f"{PREFIX[agent]}first_ratio_max_error"),
-            "first_iteration": first,
-            "iterations": iterations,
-            "sft_loss_first": sft[0] if sft else None,
-            "sft_loss_last": sft[-1] if sft else None,
+            **run_record(out_dir, agent),
             "accuracy_before_rl": result.get("accuracy_before_rl"),
             "accuracy": result["metrics"].get("accuracy"),
             "mean_return": result["metrics"].get("mean_return"),
@@ -219,6 +244,62 @@ def one_run(agent: str, device: str, dtype: str, tiny: bool, threads: int | None
         if cuda:
             out["max_memory_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         return out
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def run_record(out_dir: Path, agent: str) -> dict[str, Any]:
+    """A finished run directory's metrics: the SFT loss at both ends and each RL iteration's update statistics."""
+    from agents.run.logger import read_metrics
+
+    records = read_metrics(out_dir / "metrics.jsonl")
+    sft = [r["sft/loss"] for r in records if r.get("sft/loss") is not None]
+    iterations = []
+    for r in records:
+        if r.get("rollout/tokens_per_s") is None:  # SFT and evaluation records
+            continue
+        keep = {k: v for k, v in r.items() if k.startswith(PREFIX[agent]) or k in ROLLOUT_KEYS}
+        iterations.append({"step": r["step"], **keep})
+    first = iterations[0] if iterations else {}
+    return {
+        "first_ratio_max_error": first.get(f"{PREFIX[agent]}first_ratio_max_error"),
+        "first_iteration": first,
+        "iterations": iterations,
+        "sft_loss_first": sft[0] if sft else None,
+        "sft_loss_last": sft[-1] if sft else None,
+    }
+
+
+def torchrun_run(
+    extra: tuple[str, ...], device: str, dtype: str, tiny: bool, threads: int | None, work: Path, timeout: float
+) -> dict[str, Any]:
+    """One ``python -m torch.distributed.run --nproc-per-node 1 -m agents.train`` grpo run (a subprocess).
+
+    A plain copy of the repo has no ``lm_envs_conf`` package, so the child's ``PYTHONPATH`` gets a folder holding
+    a link of that name to ``conf/`` (what ``pip install -e .`` maps), then the repo root.
+    """
+    out_dir = Path(tempfile.mkdtemp(prefix="torchrun-", dir=work))
+    shim = Path(tempfile.mkdtemp(prefix="conf-shim-", dir=work))
+    (shim / "lm_envs_conf").symlink_to(ROOT / "conf", target_is_directory=True)
+    overrides = merge_overrides(run_overrides("grpo", device, dtype, tiny, threads), extra)
+    overrides += [f"output_dir={out_dir}", f"hydra.run.dir={out_dir}"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1"]
+    cmd += ["-m", "agents.train", *overrides]
+    path = os.pathsep.join([str(shim), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads or 4)}
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"torchrun exit {done.returncode}: {(done.stderr or done.stdout)[-1500:]}")
+        evaluation = json.loads((out_dir / "eval.json").read_text()) if (out_dir / "eval.json").exists() else {}
+        return {
+            "wall_s": round(wall, 2),
+            **run_record(out_dir, "grpo"),
+            "accuracy": evaluation.get("metrics", evaluation).get("accuracy"),
+            "eval_keys": sorted(evaluation)[:20],
+        }
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
 
@@ -466,7 +547,7 @@ def compare_devices(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """CUDA bf16 vs CPU float32 per agent: the same init and SFT batches, so the SFT losses should agree closely."""
     out: dict[str, dict[str, Any]] = {}
     for agent in AGENTS:
-        by_device = {r["device"]: r for r in runs if r["agent"] == agent and "skipped" not in r}
+        by_device = {r["device"]: r for r in runs if r["agent"] == agent and "skipped" not in r and "variant" not in r}
         gpu, cpu = by_device.get("cuda"), by_device.get("cpu")
         if gpu is None or cpu is None:
             continue
@@ -487,7 +568,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
 
     lines = []
     for r in result["runs"]:
-        head = f"run {r['agent']:4s} {r['device']:4s} {r['dtype']:8s}"
+        head = f"run {r.get('variant', r['agent']):4s} {r['device']:4s} {r['dtype']:8s}"
         if "skipped" in r:
             lines.append(f"{head} skipped: {r['skipped']}")
             continue
@@ -535,6 +616,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true", help="tiny models and budgets: a smoke run of the script")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (model.threads of the runs)")
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=AGENTS)
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--torchrun", nargs="*", default=list(TORCHRUN), choices=list(TORCHRUN))
     parser.add_argument("--sections", nargs="+", default=["runs", "throughput"], choices=["runs", "throughput"])
     parser.add_argument("--batches", type=int, nargs="+", default=None, help="default 64 256 (tiny: 4)")
     parser.add_argument("--group-size", type=int, default=8, help="GRPO group size of the update benchmark")
@@ -597,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
             if "runs" in args.sections:
                 for dev, dtype in plans:
                     run_all(args, dev, dtype, work, result, report)
+                run_variants(args, device, "bfloat16" if device == "cuda" else "float32", work, result, report)
             if "throughput" in args.sections:
                 result["throughput"] = {}
                 try:
@@ -640,6 +724,33 @@ def run_all(
             continue
         log(f"run {agent} on {device} {dtype}")
         entry.update(with_retry(lambda a=agent: one_run(a, device, dtype, args.tiny, args.threads, work), device))
+        report()
+
+
+def run_variants(
+    args: argparse.Namespace, device: str, dtype: str, work: Path, result: dict[str, Any], report: Callable[[], None]
+) -> None:
+    """The VARIANTS and TORCHRUN runs on the check's device (one run each)."""
+    for name in [*args.variants, *args.torchrun]:
+        agent, extra, needs_cuda = VARIANTS.get(name, ("grpo", TORCHRUN.get(name, ()), False))
+        run_dtype = next((o.split("=", 1)[1] for o in extra if o.startswith("model.dtype=")), dtype)
+        entry: dict[str, Any] = {"variant": name, "agent": agent, "device": device, "dtype": run_dtype}
+        entry["overrides"] = list(extra)
+        result["runs"].append(entry)
+        if needs_cuda and not device.startswith("cuda"):
+            entry["skipped"] = "needs CUDA"
+            continue
+        if time_left(args) < 45:
+            entry["skipped"] = "time budget spent"
+            continue
+        log(f"run {name} on {device} {run_dtype}")
+        if name in TORCHRUN:
+            step = functools.partial(
+                torchrun_run, extra, device, dtype, args.tiny, args.threads, work, max(30.0, time_left(args))
+            )
+        else:
+            step = functools.partial(one_run, agent, device, dtype, args.tiny, args.threads, work, extra)
+        entry.update(with_retry(step, device))
         report()
 
 

@@ -44,7 +44,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PAR
 "$PYTHON" - <<'EOF' || true
 from importlib.metadata import version
 
-for name in ("torch", "transformers", "gymnasium", "hydra-core", "omegaconf", "jsonschema", "numpy"):
+for name in ("torch", "transformers", "peft", "gymnasium", "hydra-core", "omegaconf", "jsonschema", "numpy"):
     try:
         print(f"  {name} {version(name)}")
     except Exception as err:

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "cuda_check.py"
 
@@ -48,8 +50,9 @@ def test_tiny_cpu_mode_runs_every_agent_and_the_throughput_section(tmp_path):
     assert Path(result["meta"]["agents_path"]) == ROOT / "agents"
     assert any("CUDA" in note for note in result["notes"])
 
-    runs = {r["agent"]: r for r in result["runs"]}
-    assert set(runs) == {"grpo", "ppo", "rft"}
+    runs = {r.get("variant", r["agent"]): r for r in result["runs"]}
+    variants = {"grpo_lora", "grpo_fp16", "grpo_sdpa_ckpt", "dapo", "online_dpo", "grpo_tools"}
+    assert set(runs) == {"grpo", "ppo", "rft", "torchrun_ddp", "torchrun_fsdp"} | variants
     for agent, keys in {
         "grpo": ["reinforce/pg", "reinforce/first_ratio_max_error"],
         "ppo": ["ppo/pg", "ppo/vf", "ppo/first_ratio_max_error"],
@@ -62,6 +65,18 @@ def test_tiny_cpu_mode_runs_every_agent_and_the_throughput_section(tmp_path):
         assert r["wall_s"] > 0 and r["sft_loss_first"] > 0
     for agent in ("grpo", "ppo"):  # float32: sampling and the loss score the same tokens alike
         assert runs[agent]["first_ratio_max_error"] < 1e-4
+
+    # the variants ran on the check's device (CPU here); float16's grad scaler is a CUDA path, so it is skipped
+    assert runs["grpo_fp16"]["skipped"] == "needs CUDA"
+    for name in variants - {"grpo_fp16"} | {"torchrun_ddp", "torchrun_fsdp"}:
+        r = runs[name]
+        assert (r["device"], r["dtype"], r["ok"]) == ("cpu", "float32", True), r
+        assert len(r["iterations"]) == 2 and r["sft_loss_first"] > 0, r
+    assert "dpo/loss" in runs["online_dpo"]["first_iteration"]
+    # torchrun with one process (gloo here, NCCL on CUDA) runs the same SFT batches as the in-process run
+    for name in ("torchrun_ddp", "torchrun_fsdp"):
+        assert runs[name]["sft_loss_last"] == pytest.approx(runs["grpo"]["sft_loss_last"], rel=1e-4)
+        assert runs[name]["first_ratio_max_error"] < 1e-4
 
     models = result["throughput"]["models"]
     assert set(models) == {"default", "large"}
