@@ -98,6 +98,7 @@ PRETRAINED_ARMS = ("weak", "intermediate", "w2s", "w2s_conf", "bootstrap", "ceil
 RL_ARMS = ("weak", "w2s", "w2s_conf", "bootstrap", "ceiling")  # RMs that PPO can run against (--rl)
 RL_FAMILIES = {"scratch": "rl_", "smollm2": "rl_smollm2_"}  # --rl-students: whose students and ceiling; arm prefix
 RL_ITERATIONS = 20  # PPO iterations of 32 episodes (conf/experiment/overoptimization.yaml runs 40)
+RL_KL_COEF = 0.05  # PPO's per-token KL penalty to the SFT reference (the overoptimization experiment's)
 RL_EVAL_PROMPTS = 200  # the final policy's greedy responses to the first test prompts, scored by the gold rubric
 
 
@@ -310,7 +311,24 @@ def rl_needs(arm_name: str) -> list[str]:
     return {"w2s": ["weak"], "w2s_conf": ["weak"], "bootstrap": ["weak", "intermediate"]}.get(arm_name, []) + [arm_name]
 
 
-def policy_run(rm_dir: Path, seed: int, run_dir: Path, quick: bool, iterations: int) -> dict[str, Any]:
+def rl_dir_name(name: str, iterations: int, kl_coef: float) -> str:
+    """An RL arm's run directory name: ``rl_<arm>_it<iterations>``, plus ``_kl<coef>`` off the default KL."""
+    return f"rl_{name}_it{iterations}" + ("" if kl_coef == RL_KL_COEF else f"_kl{kl_coef:g}")
+
+
+def same_kl(done: dict[str, Any], kl_coef: float) -> bool:
+    """Whether a recorded arm ran at KL coefficient ``kl_coef`` (an entry without one ran the default)."""
+    return done.get("kl_coef", RL_KL_COEF) == kl_coef
+
+
+def same_rl(done: dict[str, Any], iterations: int, kl_coef: float) -> bool:
+    """Whether a cached arm ran with these iterations and KL coefficient."""
+    return done["iterations"] == iterations and same_kl(done, kl_coef)
+
+
+def policy_run(
+    rm_dir: Path, seed: int, run_dir: Path, quick: bool, iterations: int, kl_coef: float = RL_KL_COEF
+) -> dict[str, Any]:
     """``lm-envs train +experiment=overoptimization`` against one RM, in this process; its ``eval.json``.
 
     SFT, ``iterations`` of PPO, then the final policy's greedy responses to the test prompts (records with their
@@ -323,6 +341,7 @@ def policy_run(rm_dir: Path, seed: int, run_dir: Path, quick: bool, iterations: 
         f"env.kwargs.reward_kwargs.reward_model={rm_dir}",
         f"seed={seed}",
         f"train.iterations={iterations}",
+        f"agent.kl_coef={kl_coef}",
         f"train.checkpoint_every={max(iterations, 1)}",
         f"eval.num_episodes={4 if quick else RL_EVAL_PROMPTS}",
     ]
@@ -347,8 +366,10 @@ def sft_run(rm_dir: Path, seed: int, run_dir: Path, quick: bool) -> dict[str, An
     }
 
 
-def rl_run(rm_dir: Path, seed: int, run_dir: Path, quick: bool, iterations: int) -> dict[str, Any]:
-    """PPO against one RM for ``iterations`` (:func:`policy_run`); what it reached.
+def rl_run(
+    rm_dir: Path, seed: int, run_dir: Path, quick: bool, iterations: int, kl_coef: float = RL_KL_COEF
+) -> dict[str, Any]:
+    """PPO against one RM for ``iterations`` at KL coefficient ``kl_coef`` (:func:`policy_run`); what it reached.
 
     Returns the gold rubric of the final policy's greedy responses to the test prompts (``eval_gold``, from the
     final evaluation's records) and, from the training rollouts, gold, RM score and KL to the SFT reference at the
@@ -357,7 +378,7 @@ def rl_run(rm_dir: Path, seed: int, run_dir: Path, quick: bool, iterations: int)
     """
     from experiments.common import metrics_records
 
-    done = policy_run(rm_dir, seed, run_dir, quick, iterations)
+    done = policy_run(rm_dir, seed, run_dir, quick, iterations, kl_coef)
     ppo = [r for r in metrics_records(run_dir) if "ppo/kl_ref" in r and "rollout/outcome/gold" in r]
     traj = [
         {"kl": r["ppo/kl_ref"], "proxy": r["rollout/outcome/rm_score"], "gold": r["rollout/outcome/gold"]} for r in ppo
@@ -382,6 +403,7 @@ def rl_run(rm_dir: Path, seed: int, run_dir: Path, quick: bool, iterations: int)
         "kl_last": last("kl"),
         "window": w,
         "iterations": len(traj),
+        "kl_coef": kl_coef,
         "wall_s": float(done.get("wall_time_s", 0.0)),
         # wall time of one PPO iteration (32 episodes, their rewards, the update): median over the run
         "s_per_iteration": float(np.median(np.diff([r["time"] for r in ppo]))) if len(ppo) > 1 else float("nan"),
@@ -390,14 +412,21 @@ def rl_run(rm_dir: Path, seed: int, run_dir: Path, quick: bool, iterations: int)
 
 
 def run_seed_rl(
-    seed: int, work: Path, quick: bool, arms: list[str], iterations: int, recorded: dict[str, Any] | None = None
+    seed: int,
+    work: Path,
+    quick: bool,
+    arms: list[str],
+    iterations: int,
+    recorded: dict[str, Any] | None = None,
+    kl_coef: float = RL_KL_COEF,
 ) -> dict[str, Any]:
     """PPO against each named from-scratch RM of one seed; per arm, :func:`rl_run`'s result and the RM's accuracy.
 
     Trains only the RMs these arms need (an RM already in the seed's directory with the same settings is
     reused); ``sft`` is the same SFT with no PPO (:func:`sft_run`). Each arm's result is cached in
     ``<work>/seed<k>/rl.json`` (with its iterations; never in quick mode), so arms and seeds can run in separate
-    processes; an arm in ``recorded`` (the seed's RL results in the JSON) with the same iterations counts as run.
+    processes; an arm in ``recorded`` (the seed's RL results in the JSON) with the same iterations and KL
+    coefficient counts as run.
     """
     d = work / f"seed{seed}"
     cache = d / "rl.json"
@@ -412,14 +441,14 @@ def run_seed_rl(
             cache.write_text(json.dumps(done, indent=1))
 
     for name in arms:
-        if name in done and done[name]["iterations"] == iterations:
+        if name in done and same_rl(done[name], iterations, kl_coef):
             continue
         rm_wall = 0.0
         for model in rl_needs(name):
             metrics = train_or_reuse(d / model, seed, quick, **specs[model])
             if model != "weak" or name == "weak":  # the weak model's training time counts in its own arm
                 rm_wall += float(metrics["wall_time_s"])
-        result = rl_run(d / name, seed, d / f"rl_{name}_it{iterations}", quick, iterations)
+        result = rl_run(d / name, seed, d / rl_dir_name(name, iterations, kl_coef), quick, iterations, kl_coef)
         done[name] = {**result, "rm_accuracy": metrics["heldout"]["accuracy"], "rm_wall_s": rm_wall}
         save()
     if "sft" not in done:  # the SFT start's greedy gold (the reward model only scores, no PPO step reads it)
@@ -429,7 +458,9 @@ def run_seed_rl(
     return {name: done[name] for name in [*arms, "sft"]}
 
 
-def run_seed_rl_pretrained(seed: int, work: Path, quick: bool, arms: list[str], iterations: int) -> dict[str, Any]:
+def run_seed_rl_pretrained(
+    seed: int, work: Path, quick: bool, arms: list[str], iterations: int, kl_coef: float = RL_KL_COEF
+) -> dict[str, Any]:
     """PPO against each named SmolLM2-probe RM of one seed (``w2s``, ``w2s_conf``, ``bootstrap``, ``ceiling``).
 
     The probes are retrained with :func:`run_seed_pretrained`'s settings and seeds (:func:`pretrained_models`; a
@@ -447,7 +478,7 @@ def run_seed_rl_pretrained(seed: int, work: Path, quick: bool, arms: list[str], 
     specs = pretrained_models(d, work, quick)
     iterations = 2 if quick else iterations
     for name in arms:
-        if name in done and done[name]["iterations"] == iterations:
+        if name in done and same_rl(done[name], iterations, kl_coef):
             continue
         rm_wall = 0.0
         for model in rl_needs(name):  # the weak (and intermediate) label models first
@@ -455,7 +486,7 @@ def run_seed_rl_pretrained(seed: int, work: Path, quick: bool, arms: list[str], 
             metrics = train_or_reuse(d / model, seed, quick, base, **overrides)
             if model != "weak":  # the weak model's training time counts in the weak arm
                 rm_wall += float(metrics["wall_time_s"])
-        result = rl_run(d / name, seed, d / f"rl_{name}_it{iterations}", quick, iterations)
+        result = rl_run(d / name, seed, d / rl_dir_name(name, iterations, kl_coef), quick, iterations, kl_coef)
         done[name] = {
             **result,
             "rm_accuracy": metrics["heldout"]["accuracy"],
@@ -514,12 +545,13 @@ def summarize(per_seed: list[dict[str, Any]], seeds: list[int], quick: bool) -> 
         arms.update(rl_arms(per_seed))
         with_rl = [s["rl"] for s in per_seed if s.get("rl")]
         rl_wall = float(np.mean([sum(r["wall_s"] + r["rm_wall_s"] for r in x.values()) for x in with_rl]))
-        first = next(iter(with_rl[0].values()))
+        first = next(r for k, r in with_rl[0].items() if k != "sft")  # an arm (the SFT start ran no PPO)
         setting["rl"] = {
             "rms": "the from-scratch family's RMs, retrained per seed with the settings above (their held-out "
             "accuracy: rl_<arm>_rm_accuracy)",
             "entry": "lm-envs train +experiment=overoptimization env.kwargs.reward_kwargs.reward_model=<RM dir>",
             "iterations": first["iterations"],
+            "kl_coef": first.get("kl_coef", RL_KL_COEF),
             "episodes_per_iteration": 4 if quick else 32,
             "final_eval": f"greedy responses to the first {first['eval_prompts']} test prompts, gold rubric",
             "window": f"rollout metrics over the last {first['window']} iterations",
@@ -540,6 +572,7 @@ def summarize(per_seed: list[dict[str, Any]], seeds: list[int], quick: bool) -> 
             "entry": "the same PPO entry and settings as setting.rl (the chat env renders each prompt through the "
             "probe's chat template, as it trained)",
             "iterations": first["iterations"],
+            "kl_coef": first.get("kl_coef", RL_KL_COEF),
             "final_eval": f"greedy responses to the first {first['eval_prompts']} test prompts, gold rubric",
             "seeds": [k for k, x in zip(seeds, per_seed, strict=True) if x.get("rl_smollm2")],
             "arms": {k: sorted(x.get("rl_smollm2", {})) for k, x in zip(seeds, per_seed, strict=True)},
@@ -925,6 +958,7 @@ def run(
     rl_iterations: int = RL_ITERATIONS,
     rl_seeds: list[int] | None = None,
     rl_students: tuple[str, ...] = ("scratch",),
+    rl_kl_coef: float = RL_KL_COEF,
 ) -> dict[str, Any]:
     """Run the claim for ``seeds``; write ``out_dir/weak_to_strong.json`` and ``.png``; return the JSON.
 
@@ -944,6 +978,8 @@ def run(
         rl_seeds: The seeds that get the RL arms (default: all); the others keep what was recorded (or NaN).
         rl_students: Whose students and ceiling the ``rl`` arms use: ``scratch`` (arms ``rl_*``) and/or
             ``smollm2`` (the SmolLM2 probes, arms ``rl_smollm2_*``); ``weak`` is the from-scratch weak RM for both.
+        rl_kl_coef: PPO's per-token KL coefficient to the SFT reference in every RL run. Arms recorded with another
+            coefficient are rerun (their run directories are kept apart); the JSON's ``setting.rl.kl_coef`` says it.
     """
     import torch
 
@@ -955,6 +991,8 @@ def run(
         raise ValueError(f"unknown RL arms {bad}; choose from {RL_ARMS}.")
     if rl_iterations < 1:
         raise ValueError(f"rl_iterations must be at least 1, got {rl_iterations}.")
+    if not (rl_kl_coef >= 0 and np.isfinite(rl_kl_coef)):
+        raise ValueError(f"rl_kl_coef must be a finite number >= 0, got {rl_kl_coef}.")
     bad = sorted(set(rl_students) - set(RL_FAMILIES))
     if bad or (rl and not rl_students):
         raise ValueError(f"unknown RL student families {bad or rl_students}; choose from {tuple(RL_FAMILIES)}.")
@@ -966,6 +1004,10 @@ def run(
     per_seed = []
     for i, s in enumerate(seeds):
         raw: dict[str, Any] = dict(old[i]) if old is not None else {}
+        if rl:  # one JSON holds one KL setting: recorded arms run with another coefficient are dropped
+            for key in ("rl", "rl_smollm2"):
+                if key in raw:
+                    raw[key] = {a: r for a, r in raw[key].items() if a == "sft" or same_kl(r, rl_kl_coef)}
         if "scratch" in students:
             raw.update(cached(work / f"seed{s}" / "scratch.json", lambda s=s: run_seed(s, work, quick), quick))
         if "smollm2" in students:
@@ -976,10 +1018,10 @@ def run(
             scratch = [a for a in rl if "scratch" in rl_students or a == "weak"]  # weak: both families' weak side
             probes = [a for a in rl if a != "weak"] if "smollm2" in rl_students else []
             if scratch:
-                done = run_seed_rl(s, work, quick, scratch, rl_iterations, raw.get("rl"))
+                done = run_seed_rl(s, work, quick, scratch, rl_iterations, raw.get("rl"), rl_kl_coef)
                 raw["rl"] = {**raw.get("rl", {}), **done}
             if probes:
-                done = run_seed_rl_pretrained(s, work, quick, probes, rl_iterations)
+                done = run_seed_rl_pretrained(s, work, quick, probes, rl_iterations, rl_kl_coef)
                 raw["rl_smollm2"] = {**raw.get("rl_smollm2", {}), **done}
         per_seed.append(raw)
     result = summarize(per_seed, seeds, quick)
@@ -1014,6 +1056,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--rl-iterations", type=int, default=RL_ITERATIONS, help="PPO iterations per RL run")
     ap.add_argument("--rl-seeds", type=int, nargs="+", default=None, help="seeds with RL arms (default: all)")
+    ap.add_argument(
+        "--rl-kl-coef", type=float, default=RL_KL_COEF, help="PPO's KL coefficient to the SFT reference (RL arms)"
+    )
     args = ap.parse_args(argv)
     result = run(
         args.seeds,
@@ -1025,6 +1070,7 @@ def main(argv: list[str] | None = None) -> None:
         args.rl_iterations,
         args.rl_seeds,
         tuple(args.rl_students),
+        args.rl_kl_coef,
     )
     print(json.dumps({k: result[k] for k in ("claim", "verdict", "summary", "wall_s_per_seed")}, indent=1))
 

@@ -231,3 +231,23 @@ def test_the_smollm2_rl_summary_pairs_each_probe_with_the_shared_weak_arm_per_se
     per_seed[2]["rl_smollm2"]["ceiling"] = _rl(0.7)
     per_seed[3]["rl_smollm2"] = {"w2s": _rl(0.6), "ceiling": _rl(0.8)}
     assert claim.summarize(per_seed, [0, 1, 2, 3], False)["verdict"] == "held"
+
+
+def test_rl_arms_at_another_kl_coefficient_run_apart_and_replace_arms_recorded_at_the_default(tmp_path, monkeypatch):
+    import yaml
+
+    result = claim.run([0], tmp_path, quick=True, students=(), rl=("weak", "ceiling"))
+    assert result["setting"]["rl"]["kl_coef"] == claim.RL_KL_COEF
+    kl = claim.run([0], tmp_path / "kl", quick=True, students=(), rl=("weak",), rl_kl_coef=0.2)
+    assert kl["per_seed_raw"][0]["rl"]["weak"]["kl_coef"] == 0.2 and kl["setting"]["rl"]["kl_coef"] == 0.2
+    run_dir = tmp_path / "kl" / "work" / "weak_to_strong" / "seed0" / "rl_weak_it2_kl0.2"
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["agent"]["kl_coef"] == 0.2
+    # a full-size call at another coefficient reruns the arms it names and drops recorded arms of the old one
+    rerun = {**result["per_seed_raw"][0]["rl"]["weak"], "kl_coef": 0.2}
+    monkeypatch.setattr(
+        claim, "run_seed_rl", lambda *a, **k: {"weak": rerun, "sft": result["per_seed_raw"][0]["rl"]["sft"]}
+    )
+    again = claim.run([0], tmp_path, students=(), rl=("weak",), rl_kl_coef=0.2)
+    assert set(again["per_seed_raw"][0]["rl"]) == {"weak", "sft"} and again["setting"]["rl"]["kl_coef"] == 0.2
+    with pytest.raises(ValueError, match="rl_kl_coef"):
+        claim.run([0], tmp_path, quick=True, students=(), rl=("weak",), rl_kl_coef=-1.0)
