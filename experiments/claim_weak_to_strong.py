@@ -126,6 +126,13 @@ def pretrained_settings() -> dict[str, Any]:
     return settings_of(PRETRAINED_CONF)
 
 
+def heldout_pairs(settings: dict[str, Any]) -> int:
+    """How many test-split pairs an RM trained with ``settings`` (synthetic pairs) is held out on."""
+    from agents.reward_models.train import RewardModelConfig, synthetic_heldout_pairs
+
+    return synthetic_heldout_pairs(settings.get("heldout", RewardModelConfig.heldout), settings["num_pairs"])
+
+
 def rm_config(out: Path, seed: int, quick: bool, base: dict[str, Any] | None = None, **overrides: Any) -> Any:
     """The ``RewardModelConfig`` of one model: ``base`` (default: the strong settings) with ``overrides``."""
     from agents.reward_models.train import RewardModelConfig
@@ -516,7 +523,7 @@ def summarize(per_seed: list[dict[str, Any]], seeds: list[int], quick: bool) -> 
         "weak": WEAK,
         "intermediate": INTERMEDIATE,
         "conf_coef": CONF_COEF,
-        "heldout": "200 test-split pairs",
+        "heldout": f"{heldout_pairs(strong_settings())} test-split pairs",
         "quick": quick,
     }
     wall = []
@@ -535,6 +542,7 @@ def summarize(per_seed: list[dict[str, Any]], seeds: list[int], quick: bool) -> 
         setting["smollm2"] = {
             "strong": {**pretrained_settings(), "model_name": "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF)"},
             "student": "frozen SmolLM2 backbone, one-output head trained on last-token features (linear probe)",
+            "heldout": f"{heldout_pairs(pretrained_settings())} test-split pairs (heldout x num_pairs)",
             "transfer_pairs": "[pair_offset, pair_offset + num_pairs), rendered through the chat template",
             "intermediate": "1 x 16 from scratch on the weak labels of the same transfer pairs",
             "best_of_n": {**pre[0]["bon"], "base_policy": "lm_envs.tasks.chat.task.synthetic_response"},

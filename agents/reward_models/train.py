@@ -480,6 +480,11 @@ def score_function(cfg: RewardModelConfig, model: torch.nn.Module, tokenizer: An
 # ============================================================================================
 
 
+def synthetic_heldout_pairs(heldout: float, num_pairs: int) -> int:
+    """How many test-split pairs a synthetic-pairs run holds out: ``heldout x num_pairs``, 1 to 200."""
+    return min(200, max(1, round(heldout * num_pairs)))
+
+
 def preference_data(
     cfg: RewardModelConfig, chat_template: str | None = None
 ) -> tuple[list[PreferencePair], list[PreferencePair]]:
@@ -500,7 +505,7 @@ def preference_data(
     from lm_envs.tasks.chat.task import SyntheticInstructions
 
     task = SyntheticInstructions(chat_template=chat_template)
-    n_held = min(200, max(1, round(cfg.heldout * cfg.num_pairs)))
+    n_held = synthetic_heldout_pairs(cfg.heldout, cfg.num_pairs)
     return (
         synthetic_preferences(cfg.pair_offset + cfg.num_pairs, seed=cfg.seed, split="train", task=task)[
             cfg.pair_offset :
