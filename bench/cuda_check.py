@@ -293,12 +293,12 @@ def torchrun_run(
         wall = time.perf_counter() - start
         if done.returncode != 0:
             raise RuntimeError(f"torchrun exit {done.returncode}: {(done.stderr or done.stdout)[-1500:]}")
-        evaluation = json.loads((out_dir / "eval.json").read_text()) if (out_dir / "eval.json").exists() else {}
+        metrics = json.loads((out_dir / "eval.json").read_text())["metrics"]  # rank 0 wrote the run's evaluation
         return {
             "wall_s": round(wall, 2),
             **run_record(out_dir, "grpo"),
-            "accuracy": evaluation.get("metrics", evaluation).get("accuracy"),
-            "eval_keys": sorted(evaluation)[:20],
+            "accuracy": metrics.get("accuracy"),
+            "mean_return": metrics.get("mean_return"),
         }
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
