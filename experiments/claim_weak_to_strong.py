@@ -36,13 +36,13 @@ scored (their ``metrics.json`` stays); one reruns by hand with
     python -m experiments.claim_weak_to_strong --students smollm2 --seeds 0   # one seed; cached per seed
 
 **RL against the reward models** (``--rl weak w2s w2s_conf ceiling``, default off; arms ``rl_*``): for the
-from-scratch family, PPO against each named RM through the over-optimization claim's entry,
-``lm-envs train +experiment=overoptimization env.kwargs.reward_kwargs.reward_model=<RM dir>`` (SFT on the
-instructions' demonstrations, then ``--rl-iterations`` (20) PPO iterations of 32 episodes, the RM's z-scored score
-as reward, per-token KL 0.05 to the SFT reference), then the final policy's greedy responses to 200 test prompts
-scored by the gold rubric (``rl_<arm>_eval_gold``); beside it the rollouts' gold, RM score and KL over the last
-quarter of the iterations, and the same SFT with no PPO (``rl_sft_eval_gold``, where every arm starts). PGR on RL
-gold = (student - weak) / (ceiling - weak) per seed; ``rl_ceiling_minus_weak_eval_gold`` is the control (the gap
+from-scratch family, PPO against each named RM through the over-optimization claim's entry, ``lm-envs train
++experiment=overoptimization env.kwargs.reward_kwargs.reward_model=<RM dir>`` (SFT on the instructions'
+demonstrations, then ``--rl-iterations`` (20) PPO iterations of 32 episodes, the RM's z-scored score as reward,
+per-token KL ``--rl-kl-coef`` (0.05) to the SFT reference), then the final policy's greedy responses to 200 test
+prompts scored by the gold rubric (``rl_<arm>_eval_gold``); beside it the rollouts' gold, RM score and KL over the
+last quarter of the iterations, and the same SFT with no PPO (``rl_sft_eval_gold``, where every arm starts). PGR on
+RL gold = (student - weak) / (ceiling - weak) per seed; ``rl_ceiling_minus_weak_eval_gold`` is the control (the gap
 a student could recover). The RMs are retrained from the same settings and seeds (only those the arms need; an RM
 already in ``<work>/seed<k>/<name>`` with the same settings is reused), and each arm is cached in
 ``<work>/seed<k>/rl.json``:
